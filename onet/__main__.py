@@ -1,0 +1,3 @@
+from onet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,189 @@
+"""The `onet` command line: argument parsing only; each verb calls one library function.
+
+Exit codes: 0 ok, 2 usage or config error, 1 runtime failure. Errors are one
+sentence on stderr; `--debug` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+EPILOGS = {
+    "preprocess": """examples:
+  onet preprocess ~/ShapeNetCore.v2 data/shapenet --workers 8
+  onet preprocess my_meshes/ data/mine --n-views 24 --img-size 137
+  onet preprocess my_meshes/ data/mine --shard 3/16      # one job of a cluster array
+""",
+    "train": """examples:
+  onet train configs/demo.yaml
+  onet train configs/img.yaml data.path=data/ShapeNet out_dir=out/img
+  onet train configs/pointcloud.yaml train.batch_size=32 train.max_iters=100000 --device cuda
+  torchrun --nproc_per_node 4 -m onet train configs/img.yaml      # 4 GPUs, DDP
+Running the same command again resumes from out_dir/model.pt.
+""",
+    "generate": """examples:
+  onet generate configs/demo.yaml                       # meshes for the test split
+  onet generate configs/img.yaml --input my_photos/     # meshes for your own images
+  onet generate configs/pointcloud.yaml --input scans/ --format obj
+  onet generate configs/unconditional.yaml --samples 16
+""",
+    "eval": """examples:
+  onet eval configs/demo.yaml                           # score what `onet generate` wrote
+  onet eval configs/voxels.yaml --eval-input           # the "Input" baseline row
+  onet eval --pred out/meshes --gt data/reference_meshes
+  onet eval configs/img.yaml --sweep                    # pick the threshold on the val split
+""",
+    "demo": """examples:
+  onet demo                       # synthetic data -> train -> generate -> eval, on CPU
+  onet demo --out out/demo --minutes 5
+""",
+}
+
+
+def _formatter(prog):
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="onet", formatter_class=_formatter,
+        description="Occupancy Networks: learning-based 3D reconstruction from images, point clouds and voxels.")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    from onet import __version__
+    parser.add_argument("--version", action="version", version=f"onet {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub.required = True
+
+    def verb(name, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS[name], formatter_class=_formatter)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks on errors")
+        return p
+
+    def config_args(p, required=True):
+        p.add_argument("config", nargs=None if required else "?", help="YAML config file (inherits configs/default.yaml)")
+        p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                       help="config overrides, values parsed as YAML (e.g. train.max_iters=100)")
+        p.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None,
+                       help="compute device (default: the config's `device`, normally auto)")
+
+    p = verb("preprocess", "Turn raw meshes (a ShapeNet tree or any folder of meshes) into a training dataset.")
+    p.add_argument("input", help="ShapeNetCore v1/v2 folder, or a folder of mesh files with one sub-folder per category")
+    p.add_argument("output", help="dataset folder to write (DESIGN §4 layout)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (for cluster array jobs)")
+    p.add_argument("--n-points", type=int, default=100000, help="uniform occupancy samples per object")
+    p.add_argument("--n-surface", type=int, default=100000, help="surface samples (with normals) per object")
+    p.add_argument("--n-views", type=int, default=24, help="rendered views per object (0: none)")
+    p.add_argument("--img-size", type=int, default=137, help="rendering size in pixels")
+    p.add_argument("--voxel-resolution", type=int, default=32, help="voxel grid resolution")
+    p.add_argument("--splits-from", default=None, metavar="DIR",
+                   help="folder with <category>/{train,val,test}.lst to use instead of a seeded 70/10/20 split")
+    p.add_argument("--seed", type=int, default=0, help="seed for sampling and splits")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = verb("train", "Train an occupancy network (resumes when out_dir already holds a checkpoint).")
+    config_args(p)
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = verb("generate", "Extract meshes for the test split, or for a folder of your own inputs.")
+    config_args(p)
+    p.add_argument("--input", default=None, metavar="DIR",
+                   help="folder of images (jpg/png), point clouds (ply/xyz/npy/npz) or voxels (binvox/npy)")
+    p.add_argument("--output", default=None, metavar="DIR", help="output folder (default: out_dir/generation[_input])")
+    p.add_argument("--checkpoint", default=None, help="checkpoint file (default: out_dir/<test.model_file>)")
+    p.add_argument("--format", choices=["ply", "obj", "off"], default=None, help="mesh file format (default ply)")
+    p.add_argument("--samples", type=int, default=None, metavar="N",
+                   help="unconditional models: draw N shapes from the prior")
+    p.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
+                   help="unconditional models: also write a latent interpolation between two samples")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = verb("eval", "Score generated meshes: IoU, Chamfer-L1, normal consistency, F-score, as tables.")
+    config_args(p, required=False)
+    p.add_argument("--pred", default=None, help="direct mode: predicted mesh file or folder")
+    p.add_argument("--gt", default=None, help="direct mode: watertight reference mesh file or folder")
+    p.add_argument("--output", default=None, metavar="DIR", help="where tables go (default: out_dir/eval)")
+    p.add_argument("--eval-input", action="store_true",
+                   help="score the inputs themselves (voxels as meshes, point clouds on surface metrics)")
+    p.add_argument("--sweep", action="store_true", help="sweep the threshold tau on the validation split")
+    p.add_argument("--full-sweep", action="store_true", help="with --sweep: mesh and score at every tau (slow)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+    p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
+    p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--data", default="data/synthetic", help="where the synthetic dataset is built or reused")
+    p.add_argument("--config", default=None, help="config to train (default configs/demo.yaml)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="compute device (default cpu)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    return parser
+
+
+def _run(args) -> int:
+    from onet.config import default_config, load_config
+
+    if args.verb == "preprocess":
+        from onet.preprocess.run import run_preprocess
+        return run_preprocess(args)
+
+    if args.verb == "train":
+        from onet.training import train
+        cfg = load_config(args.config, args.overrides)
+        result = train(cfg, device=args.device, progress=not args.no_progress)
+        return 0 if result is not None else 1
+
+    if args.verb == "generate":
+        from onet.generation.generate import generate
+        cfg = load_config(args.config, args.overrides)
+        generate(cfg, device=args.device, input_dir=args.input, output_dir=args.output,
+                 checkpoint=args.checkpoint, mesh_format=args.format, samples=args.samples,
+                 interpolate=args.interpolate, progress=not args.no_progress)
+        return 0
+
+    if args.verb == "eval":
+        from onet.evaluation.run import run_eval
+        if args.config is None and (args.pred is None or args.gt is None):
+            raise UsageError("give a CONFIG, or both --pred and --gt for direct mesh-to-mesh evaluation")
+        cfg = load_config(args.config, args.overrides) if args.config else default_config(args.overrides)
+        return run_eval(cfg, args)
+
+    if args.verb == "demo":
+        from onet.demo import run_demo
+        return run_demo(out_dir=args.out, data_dir=args.data, config=args.config, device=args.device,
+                        progress=not args.no_progress)
+    raise UsageError(f"unknown verb {args.verb}")
+
+
+class UsageError(ValueError):
+    """Wrong command-line usage (exit code 2)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    from onet.config import ConfigError
+    try:
+        return _run(args)
+    except (ConfigError, UsageError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"onet {args.verb}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"onet {args.verb}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clear line for users; --debug for developers
+        if debug:
+            traceback.print_exc()
+        name = type(exc).__name__
+        print(f"onet {args.verb}: error: {exc}" + ("" if name.endswith("Error") and str(exc) else f" ({name})"),
+              file=sys.stderr)
+        if not debug:
+            print("(run with --debug for the full traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Dataset of objects in the DESIGN §4 layout (published ONet ShapeNet data or `onet preprocess` output).
+
+One item is one object: occupancy samples for the decoder, the observation for
+the encoder (image, point cloud or voxels) and its identity. Training samples
+are random; validation and test samples are seeded per object so numbers repeat.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from onet.data.formats import (
+    DataFormatError,
+    load_pointcloud_npz,
+    load_points_npz,
+    read_binvox,
+    read_metadata,
+    read_split,
+)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+class DatasetError(ValueError):
+    """The dataset folder is malformed; the message names the file and the fix."""
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    """The `data:` section of a config, as explicit options."""
+
+    input_type: str | None = "img"
+    points_file: str = "points.npz"
+    points_subsample: int = 2048
+    points_iou_subsample: int | None = None
+    points_jitter: float = 1e-4
+    img_folder: str = "img_choy2016"
+    img_size: int = 224
+    img_augment: bool = False
+    pointcloud_file: str = "pointcloud.npz"
+    pointcloud_n: int = 300
+    pointcloud_noise: float = 0.005
+    voxels_file: str = "model.binvox"
+    skip_bad: bool = False
+
+    @classmethod
+    def from_config(cls, data_cfg: dict) -> "DataOptions":
+        keys = cls.__dataclass_fields__
+        return cls(**{k: data_cfg[k] for k in keys})
+
+
+def list_categories(root: Path, classes: list[str] | None) -> list[str]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder not found: {root} (set data.path, or build one with `onet preprocess`)")
+    if classes:
+        missing = [c for c in classes if not (root / c).is_dir()]
+        if missing:
+            raise DatasetError(f"{root}: category folder(s) not found: {', '.join(missing)} (check data.classes)")
+        return list(classes)
+    cats = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not cats:
+        raise DatasetError(f"{root}: no category folders found (expected <category>/<model_id>/ as in data/README.md)")
+    return cats
+
+
+def list_items(root: Path, split: str, classes: list[str] | None, *, skip_bad: bool = False) -> tuple[list[tuple[str, str]], list[str]]:
+    """(category, model_id) pairs of a split, and the problems met (when skip_bad)."""
+    root = Path(root)
+    items, problems = [], []
+    for cat in list_categories(root, classes):
+        lst = root / cat / f"{split}.lst"
+        if not lst.is_file():
+            raise DatasetError(f"split file not found: {lst} (every category needs {split}.lst)")
+        for model_id in read_split(lst):
+            if not (root / cat / model_id).is_dir():
+                msg = f"{lst}: lists '{model_id}' but folder {root / cat / model_id} does not exist"
+                if not skip_bad:
+                    raise DatasetError(msg + " (fix the list, or set data.skip_bad=true)")
+                problems.append(msg)
+                continue
+            items.append((cat, model_id))
+    return items, problems
+
+
+def category_names(root: Path) -> dict[str, str]:
+    """Category folder -> human-readable name from metadata.yaml (folder name when absent)."""
+    path = Path(root) / "metadata.yaml"
+    if not path.is_file():
+        return {}
+    return {k: str(v.get("name", k)).split(",")[0] for k, v in read_metadata(path).items()}
+
+
+def _seed_for(*parts: object) -> int:
+    return zlib.crc32("/".join(str(p) for p in parts).encode())
+
+
+def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None, augment: bool = False) -> torch.Tensor:
+    """An RGB image file -> (3, size, size) float tensor in [0, 1]; RGBA is composited on white."""
+    try:
+        with Image.open(path) as img:
+            img.load()
+            img = to_rgb(img)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataFormatError(f"{path}: cannot read image ({exc})") from None
+    if img.width == 0 or img.height == 0:
+        raise DataFormatError(f"{path}: image has zero size")
+    if augment and rng is not None:
+        # Random scale in [0.75, 1] and a random crop of that size (off by default: it lowered results).
+        s = rng.uniform(0.75, 1.0)
+        w, h = max(1, int(img.width * s)), max(1, int(img.height * s))
+        x0 = int(rng.integers(0, img.width - w + 1))
+        y0 = int(rng.integers(0, img.height - h + 1))
+        img = img.crop((x0, y0, x0 + w, y0 + h))
+    img = img.resize((size, size), Image.BILINEAR)
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL mode -> RGB; transparency is composited on white, 16-bit is rescaled."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if arr.max() > 255 else 255.0
+        img = Image.fromarray((arr / peak * 255.0).clip(0, 255).astype(np.uint8), mode="L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("RGB")
+
+
+def pointcloud_input(points: np.ndarray, n: int, noise: float, rng: np.random.Generator) -> torch.Tensor:
+    """Subsample (with replacement when too few) to n points and add Gaussian noise -> (n, 3)."""
+    if len(points) == 0:
+        raise DataFormatError("point cloud is empty")
+    idx = rng.choice(len(points), size=n, replace=len(points) < n)
+    pts = points[idx].astype(np.float32)
+    pts = pts + noise * rng.standard_normal(pts.shape).astype(np.float32)
+    return torch.from_numpy(pts)
+
+
+class ShapeDataset(torch.utils.data.Dataset):
+    """Objects of one split.
+
+    Item: dict with
+      points (T, 3) float32, points.occ (T,) float32 — decoder samples;
+      inputs — (3, S, S) image, (N, 3) point cloud, (32, 32, 32) voxels, or an empty tensor;
+      idx, category, model_id.
+    `mode` is 'train' (random subsampling, random view) or 'val'/'test' (seeded, view 0).
+    """
+
+    def __init__(self, root: str | Path, split: str, *, options: DataOptions, classes: list[str] | None = None,
+                 mode: str = "train", seed: int = 0, items: list[tuple[str, str]] | None = None):
+        self.root = Path(root)
+        self.options = options
+        self.mode = mode
+        self.seed = seed
+        if items is None:
+            items, self.problems = list_items(self.root, split, classes, skip_bad=options.skip_bad)
+        else:
+            self.problems = []
+        self.items = items
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _rng(self, idx: int) -> np.random.Generator:
+        # Seeded per (epoch, object) in training and per object otherwise, so runs repeat
+        # whatever the number of DataLoader workers.
+        if self.mode == "train":
+            return np.random.default_rng(_seed_for(self.seed, "train", self.epoch, *self.items[idx]))
+        return np.random.default_rng(_seed_for(self.seed, *self.items[idx]))
+
+    def __getitem__(self, idx: int) -> dict | None:
+        try:
+            return self.load(idx)
+        except (DataFormatError, OSError, ValueError, KeyError, EOFError) as exc:
+            if not self.options.skip_bad:
+                raise
+            return {"skipped": f"{self.items[idx][0]}/{self.items[idx][1]}: {exc}"}
+
+    def load(self, idx: int) -> dict:
+        cat, model_id = self.items[idx]
+        folder = self.root / cat / model_id
+        opt = self.options
+        rng = self._rng(idx)
+        pts = load_points_npz(folder / opt.points_file, jitter=opt.points_jitter, rng=rng)
+        points, occ = pts["points"], pts["occupancies"]
+        n = opt.points_subsample if self.mode == "train" else opt.points_iou_subsample
+        if n is not None:
+            sel = rng.integers(0, len(points), size=n)
+            points, occ = points[sel], occ[sel]
+        item = {
+            "points": torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)),
+            "points.occ": torch.from_numpy(occ.astype(np.float32)),
+            "inputs": self.load_inputs(folder, rng),
+            "idx": idx,
+            "category": cat,
+            "model_id": model_id,
+        }
+        return item
+
+    def load_inputs(self, folder: Path, rng: np.random.Generator) -> torch.Tensor:
+        opt = self.options
+        if opt.input_type == "img":
+            img_dir = folder / opt.img_folder
+            if not img_dir.is_dir():
+                raise DataFormatError(f"{img_dir}: image folder not found (check data.img_folder)")
+            files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataFormatError(f"{img_dir}: no .jpg/.png images")
+            view = int(rng.integers(len(files))) if self.mode == "train" else 0
+            return load_image(files[view], opt.img_size, rng=rng, augment=opt.img_augment and self.mode == "train")
+        if opt.input_type == "pointcloud":
+            path = folder / opt.pointcloud_file
+            pc = load_pointcloud_npz(path)
+            try:
+                return pointcloud_input(pc["points"], opt.pointcloud_n, opt.pointcloud_noise, rng)
+            except DataFormatError as exc:
+                raise DataFormatError(f"{path}: {exc}") from None
+        if opt.input_type == "voxels":
+            vox = read_binvox(folder / opt.voxels_file)
+            return torch.from_numpy(vox.astype(np.float32))
+        return torch.empty(0)
+
+
+def collate(batch: list[dict]) -> dict:
+    """Stack items; items that failed to load (skip_bad) are dropped and counted."""
+    good = [b for b in batch if "skipped" not in b]
+    skipped = [b["skipped"] for b in batch if "skipped" in b]
+    out: dict = {"skipped": skipped}
+    if not good:
+        return out
+    for key in good[0]:
+        values = [b[key] for b in good]
+        if isinstance(values[0], torch.Tensor):
+            out[key] = torch.stack(values)
+        elif isinstance(values[0], int):
+            out[key] = torch.tensor(values)
+        else:
+            out[key] = values
+    return out
+

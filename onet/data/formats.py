@@ -1,0 +1,374 @@
+"""Readers and writers for the files of an onet dataset (DESIGN §4).
+
+The readers accept the published ONet ShapeNet files as they are; the writers
+produce the same layout, always atomically (see `onet.utils.io`).
+
+Camera convention (cameras.npz, `onet.preprocess.render`):
+    world_mat = [R | t] (3, 4) maps world to camera coordinates, X_cam = R X + t.
+    The camera looks along +z, with x to the right and y down (image rows).
+    camera_mat = K (3, 3) is in pixels, so a world point X lands at pixel
+    (u, v) = (K @ (R X + t)) dehomogenised; u is the column, v the row, and the
+    pixel with indices [row, col] covers [col, col + 1) x [row, row + 1).
+
+Voxel convention: arrays are indexed [x, y, z]; a (D, D, D) grid covers the
+cube [-0.5, 0.5]^3 with cell i centred at (i + 0.5) / D - 0.5 along each axis.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import yaml
+
+from onet.utils.io import savez_atomic, write_bytes_atomic, write_text_atomic
+
+__all__ = [
+    "DataFormatError",
+    "read_binvox",
+    "write_binvox",
+    "load_points_npz",
+    "write_points_npz",
+    "load_pointcloud_npz",
+    "write_pointcloud_npz",
+    "load_cameras_npz",
+    "write_cameras_npz",
+    "read_split",
+    "write_split",
+    "read_metadata",
+    "write_metadata",
+]
+
+PathLike = str | os.PathLike
+
+
+class DataFormatError(ValueError):
+    """A dataset file exists but its content is not what the format requires."""
+
+    def __init__(self, path: PathLike, problem: str):
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+# --------------------------------------------------------------------------- binvox
+
+
+def read_binvox(path: PathLike) -> np.ndarray:
+    """Read a binvox file.
+
+    Returns:
+        voxels: bool (D, H, W) indexed [x, y, z]; (D, D, D) for the usual cubic
+        files. binvox stores the run-length data with y varying fastest, then
+        z, then x, so the raw grid is [x, z, y] and is transposed here.
+    """
+    path = Path(path)
+    data = path.read_bytes()
+    if not data.startswith(b"#binvox"):
+        raise DataFormatError(path, "not a binvox file (missing '#binvox' header)")
+    dims = None
+    pos = data.index(b"\n") + 1
+    while True:
+        end = data.find(b"\n", pos)
+        if end < 0:
+            raise DataFormatError(path, "binvox header has no 'data' line")
+        line = data[pos:end].strip()
+        pos = end + 1
+        if line == b"data":
+            break
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == b"dim":
+            try:
+                dims = tuple(int(v) for v in fields[1:])
+            except ValueError:
+                dims = ()
+            if len(dims) != 3 or min(dims) < 1:
+                raise DataFormatError(path, f"bad binvox dim line {line.decode(errors='replace')!r}")
+        elif fields[0] not in (b"translate", b"scale"):
+            raise DataFormatError(path, f"unknown binvox header line {line.decode(errors='replace')!r}")
+    if dims is None:
+        raise DataFormatError(path, "binvox header has no 'dim' line")
+
+    runs = np.frombuffer(data, dtype=np.uint8, offset=pos)
+    if runs.size % 2:
+        raise DataFormatError(path, f"binvox data has an odd number of bytes ({runs.size}); expected (value, count) pairs")
+    values, counts = runs[0::2], runs[1::2].astype(np.int64)
+    n_expected = int(np.prod(dims))
+    if counts.sum() != n_expected:
+        raise DataFormatError(path, f"binvox data holds {counts.sum()} voxels, header dim {dims} needs {n_expected}")
+    if np.any(values > 1):
+        raise DataFormatError(path, "binvox data values must be 0 or 1")
+    flat = np.repeat(values.astype(bool), counts)
+    # raw order is [x, z, y] (y fastest); swap the last two axes to get [x, y, z]
+    return np.ascontiguousarray(flat.reshape(dims).transpose(0, 2, 1))
+
+
+def write_binvox(
+    path: PathLike,
+    voxels: np.ndarray,
+    *,
+    translate: Sequence[float] = (-0.5, -0.5, -0.5),
+    scale: float = 1.0,
+) -> None:
+    """Write `voxels` (bool (D, H, W) indexed [x, y, z]) as a binvox file, atomically.
+
+    `translate` and `scale` are the binvox header fields: the grid spans
+    translate + [0, scale] along each axis; the defaults describe [-0.5, 0.5]^3.
+    """
+    voxels = np.asarray(voxels)
+    if voxels.ndim != 3 or min(voxels.shape) < 1:
+        raise ValueError(f"voxels must be a non-empty 3D array, got shape {voxels.shape}")
+    translate = np.asarray(translate, dtype=np.float64)
+    if translate.shape != (3,):
+        raise ValueError(f"translate must have 3 values, got shape {translate.shape}")
+    # binvox order: [x, z, y] with y fastest
+    flat = voxels.astype(bool).transpose(0, 2, 1).reshape(-1).astype(np.uint8)
+    starts = np.flatnonzero(np.concatenate([[True], flat[1:] != flat[:-1]]))
+    lengths = np.diff(np.append(starts, flat.size))
+    values = flat[starts]
+    # a run is stored as (value, count) with count <= 255, so long runs are split
+    n_pieces = -(-lengths // 255)
+    run_values = np.repeat(values, n_pieces)
+    run_counts = np.full(run_values.size, 255, dtype=np.int64)
+    last = np.cumsum(n_pieces) - 1
+    run_counts[last] = lengths - 255 * (n_pieces - 1)
+    body = np.stack([run_values, run_counts.astype(np.uint8)], axis=1).reshape(-1)
+    xs, zs, ys = voxels.transpose(0, 2, 1).shape
+    header = (
+        "#binvox 1\n"
+        f"dim {xs} {zs} {ys}\n"
+        f"translate {translate[0]:.9g} {translate[1]:.9g} {translate[2]:.9g}\n"
+        f"scale {float(scale):.9g}\n"
+        "data\n"
+    )
+    write_bytes_atomic(path, header.encode("ascii") + body.tobytes())
+
+
+# --------------------------------------------------------------------------- npz
+
+
+def _load_npz(path: PathLike, required: Iterable[str]) -> dict[str, np.ndarray]:
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # a truncated or non-zip file raises several types
+        raise DataFormatError(path, f"cannot read as .npz ({e})") from e
+    missing = [k for k in required if k not in arrays]
+    if missing:
+        raise DataFormatError(path, f"missing arrays {missing} (has {sorted(arrays)})")
+    return arrays
+
+
+def _loc_scale(path: Path, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
+    # files written without a normalisation record mean the identity transform
+    loc = np.asarray(arrays.get("loc", np.zeros(3)), dtype=np.float32).reshape(-1)
+    if loc.shape != (3,):
+        raise DataFormatError(path, f"loc must have 3 values, got shape {loc.shape}")
+    scale = np.asarray(arrays.get("scale", 1.0))
+    if scale.size != 1:
+        raise DataFormatError(path, f"scale must be a scalar, got shape {scale.shape}")
+    return loc, float(scale.reshape(()))
+
+
+def _points3(path: Path, name: str, a: np.ndarray) -> np.ndarray:
+    if a.ndim != 2 or a.shape[1] != 3:
+        raise DataFormatError(path, f"{name} must have shape (N, 3), got {a.shape}")
+    return a
+
+
+def load_points_npz(path: PathLike, *, jitter: float = 0.0, rng: np.random.Generator | None = None) -> dict[str, Any]:
+    """Load a points.npz file (uniform points with occupancy labels).
+
+    Occupancies may be stored packed (np.packbits, ceil(N/8) bytes, as in the
+    published data) or unpacked (N values); both are returned unpacked.
+    `jitter` > 0 adds Gaussian noise of that standard deviation to the points;
+    ONet uses 1e-4 for float16 files so the training points do not all sit on
+    the float16 lattice.
+
+    Returns:
+        dict with points float32 (N, 3), occupancies bool (N,), loc float32 (3,),
+        scale float.
+    """
+    path = Path(path)
+    arrays = _load_npz(path, ("points", "occupancies"))
+    points = _points3(path, "points", arrays["points"]).astype(np.float32)
+    n = points.shape[0]
+    occ = arrays["occupancies"].reshape(-1)
+    if occ.size == n:
+        occupancies = occ != 0
+    elif occ.size == (n + 7) // 8 and occ.dtype == np.uint8:
+        occupancies = np.unpackbits(occ)[:n].astype(bool)
+    else:
+        raise DataFormatError(
+            path, f"occupancies have {occ.size} values ({occ.dtype}); expected {n} or {(n + 7) // 8} packed uint8 bytes"
+        )
+    if jitter > 0:
+        rng = np.random.default_rng() if rng is None else rng
+        points += (jitter * rng.standard_normal(points.shape)).astype(np.float32)
+    loc, scale = _loc_scale(path, arrays)
+    return {"points": points, "occupancies": occupancies, "loc": loc, "scale": scale}
+
+
+def write_points_npz(
+    path: PathLike, points: np.ndarray, occupancies: np.ndarray, *, loc: Sequence[float], scale: float
+) -> None:
+    """Write points (N, 3) as float16 and occupancies (N,) bool as np.packbits, atomically."""
+    points = np.asarray(points)
+    occupancies = np.asarray(occupancies).reshape(-1)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {points.shape}")
+    if occupancies.shape != (points.shape[0],):
+        raise ValueError(f"occupancies must have shape ({points.shape[0]},), got {occupancies.shape}")
+    savez_atomic(
+        path,
+        points=points.astype(np.float16),
+        occupancies=np.packbits(occupancies.astype(bool)),
+        loc=np.asarray(loc, dtype=np.float32).reshape(3),
+        scale=np.asarray(scale, dtype=np.float32).reshape(()),
+    )
+
+
+def load_pointcloud_npz(path: PathLike) -> dict[str, Any]:
+    """Load a pointcloud.npz file (surface samples with normals).
+
+    Returns:
+        dict with points float32 (N, 3), normals float32 (N, 3), loc float32 (3,),
+        scale float.
+    """
+    path = Path(path)
+    arrays = _load_npz(path, ("points", "normals"))
+    points = _points3(path, "points", arrays["points"]).astype(np.float32)
+    normals = _points3(path, "normals", arrays["normals"]).astype(np.float32)
+    if normals.shape != points.shape:
+        raise DataFormatError(path, f"normals {normals.shape} and points {points.shape} differ in shape")
+    loc, scale = _loc_scale(path, arrays)
+    return {"points": points, "normals": normals, "loc": loc, "scale": scale}
+
+
+def write_pointcloud_npz(
+    path: PathLike, points: np.ndarray, normals: np.ndarray, *, loc: Sequence[float], scale: float
+) -> None:
+    """Write surface points and normals (N, 3) as float16, atomically."""
+    points, normals = np.asarray(points), np.asarray(normals)
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must have shape (N, 3), got {points.shape}")
+    if normals.shape != points.shape:
+        raise ValueError(f"normals must have the shape of points {points.shape}, got {normals.shape}")
+    savez_atomic(
+        path,
+        points=points.astype(np.float16),
+        normals=normals.astype(np.float16),
+        loc=np.asarray(loc, dtype=np.float32).reshape(3),
+        scale=np.asarray(scale, dtype=np.float32).reshape(()),
+    )
+
+
+# --------------------------------------------------------------------------- cameras
+
+_CAMERA_KEY = re.compile(r"^(camera_mat|world_mat)(_inv)?_(\d+)$")
+
+
+def write_cameras_npz(path: PathLike, cameras: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Write cameras [(K (3, 3), RT (3, 4)), ...] as camera_mat_i / world_mat_i, atomically."""
+    arrays = {}
+    for i, (K, RT) in enumerate(cameras):
+        K, RT = np.asarray(K, dtype=np.float32), np.asarray(RT, dtype=np.float32)
+        if K.shape != (3, 3) or RT.shape != (3, 4):
+            raise ValueError(f"camera {i}: K must be (3, 3) and RT (3, 4), got {K.shape} and {RT.shape}")
+        arrays[f"camera_mat_{i}"] = K
+        arrays[f"world_mat_{i}"] = RT
+    if not arrays:
+        raise ValueError("cameras must not be empty")
+    savez_atomic(path, **arrays)
+
+
+def load_cameras_npz(path: PathLike) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Load cameras.npz as a list of (K float32 (3, 3), RT float32 (3, 4)), view i at index i.
+
+    The inverse matrices some files carry (camera_mat_inv_i, world_mat_inv_i)
+    are ignored; a 4x4 world_mat with last row [0, 0, 0, 1] is accepted.
+    """
+    path = Path(path)
+    arrays = _load_npz(path, ())
+    views: dict[int, dict[str, np.ndarray]] = {}
+    for key, value in arrays.items():
+        m = _CAMERA_KEY.match(key)
+        if m is None or m.group(2):
+            continue
+        views.setdefault(int(m.group(3)), {})[m.group(1)] = value
+    if not views:
+        raise DataFormatError(path, f"no camera_mat_i / world_mat_i arrays (has {sorted(arrays)})")
+    if sorted(views) != list(range(len(views))):
+        raise DataFormatError(path, f"view indices must be 0..{len(views) - 1}, got {sorted(views)}")
+    cameras = []
+    for i in range(len(views)):
+        if set(views[i]) != {"camera_mat", "world_mat"}:
+            raise DataFormatError(path, f"view {i} needs both camera_mat_{i} and world_mat_{i}")
+        K = np.asarray(views[i]["camera_mat"], dtype=np.float32)
+        RT = np.asarray(views[i]["world_mat"], dtype=np.float32)
+        if RT.shape == (4, 4) and np.allclose(RT[3], [0, 0, 0, 1]):
+            RT = RT[:3]
+        if K.shape != (3, 3) or RT.shape != (3, 4):
+            raise DataFormatError(path, f"view {i}: camera_mat must be (3, 3) and world_mat (3, 4), got {K.shape} and {RT.shape}")
+        cameras.append((K, RT))
+    return cameras
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def read_split(path: PathLike) -> list[str]:
+    """Read a split list (train.lst, ...): one model id per line; blank lines are ignored."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def write_split(path: PathLike, ids: Iterable[str]) -> None:
+    """Write a split list, one id per line, atomically."""
+    ids = [str(i) for i in ids]
+    bad = [i for i in ids if not i or i != i.strip() or "\n" in i]
+    if bad:
+        raise ValueError(f"model ids must be non-empty without surrounding whitespace, got {bad[:3]}")
+    write_text_atomic(path, "".join(i + "\n" for i in ids))
+
+
+def read_metadata(path: PathLike) -> dict[str, dict[str, str]]:
+    """Read metadata.yaml: {category_id: {"id": category_id, "name": "chair,..."}}."""
+    path = Path(path)
+    # BaseLoader keeps every scalar a string: ShapeNet synset ids such as
+    # 04256520 would otherwise be read as octal integers
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml.BaseLoader)
+    except yaml.YAMLError as e:
+        raise DataFormatError(path, f"invalid YAML ({e})") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise DataFormatError(path, "metadata must be a mapping {category_id: {id: ..., name: ...}}")
+    out = {}
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            raise DataFormatError(path, f"entry {key!r} must be a mapping with 'id' and 'name'")
+        out[str(key)] = {**entry, "id": entry.get("id", str(key)), "name": entry.get("name", str(key))}
+    return out
+
+
+def write_metadata(path: PathLike, metadata: dict[str, dict[str, str]]) -> None:
+    """Write metadata.yaml ({category_id: {"id": ..., "name": ...}}), atomically."""
+    clean = {}
+    for key, entry in metadata.items():
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(f"metadata entry {key!r} must be a dict with at least 'name', got {entry!r}")
+        clean[str(key)] = {"id": str(entry.get("id", key)), "name": str(entry["name"])}
+    buf = io.StringIO()
+    yaml.safe_dump(clean, buf, sort_keys=True, default_flow_style=False)
+    write_text_atomic(path, buf.getvalue())

@@ -1,0 +1,253 @@
+"""`onet generate`: meshes for the test split, a folder of the user's inputs, or prior samples.
+
+Output layout (inside out_dir/<generation.generation_dir>, or --output):
+  meshes/<name>.<fmt>       one mesh per object (name = category/model_id or the input's relative path)
+  inputs/<name>.png|.ply    copies of the inputs as the model saw them (test split)
+  previews/<name>.png       input image beside a rendering of the mesh
+  time_generation.csv       per-object stage timings (seconds)
+  failures.csv              inputs that could not be processed, with the reason
+  config.yaml               the resolved config
+Finished meshes are skipped on a rerun, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from onet.config import save_config
+from onet.data.dataset import DataOptions, ShapeDataset
+from onet.generation.export import export_mesh
+from onet.generation.extractor import extract_meshes
+from onet.generation.inputs import find_input_files, load_user_input
+from onet.generation.preview import save_preview
+from onet.models import build_model
+from onet.training.checkpoints import load_checkpoint
+from onet.training.trainer import resolve_device
+from onet.utils.io import atomic_path, write_text_atomic
+
+TIMING_FIELDS = ["name", "encode", "evaluate", "marching_cubes", "simplify", "refine", "total",
+                 "n_evaluated", "n_vertices", "n_faces"]
+
+
+@dataclass
+class Job:
+    name: str
+    inputs: torch.Tensor | None
+    loc: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    scale: float = 1.0
+    z: torch.Tensor | None = None
+
+
+@dataclass
+class GenerateSummary:
+    out_dir: Path
+    written: list[str]
+    existing: list[str]
+    failures: list[tuple[str, str]]
+    timings_path: Path | None
+
+
+def load_model(cfg: dict, checkpoint: str | Path | None, device: torch.device):
+    """Rebuild the network from the hyperparameters stored in the checkpoint; map it to `device`."""
+    path = Path(checkpoint) if checkpoint else Path(cfg["out_dir"]) / cfg["test"]["model_file"]
+    state = load_checkpoint(path, map_location="cpu")  # GPU-trained checkpoints load on CPU-only machines
+    model = build_model(state.get("model_config", cfg["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), path
+
+
+def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | None = None,
+             output_dir: str | Path | None = None, checkpoint: str | Path | None = None,
+             mesh_format: str | None = None, samples: int | None = None, interpolate: int | None = None,
+             progress: bool = True, log=print) -> GenerateSummary:
+    dev = resolve_device(device or cfg["device"])
+    model, ckpt_path = load_model(cfg, checkpoint, dev)
+    gcfg = cfg["generation"]
+    fmt = mesh_format or gcfg["mesh_format"]
+    input_type = cfg["data"]["input_type"]
+    if output_dir is None:
+        suffix = "_input" if input_dir else ("_samples" if samples or interpolate else "")
+        output_dir = Path(cfg["out_dir"]) / (gcfg["generation_dir"] + suffix)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+
+    failures: list[tuple[str, str]] = []
+    if samples or interpolate:
+        if model.z_dim == 0:
+            raise ValueError(f"{ckpt_path}: --samples/--interpolate need a model with a latent code (model.z_dim > 0)")
+        jobs = _prior_jobs(model, samples or 0, interpolate or 0, cfg["seed"], dev)
+        load = None
+    elif input_dir is not None:
+        if input_type is None:
+            raise ValueError("--input needs a conditional model (data.input_type is null); use --samples N")
+        root = Path(input_dir)
+        files = find_input_files(root, input_type)
+        if not files:
+            raise FileNotFoundError(f"{root}: no input files of type '{input_type}' found")
+        jobs = [Job(str(p.relative_to(root).with_suffix("")), None) for p in files]
+        paths = {job.name: p for job, p in zip(jobs, files)}
+        data = cfg["data"]
+
+        def load(job: Job) -> Job:
+            item = load_user_input(paths[job.name], root, input_type, img_size=data["img_size"],
+                                   pointcloud_n=data["pointcloud_n"], seed=cfg["seed"])
+            return Job(job.name, item.inputs, item.loc, item.scale)
+    else:
+        data = cfg["data"]
+        dataset = ShapeDataset(data["path"], data["test_split"], options=DataOptions.from_config(data),
+                               classes=data["classes"], mode="test", seed=cfg["seed"])
+        index = {f"{c}/{m}": i for i, (c, m) in enumerate(dataset.items)}
+        jobs = [Job(name, None) for name in index]
+
+        def load(job: Job) -> Job:
+            return Job(job.name, dataset.load_inputs(dataset.root / job.name, dataset._rng(index[job.name])))
+
+    mesh_path = lambda name: out / "meshes" / f"{name}.{fmt}"  # noqa: E731
+    existing = [j.name for j in jobs if mesh_path(j.name).is_file()]
+    todo = [j for j in jobs if not mesh_path(j.name).is_file()]
+    if existing:
+        log(f"{len(existing)} meshes already in {out / 'meshes'}; generating the remaining {len(todo)}")
+
+    timings = _read_timings(out / "time_generation.csv")
+    written: list[str] = []
+    bar = tqdm(total=len(todo), desc="generate", disable=not progress, dynamic_ncols=True)
+    for start in range(0, len(todo), gcfg["batch_size"]):
+        batch = []
+        for job in todo[start:start + gcfg["batch_size"]]:
+            if load is None:
+                batch.append(job)
+                continue
+            try:
+                batch.append(load(job))
+            except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
+                failures.append((job.name, str(exc)))
+                bar.update(1)
+        if batch:
+            for job, mesh in zip(batch, _extract_batch(model, batch, cfg, dev)):
+                _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg)
+                timings[job.name] = mesh.timings_row
+                written.append(job.name)
+            _write_timings(out / "time_generation.csv", timings)
+        bar.update(len(batch))
+    bar.close()
+
+    if failures:
+        write_text_atomic(out / "failures.csv", "name,reason\n" + "".join(
+            f"{n},\"{r.replace(chr(34), chr(39))}\"\n" for n, r in failures))
+        for name, reason in failures:
+            log(f"skipped {name}: {reason}")
+    log(f"wrote {len(written)} meshes to {out / 'meshes'}" + (f"; {len(failures)} inputs failed (see failures.csv)"
+                                                               if failures else ""))
+    if written:
+        _log_timing_summary([timings[n] for n in written], log)
+    return GenerateSummary(out, written, existing, failures, out / "time_generation.csv" if timings else None)
+
+
+def _prior_jobs(model, n_samples: int, n_interp: int, seed: int, dev: torch.device) -> list[Job]:
+    g = torch.Generator().manual_seed(seed)
+    jobs = [Job(f"sample_{i:03d}", None, z=torch.randn(model.z_dim, generator=g)) for i in range(n_samples)]
+    if n_interp:
+        z0, z1 = torch.randn(model.z_dim, generator=g), torch.randn(model.z_dim, generator=g)
+        steps = max(n_interp, 2)
+        for i in range(steps):
+            t = i / (steps - 1)
+            jobs.append(Job(f"interpolation_{i:03d}", None, z=(1 - t) * z0 + t * z1))
+    return jobs
+
+
+def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device):
+    gcfg = cfg["generation"]
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        if batch[0].inputs is not None:
+            inputs = torch.stack([j.inputs for j in batch]).to(dev)
+            c = model.encode_inputs(inputs)
+        else:
+            c = model.encode_inputs(None, batch_size=len(batch))
+        if batch[0].z is not None:
+            z = torch.stack([j.z for j in batch]).to(dev)
+        else:
+            z = model.get_z_from_prior(len(batch), sample=False, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    t_encode = (time.perf_counter() - t0) / len(batch)
+    need_field = gcfg["refinement_step"] > 0 or gcfg["vertex_normals"]
+    field_fns = None
+    if need_field:
+        field_fns = [(lambda p, i=i: model.decode(p, z[i:i + 1], c[i:i + 1])) for i in range(len(batch))]
+    meshes = extract_meshes(
+        model.make_eval_fn(c, z), len(batch), field_fns=field_fns,
+        resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],
+        threshold=cfg["test"]["threshold"], box_size=1.1, points_chunk=gcfg["points_chunk"],
+        safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],
+        refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"], device=dev)
+    for job, mesh in zip(batch, meshes):
+        t = dict(mesh.timings)
+        row = {"name": job.name, "encode": t_encode}
+        for key in ("evaluate", "marching_cubes", "simplify", "refine"):
+            row[key] = t.get(key, 0.0)
+        row["total"] = sum(row[k] for k in ("encode", "evaluate", "marching_cubes", "simplify", "refine"))
+        row.update(n_evaluated=mesh.n_evaluated, n_vertices=len(mesh.vertices), n_faces=len(mesh.faces))
+        mesh.timings_row = row
+    return meshes
+
+
+def _write_outputs(out: Path, job: Job, mesh, fmt: str, input_type: str | None, gcfg: dict) -> None:
+    vertices = mesh.vertices * job.scale + job.loc  # back to the input's frame (identity for dataset objects)
+    if gcfg["copy_input"] and job.inputs is not None:
+        _copy_input(out / "inputs" / job.name, job.inputs, input_type)
+    if gcfg["previews"]:
+        image = job.inputs if input_type == "img" and job.inputs is not None else None
+        save_preview(out / "previews" / f"{job.name}.png", mesh.vertices, mesh.faces, input_image=image)
+    # The mesh is written last: its presence marks the object as finished for resuming.
+    export_mesh(out / "meshes" / f"{job.name}.{fmt}", vertices, mesh.faces, vertex_normals=mesh.normals)
+
+
+def _copy_input(stem: Path, inputs: torch.Tensor, input_type: str | None) -> None:
+    if input_type == "img":
+        from PIL import Image
+        arr = (inputs.permute(1, 2, 0).clamp(0, 1).numpy() * 255).round().astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(arr).save(buf, format="PNG")
+        with atomic_path(stem.with_suffix(".png")) as tmp:
+            tmp.write_bytes(buf.getvalue())
+    elif input_type == "pointcloud":
+        pts = inputs.numpy().astype(np.float32)
+        header = (f"ply\nformat ascii 1.0\nelement vertex {len(pts)}\nproperty float x\nproperty float y\n"
+                  "property float z\nend_header\n")
+        write_text_atomic(stem.with_suffix(".ply"), header + "".join(f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in pts))
+    elif input_type == "voxels":
+        from onet.preprocess.voxelize import voxels_to_mesh
+        v, f = voxels_to_mesh(inputs.numpy() > 0.5)
+        export_mesh(stem.with_suffix(".off"), v, f)
+
+
+def _read_timings(path: Path) -> dict[str, dict]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {row["name"]: row for row in csv.DictReader(f) if row.get("name")}
+
+
+def _write_timings(path: Path, timings: dict[str, dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, TIMING_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    for name in sorted(timings):
+        writer.writerow({k: (f"{v:.5f}" if isinstance(v, float) else v) for k, v in timings[name].items()})
+    write_text_atomic(path, buf.getvalue())
+
+
+def _log_timing_summary(rows: list[dict], log) -> None:
+    keys = ["encode", "evaluate", "marching_cubes", "simplify", "refine", "total"]
+    means = {k: float(np.mean([float(r[k]) for r in rows])) for k in keys}
+    log("mean seconds per mesh: " + ", ".join(f"{k} {means[k]:.3f}" for k in keys))

@@ -1,0 +1,118 @@
+"""Users' own input files for `onet generate --input DIR`.
+
+Each loader turns one file into the tensor the encoder expects, or raises
+`DataFormatError` naming the file and the problem, so a batch can skip it.
+Point clouds are normalised like the training data (bounding box centred,
+longest edge 1); the inverse transform maps the mesh back to the input frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from onet.data.dataset import load_image
+from onet.data.formats import DataFormatError, read_binvox
+
+SUFFIXES = {
+    "img": (".jpg", ".jpeg", ".png"),
+    "pointcloud": (".ply", ".xyz", ".txt", ".npy", ".npz"),
+    "voxels": (".binvox", ".npy"),
+}
+MIN_POINTS = 3
+
+
+@dataclass
+class UserInput:
+    name: str                # output name (relative path without suffix)
+    path: Path
+    inputs: torch.Tensor     # what the encoder takes for one object (no batch dim)
+    loc: np.ndarray          # mesh_in_input_frame = mesh * scale + loc
+    scale: float
+
+
+def find_input_files(input_dir: str | Path, input_type: str) -> list[Path]:
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"input folder not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[input_type]
+                   and not p.name.startswith("."))
+    return files
+
+
+def load_user_input(path: Path, root: Path, input_type: str, *, img_size: int = 224, pointcloud_n: int = 300,
+                    voxel_resolution: int = 32, seed: int = 0) -> UserInput:
+    name = str(path.relative_to(root).with_suffix(""))
+    if input_type == "img":
+        return UserInput(name, path, load_image(path, img_size), np.zeros(3), 1.0)
+    if input_type == "pointcloud":
+        points, loc, scale = _normalised_points(path, read_point_cloud(path))
+        rng = np.random.default_rng(seed)
+        idx = rng.choice(len(points), size=pointcloud_n, replace=len(points) < pointcloud_n)
+        return UserInput(name, path, torch.from_numpy(points[idx].astype(np.float32)), loc, scale)
+    if input_type == "voxels":
+        vox = read_voxels(path)
+        if vox.shape != (voxel_resolution,) * 3:
+            raise DataFormatError(path, f"voxel grid must be {voxel_resolution}^3, got shape {vox.shape}")
+        return UserInput(name, path, torch.from_numpy(vox.astype(np.float32)), np.zeros(3), 1.0)
+    raise ValueError(f"unsupported input type {input_type!r}")
+
+
+def read_point_cloud(path: Path) -> np.ndarray:
+    """(N, 3) float64 points from ply / xyz / txt / npy / npz (first three columns)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".ply":
+            import trimesh
+            loaded = trimesh.load(path, process=False)
+            points = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
+        elif suffix in (".xyz", ".txt"):
+            points = np.loadtxt(path, ndmin=2)
+        elif suffix == ".npy":
+            points = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as data:
+                key = "points" if "points" in data.files else (data.files[0] if data.files else None)
+                if key is None:
+                    raise DataFormatError(path, "npz file holds no arrays")
+                points = data[key]
+    except DataFormatError:
+        raise
+    except Exception as exc:
+        raise DataFormatError(path, f"cannot read point cloud ({exc})") from None
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] < 3:
+        raise DataFormatError(path, f"point cloud must be an (N, 3) array, got shape {points.shape}")
+    points = points[:, :3].astype(np.float64)
+    finite = np.isfinite(points).all(axis=1)
+    points = points[finite]
+    if len(points) < MIN_POINTS:
+        bad = "" if finite.all() else f" after dropping {int((~finite).sum())} NaN/inf points"
+        raise DataFormatError(path, f"point cloud has {len(points)} usable points{bad}; at least {MIN_POINTS} needed")
+    return points
+
+
+def _normalised_points(path: Path, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    lo, hi = points.min(0), points.max(0)
+    scale = float((hi - lo).max())
+    if scale <= 0:
+        raise DataFormatError(path, "all points coincide; cannot normalise the point cloud")
+    loc = (lo + hi) / 2
+    return (points - loc) / scale, loc, scale
+
+
+def read_voxels(path: Path) -> np.ndarray:
+    if path.suffix.lower() == ".binvox":
+        return read_binvox(path)
+    try:
+        vox = np.load(path, allow_pickle=False)
+    except Exception as exc:
+        raise DataFormatError(path, f"cannot read voxel array ({exc})") from None
+    if vox.ndim != 3:
+        raise DataFormatError(path, f"voxel array must be 3D, got shape {vox.shape}")
+    if not np.isfinite(vox.astype(np.float64)).all():
+        raise DataFormatError(path, "voxel array has NaN/inf values")
+    return vox > 0.5

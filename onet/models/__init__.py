@@ -1,0 +1,122 @@
+"""Models: encoders, decoders, conditional batch norm, VAE, registry.
+
+    from onet.models import build_model
+    model = build_model({"encoder": "pointnet_resnet", "encoder_kwargs": {},
+                         "decoder": "cbn_resnet", "decoder_kwargs": {},
+                         "c_dim": 512, "z_dim": 0,
+                         "encoder_latent": None, "encoder_latent_kwargs": {}})
+
+Registries are plain dicts name -> class; `build_model` is the one place that
+turns the `model:` config section into an `OccupancyNetwork`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from torch import nn
+
+from onet.models.decoders import (
+    BatchNormDecoder,
+    CBNNoResnetDecoder,
+    CBNResnetDecoder,
+    OccupancyDecoder,
+    SimpleDecoder,
+)
+from onet.models.image import PretrainedWeightsUnavailable, ResNet18Encoder
+from onet.models.onet import OccupancyNetwork
+from onet.models.pointnet import LatentPointnet, ResnetPointnet, SimplePointnet
+from onet.models.voxels import VoxelEncoder
+
+ENCODERS = {
+    "resnet18": ResNet18Encoder,
+    "pointnet_resnet": ResnetPointnet,
+    "pointnet_simple": SimplePointnet,
+    "voxel_simple": VoxelEncoder,
+}
+
+DECODERS = {
+    "cbn_resnet": CBNResnetDecoder,
+    "batchnorm": BatchNormDecoder,
+    "cbn_noresnet": CBNNoResnetDecoder,
+    "simple": SimpleDecoder,
+}
+
+LATENT_ENCODERS = {
+    "pointnet_latent": LatentPointnet,
+}
+
+MODEL_KEYS = (
+    "encoder", "encoder_kwargs", "decoder", "decoder_kwargs",
+    "c_dim", "z_dim", "encoder_latent", "encoder_latent_kwargs",
+)
+
+__all__ = [
+    "ENCODERS", "DECODERS", "LATENT_ENCODERS", "MODEL_KEYS",
+    "build_model", "count_parameters",
+    "OccupancyNetwork", "OccupancyDecoder", "PretrainedWeightsUnavailable",
+]
+
+
+def _build(kind: str, registry: dict[str, type], name: str, kwargs: dict[str, Any] | None,
+           fixed: dict[str, Any]) -> nn.Module:
+    """Instantiate registry[name](**kwargs, **fixed), with errors that name the component."""
+    if name not in registry:
+        raise ValueError(f"unknown {kind} {name!r}; valid choices: {', '.join(sorted(registry))}")
+    kwargs = dict(kwargs or {})
+    cls = registry[name]
+    for key in fixed:
+        if key in kwargs:
+            raise ValueError(f"{kind} {name!r}: set {key} in the model section (model.{key}), not in {kind}_kwargs")
+    kwargs.update(fixed)
+    try:
+        inspect.signature(cls).bind(**kwargs)
+    except TypeError as e:
+        valid = [k for k in inspect.signature(cls).parameters if k not in fixed]
+        raise ValueError(f"{kind} {name!r}: {e}; valid {kind}_kwargs: {', '.join(valid)}") from None
+    return cls(**kwargs)
+
+
+def build_model(model_cfg: dict[str, Any]) -> OccupancyNetwork:
+    """Build an OccupancyNetwork from the `model:` config section (not mutated).
+
+    Keys (see configs/default.yaml): encoder (str | None), encoder_kwargs,
+    decoder (str), decoder_kwargs, c_dim, z_dim, encoder_latent (str | None),
+    encoder_latent_kwargs. c_dim / z_dim are passed to the parts that take them.
+    Raises ValueError for unknown keys, unknown component names, bad kwargs and
+    inconsistent sizes.
+    """
+    unknown = sorted(set(model_cfg) - set(MODEL_KEYS))
+    if unknown:
+        raise ValueError(f"unknown model config keys {unknown}; valid: {', '.join(MODEL_KEYS)}")
+    c_dim = int(model_cfg.get("c_dim", 0))
+    z_dim = int(model_cfg.get("z_dim", 0))
+    enc_name = model_cfg.get("encoder")
+    lat_name = model_cfg.get("encoder_latent")
+    if enc_name is None and c_dim != 0:
+        raise ValueError(f"model.encoder is null (unconditional) but model.c_dim is {c_dim}; set c_dim: 0")
+    if enc_name is not None and c_dim <= 0:
+        raise ValueError(f"model.encoder {enc_name!r} needs model.c_dim > 0, got {c_dim}")
+    if lat_name is not None and z_dim <= 0:
+        raise ValueError(f"model.encoder_latent {lat_name!r} needs model.z_dim > 0, got {z_dim}")
+
+    decoder = _build("decoder", DECODERS, model_cfg.get("decoder", "cbn_resnet"),
+                     model_cfg.get("decoder_kwargs"), {"z_dim": z_dim, "c_dim": c_dim})
+    encoder = None
+    if enc_name is not None:
+        encoder = _build("encoder", ENCODERS, enc_name, model_cfg.get("encoder_kwargs"), {"c_dim": c_dim})
+    elif model_cfg.get("encoder_kwargs"):
+        raise ValueError("model.encoder_kwargs given but model.encoder is null")
+    encoder_latent = None
+    if lat_name is not None:
+        encoder_latent = _build("encoder_latent", LATENT_ENCODERS, lat_name,
+                                model_cfg.get("encoder_latent_kwargs"), {"z_dim": z_dim, "c_dim": c_dim})
+    elif model_cfg.get("encoder_latent_kwargs"):
+        raise ValueError("model.encoder_latent_kwargs given but model.encoder_latent is null")
+    return OccupancyNetwork(decoder, encoder=encoder, encoder_latent=encoder_latent)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

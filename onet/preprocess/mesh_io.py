@@ -1,0 +1,159 @@
+"""Loading raw meshes and finding them in input trees.
+
+Real collections (ShapeNet, users' CAD or scan exports) hold multi-part
+scenes, NaN vertices and degenerate faces. `load_mesh` turns any supported
+file into one clean triangle soup or raises `MeshLoadError` saying which file
+and what is wrong; `find_inputs` lists the objects of a ShapeNetCore v1/v2
+tree or of any folder of mesh files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import trimesh
+
+MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf")
+
+
+class MeshLoadError(ValueError):
+    """A mesh file could not be turned into a usable triangle mesh."""
+
+
+class InputItem(NamedTuple):
+    """One object to preprocess: output goes to <output>/<category>/<model_id>/."""
+
+    category: str
+    model_id: str
+    path: Path
+
+
+def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
+    """Load a mesh file as one triangle mesh, dropping invalid geometry.
+
+    Scenes (glb/gltf, multi-object obj) are merged into one mesh with every
+    node transform applied. Vertices with NaN/inf coordinates are dropped with
+    the faces that use them, as are faces with an out-of-range index and
+    degenerate faces (repeated index or zero area). No vertices are merged and
+    no orientation is changed: watertighting does not rely on either.
+
+    Raises:
+        MeshLoadError: the file is missing, unreadable, has no triangles, or
+            every triangle is invalid. The message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise MeshLoadError(f"{path}: no such file")
+    if path.suffix.lower() not in MESH_EXTENSIONS:
+        raise MeshLoadError(f"{path}: unsupported extension {path.suffix!r} (supported: {', '.join(MESH_EXTENSIONS)})")
+    if path.stat().st_size == 0:
+        raise MeshLoadError(f"{path}: file is empty")
+
+    kwargs = {"skip_materials": True} if path.suffix.lower() == ".obj" else {}
+    try:
+        loaded = trimesh.load(str(path), force="scene", process=False, **kwargs)
+    except Exception as e:  # trimesh raises anything from KeyError to UnicodeError on garbage
+        raise MeshLoadError(f"{path}: unreadable mesh file ({type(e).__name__}: {e})") from e
+
+    vertices, faces = _merge_scene(loaded)
+    if len(faces) == 0:
+        raise MeshLoadError(f"{path}: mesh has no faces ({len(vertices)} vertices)")
+    n_in = len(faces)
+    vertices, faces = clean_triangles(vertices, faces)
+    if len(faces) == 0:
+        raise MeshLoadError(f"{path}: all {n_in} faces are degenerate or use NaN/inf vertices")
+    return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+
+
+def clean_triangles(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Drop faces that use non-finite or out-of-range vertices, or have zero area.
+
+    Args:
+        vertices: (V, 3) float.
+        faces: (F, 3) int.
+    Returns:
+        vertices (V', 3) float64 with unreferenced ones removed, faces (F', 3) int64.
+    """
+    vertices = np.asarray(vertices, dtype=np.float64).reshape(-1, 3)
+    faces = np.asarray(faces, dtype=np.int64).reshape(-1, 3)
+    in_range = ((faces >= 0) & (faces < len(vertices))).all(axis=1)
+    faces = faces[in_range]
+    finite_v = np.isfinite(vertices).all(axis=1)
+    faces = faces[finite_v[faces].all(axis=1)]
+    distinct = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    faces = faces[distinct]
+    tri = vertices[faces]  # (F, 3, 3)
+    doubled_area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    # relative to the mesh size, so a tiny but valid model keeps its faces
+    extent = np.ptp(vertices[finite_v], axis=0).max() if finite_v.any() else 0.0
+    faces = faces[doubled_area > 1e-12 * max(extent, 1e-30) ** 2]
+    used = np.unique(faces)
+    remap = np.full(len(vertices), -1, dtype=np.int64)
+    remap[used] = np.arange(len(used))
+    return vertices[used], remap[faces]
+
+
+def _merge_scene(loaded) -> tuple[np.ndarray, np.ndarray]:
+    """Concatenate every triangle geometry of a scene (transforms applied)."""
+    if isinstance(loaded, trimesh.Trimesh):
+        parts = [loaded]
+    elif isinstance(loaded, trimesh.Scene):
+        parts = [g for g in loaded.dump(concatenate=False) if isinstance(g, trimesh.Trimesh)]
+    else:
+        parts = []
+    vertices, faces, offset = [], [], 0
+    for part in parts:
+        v = np.asarray(part.vertices, dtype=np.float64).reshape(-1, 3)
+        f = np.asarray(part.faces, dtype=np.int64).reshape(-1, 3)
+        vertices.append(v)
+        faces.append(f + offset)
+        offset += len(v)
+    if not vertices:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(vertices), np.concatenate(faces)
+
+
+def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
+    """List the objects under `input_dir`, sorted by (category, model_id).
+
+    Recognised layouts, which may be mixed:
+      - ShapeNetCore v1: <synset>/<model_id>/model.obj
+      - ShapeNetCore v2: <synset>/<model_id>/models/model_normalized.obj
+      - any folder of mesh files (obj, off, ply, stl, glb, gltf): the first
+        sub-folder is the category, the file path below it (without the
+        extension, '/' -> '_') the model id. Files directly in `input_dir`
+        form one category named after `input_dir` ("default" if it has none).
+    Other mesh files inside a recognised ShapeNet model folder are ignored.
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: input folder does not exist")
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+    items: dict[tuple[str, str], InputItem] = {}
+    shapenet_dirs: set[Path] = set()
+    for p in files:
+        parts = p.relative_to(root).parts
+        if len(parts) == 3 and parts[2] == "model.obj":
+            items[(parts[0], parts[1])] = InputItem(parts[0], parts[1], p)
+            shapenet_dirs.add(root / parts[0] / parts[1])
+        elif len(parts) == 4 and parts[2] == "models" and parts[3] == "model_normalized.obj":
+            items[(parts[0], parts[1])] = InputItem(parts[0], parts[1], p)
+            shapenet_dirs.add(root / parts[0] / parts[1])
+    root_category = root.resolve().name or "default"
+    for p in files:
+        if any(d in p.parents for d in shapenet_dirs):
+            continue
+        parts = p.relative_to(root).parts
+        if len(parts) == 1:
+            category, model_id = root_category, p.stem
+        else:
+            category, model_id = parts[0], "_".join(parts[1:-1] + (p.stem,))
+        if (category, model_id) in items:  # same name, other format: keep both, told apart by extension
+            model_id = f"{model_id}_{p.suffix.lower().lstrip('.')}"
+        items[(category, model_id)] = InputItem(category, model_id, p)
+    return [items[k] for k in sorted(items)]

@@ -1,0 +1,34 @@
+"""Mesh normalisation: bounding box centred at the origin, longest edge 1."""
+
+from __future__ import annotations
+
+import numpy as np
+import trimesh
+
+__all__ = ["normalize_mesh"]
+
+
+def normalize_mesh(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, np.ndarray, float]:
+    """Centre the bounding box of `mesh` at 0 and scale its longest edge to 1.
+
+    As in ONet, normalized = (v - loc) / scale, so v = normalized * scale + loc
+    maps results back to the input frame.
+
+    Returns:
+        (normalized copy of mesh, loc float64 (3,), scale float)
+    """
+    if not isinstance(mesh, trimesh.Trimesh):
+        raise TypeError(f"mesh must be a trimesh.Trimesh, got {type(mesh).__name__}")
+    vertices = np.asarray(mesh.vertices, dtype=np.float64)
+    if len(vertices) == 0 or len(mesh.faces) == 0:
+        raise ValueError("cannot normalise an empty mesh (no vertices or faces)")
+    # only referenced vertices define the shape; stray ones must not move the box
+    vertices_used = vertices[np.unique(np.asarray(mesh.faces).reshape(-1))]
+    bmin, bmax = vertices_used.min(axis=0), vertices_used.max(axis=0)
+    loc = (bmin + bmax) / 2
+    scale = float((bmax - bmin).max())
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"cannot normalise a mesh with bounding box extent {bmax - bmin}")
+    out = mesh.copy()
+    out.vertices = (vertices - loc) / scale
+    return out, loc, scale

@@ -1,0 +1,185 @@
+"""Voxelisation of triangle meshes and the inverse: the boundary mesh of a voxel grid.
+
+Grid convention (as in `onet.data.formats`): a (R, R, R) grid indexed [x, y, z]
+covers [-0.5, 0.5]^3; cell i spans [i / R - 0.5, (i + 1) / R - 0.5] along each
+axis and is centred at (i + 0.5) / R - 0.5.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import trimesh
+
+from onet.preprocess.sampling import check_mesh_arrays
+
+__all__ = ["voxelize", "voxels_to_mesh", "cell_centers", "triangle_box_overlap"]
+
+# pairs (triangle, candidate cell) tested at once; bounds the temporary memory
+_PAIRS_PER_CHUNK = 1_000_000
+
+
+def cell_centers(resolution: int) -> np.ndarray:
+    """Centres of the cells of a (R, R, R) grid over [-0.5, 0.5]^3.
+
+    Returns:
+        float64 (R, R, R, 3), entry [i, j, k] = centre of cell (i, j, k)
+    """
+    c = (np.arange(resolution) + 0.5) / resolution - 0.5
+    return np.stack(np.meshgrid(c, c, c, indexing="ij"), axis=-1)
+
+
+def triangle_box_overlap(triangles: np.ndarray, centers: np.ndarray, half_size: float) -> np.ndarray:
+    """Whether each triangle intersects its axis-aligned cube (closed sets).
+
+    Separating-axis test (Akenine-Moeller): the 3 box axes, the triangle
+    normal and the 9 cross products of box axes with triangle edges.
+
+    Args:
+        triangles: (M, 3, 3) corners of M triangles
+        centers: (M, 3) cube centres (one cube per triangle)
+        half_size: half the cube's edge length
+    Returns:
+        bool (M,)
+    """
+    v = triangles - centers[:, None, :]  # (M, 3, 3) corners relative to the cube centre
+    h = half_size
+    # box face normals: the triangle's bounding box must overlap the cube
+    hit = np.all((v.min(axis=1) <= h) & (v.max(axis=1) >= -h), axis=1)
+    edges = np.stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 1], v[:, 0] - v[:, 2]], axis=1)  # (M, 3, 3)
+    normal = np.cross(edges[:, 0], edges[:, 1])  # (M, 3)
+    d = np.einsum("mi,mi->m", normal, v[:, 0])
+    hit &= np.abs(d) <= h * np.abs(normal).sum(axis=1)
+    for axis in range(3):
+        for e in range(3):
+            # a = unit_axis x edge, written out to avoid building the vector
+            f = edges[:, e]
+            a = np.zeros_like(f)
+            b, c = (axis + 1) % 3, (axis + 2) % 3
+            a[:, c] = f[:, b]
+            a[:, b] = -f[:, c]
+            p = np.einsum("mki,mi->mk", v, a)  # (M, 3) projections of the corners
+            r = h * np.abs(a).sum(axis=1)
+            hit &= (p.min(axis=1) <= r) & (p.max(axis=1) >= -r)
+    return hit
+
+
+def _surface_cells(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> np.ndarray:
+    """bool (R, R, R): cells whose closed box intersects at least one triangle."""
+    R = resolution
+    grid = np.zeros((R, R, R), dtype=bool)
+    tri = vertices[faces]  # (F, 3, 3)
+    # candidate cells: those overlapping each triangle's bounding box
+    lo = np.floor((tri.min(axis=1) + 0.5) * R).astype(np.int64)
+    hi = np.floor((tri.max(axis=1) + 0.5) * R).astype(np.int64)
+    keep = np.all((hi >= 0) & (lo <= R - 1), axis=1)
+    tri, lo, hi = tri[keep], np.clip(lo[keep], 0, R - 1), np.clip(hi[keep], 0, R - 1)
+    extent = hi - lo + 1  # (F, 3)
+    counts = extent.prod(axis=1)
+    cum = np.cumsum(counts)
+    start = 0
+    while start < len(tri):
+        # group triangles so each chunk has about _PAIRS_PER_CHUNK candidate pairs
+        done = cum[start - 1] if start else 0
+        stop = max(start + 1, int(np.searchsorted(cum, done + _PAIRS_PER_CHUNK, side="right")))
+        c = counts[start:stop]
+        t = np.repeat(np.arange(start, stop), c)
+        k = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)  # index inside the triangle's box
+        ex = extent[t]
+        idx = lo[t] + np.stack([k // (ex[:, 1] * ex[:, 2]), (k // ex[:, 2]) % ex[:, 1], k % ex[:, 2]], axis=1)
+        centers = (idx + 0.5) / R - 0.5
+        # a hair of slack so a triangle lying exactly on a cell face counts for both cells
+        hit = triangle_box_overlap(tri[t], centers, 0.5 / R * (1 + 1e-9))
+        idx = idx[hit]
+        grid[idx[:, 0], idx[:, 1], idx[:, 2]] = True
+        start = stop
+    return grid
+
+
+def voxelize(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    *,
+    resolution: int = 32,
+    occupancy_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Voxelise a triangle mesh on the (R, R, R) grid over [-0.5, 0.5]^3.
+
+    A cell is occupied when its closed box intersects the surface, or when its
+    centre lies inside the shape. Inside is decided by `occupancy_fn(points
+    (N, 3)) -> bool (N,)` when given (e.g. an analytic shape), otherwise by
+    ray-crossing parity against the mesh (trimesh.contains; use a watertight
+    mesh).
+
+    Args:
+        vertices: (V, 3) float, in the [-0.5, 0.5]^3 frame
+        faces: (F, 3) int
+    Returns:
+        bool (R, R, R) indexed [x, y, z]
+    """
+    vertices, faces = check_mesh_arrays(vertices, faces)
+    if resolution < 1:
+        raise ValueError(f"resolution must be >= 1, got {resolution}")
+    if len(faces) == 0:
+        raise ValueError("cannot voxelise a mesh without faces")
+    grid = _surface_cells(vertices, faces, resolution)
+    # only cells away from the surface need the inside test
+    todo = np.flatnonzero(~grid.reshape(-1))
+    points = cell_centers(resolution).reshape(-1, 3)[todo]
+    if occupancy_fn is not None:
+        inside = np.asarray(occupancy_fn(points)).reshape(-1)
+        if inside.shape != (len(points),):
+            raise ValueError(f"occupancy_fn returned shape {inside.shape} for {len(points)} points")
+    else:
+        mesh = trimesh.Trimesh(vertices, faces, process=False)
+        inside = mesh.contains(points)
+    grid.reshape(-1)[todo] = inside.astype(bool)
+    return grid
+
+
+def voxels_to_mesh(voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Closed boundary surface of the occupied cells, in the [-0.5, 0.5]^3 frame.
+
+    Every face between an occupied cell and an empty one (or the outside)
+    becomes two triangles, wound so normals point out of the solid. Vertices
+    are shared on the grid lattice, so the surface is closed and its enclosed
+    volume is exactly n_occupied / R^3. Cells touching only along an edge or a
+    corner give non-manifold edges/vertices (still closed).
+
+    Args:
+        voxels: bool (R, R, R) indexed [x, y, z] (any cuboid shape works; cells
+            are 1 / shape[0] wide along every axis)
+    Returns:
+        vertices float64 (V, 3), faces int64 (F, 3)
+    """
+    voxels = np.asarray(voxels).astype(bool)
+    if voxels.ndim != 3:
+        raise ValueError(f"voxels must be 3D, got shape {voxels.shape}")
+    shape = np.array(voxels.shape)
+    padded = np.pad(voxels, 1)
+    lattice = shape + 1  # vertex lattice size per axis
+    quads = []
+    for a in range(3):
+        b, c = (a + 1) % 3, (a + 2) % 3
+        inner = [slice(1, -1)] * 3
+        lo_sl, hi_sl = list(inner), list(inner)
+        lo_sl[a], hi_sl[a] = slice(None, -1), slice(1, None)
+        low, high = padded[tuple(lo_sl)], padded[tuple(hi_sl)]  # cells before / after each face plane
+        for sign, mask in ((1, low & ~high), (-1, ~low & high)):
+            base = np.argwhere(mask)  # (Q, 3) lattice corner with the smallest coordinates
+            eb, ec = np.eye(3, dtype=np.int64)[b], np.eye(3, dtype=np.int64)[c]
+            # corners in the order base, +b, +b+c, +c have normal e_b x e_c = +e_a
+            corners = np.stack([base, base + eb, base + eb + ec, base + ec], axis=1)  # (Q, 4, 3)
+            if sign < 0:
+                corners = corners[:, ::-1]
+            quads.append(corners)
+    if not quads or sum(len(q) for q in quads) == 0:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    corners = np.concatenate(quads)  # (Q, 4, 3)
+    ids = np.ravel_multi_index(corners.reshape(-1, 3).T, lattice).reshape(-1, 4)
+    used, inverse = np.unique(ids, return_inverse=True)
+    inverse = inverse.reshape(-1, 4)
+    faces = np.concatenate([inverse[:, [0, 1, 2]], inverse[:, [0, 2, 3]]])
+    vertices = np.stack(np.unravel_index(used, lattice), axis=1) / shape[0] - 0.5
+    return vertices.astype(np.float64), faces.astype(np.int64)

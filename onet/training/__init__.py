@@ -1,0 +1,5 @@
+"""Training: trainer loop, checkpoints, distributed setup."""
+
+from onet.training.trainer import TrainResult, train
+
+__all__ = ["train", "TrainResult"]

@@ -1,0 +1,297 @@
+"""`onet train`: the training loop, top to bottom.
+
+Build data, model and optimizer; resume from out_dir/model.pt when present;
+loop over global batches; log, checkpoint and validate visibly in the loop;
+stop on max_iters / max_epochs / max_time and leave a resumable checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from onet.config import save_config
+from onet.data.dataset import DataOptions, ShapeDataset, collate
+from onet.models import build_model
+from onet.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from onet.training.distributed import (
+    DistInfo,
+    GlobalBatchSampler,
+    all_reduce_mean,
+    init_distributed,
+    shutdown_distributed,
+)
+from onet.utils.io import atomic_path
+
+LOG_FIELDS = ["it", "epoch", "time", "loss", "val_loss", "val_iou", "skipped"]
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    iterations: int
+    epochs: int
+    best_metric: float | None
+    last_val: dict | None
+    skipped: int
+    stop_reason: str
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda was asked for but no CUDA GPU is available (use --device cpu or auto)")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class _LossModule(nn.Module):
+    """Puts the loss inside forward() so DistributedDataParallel synchronises its gradients."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, p, occ, inputs):
+        return self.model.compute_loss(p, occ, inputs)
+
+
+def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
+    data = cfg["data"]
+    options = DataOptions.from_config(data)
+    train_ds = ShapeDataset(data["path"], data["train_split"], options=options, classes=data["classes"],
+                            mode="train", seed=cfg["seed"])
+    val_ds = ShapeDataset(data["path"], data["val_split"], options=options, classes=data["classes"],
+                          mode="val", seed=cfg["seed"])
+    for name, ds in (("train", train_ds), ("val", val_ds)):
+        if len(ds) == 0:
+            raise RuntimeError(f"{data['path']}: the {name} split is empty")
+    return train_ds, val_ds
+
+
+@torch.no_grad()
+def validate(model: nn.Module, loader, device: torch.device, threshold: float) -> dict:
+    """Mean BCE loss (summed over points) and mean IoU over val objects, at probability `threshold`."""
+    model.eval()
+    logit_t = math.log(threshold / (1 - threshold))
+    losses, ious, skipped = [], [], 0
+    for batch in loader:
+        skipped += len(batch["skipped"])
+        if "points" not in batch:
+            continue
+        p = batch["points"].to(device)
+        occ = batch["points.occ"].to(device)
+        inputs = batch["inputs"].to(device)
+        c = model.encode_inputs(inputs)
+        z = model.get_z_from_prior(p.shape[0], sample=False, device=device)
+        logits = model.decode(p, z, c)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1)
+        losses.extend(loss.tolist())
+        pred, gt = logits >= logit_t, occ >= 0.5
+        inter = (pred & gt).sum(-1).float()
+        union = (pred | gt).sum(-1).float()
+        ious.extend(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).tolist())
+    model.train()
+    if not ious:
+        raise RuntimeError("validation split produced no loadable objects")
+    return {"val_loss": float(np.mean(losses)), "val_iou": float(np.mean(ious)), "val_skipped": skipped}
+
+
+class MetricsLog:
+    """metrics.csv in out_dir; on resume, rows past the checkpoint (or a torn last line) are dropped."""
+
+    def __init__(self, path: Path, resume_it: int):
+        self.path = path
+        rows = []
+        if path.is_file() and resume_it > 0:
+            with open(path, newline="") as f:
+                for row in csv.DictReader(f):
+                    try:
+                        if int(row["it"]) <= resume_it and None not in row.values():
+                            rows.append(row)
+                    except (KeyError, TypeError, ValueError):
+                        break
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.DictWriter(f, LOG_FIELDS)
+                writer.writeheader()
+                writer.writerows(rows)
+        self.file = open(path, "a", newline="")
+        self.writer = csv.DictWriter(self.file, LOG_FIELDS)
+
+    def write(self, **row) -> None:
+        self.writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+        self.file.flush()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(str(out_dir / "logs"))
+
+
+def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=print) -> TrainResult:
+    """Train the model described by `cfg` into cfg['out_dir'], resuming from model.pt when present."""
+    tcfg = cfg["train"]
+    dev = resolve_device(device or cfg["device"])
+    dist_info: DistInfo = init_distributed(dev.type)
+    if dev.type == "cuda" and dist_info.enabled:
+        dev = torch.device("cuda", dist_info.local_rank)
+    try:
+        return _train(cfg, tcfg, dev, dist_info, progress, log)
+    finally:
+        shutdown_distributed(dist_info)
+
+
+def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progress: bool, log) -> TrainResult:
+    out_dir = Path(cfg["out_dir"])
+    main = dist_info.is_main
+    seed_everything(cfg["seed"] + dist_info.rank)
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
+
+    # --- data
+    train_ds, val_ds = make_datasets(cfg)
+    sampler = GlobalBatchSampler(len(train_ds), tcfg["batch_size"], rank=dist_info.rank,
+                                 world_size=dist_info.world_size, seed=cfg["seed"])
+    train_loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,
+                                               num_workers=tcfg["num_workers"])
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=tcfg["val_batch_size"], shuffle=False,
+                                             collate_fn=collate, num_workers=tcfg["num_workers"])
+
+    # --- model and optimizer
+    model = build_model(cfg["model"]).to(dev)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
+    it, epoch, best, skipped_total = 0, 0, None, 0
+    ckpt_path, best_path = out_dir / "model.pt", out_dir / "model_best.pt"
+    if ckpt_path.is_file():
+        state = load_checkpoint(ckpt_path, map_location=dev)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        it, epoch, best = state["it"], state["epoch"], state["best_metric"]
+        skipped_total = state.get("skipped", 0)
+        set_rng_state(state["rng"])
+        if main:
+            log(f"resuming from {ckpt_path} at iteration {it} (epoch {epoch})")
+    # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
+    loss_module = _LossModule(model)
+    if dist_info.enabled:
+        loss_module = nn.SyncBatchNorm.convert_sync_batchnorm(loss_module)
+        loss_module = nn.parallel.DistributedDataParallel(
+            loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
+    use_amp = tcfg["amp"] and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+
+    def checkpoint(path: Path) -> None:
+        save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
+                        best_metric=best, config=cfg, model_config=cfg["model"], rng=rng_state(),
+                        skipped=skipped_total)
+
+    def run_validation() -> dict:
+        nonlocal best
+        metrics = validate(model, val_loader, dev, cfg["test"]["threshold"])
+        value = metrics[f"val_{tcfg['model_selection_metric']}"]
+        better = best is None or (value > best if tcfg["model_selection_mode"] == "max" else value < best)
+        if better:
+            best = value
+            checkpoint(best_path)
+        log(f"[it {it}] val_loss {metrics['val_loss']:.2f}  val_iou {metrics['val_iou']:.4f}"
+            + ("  (new best)" if better else "") + (f"  skipped {metrics['val_skipped']}" if metrics["val_skipped"] else ""))
+        metrics_log.write(it=it, epoch=epoch, time=round(time.time() - t_start, 2), **metrics)
+        if tb is not None:
+            tb.add_scalar("val/iou", metrics["val_iou"], it)
+            tb.add_scalar("val/loss", metrics["val_loss"], it)
+        return metrics
+
+    metrics_log = MetricsLog(out_dir / "metrics.csv", it) if main else None
+    tb = _tensorboard(out_dir) if main else None
+    max_iters, max_epochs, max_time = tcfg["max_iters"], tcfg["max_epochs"], tcfg["max_time"]
+    t_start = time.time()
+    stop_reason, last_val = "", None
+    bar = tqdm(total=max_iters, initial=min(it, max_iters) if max_iters else it, desc="train",
+               disable=not (progress and main), dynamic_ncols=True)
+
+    def limit_reached() -> str:
+        if max_iters is not None and it >= max_iters:
+            return f"reached train.max_iters={max_iters}"
+        if max_epochs is not None and epoch >= max_epochs:
+            return f"reached train.max_epochs={max_epochs}"
+        if max_time is not None and time.time() - t_start >= max_time:
+            return f"reached train.max_time={max_time}s"
+        return ""
+
+    model.train()
+    stop_reason = limit_reached()
+    while not stop_reason:
+        sampler.set_epoch(epoch)
+        train_ds.epoch = epoch
+        for batch in train_loader:
+            skipped_total += len(batch["skipped"])
+            if "points" not in batch:
+                continue
+            p = batch["points"].to(dev, non_blocking=True)
+            occ = batch["points.occ"].to(dev, non_blocking=True)
+            inputs = batch["inputs"].to(dev, non_blocking=True)
+            optimizer.zero_grad(set_to_none=True)
+            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+                loss, parts = loss_module(p, occ, inputs)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            it += 1
+            bar.update(1)
+
+            if it % tcfg["print_every"] == 0:
+                loss_value = all_reduce_mean(float(loss.detach()), dist_info, dev)
+                if main:
+                    bar.set_postfix(loss=f"{loss_value:.2f}", epoch=epoch)
+                    metrics_log.write(it=it, epoch=epoch, time=round(time.time() - t_start, 2), loss=loss_value,
+                                      skipped=skipped_total)
+                    if tb is not None:
+                        tb.add_scalar("train/loss", loss_value, it)
+            if main and it % tcfg["checkpoint_every"] == 0:
+                checkpoint(ckpt_path)
+            if main and it % tcfg["validate_every"] == 0:
+                last_val = run_validation()
+            stop_reason = limit_reached()
+            if stop_reason:
+                break
+        else:
+            epoch += 1
+            stop_reason = limit_reached()
+    bar.close()
+
+    if main:
+        # Always leave a model_best.pt that was validated at some point, and a resumable model.pt.
+        if last_val is None or not best_path.is_file():
+            last_val = run_validation()
+        checkpoint(ckpt_path)
+        if skipped_total:
+            log(f"skipped {skipped_total} training object loads that failed (data.skip_bad=true)")
+        log(f"training stopped: {stop_reason}; checkpoints in {out_dir}")
+        metrics_log.close()
+        if tb is not None:
+            tb.close()
+    return TrainResult(out_dir, it, epoch, best, last_val, skipped_total, stop_reason)

@@ -1,0 +1,200 @@
+"""Benchmark `onet preprocess`: watertighting quality and per-object speed.
+
+Quality: occupancy agreement, on 100k uniform points in the 1.1 box, between a
+clean watertight input and the watertight output made from it or from a
+corrupted copy (holes, flipped faces, duplicated faces, inner shells, small
+loose parts), per corruption type, and the share of outputs that are
+watertight. Speed: seconds per object on one core at default options, split
+into stages. Optionally, real messy models from the `assimp-testmodels`
+Debian package (--assimp DIR).
+
+Prints tables; asserts nothing. Targets (issue 6): agreement >= 99.5% clean,
+>= 98% corrupted, 100% watertight, <= 10 s per object.
+
+    python scripts/bench_preprocess.py                  # everything
+    python scripts/bench_preprocess.py --skip-speed
+    python scripts/bench_preprocess.py --assimp /usr/share/assimp-testmodels
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a preprocessing worker runs
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from skimage.measure import marching_cubes
+
+from onet.evaluation.inside import inside_mesh
+from onet.preprocess.normalize import normalize_mesh
+from onet.preprocess.watertight import make_watertight
+
+
+def chair_mesh() -> trimesh.Trimesh:
+    """A chair-like union of boxes (seat, 4 legs, back with slats), closed and manifold."""
+    boxes = [  # (centre, half extents)
+        ((0.0, 0.0, 0.0), (0.25, 0.25, 0.03)),  # seat
+        ((-0.21, -0.21, -0.25), (0.03, 0.03, 0.25)),  # legs
+        ((0.21, -0.21, -0.25), (0.03, 0.03, 0.25)),
+        ((-0.21, 0.21, -0.25), (0.03, 0.03, 0.25)),
+        ((0.21, 0.21, -0.25), (0.03, 0.03, 0.25)),
+        ((0.0, 0.22, 0.45), (0.25, 0.03, 0.06)),  # top rail
+        ((-0.15, 0.22, 0.2), (0.03, 0.025, 0.2)),  # slats
+        ((0.0, 0.22, 0.2), (0.03, 0.025, 0.2)),
+        ((0.15, 0.22, 0.2), (0.03, 0.025, 0.2)),
+    ]
+    res = 160
+    g = (np.arange(res) - (res - 1) / 2) * (1.2 / (res - 1))
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    sdf = np.full(x.shape, np.inf)
+    for c, e in boxes:
+        q = np.stack([np.abs(x - c[0]) - e[0], np.abs(y - c[1]) - e[1], np.abs(z - c[2]) - e[2]], axis=-1)
+        box = np.linalg.norm(np.maximum(q, 0), axis=-1) + np.minimum(q.max(axis=-1), 0)
+        sdf = np.minimum(sdf, box)
+    v, f, _, _ = marching_cubes(sdf, 0.0, spacing=(g[1] - g[0],) * 3)
+    m = trimesh.Trimesh(v + g[0], f)
+    m.fix_normals()
+    return m
+
+
+def clean_shapes() -> dict[str, trimesh.Trimesh]:
+    shapes = {
+        "sphere": trimesh.creation.icosphere(subdivisions=4),
+        "box": trimesh.creation.box(extents=(1.0, 0.6, 0.4)).subdivide_to_size(0.05),
+        "cylinder": trimesh.creation.cylinder(radius=0.3, height=1.0, sections=64).subdivide_to_size(0.05),
+        "torus": trimesh.creation.torus(major_radius=0.35, minor_radius=0.12, major_sections=64, minor_sections=32),
+        "chair": chair_mesh(),
+    }
+    return {k: normalize_mesh(m)[0] for k, m in shapes.items()}
+
+
+# ---- corruptions: each takes a clean mesh and an rng, returns a messy one ----
+
+
+def _patches(mesh: trimesh.Trimesh, fraction: float, n_patches: int, rng) -> np.ndarray:
+    """Face ids of n_patches connected patches covering about `fraction` of the area."""
+    adjacency = mesh.face_adjacency
+    neighbours = [[] for _ in range(len(mesh.faces))]
+    for a, b in adjacency:
+        neighbours[a].append(b)
+        neighbours[b].append(a)
+    area = mesh.area_faces
+    target = fraction * area.sum() / n_patches
+    removed: set[int] = set()
+    for seed in rng.choice(len(mesh.faces), n_patches, replace=False):
+        frontier, got = [int(seed)], 0.0
+        while frontier and got < target:
+            f = frontier.pop(0)
+            if f in removed:
+                continue
+            removed.add(f)
+            got += area[f]
+            frontier.extend(neighbours[f])
+    return np.array(sorted(removed))
+
+
+def holes_one(mesh, rng):
+    keep = np.setdiff1d(np.arange(len(mesh.faces)), _patches(mesh, 0.02, 1, rng))
+    return trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False)
+
+
+def holes_many(mesh, rng):
+    keep = np.setdiff1d(np.arange(len(mesh.faces)), _patches(mesh, 0.02, 20, rng))
+    return trimesh.Trimesh(mesh.vertices, mesh.faces[keep], process=False)
+
+
+def flipped(mesh, rng):
+    faces = mesh.faces.copy()
+    flip = rng.random(len(faces)) < 0.3
+    faces[flip] = faces[flip][:, ::-1]
+    return trimesh.Trimesh(mesh.vertices, faces, process=False)
+
+
+def duplicated(mesh, rng):
+    dup = rng.random(len(mesh.faces)) < 0.3
+    faces = np.concatenate([mesh.faces, mesh.faces[dup][:, ::-1]])
+    return trimesh.Trimesh(mesh.vertices, faces, process=False)
+
+
+def inner_shell(mesh, rng):
+    inner = mesh.copy()
+    inner.vertices = inner.vertices - 0.01 * inner.vertex_normals  # a double wall 0.01 thick
+    inner.invert()
+    return trimesh.util.concatenate([mesh, inner])
+
+
+def loose_parts(mesh, rng):
+    parts = [mesh]
+    for _ in range(10):  # small floating cubes and stray triangles
+        c = rng.uniform(-0.45, 0.45, 3)
+        parts.append(trimesh.creation.box(extents=(0.02, 0.02, 0.02)).apply_translation(c))
+        t = c + rng.normal(0, 0.02, (3, 3))
+        parts.append(trimesh.Trimesh(t, [[0, 1, 2]], process=False))
+    return trimesh.util.concatenate(parts)
+
+
+def all_combined(mesh, rng):
+    return loose_parts(inner_shell(duplicated(flipped(holes_many(mesh, rng), rng), rng), rng), rng)
+
+
+CORRUPTIONS = {
+    "clean": lambda m, rng: m,
+    "holes 2% (1 patch)": holes_one,
+    "holes 2% (20 patches)": holes_many,
+    "flipped 30%": flipped,
+    "duplicated 30%": duplicated,
+    "inner shell": inner_shell,
+    "loose parts": loose_parts,
+    "all combined": all_combined,
+}
+
+
+def quality_table(n_points: int, watertight_kwargs: dict) -> None:
+    rng = np.random.default_rng(0)
+    points = (rng.random((n_points, 3)) - 0.5) * 1.1
+    shapes = clean_shapes()
+    truth = {k: inside_mesh(m.vertices, m.faces, points) for k, m in shapes.items()}
+    print(f"\n## Quality: occupancy agreement (%) on {n_points} uniform points, watertight output?  {watertight_kwargs}")
+    print(f"{'corruption':<24}" + "".join(f"{k:>10}" for k in shapes) + f"{'mean':>9}{'min':>9}{'watertight':>12}{'s/obj':>7}")
+    for name, corrupt in CORRUPTIONS.items():
+        agree, tight, secs = [], 0, 0.0
+        for shape, mesh in shapes.items():
+            messy = corrupt(mesh, np.random.default_rng(1))
+            t0 = time.perf_counter()
+            v, f = make_watertight(messy.vertices, messy.faces, **watertight_kwargs)
+            secs += time.perf_counter() - t0
+            tight += trimesh.Trimesh(v, f, process=False).is_watertight
+            agree.append(100.0 * np.mean(inside_mesh(v, f, points) == truth[shape]))
+        row = "".join(f"{a:>10.2f}" for a in agree)
+        print(f"{name:<24}{row}{np.mean(agree):>9.2f}{np.min(agree):>9.2f}{f'{tight}/{len(shapes)}':>12}{secs / len(shapes):>7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--points", type=int, default=100000, help="uniform points for the agreement")
+    parser.add_argument("--resolution", type=int, default=None, help="watertight grid resolution (default: library default)")
+    parser.add_argument("--visible-fraction", type=float, default=None)
+    parser.add_argument("--directions", type=int, default=None)
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--assimp", type=Path, default=None, help="folder of real test models (assimp-testmodels)")
+    args = parser.parse_args()
+    kwargs = {}
+    if args.resolution is not None:
+        kwargs["resolution"] = args.resolution
+    if args.visible_fraction is not None:
+        kwargs["visible_fraction"] = args.visible_fraction
+    if args.directions is not None:
+        kwargs["n_directions"] = args.directions
+    if not args.skip_quality:
+        quality_table(args.points, kwargs)
+
+
+if __name__ == "__main__":
+    main()
