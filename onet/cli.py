@@ -37,7 +37,7 @@ Running the same command again resumes from out_dir/model.pt.
 """,
     "demo": """examples:
   onet demo                       # synthetic data -> train -> generate -> eval, on CPU
-  onet demo --out out/demo --minutes 5
+  onet demo --out out/demo train.max_time=120     # a shorter training run
 """,
 }
 
@@ -112,7 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value",
+                   help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    p.add_argument("--objects-per-class", type=int, default=20, help="synthetic objects per class (default 20)")
     p.add_argument("--data", default="data/synthetic", help="where the synthetic dataset is built or reused")
     p.add_argument("--config", default=None, help="config to train (default configs/demo.yaml)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="compute device (default cpu)")
@@ -150,8 +153,8 @@ def _run(args) -> int:
 
     if args.verb == "demo":
         from onet.demo import run_demo
-        return run_demo(out_dir=args.out, data_dir=args.data, config=args.config, device=args.device,
-                        progress=not args.no_progress)
+        return run_demo(out_dir=args.out, data_dir=args.data, config=args.config, overrides=args.overrides,
+                        n_per_class=args.objects_per_class, device=args.device, progress=not args.no_progress)
     raise UsageError(f"unknown verb {args.verb}")
 
 

@@ -44,6 +44,8 @@ def make_image_folder(dataset_root: Path, items: list[tuple[str, str]], folder: 
 
 
 def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/synthetic", config: str | None = None,
+             overrides: list[str] | tuple[str, ...] = (), n_per_class: int = DEMO_OBJECTS_PER_CLASS,
+             classes: list[str] | None = None, n_views: int = 24, img_size: int = 137, n_points: int = 100000,
              device: str = "cpu", progress: bool = True, log=print) -> int:
     from onet.data.synthetic import build_synthetic_dataset
     from onet.evaluation.evaluate import evaluate_dataset
@@ -52,13 +54,14 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
 
     t_start = time.time()
     out_dir, data_dir = Path(out_dir), Path(data_dir)
-    cfg = load_config(config or CONFIG_DIR / "demo.yaml")
+    cfg = load_config(config or CONFIG_DIR / "demo.yaml", overrides)
     cfg["out_dir"], cfg["device"] = str(out_dir), device
     cfg["data"]["path"] = str(data_dir)
     cfg = validate(cfg, source="demo")
 
     _banner(f"1/4 synthetic dataset in {data_dir}", log)
-    build_synthetic_dataset(data_dir, n_per_class=DEMO_OBJECTS_PER_CLASS, seed=cfg["seed"], progress=progress)
+    build_synthetic_dataset(data_dir, n_per_class=n_per_class, classes=classes, seed=cfg["seed"], n_views=n_views,
+                            img_size=img_size, n_points=n_points, n_surface=n_points, progress=progress)
 
     _banner(f"2/4 training the single-image model of {config or 'configs/demo.yaml'} into {out_dir}", log)
     result = train(cfg, progress=progress, log=log)

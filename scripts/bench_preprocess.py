@@ -175,12 +175,67 @@ def quality_table(n_points: int, watertight_kwargs: dict) -> None:
         print(f"{name:<24}{row}{np.mean(agree):>9.2f}{np.min(agree):>9.2f}{f'{tight}/{len(shapes)}':>12}{secs / len(shapes):>7.2f}")
 
 
+def speed_table(n_repeat: int) -> None:
+    """Seconds per object at default options through the real per-object pipeline."""
+    from onet.preprocess.mesh_io import InputItem
+    from onet.preprocess.pipeline import STAGES, PreprocessOptions, process_object
+
+    options = PreprocessOptions()
+    print(f"\n## Speed: seconds per object, one process, default options (watertight {options.watertight_resolution}^3)")
+    print(f"{'object':<12}{'faces':>8}" + "".join(f"{s:>11}" for s in STAGES) + f"{'total':>9}{'cpu':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        shapes = clean_shapes()
+        shapes["chair+all"] = all_combined(shapes["chair"], np.random.default_rng(1))
+        for name, mesh in shapes.items():
+            path = Path(tmp) / "in" / f"{name.replace('+', '_')}.obj"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            mesh.export(path)
+            for r in range(n_repeat):
+                c0, t0 = time.process_time(), time.perf_counter()
+                res = process_object(InputItem("bench", f"{path.stem}{r}", path), Path(tmp) / "out", options)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                if res.status != "ok":
+                    print(f"{name:<12} failed: {res.reason}")
+                    continue
+                row = "".join(f"{res.timings.get(s, 0.0):>11.2f}" for s in STAGES)
+                print(f"{name:<12}{len(mesh.faces):>8}{row}{wall:>9.2f}{cpu:>8.2f}")
+    print("(stage columns are wall seconds; cpu = process CPU seconds, the number that matters on a shared machine)")
+
+
+def assimp_table(folder: Path) -> None:
+    """How many real test models load and come out watertight."""
+    from onet.preprocess.mesh_io import MESH_EXTENSIONS, MeshLoadError, load_mesh
+
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file())
+    n_load = n_tight = 0
+    errors: dict[str, int] = {}
+    t0 = time.perf_counter()
+    for p in files:
+        try:
+            mesh, _, _ = normalize_mesh(load_mesh(p))
+        except (MeshLoadError, ValueError) as e:
+            key = str(e).split(": ", 1)[-1][:60]
+            errors[key] = errors.get(key, 0) + 1
+            continue
+        n_load += 1
+        try:
+            v, f = make_watertight(mesh.vertices, mesh.faces)
+            n_tight += trimesh.Trimesh(v, f, process=False).is_watertight
+        except Exception as e:
+            errors[f"watertight: {type(e).__name__}"] = errors.get(f"watertight: {type(e).__name__}", 0) + 1
+    print(f"\n## Real models under {folder}: {len(files)} mesh files, {n_load} load, {n_tight} watertight"
+          f" ({time.perf_counter() - t0:.0f} s)")
+    for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:10]:
+        print(f"  {v:>4} x {k}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--points", type=int, default=100000, help="uniform points for the agreement")
     parser.add_argument("--resolution", type=int, default=None, help="watertight grid resolution (default: library default)")
     parser.add_argument("--visible-fraction", type=float, default=None)
     parser.add_argument("--directions", type=int, default=None)
+    parser.add_argument("--repeat", type=int, default=1, help="speed runs per object")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--assimp", type=Path, default=None, help="folder of real test models (assimp-testmodels)")
@@ -194,6 +249,10 @@ def main() -> None:
         kwargs["n_directions"] = args.directions
     if not args.skip_quality:
         quality_table(args.points, kwargs)
+    if not args.skip_speed:
+        speed_table(args.repeat)
+    if args.assimp is not None:
+        assimp_table(args.assimp)
 
 
 if __name__ == "__main__":

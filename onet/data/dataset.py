@@ -108,9 +108,9 @@ def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None,
             img.load()
             img = to_rgb(img)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataFormatError(f"{path}: cannot read image ({exc})") from None
+        raise DataFormatError(path, f"cannot read image ({exc})") from None
     if img.width == 0 or img.height == 0:
-        raise DataFormatError(f"{path}: image has zero size")
+        raise DataFormatError(path, "image has zero size")
     if augment and rng is not None:
         # Random scale in [0.75, 1] and a random crop of that size (off by default: it lowered results).
         s = rng.uniform(0.75, 1.0)
@@ -141,7 +141,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 def pointcloud_input(points: np.ndarray, n: int, noise: float, rng: np.random.Generator) -> torch.Tensor:
     """Subsample (with replacement when too few) to n points and add Gaussian noise -> (n, 3)."""
     if len(points) == 0:
-        raise DataFormatError("point cloud is empty")
+        raise ValueError("point cloud is empty")
     idx = rng.choice(len(points), size=n, replace=len(points) < n)
     pts = points[idx].astype(np.float32)
     pts = pts + noise * rng.standard_normal(pts.shape).astype(np.float32)
@@ -215,10 +215,10 @@ class ShapeDataset(torch.utils.data.Dataset):
         if opt.input_type == "img":
             img_dir = folder / opt.img_folder
             if not img_dir.is_dir():
-                raise DataFormatError(f"{img_dir}: image folder not found (check data.img_folder)")
+                raise DataFormatError(img_dir, "image folder not found (check data.img_folder)")
             files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise DataFormatError(f"{img_dir}: no .jpg/.png images")
+                raise DataFormatError(img_dir, "no .jpg/.png images")
             view = int(rng.integers(len(files))) if self.mode == "train" else 0
             return load_image(files[view], opt.img_size, rng=rng, augment=opt.img_augment and self.mode == "train")
         if opt.input_type == "pointcloud":
@@ -226,8 +226,8 @@ class ShapeDataset(torch.utils.data.Dataset):
             pc = load_pointcloud_npz(path)
             try:
                 return pointcloud_input(pc["points"], opt.pointcloud_n, opt.pointcloud_noise, rng)
-            except DataFormatError as exc:
-                raise DataFormatError(f"{path}: {exc}") from None
+            except ValueError as exc:
+                raise DataFormatError(path, str(exc)) from None
         if opt.input_type == "voxels":
             vox = read_binvox(folder / opt.voxels_file)
             return torch.from_numpy(vox.astype(np.float32))

@@ -206,7 +206,7 @@ def _vcyl(x, z, y0, y1, r0, r1=None) -> Frustum:
 # little so the union is one connected solid without coincident faces.
 
 
-def _legs(rng, xs, zs, y_top, round_legs, size) -> list[Part]:
+def _legs(xs, zs, y_top, round_legs, size) -> list[Part]:
     parts = []
     for x in xs:
         for z in zs:
@@ -232,7 +232,7 @@ def _table(rng) -> list[Part]:
     leg = rng.uniform(0.04, 0.08)
     inset = leg / 2 + rng.uniform(0.0, 0.08)
     xs, zs = (-width / 2 + inset, width / 2 - inset), (-depth / 2 + inset, depth / 2 - inset)
-    parts += _legs(rng, xs, zs, height - top + 0.01, rng.random() < 0.4, leg)
+    parts += _legs(xs, zs, height - top + 0.01, rng.random() < 0.4, leg)
     if rng.random() < 0.5:  # apron below the top
         apron = rng.uniform(0.06, 0.12)
         t = 0.02
@@ -249,7 +249,7 @@ def _chair(rng) -> list[Part]:
     leg = rng.uniform(0.03, 0.06)
     inset = leg / 2 + rng.uniform(0.0, 0.03)
     xs, zs = (-width / 2 + inset, width / 2 - inset), (-depth / 2 + inset, depth / 2 - inset)
-    parts += _legs(rng, xs, zs, seat_y - seat_t + 0.01, rng.random() < 0.4, leg)
+    parts += _legs(xs, zs, seat_y - seat_t + 0.01, rng.random() < 0.4, leg)
     # backrest at the -z edge, possibly tilted back
     back_h, back_t = rng.uniform(0.35, 0.6), rng.uniform(0.03, 0.06)
     tilt = np.deg2rad(rng.uniform(0, 12))
@@ -307,7 +307,7 @@ def _sofa(rng) -> list[Part]:
     if leg_h > 0:
         r = rng.uniform(0.02, 0.035)
         xs, zs = (-width / 2 + 2 * r, width / 2 - 2 * r), (-depth / 2 + 2 * r, depth / 2 - 2 * r)
-        parts += _legs(rng, xs, zs, leg_h + 0.01, True, 2 * r)
+        parts += _legs(xs, zs, leg_h + 0.01, True, 2 * r)
     return parts
 
 

@@ -26,9 +26,9 @@ _HALF_FOV_TAN = np.tan(np.arcsin(np.sqrt(3) / 2 / CAMERA_DISTANCE)) / 0.95
 
 BACKGROUND = np.array([255, 255, 255], dtype=np.uint8)
 BASE_COLOR = np.array([0.62, 0.67, 0.78])  # neutral grey-blue
-AMBIENT, DIFFUSE = 0.3, 0.7
+AMBIENT, DIFFUSE = 0.35, 0.65
 # light direction (towards the light) in camera coordinates: from above left, behind the viewer
-_LIGHT_CAM = np.array([-0.4, -0.8, -0.6]) / np.linalg.norm([-0.4, -0.8, -0.6])
+_LIGHT_CAM = np.array([-0.3, -0.6, -0.75]) / np.linalg.norm([-0.3, -0.6, -0.75])
 
 
 def look_at_camera(eye: np.ndarray, *, size: int = 137, target=(0.0, 0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
@@ -130,25 +130,26 @@ def render_mesh(
     centers = camera_centers(cameras)  # (V, 3)
     rows, cols = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
     pix = np.stack([cols, rows, np.ones_like(rows)], axis=-1).reshape(-1, 3)  # (P, 3) homogeneous (u, v, 1)
-    # ray direction in world: R^T K^-1 (u, v, 1)
-    d_cam = np.einsum("vij,pj->vpi", np.linalg.inv(K), pix)  # (V, P, 3)
-    d_world = np.einsum("vji,vpj->vpi", R, d_cam)
-    d_world /= np.linalg.norm(d_world, axis=-1, keepdims=True)
-    origins = np.broadcast_to(centers[:, None, :], d_world.shape)
+    # ray direction in world coordinates: R^T K^-1 (u, v, 1), one 3x3 map per view
+    pix_to_world = np.linalg.inv(K).transpose(0, 2, 1) @ R  # (V, 3, 3), applied to row vectors
+    directions = (pix[None] @ pix_to_world).astype(np.float32)  # (V, P, 3)
+    directions /= np.sqrt((directions * directions).sum(axis=-1, keepdims=True))
+    origins = np.broadcast_to(centers[:, None, :].astype(np.float32), directions.shape)
 
     mesh = trimesh.Trimesh(vertices, faces, process=False)
-    tri = mesh.ray.intersects_first(origins.reshape(-1, 3), d_world.reshape(-1, 3))  # (V * P,), -1 = miss
-    tri = tri.reshape(n_views, -1)
+    tri = mesh.ray.intersects_first(origins.reshape(-1, 3), directions.reshape(-1, 3))  # (V * P,), -1 = miss
+    hit = np.flatnonzero(tri >= 0)
+    if len(hit) == 0:
+        return list(images)
 
-    normals = np.asarray(mesh.face_normals)
-    hit = tri >= 0
-    n = normals[np.where(hit, tri, 0)]  # (V, P, 3)
-    # two-sided: turn each normal towards the viewer
-    facing = np.einsum("vpi,vpi->vp", n, d_world)
-    n = np.where(facing[..., None] > 0, -n, n)
-    light = np.einsum("vji,j->vi", R, _LIGHT_CAM)  # (V, 3) light direction in world coordinates
-    lambert = np.clip(np.einsum("vpi,vi->vp", n, light), 0, 1)
-    color = (255 * BASE_COLOR * (AMBIENT + DIFFUSE * lambert)[..., None]).round().clip(0, 255).astype(np.uint8)
-    flat = images.reshape(n_views, -1, 3)
-    flat[hit] = color[hit]
+    # shade the hit pixels only
+    view = hit // (size * size)
+    n = np.asarray(mesh.face_normals, dtype=np.float32)[tri[hit]]  # (H, 3)
+    d = directions.reshape(-1, 3)[hit]
+    light = (R.transpose(0, 2, 1) @ _LIGHT_CAM).astype(np.float32)[view]  # (H, 3) towards the light, world
+    # two-sided: a normal facing away from the viewer is flipped
+    towards_viewer = -np.sign((n * d).sum(axis=1))
+    lambert = np.clip(towards_viewer * (n * light).sum(axis=1), 0, 1)
+    color = 255 * BASE_COLOR[None] * (AMBIENT + DIFFUSE * lambert)[:, None]
+    images.reshape(-1, 3)[hit] = color.round().clip(0, 255).astype(np.uint8)
     return list(images)

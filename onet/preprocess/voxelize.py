@@ -70,9 +70,10 @@ def _surface_cells(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> 
     R = resolution
     grid = np.zeros((R, R, R), dtype=bool)
     tri = vertices[faces]  # (F, 3, 3)
-    # candidate cells: those overlapping each triangle's bounding box
-    lo = np.floor((tri.min(axis=1) + 0.5) * R).astype(np.int64)
-    hi = np.floor((tri.max(axis=1) + 0.5) * R).astype(np.int64)
+    # candidate cells: closed cells [i, i + 1] (grid units) overlapping the
+    # triangle's bounding box [a, b], i.e. ceil(a) - 1 <= i <= floor(b)
+    lo = np.ceil((tri.min(axis=1) + 0.5) * R - 1e-6).astype(np.int64) - 1
+    hi = np.floor((tri.max(axis=1) + 0.5) * R + 1e-6).astype(np.int64)
     keep = np.all((hi >= 0) & (lo <= R - 1), axis=1)
     tri, lo, hi = tri[keep], np.clip(lo[keep], 0, R - 1), np.clip(hi[keep], 0, R - 1)
     extent = hi - lo + 1  # (F, 3)

@@ -28,12 +28,12 @@ grid spans [-box_size/2, box_size/2]^3 with `resolution` cells per side.
 
 from __future__ import annotations
 
+import mcubes
 import numpy as np
 import trimesh
 from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 from pykdtree.kdtree import KDTree
-from skimage.measure import marching_cubes
 
 WATERTIGHT_METHODS = ("vote",)
 
@@ -60,7 +60,8 @@ def make_watertight(
         faces: (F, 3) int; any orientation, duplicates and inner shells allowed.
         resolution: grid cells per side of the box (even, >= 8).
         method: only "vote" (see the module docstring).
-        n_directions: number of line directions voted over.
+        n_directions: number of line directions voted over (3 to 255; the
+            three axes come first).
         visible_fraction: a point visible along more than this fraction of
             the lines is outside. Lower carves deeper concavities, higher is
             more tolerant of holes.
@@ -82,6 +83,8 @@ def make_watertight(
         raise ValueError(f"need vertices (V, 3) and at least one face (F, 3), got {vertices.shape} and {faces.shape}")
     if resolution < 8 or resolution % 2:
         raise ValueError(f"resolution must be even and >= 8, got {resolution}")
+    if not 3 <= n_directions <= 255:
+        raise ValueError(f"n_directions must be in [3, 255], got {n_directions}")
     if not 0.0 <= visible_fraction < 1.0:
         raise ValueError(f"visible_fraction must be in [0, 1), got {visible_fraction}")
     if np.abs(vertices).max() > box_size / 2:
@@ -92,11 +95,10 @@ def make_watertight(
     coords = (np.arange(n) - resolution / 2) * h  # grid point i sits at (i - R/2) h
 
     triangles = vertices[faces]
-    inside = _vote_inside(triangles, coords, h, n_directions, visible_fraction)
-
-    # surface samples with their face ids: the candidates for exact distances
-    n_samples = int(np.clip(20 * (box_size / h) ** 2, 20000, 400000))
+    # surface samples with their face ids: candidates for exact distances
+    n_samples = int(np.clip(4 * resolution**2, 20000, 400000))
     samples, sample_face = _sample_triangles(triangles, n_samples, np.random.default_rng(0))
+    inside = _vote_inside(triangles, coords, h, samples, n_directions, visible_fraction)
 
     sdf = np.where(inside, -h, h).astype(np.float64)  # only the sign matters away from sign changes
     band = _sign_change_points(inside)
@@ -122,45 +124,97 @@ def fibonacci_hemisphere(n: int) -> np.ndarray:
     r = np.sqrt(np.clip(1.0 - z**2, 0.0, None))
     phi = i * np.pi * (3.0 - np.sqrt(5.0))
     spiral = np.stack([r * np.cos(phi), r * np.sin(phi), z], axis=1)
-    # nudge spiral directions off the axes so they add new information
     return np.concatenate([axes, spiral])[:n]
 
 
-def _vote_inside(triangles: np.ndarray, coords: np.ndarray, h: float, n_directions: int, visible_fraction: float) -> np.ndarray:
-    """bool (n, n, n): grid points visible along at most `visible_fraction` of the lines."""
+def _vote_inside(
+    triangles: np.ndarray, coords: np.ndarray, h: float, samples: np.ndarray, n_directions: int, visible_fraction: float
+) -> np.ndarray:
+    """bool (n, n, n): grid points visible along at most `visible_fraction` of the lines.
+
+    Coarse to fine: the vote is taken on every `step`-th grid point first, and
+    at full resolution only in coarse cells that hold surface samples or
+    whose corners disagree (dilated by one cell); elsewhere the label of the
+    coarse cell is exact up to vote noise and is copied.
+    """
+    views = _depth_views(triangles, coords, h, n_directions)
+    limit = visible_fraction * n_directions
+
+    def vote(points: np.ndarray) -> np.ndarray:
+        return _visible_count(views, points, h) <= limit
+
+    n = len(coords)
+    resolution = n - 1
+    step = next(s for s in (4, 2, 1) if resolution % s == 0)
+    nc = resolution // step  # coarse cells per side
+    c = coords[::step]
+    coarse = vote(np.stack(np.meshgrid(c, c, c, indexing="ij"), axis=-1).reshape(-1, 3)).reshape(nc + 1, nc + 1, nc + 1)
+    corners = [coarse[i : i + nc, j : j + nc, k : k + nc] for i, j, k in np.ndindex(2, 2, 2)]
+    need = np.logical_or.reduce(corners) != np.logical_and.reduce(corners)  # (nc, nc, nc) mixed cells
+    cell = np.clip(np.floor((samples - coords[0]) / (h * step)).astype(np.int64), 0, nc - 1)
+    need[cell[:, 0], cell[:, 1], cell[:, 2]] = True
+    need = _dilate(need)  # margin for surface between samples
+
+    cell_of = np.minimum(np.arange(n) // step, nc - 1)
+    inside = corners[0][np.ix_(cell_of, cell_of, cell_of)].copy()
+    fine_need = need[np.ix_(cell_of, cell_of, cell_of)]
+    idx = np.argwhere(fine_need)
+    inside[fine_need] = vote(coords[idx])
+    return inside
+
+
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """Binary dilation by one cell (26-neighbourhood)."""
+    out = mask.copy()
+    for axis in range(3):
+        grown = out.copy()
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        grown[tuple(lo)] |= out[tuple(hi)]
+        grown[tuple(hi)] |= out[tuple(lo)]
+        out = grown
+    return out
+
+
+def _depth_views(triangles: np.ndarray, coords: np.ndarray, h: float, n_directions: int) -> list:
+    """Per line direction: (frame (3, 3) rows u, v, d; front depths; back depths; half width w).
+
+    Rays form an orthographic grid with pitch h, aligned so that rays along
+    the axes pass through grid points. Depths are along d; a line that misses
+    the mesh gets front = +inf so every point on it counts as visible.
+    """
     scene = rtcore_scene.EmbreeScene()
     flat = triangles.reshape(-1, 3).astype(np.float32)
     TriangleMesh(scene, flat, np.arange(len(flat), dtype=np.int32).reshape(-1, 3))
-
-    n = len(coords)
     half_diag = np.abs(coords).max() * np.sqrt(3.0) + h
-    w = int(np.ceil(half_diag / h))  # rays at offsets -w..w cells
+    w = int(np.ceil(half_diag / h))  # rays at offsets -w..w pitches
     offsets = np.arange(-w, w + 1) * h
+    a, b = np.meshgrid(offsets, offsets, indexing="ij")
     far = 2.0 * half_diag + 1.0
-    visible = np.zeros((n, n, n), dtype=np.uint8)
+    views = []
     for d in fibonacci_hemisphere(n_directions):
         u, v = _basis(d)
-        a, b = np.meshgrid(offsets, offsets, indexing="ij")
         plane = a.reshape(-1, 1) * u + b.reshape(-1, 1) * v  # (P, 3) ray positions in the plane through 0
-        front = _first_hit(scene, plane - far * d, d) - far  # depth along d of the first hit from -d side
-        back = far - _first_hit(scene, plane + far * d, -d)  # depth along d of the first hit from +d side
-        # a missed line marks every point on it visible: front = +inf
+        front = _first_hit(scene, plane - far * d, d) - far
+        back = far - _first_hit(scene, plane + far * d, -d)
         front[~np.isfinite(back)] = np.inf
-        # project grid points: pixel index and depth are separable sums over axes
-        ia = _separable(coords, u, h, w)
-        ib = _separable(coords, v, h, w)
-        pix = ia * (2 * w + 1) + ib
-        depth = (coords[:, None, None] * d[0] + coords[None, :, None] * d[1] + coords[None, None, :] * d[2]).astype(np.float32)
-        hidden = (depth > front[pix]) & (depth < back[pix])
-        visible += ~hidden
-    return visible <= visible_fraction * n_directions
+        views.append((np.stack([u, v, d]), front, back, w))
+    return views
 
 
-def _separable(coords: np.ndarray, axis: np.ndarray, h: float, w: int) -> np.ndarray:
-    """int32 (n, n, n) nearest ray index along `axis` for every grid point."""
-    s = coords / h
-    idx = s[:, None, None] * axis[0] + s[None, :, None] * axis[1] + s[None, None, :] * axis[2]
-    return np.rint(idx).astype(np.int32) + w
+def _visible_count(views: list, points: np.ndarray, h: float) -> np.ndarray:
+    """uint8 (N,): number of views along whose line each point is not between the two hits."""
+    count = np.zeros(len(points), dtype=np.uint8)
+    pts = points.astype(np.float32)
+    for frame, front, back, w in views:
+        proj = pts @ (frame.T / np.array([h, h, 1.0])).astype(np.float32)  # (N, 3): pixel coords, depth
+        pix = np.rint(proj[:, :2]).astype(np.int32) + w
+        flat = pix[:, 0] * (2 * w + 1) + pix[:, 1]
+        depth = proj[:, 2]
+        hidden = (depth > front[flat]) & (depth < back[flat])
+        count += ~hidden
+    return count
 
 
 def _basis(d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -208,7 +262,7 @@ def _sample_triangles(triangles: np.ndarray, n: int, rng: np.random.Generator) -
 
 
 def _distance_to_triangles(
-    points: np.ndarray, triangles: np.ndarray, samples: np.ndarray, sample_face: np.ndarray, k: int = 8
+    points: np.ndarray, triangles: np.ndarray, samples: np.ndarray, sample_face: np.ndarray, k: int = 6
 ) -> np.ndarray:
     """(N,) distance from points to the nearest of the faces of their k nearest samples."""
     k = min(k, len(samples))
@@ -278,16 +332,19 @@ def _add_sheets(sdf: np.ndarray, inside: np.ndarray, samples: np.ndarray, coords
 
 
 def _extract_surface(sdf: np.ndarray, coords: np.ndarray, h: float) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes of sdf (negative inside) on a grid padded with outside values."""
+    """Marching cubes of sdf (negative inside) on a grid padded with outside values.
+
+    PyMCubes rather than skimage: its output shares vertices between cells
+    and is closed on a padded grid; skimage's Lewiner variant leaves
+    non-manifold edges in some ambiguous configurations.
+    """
     padded = np.pad(sdf, 1, mode="constant", constant_values=h)
     padded[padded == 0] = 1e-6 * h  # a zero corner would put vertices exactly on grid points
-    verts, faces, _, _ = marching_cubes(padded, level=0.0, spacing=(h, h, h), allow_degenerate=False)
-    verts = verts + (coords[0] - h)  # undo the padding: index 0 of the padded grid is coords[0] - h
-    # skimage orients faces toward increasing values (outward here) in index space; keep that
-    mesh = trimesh.Trimesh(verts, faces[:, ::-1], process=False)
-    mesh.merge_vertices()
-    mesh.update_faces(mesh.nondegenerate_faces())
-    mesh.remove_unreferenced_vertices()
-    if mesh.volume < 0:
+    verts, faces = mcubes.marching_cubes(padded, 0.0)
+    if len(faces) == 0:
+        raise WatertightError("marching cubes found no surface")
+    verts = verts * h + (coords[0] - h)  # index 0 of the padded grid is coords[0] - h
+    mesh = trimesh.Trimesh(verts, faces, process=False)
+    if mesh.volume < 0:  # orient outward whatever the library's convention
         mesh.invert()
     return np.asarray(mesh.vertices, dtype=np.float64), np.asarray(mesh.faces, dtype=np.int64)

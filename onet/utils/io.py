@@ -32,12 +32,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+# Bulk outputs (dataset files, meshes, tables) are not fsynced: the rename already
+# makes them all-or-nothing against a killed process, and fsyncing ~30 files per
+# object dominated dataset building. Checkpoints fsync (onet.training.checkpoints).
+
+
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -49,5 +52,3 @@ def savez_atomic(path: str | os.PathLike, compressed: bool = False, **arrays: np
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             (np.savez_compressed if compressed else np.savez)(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())

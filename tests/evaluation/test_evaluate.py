@@ -80,8 +80,13 @@ def test_unreadable_prediction_and_missing_reference(dataset, tmp_path):
     meshes = tmp_path / "meshes"
     (meshes / "02691156").mkdir(parents=True)
     (meshes / "02691156" / "c.ply").write_bytes(b"ply\nthis is not a mesh\n")
-    result = evaluate_dataset(dataset, [("02691156", "c")], meshes, tmp_path / "eval", n_points=1000, progress=False)
-    assert result.rows[0].status in ("unreadable", "empty") and result.rows[0].metrics.empty
+    (meshes / "03001627").mkdir(parents=True)
+    trimesh.Trimesh(np.zeros((0, 3)), np.zeros((0, 3), int)).export(meshes / "03001627" / "a.ply")
+    items = [("02691156", "c"), ("03001627", "a")]
+    result = evaluate_dataset(dataset, items, meshes, tmp_path / "eval", n_points=1000, progress=False)
+    assert [r.status for r in result.rows] == ["unreadable", "empty"]
+    assert all(r.metrics.empty and r.metrics.iou == 0.0 for r in result.rows)
+    assert result.table.mean_over_objects.n_empty == 2
     with pytest.raises(FileNotFoundError, match="points.npz"):
         evaluate_dataset(dataset, [("02691156", "zzz")], meshes, tmp_path / "eval", progress=False)
 

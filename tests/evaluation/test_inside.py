@@ -106,3 +106,19 @@ def test_open_mesh_is_best_effort():
 def test_bad_inputs_name_the_problem(vertices, faces, points, message):
     with pytest.raises(ValueError, match=message):
         inside_mesh(vertices, faces, points)
+
+
+def test_voxel_mesh_with_non_manifold_edges():
+    voxelize = pytest.importorskip("onet.preprocess.voxelize")
+    rng = np.random.default_rng(4)
+    voxels = rng.random((16, 16, 16)) < 0.4  # many cells touch only along edges or corners
+    vertices, faces = voxelize.voxels_to_mesh(voxels)
+    # cell centres and corner-aligned offsets: rays from lattice-aligned points
+    centres = (np.argwhere(np.ones_like(voxels)) + 0.5) / 16 - 0.5
+    points = np.concatenate([centres, rng.uniform(-0.5, 0.5, size=(50_000, 3))])
+    cell = np.clip(np.floor((points + 0.5) * 16).astype(int), 0, 15)
+    truth = voxels[cell[:, 0], cell[:, 1], cell[:, 2]]
+    offset = (points + 0.5) * 16
+    unambiguous = (np.abs(offset - np.round(offset)) > 1e-6).all(axis=1)
+    inside = inside_mesh(vertices, faces, points)
+    assert _agreement(inside, truth, unambiguous) >= 0.999

@@ -1,0 +1,266 @@
+"""Benchmark mesh extraction: MISE against dense evaluation.
+
+    python scripts/bench_generation.py                 # 32^3, 64^3, 128^3
+    python scripts/bench_generation.py --full          # also 256^3 (dense 256^3 of the model takes minutes)
+    python scripts/bench_generation.py --skip-model    # analytic field only
+    python scripts/bench_generation.py --pipeline      # + simplify / refine stage breakdown at 128^3
+
+Fields:
+  chair         an analytic chair (seat, back, four legs as boxes): logits =
+                logit(0.2) - 20 * sdf. Nearly free to evaluate, so its timings
+                show the overhead of MISE and marching cubes themselves.
+  img-256       the full single-image model of configs/img.yaml (ResNet-18
+                encoder, c_dim 256, CBN-ResNet decoder hidden 256), random
+                weights, eval mode, through model.make_eval_fn.
+  img-128       the demo-size decoder (hidden 128, c_dim 128, encoder width 32).
+With random weights the decoder's level set is arbitrary (often empty or
+everywhere), so the model fields evaluate the network and add its logits,
+scaled to a standard deviation of 0.1, to the chair's logits: the surface is
+the chair's, the evaluated point counts and costs are the network's.
+
+Columns: frac = network evaluations of MISE / dense points; ms/mesh = evaluate
++ marching cubes per object; GFLOP/s counts the decoder's linear layers only,
+against a fp32 (4096 x 256) @ (256 x 256) matmul measured in the same run;
+peak RSS is the process maximum so far (ru_maxrss), so the 256^3 row bounds
+the memory of everything up to it. Timings are best of --repeats; nothing is
+asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from onet.generation.extractor import extract_meshes  # noqa: E402
+from onet.generation.marching_cubes import marching_cubes  # noqa: E402
+from onet.generation.mise import mise, probability_to_logit  # noqa: E402
+
+THRESHOLD = 0.2
+LEVEL = probability_to_logit(THRESHOLD)
+
+# (centre, half extents) of the chair's boxes, y up, inside the unit cube
+CHAIR_BOXES = [
+    ((0.0, -0.05, 0.0), (0.30, 0.04, 0.30)),  # seat
+    ((0.0, 0.22, -0.27), (0.30, 0.25, 0.03)),  # back
+] + [((sx * 0.26, -0.29, sz * 0.26), (0.03, 0.205, 0.03)) for sx in (-1, 1) for sz in (-1, 1)]  # legs
+
+
+def chair_sdf(p: torch.Tensor) -> torch.Tensor:
+    """Signed distance (positive outside) to the union of the chair's boxes; p (..., 3)."""
+    d = None
+    for centre, half in CHAIR_BOXES:
+        q = (p - torch.tensor(centre, dtype=p.dtype)).abs() - torch.tensor(half, dtype=p.dtype)
+        box = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
+        d = box if d is None else torch.minimum(d, box)
+    return d
+
+
+def chair_logits(p: torch.Tensor) -> torch.Tensor:
+    return LEVEL - 20.0 * chair_sdf(p)
+
+
+def chair_eval_fn(points: torch.Tensor) -> torch.Tensor:
+    """points (B, N, 3) -> logits (B, N): the same chair for every object."""
+    return chair_logits(points)
+
+
+def matmul_peak_gflops(repeats: int) -> float:
+    a, w, out = torch.randn(4096, 256), torch.randn(256, 256), torch.empty(4096, 256)
+    best = float("inf")
+    for _ in range(max(repeats, 3)):
+        start = time.perf_counter()
+        for _ in range(50):
+            torch.mm(a, w, out=out)
+        best = min(best, (time.perf_counter() - start) / 50)
+    return 2 * 4096 * 256 * 256 / best / 1e9
+
+
+def decoder_flops_per_point(hidden: int, n_blocks: int = 5, dim: int = 3) -> int:
+    """2 x multiply-adds of fc_p, the 2 * n_blocks hidden linears and fc_out (CBN is folded)."""
+    return 2 * (dim * hidden + 2 * n_blocks * hidden * hidden + hidden)
+
+
+def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int):
+    """(eval_fn for B objects, eval_fn and differentiable field_fn for one object) of a
+    random-weight image model plus the chair, or None with a message."""
+    try:
+        from onet.models import build_model
+
+        model = build_model(
+            {
+                "encoder": "resnet18",
+                "encoder_kwargs": {"pretrained": False, "width": width},
+                "decoder": "cbn_resnet",
+                "decoder_kwargs": {"hidden_size": hidden, "n_blocks": 5},
+                "c_dim": c_dim,
+            }
+        )
+        if not hasattr(model, "make_eval_fn"):
+            raise AttributeError("OccupancyNetwork.make_eval_fn is missing")
+    except (ImportError, AttributeError, ValueError, TypeError) as e:
+        print(f"skipping the image model (hidden {hidden}): {e}")
+        return None
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        c = model.encode_inputs(torch.rand(batch_size, 3, 224, 224))  # (B, c_dim)
+    net_fn = model.make_eval_fn(c)
+    with torch.no_grad():
+        sample = net_fn(torch.rand(batch_size, 4096, 3) * 1.1 - 0.55)
+    scale = 0.1 / max(float(sample.std()), 1e-6)
+
+    def eval_fn(points: torch.Tensor) -> torch.Tensor:
+        return chair_logits(points) + scale * net_fn(points)
+
+    # single-object versions for the pipeline breakdown; field_fn is differentiable
+    net_fn_1 = model.make_eval_fn(c[:1])
+
+    def eval_fn_1(points: torch.Tensor) -> torch.Tensor:
+        return chair_logits(points) + scale * net_fn_1(points)
+
+    def field_fn_1(points: torch.Tensor) -> torch.Tensor:
+        return chair_logits(points) + scale * model.decode(points, None, c[:1])
+
+    return eval_fn, eval_fn_1, field_fn_1
+
+
+def best_of(repeats: int, fn):
+    best, result = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def bench_field(name, eval_fn, flops_per_point, resolutions, args, peak):
+    B = args.batch_size
+    rows = []
+    for res in resolutions:
+        steps = int(round(math.log2(res / args.resolution_0))) if res > args.resolution_0 else 0
+        res_0 = res // 2**steps
+        options = dict(resolution_0=res_0, upsampling_steps=steps, threshold=THRESHOLD,
+                       points_chunk=args.points_chunk, safety_margin=args.safety_margin)
+
+        t_mise, meshes = best_of(args.repeats, lambda: extract_meshes(eval_fn, B, **options))
+        mesh = meshes[0]
+        t_eval = mesh.timings["evaluate"]
+        t_mc = mesh.timings["marching_cubes"]
+
+        if res <= args.max_dense:
+            def dense():
+                start = time.perf_counter()
+                grids = mise(eval_fn, B, resolution_0=res, upsampling_steps=0, threshold=THRESHOLD,
+                             points_chunk=args.points_chunk)
+                t_eval_dense = (time.perf_counter() - start) / B
+                start = time.perf_counter()
+                marching_cubes(grids[0].values, LEVEL)
+                return t_eval_dense, time.perf_counter() - start
+
+            _, (t_eval_dense, t_mc_dense) = best_of(args.repeats, dense)
+            dense_ms = 1e3 * (t_eval_dense + t_mc_dense)
+        else:
+            t_eval_dense, dense_ms = None, None
+
+        n_dense = (res + 1) ** 3
+        mise_ms = 1e3 * (t_eval + t_mc)
+        row = {
+            "field": name, "R": res, "steps": steps, "frac": mesh.n_evaluated / n_dense,
+            "mise_ms": mise_ms, "eval_ms": 1e3 * t_eval, "mc_ms": 1e3 * t_mc,
+            "dense_ms": dense_ms, "faces": len(mesh.faces), "rss": peak_rss_mb(),
+        }
+        row["ratio"] = mise_ms / dense_ms if dense_ms else None
+        if flops_per_point:
+            row["gflops"] = mesh.n_evaluated * flops_per_point / t_eval / 1e9
+            row["gflops_dense"] = n_dense * flops_per_point / t_eval_dense / 1e9 if t_eval_dense else None
+        rows.append(row)
+        print_row(row, peak)
+    return rows
+
+
+HEADER = (f"{'field':<9} {'R':>4} {'frac':>6} {'MISE ms':>9} {'(eval':>8} {'MC)':>7} {'dense ms':>9} "
+          f"{'MISE/dense':>10} {'GFLOP/s':>8} {'dense':>7} {'%peak':>6} {'faces':>7} {'RSS MB':>7}")
+
+
+def fmt(value, spec, width):
+    return f"{value:{width}{spec}}" if value is not None else f"{'-':>{width}}"
+
+
+def print_row(row, peak):
+    gf = row.get("gflops")
+    print(
+        f"{row['field']:<9} {row['R']:>4} {row['frac']:>6.3f} {row['mise_ms']:>9.1f} {row['eval_ms']:>8.1f} "
+        f"{row['mc_ms']:>7.1f} {fmt(row['dense_ms'], '.1f', 9)} {fmt(row['ratio'], '.3f', 10)} "
+        f"{fmt(gf, '.1f', 8)} {fmt(row.get('gflops_dense'), '.1f', 7)} "
+        f"{fmt(100 * gf / peak if gf else None, '.0f', 6)} {row['faces']:>7} {row['rss']:>7.0f}",
+        flush=True,
+    )
+
+
+def bench_pipeline(name, eval_fn, field_fn, args):
+    """Stage breakdown at 128^3 (one object) with simplification to 5000 faces,
+    30 refinement steps and vertex normals."""
+    meshes = extract_meshes(
+        eval_fn, 1, field_fns=[field_fn], resolution_0=32, upsampling_steps=2, threshold=THRESHOLD,
+        points_chunk=args.points_chunk, simplify_nfaces=5000, refinement_step=30, vertex_normals=True,
+    )
+    t = meshes[0].timings
+    stages = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in t.items())
+    print(f"{name:<9} 128^3 full pipeline, ms: {stages}  total {1e3 * sum(t.values()):.0f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--full", action="store_true", help="also 256^3")
+    parser.add_argument("--resolution-0", type=int, default=32, help="MISE coarse resolution (default 32)")
+    parser.add_argument("--batch-size", type=int, default=1, help="objects per batched extraction")
+    parser.add_argument("--points-chunk", type=int, default=100_000)
+    parser.add_argument("--safety-margin", action="store_true")
+    parser.add_argument("--max-dense", type=int, default=256, help="skip dense evaluation above this resolution")
+    parser.add_argument("--repeats", type=int, default=1, help="best of this many runs")
+    parser.add_argument("--skip-model", action="store_true", help="analytic chair only")
+    parser.add_argument("--pipeline", action="store_true", help="stage breakdown with simplify + refine")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    resolutions = sorted(set(args.resolutions + ([256] if args.full else [])))
+
+    # warm up kernels and allocators so the first row is not penalised
+    extract_meshes(chair_eval_fn, 1, resolution_0=16, upsampling_steps=1)
+    peak = matmul_peak_gflops(args.repeats)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch_size}, "
+          f"fp32 matmul (4096x256)@(256x256): {peak:.1f} GFLOP/s, RSS before: {peak_rss_mb():.0f} MB")
+    print(HEADER)
+    bench_field("chair", chair_eval_fn, None, resolutions, args, peak)
+    if args.pipeline:
+        bench_pipeline("chair", chair_eval_fn, lambda p: chair_logits(p), args)
+
+    if args.skip_model:
+        return
+    for label, hidden, c_dim, width in [("img-256", 256, 256, 64), ("img-128", 128, 128, 32)]:
+        fields = build_model_field(hidden, c_dim, width, args.batch_size)
+        if fields is None:
+            continue
+        eval_fn, eval_fn_1, field_fn_1 = fields
+        eval_fn(torch.zeros(args.batch_size, 10_000, 3))  # warm-up
+        bench_field(label, eval_fn, decoder_flops_per_point(hidden), resolutions, args, peak)
+        if args.pipeline:
+            bench_pipeline(label, eval_fn_1, field_fn_1, args)
+
+
+if __name__ == "__main__":
+    main()

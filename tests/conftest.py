@@ -1,0 +1,29 @@
+"""Shared fixtures: a tiny synthetic dataset, built once per test session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    """2 objects per class, 3 small views, 4k points: enough for loaders, training and generation."""
+    from onet.data.synthetic import build_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    build_synthetic_dataset(root, n_per_class=4, classes=["table", "mug"], seed=0, n_views=3, img_size=32,
+                            n_points=4000, n_surface=4000, progress=False)
+    return root
+
+
+@pytest.fixture
+def tiny_cfg(tiny_dataset, tmp_path):
+    """A small image-model config on the tiny dataset, writing into tmp_path."""
+    from onet.config import CONFIG_DIR, load_config
+
+    return load_config(CONFIG_DIR / "demo.yaml", [
+        f"out_dir={tmp_path / 'run'}", f"data.path={tiny_dataset}", "data.img_size=32",
+        "data.points_subsample=256", "data.points_iou_subsample=1000",
+        "model.encoder_kwargs={width: 8, pretrained: false}", "model.decoder_kwargs={hidden_size: 32, n_blocks: 2}",
+        "model.c_dim=16", "train.batch_size=4", "train.max_iters=4", "train.validate_every=2",
+        "train.checkpoint_every=2", "train.print_every=1", "train.max_time=null",
+        "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.n_points=2000",
+    ])

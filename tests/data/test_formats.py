@@ -1,0 +1,145 @@
+import numpy as np
+import pytest
+import yaml
+
+from onet.data.formats import (
+    DataFormatError,
+    load_cameras_npz,
+    load_pointcloud_npz,
+    load_points_npz,
+    read_binvox,
+    read_metadata,
+    read_split,
+    write_binvox,
+    write_cameras_npz,
+    write_metadata,
+    write_pointcloud_npz,
+    write_points_npz,
+    write_split,
+)
+
+
+def test_binvox_round_trip(tmp_path):
+    rng = np.random.default_rng(0)
+    voxels = rng.random((32, 32, 32)) < 0.3
+    voxels[:4] = True  # long runs: more than 255 equal values in a row
+    path = tmp_path / "model.binvox"
+    write_binvox(path, voxels)
+    out = read_binvox(path)
+    assert out.dtype == bool and out.shape == (32, 32, 32)
+    np.testing.assert_array_equal(out, voxels)
+    header = path.read_bytes().split(b"data\n")[0]
+    assert b"dim 32 32 32" in header and b"translate -0.5 -0.5 -0.5" in header and b"scale 1" in header
+
+
+def test_binvox_axis_convention_from_hand_made_bytes(tmp_path):
+    # 2x2x2 grid; binvox stores index x * 4 + z * 2 + y (y fastest).
+    # Runs: 0 x3, 1 x1, 0 x4 -> only flat index 3 = (x=0, z=1, y=1) is set.
+    data = b"#binvox 1\ndim 2 2 2\ntranslate -0.5 -0.5 -0.5\nscale 1\ndata\n" + bytes([0, 3, 1, 1, 0, 4])
+    path = tmp_path / "hand.binvox"
+    path.write_bytes(data)
+    voxels = read_binvox(path)
+    expected = np.zeros((2, 2, 2), dtype=bool)
+    expected[0, 1, 1] = True  # [x, y, z]
+    np.testing.assert_array_equal(voxels, expected)
+    # runs: flat index 2 = (x=0, z=1, y=0) -> voxel [x=0, y=0, z=1]
+    path.write_bytes(data[:-6] + bytes([0, 2, 1, 1, 0, 5]))
+    assert np.argwhere(read_binvox(path)).tolist() == [[0, 0, 1]]
+    # and the writer produces exactly these bytes
+    write_binvox(tmp_path / "w.binvox", read_binvox(path))
+    assert (tmp_path / "w.binvox").read_bytes().endswith(b"data\n" + bytes([0, 2, 1, 1, 0, 5]))
+
+
+def test_binvox_errors_name_file(tmp_path):
+    bad = tmp_path / "short.binvox"
+    bad.write_bytes(b"#binvox 1\ndim 2 2 2\ndata\n" + bytes([0, 3]))
+    with pytest.raises(DataFormatError, match="short.binvox.*8"):
+        read_binvox(bad)
+    notbv = tmp_path / "x.binvox"
+    notbv.write_bytes(b"hello")
+    with pytest.raises(DataFormatError, match="x.binvox"):
+        read_binvox(notbv)
+
+
+def test_points_npz_stores_float16_and_packbits(tmp_path):
+    rng = np.random.default_rng(1)
+    n = 1001  # not a multiple of 8: the packed tail must be cut
+    points = rng.uniform(-0.55, 0.55, (n, 3)).astype(np.float32)
+    occ = rng.random(n) < 0.4
+    path = tmp_path / "points.npz"
+    write_points_npz(path, points, occ, loc=[0.1, 0.2, 0.3], scale=2.0)
+    raw = np.load(path)  # plain numpy, per DESIGN §4
+    assert raw["points"].dtype == np.float16 and raw["points"].shape == (n, 3)
+    assert raw["occupancies"].dtype == np.uint8 and raw["occupancies"].shape == ((n + 7) // 8,)
+    np.testing.assert_array_equal(np.unpackbits(raw["occupancies"])[:n].astype(bool), occ)
+    out = load_points_npz(path)
+    assert out["points"].dtype == np.float32 and out["occupancies"].dtype == bool
+    np.testing.assert_array_equal(out["occupancies"], occ)
+    np.testing.assert_allclose(out["points"], points, atol=1e-3)
+    np.testing.assert_allclose(out["loc"], [0.1, 0.2, 0.3], rtol=1e-6)
+    assert out["scale"] == pytest.approx(2.0)
+    jittered = load_points_npz(path, jitter=1e-4, rng=np.random.default_rng(0))["points"]
+    assert 0 < np.abs(jittered - out["points"]).max() < 1e-3
+
+
+def test_points_npz_reads_unpacked_occupancies(tmp_path):
+    path = tmp_path / "p.npz"
+    np.savez(path, points=np.zeros((5, 3), np.float16), occupancies=np.array([1, 0, 1, 1, 0], np.float32))
+    out = load_points_npz(path)
+    assert out["occupancies"].tolist() == [True, False, True, True, False]
+    assert out["scale"] == 1.0 and out["loc"].tolist() == [0, 0, 0]
+    np.savez(path, points=np.zeros((5, 3)), occupancies=np.zeros(3, np.uint8))
+    with pytest.raises(DataFormatError, match="p.npz"):
+        load_points_npz(path)
+
+
+def test_pointcloud_npz_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    points = rng.normal(size=(100, 3)).astype(np.float32) * 0.3
+    normals = rng.normal(size=(100, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    path = tmp_path / "pointcloud.npz"
+    write_pointcloud_npz(path, points, normals, loc=np.zeros(3), scale=1.0)
+    raw = np.load(path)
+    assert raw["points"].dtype == np.float16 and raw["normals"].dtype == np.float16
+    out = load_pointcloud_npz(path)
+    assert out["points"].dtype == np.float32 and out["normals"].shape == (100, 3)
+    np.testing.assert_allclose(out["normals"], normals, atol=1e-3)
+
+
+def test_cameras_round_trip_and_published_inverse_keys(tmp_path):
+    cams = [(np.eye(3) * (i + 1), np.hstack([np.eye(3), [[i], [0], [1]]])) for i in range(3)]
+    path = tmp_path / "cameras.npz"
+    write_cameras_npz(path, cams)
+    out = load_cameras_npz(path)
+    assert len(out) == 3
+    for (K, RT), (K2, RT2) in zip(cams, out):
+        assert K2.shape == (3, 3) and RT2.shape == (3, 4)
+        np.testing.assert_allclose(K2, K)
+        np.testing.assert_allclose(RT2, RT)
+    # published files also carry inverse matrices; they are ignored
+    extra = {f"camera_mat_inv_{i}": np.eye(3) for i in range(3)} | {f"world_mat_inv_{i}": np.eye(4) for i in range(3)}
+    np.savez(path, **dict(np.load(path)), **extra)
+    assert len(load_cameras_npz(path)) == 3
+    np.savez(path, camera_mat_0=np.eye(3))
+    with pytest.raises(DataFormatError, match="world_mat_0"):
+        load_cameras_npz(path)
+
+
+def test_split_and_metadata(tmp_path):
+    path = tmp_path / "train.lst"
+    path.write_text("a1\nb2\n\nc3\n")
+    assert read_split(path) == ["a1", "b2", "c3"]
+    write_split(path, ["x", "y"])
+    assert path.read_text() == "x\ny\n"
+    assert read_split(path) == ["x", "y"]
+    write_split(path, [])
+    assert read_split(path) == []
+
+    meta = tmp_path / "metadata.yaml"
+    write_metadata(meta, {"04256520": {"id": "04256520", "name": "sofa,couch,lounge"}})
+    assert read_metadata(meta) == {"04256520": {"id": "04256520", "name": "sofa,couch,lounge"}}
+    # the published file writes synset ids unquoted; they must stay strings
+    meta.write_text("04256520:\n  id: 04256520\n  name: sofa,couch,lounge\n")
+    assert yaml.safe_load(meta.read_text()) != {"04256520": {"id": "04256520", "name": "sofa,couch,lounge"}}
+    assert read_metadata(meta) == {"04256520": {"id": "04256520", "name": "sofa,couch,lounge"}}

@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import trimesh
+
+from onet.generation.extractor import STAGES, extract_meshes
+
+from .fields import batched_eval_fn, field_fn, rod_sdf, sphere_sdf, torus_sdf
+
+SDFS = [sphere_sdf((0.05, -0.02, 0.01), 0.3), torus_sdf(), rod_sdf(radius=0.05)]
+OPTIONS = dict(resolution_0=16, upsampling_steps=2, points_chunk=20_000)
+
+
+def test_batched_equals_one_by_one():
+    batched = extract_meshes(batched_eval_fn(SDFS), 3, **OPTIONS)
+    for sdf, mesh in zip(SDFS, batched):
+        alone = extract_meshes(batched_eval_fn([sdf]), 1, **OPTIONS)[0]
+        assert np.array_equal(alone.vertices, mesh.vertices) and np.array_equal(alone.faces, mesh.faces)
+        assert alone.n_evaluated == mesh.n_evaluated
+        assert mesh.normals is None
+        assert trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).is_watertight
+
+
+def test_full_pipeline():
+    meshes = extract_meshes(
+        batched_eval_fn(SDFS[:2]),
+        2,
+        field_fns=[field_fn(s) for s in SDFS[:2]],
+        simplify_nfaces=2000,
+        refinement_step=3,
+        vertex_normals=True,
+        **OPTIONS,
+    )
+    for mesh in meshes:
+        assert set(mesh.timings) == set(STAGES) and all(t > 0 for t in mesh.timings.values())
+        assert len(mesh.faces) <= 2000
+        assert trimesh.Trimesh(mesh.vertices, mesh.faces, process=False).is_watertight
+        assert mesh.normals.shape == mesh.vertices.shape
+        assert np.allclose(np.linalg.norm(mesh.normals, axis=1), 1.0, atol=1e-5)
+    # the sphere's normals point away from its centre
+    outward = (meshes[0].normals * (meshes[0].vertices - np.array([0.05, -0.02, 0.01]))).sum(axis=1)
+    assert (outward > 0).all()
+
+
+def test_empty_object_in_a_batch():
+    meshes = extract_meshes(
+        batched_eval_fn([SDFS[0], sphere_sdf(radius=-1.0)]),
+        2,
+        field_fns=[field_fn(SDFS[0]), field_fn(sphere_sdf(radius=-1.0))],
+        simplify_nfaces=500,
+        refinement_step=2,
+        vertex_normals=True,
+        **OPTIONS,
+    )
+    assert len(meshes[0].faces) > 0
+    assert meshes[1].vertices.shape == (0, 3) and meshes[1].faces.shape == (0, 3)
+    assert meshes[1].normals.shape == (0, 3)
+
+
+def test_field_fns_required_for_refinement_and_normals():
+    with pytest.raises(ValueError, match="field_fns"):
+        extract_meshes(batched_eval_fn(SDFS), 3, refinement_step=5, **OPTIONS)
+    with pytest.raises(ValueError, match="field_fns"):
+        extract_meshes(batched_eval_fn(SDFS), 3, field_fns=[field_fn(SDFS[0])], vertex_normals=True, **OPTIONS)

@@ -1,0 +1,157 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+
+from onet.generation.grid import cell_size, grid_points
+from onet.generation.marching_cubes import marching_cubes
+from onet.generation.mise import mise
+
+from .fields import LEVEL, CountingEvalFn, batched_eval_fn, rod_sdf, sphere_sdf, torus_sdf
+
+SPHERE = sphere_sdf((0.05, -0.02, 0.01), 0.3)
+TORUS = torus_sdf((0.02, 0.01, -0.03), 0.3, 0.1)
+H128 = cell_size(128, box_size=1.1)
+
+
+def extract(sdf, **kwargs):
+    result = mise(batched_eval_fn([sdf]), 1, **kwargs)[0]
+    vertices, faces = marching_cubes(result.values, LEVEL)
+    return result, vertices, faces
+
+
+@pytest.mark.parametrize(
+    "sdf, volume",
+    [(SPHERE, 4 / 3 * math.pi * 0.3**3), (TORUS, 2 * math.pi**2 * 0.3 * 0.1**2)],
+    ids=["sphere", "torus"],
+)
+def test_mesh_at_128_is_closed_accurate_and_cheap(sdf, volume):
+    result, vertices, faces = extract(sdf, resolution_0=32, upsampling_steps=2)
+    assert result.values.shape == (129, 129, 129) and result.values.dtype == np.float32
+    mesh = trimesh.Trimesh(vertices, faces, process=False)
+    assert mesh.is_watertight
+    assert mesh.volume == pytest.approx(volume, rel=0.02)
+    distance = sdf(torch.from_numpy(vertices)).abs()
+    assert distance.max() < 0.5 * H128
+    assert result.n_dense == 129**3
+    assert result.n_evaluated < 0.1 * result.n_dense
+
+
+@pytest.mark.parametrize("sdf", [SPHERE, TORUS], ids=["sphere", "torus"])
+def test_mise_gives_the_dense_mesh_on_smooth_shapes(sdf):
+    # 16 -> 64: coarser than the default so the dense reference stays cheap
+    _, v_mise, f_mise = extract(sdf, resolution_0=16, upsampling_steps=2)
+    _, v_dense, f_dense = extract(sdf, resolution_0=64, upsampling_steps=0)
+    # same topology (marching cubes emits both in grid order); a vertex moves only
+    # where one end of its edge was interpolated instead of evaluated
+    assert len(v_mise) == len(v_dense) and np.array_equal(f_mise, f_dense)
+    assert np.abs(v_mise - v_dense).max() < 0.01 * cell_size(64)
+
+
+def test_dense_mode_is_the_field_on_the_grid():
+    result = mise(batched_eval_fn([SPHERE]), 1, resolution_0=16, upsampling_steps=0)[0]
+    expected = (LEVEL - 20.0 * SPHERE(grid_points(16))).reshape(17, 17, 17).numpy()
+    assert result.n_evaluated == result.n_dense == 17**3
+    assert np.array_equal(result.values, expected)
+
+
+def test_evaluated_points_keep_values_and_the_rest_is_trilinear():
+    counting = CountingEvalFn(batched_eval_fn([SPHERE]))
+    result = mise(counting, 1, resolution_0=8, upsampling_steps=2)[0]
+    points = torch.cat([c[0] for c in counting.calls])  # batch 1: no padding
+    # no point is evaluated twice and the count is honest
+    assert len(points) == result.n_evaluated == len(torch.unique(points, dim=0))
+    # the coarse grid is every 4th fine point, all evaluated
+    coarse = (LEVEL - 20.0 * SPHERE(grid_points(8))).reshape(9, 9, 9).numpy()
+    assert np.array_equal(result.values[::4, ::4, ::4], coarse)
+    # fine points never evaluated: trilinear interpolation of their coarse cell,
+    # exact for a cell whose corners are all evaluated coarse points (far from the surface)
+    i, j, k = 1, 1, 1  # the coarse cell at the box corner, far outside the sphere
+    corners = coarse[i : i + 2, j : j + 2, k : k + 2]
+    t = np.linspace(0, 1, 5)
+    wx, wy, wz = np.meshgrid(t, t, t, indexing="ij")
+    expected = sum(
+        corners[a, b, c] * (wx if a else 1 - wx) * (wy if b else 1 - wy) * (wz if c else 1 - wz)
+        for a in (0, 1)
+        for b in (0, 1)
+        for c in (0, 1)
+    )
+    assert np.allclose(result.values[4:9, 4:9, 4:9], expected, atol=1e-5)
+
+
+def test_chunking_respects_points_chunk_and_changes_nothing():
+    sdfs = [SPHERE, TORUS, rod_sdf(radius=0.05)]
+    reference = mise(batched_eval_fn(sdfs), 3, resolution_0=16, upsampling_steps=2, points_chunk=10**7)
+    counting = CountingEvalFn(batched_eval_fn(sdfs))
+    chunked = mise(counting, 3, resolution_0=16, upsampling_steps=2, points_chunk=3000)
+    assert len(counting.calls) > 10
+    assert all(c.shape[0] == 3 and c.shape[0] * c.shape[1] <= 3000 for c in counting.calls)
+    for a, b in zip(reference, chunked):
+        assert np.array_equal(a.values, b.values) and a.n_evaluated == b.n_evaluated
+
+
+def test_batched_equals_one_by_one():
+    sdfs = [SPHERE, TORUS, rod_sdf()]
+    batched = mise(batched_eval_fn(sdfs), 3, resolution_0=16, upsampling_steps=2, points_chunk=20_000)
+    for sdf, got in zip(sdfs, batched):
+        alone = mise(batched_eval_fn([sdf]), 1, resolution_0=16, upsampling_steps=2, points_chunk=20_000)[0]
+        assert np.array_equal(alone.values, got.values) and alone.n_evaluated == got.n_evaluated
+
+
+def test_thin_rod_on_coarse_grid_lines_is_found():
+    # radius 0.02 < a coarse cell (0.034): found because it covers coarse points
+    rod = rod_sdf(center=(0.0, 0.0, 0.0), direction=(0.0, 0.0, 1.0), radius=0.02)
+    _, v_mise, f_mise = extract(rod)
+    _, v_dense, f_dense = extract(rod, resolution_0=128, upsampling_steps=0)
+    assert len(v_mise) == len(v_dense) and np.array_equal(f_mise, f_dense)
+    assert np.abs(v_mise - v_dense).max() < 0.01 * H128
+
+
+def test_safety_margin_recovers_a_tilted_thin_rod():
+    rod = rod_sdf(center=(0.01, 0.013, 0.0), direction=(0.3, 0.2, 1.0), radius=0.013)
+    volume = {}
+    for name, kwargs in [
+        ("dense", dict(resolution_0=128, upsampling_steps=0)),
+        ("mise", {}),
+        ("margin", dict(safety_margin=True)),
+    ]:
+        _, vertices, faces = extract(rod, **kwargs)
+        volume[name] = trimesh.Trimesh(vertices, faces, process=False).volume
+    assert volume["mise"] < 0.9 * volume["dense"]  # plain MISE drops pieces of the rod
+    assert volume["margin"] == pytest.approx(volume["dense"], rel=1e-3)
+
+
+def test_known_weakness_rod_between_coarse_points_is_missed():
+    # the rod passes through coarse cell centres and touches no coarse point:
+    # no cell becomes active, so MISE (with or without margin) sees nothing
+    h0 = cell_size(32, box_size=1.1)
+    rod = rod_sdf(center=(h0 / 2, h0 / 2, 0.0), direction=(0.0, 0.0, 1.0), radius=0.02)
+    assert len(extract(rod, resolution_0=64, upsampling_steps=0)[1]) > 0
+    assert len(extract(rod, safety_margin=True)[1]) == 0
+
+
+def test_nothing_inside_gives_a_grid_below_the_level():
+    result = mise(batched_eval_fn([sphere_sdf(radius=-1.0)]), 1, resolution_0=8, upsampling_steps=3)[0]
+    assert result.values.shape == (65, 65, 65) and (result.values < LEVEL).all()
+    assert result.n_evaluated == 9**3
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(threshold=1.0), "threshold"),
+        (dict(points_chunk=1), "points_chunk"),
+        (dict(resolution_0=0), "resolution"),
+        (dict(upsampling_steps=-1), "upsampling_steps"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        mise(batched_eval_fn([SPHERE, SPHERE]), 2, **kwargs)
+
+
+def test_eval_fn_with_wrong_output_shape():
+    with pytest.raises(ValueError, match="eval_fn must return logits of shape"):
+        mise(lambda p: p.sum(-1, keepdim=True), 1, resolution_0=4, upsampling_steps=0)

@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from onet.generation.marching_cubes import marching_cubes
+from onet.generation.mise import mise
+from onet.generation.refine import refine_mesh, vertex_normals_from_field
+
+from .fields import LEVEL, TAU, batched_eval_fn, field_fn, sphere_sdf
+
+CENTER = np.array([0.05, -0.02, 0.01])
+SPHERE = sphere_sdf(tuple(CENTER), 0.3)
+
+
+@pytest.fixture(scope="module")
+def coarse_sphere():
+    values = mise(batched_eval_fn([SPHERE]), 1, resolution_0=16, upsampling_steps=0)[0].values
+    return marching_cubes(values, LEVEL)
+
+
+def surface_error(vertices, faces):
+    """mean |sigmoid(f) - tau| at fixed random points on the faces."""
+    weights = np.random.default_rng(123).dirichlet([1, 1, 1], size=len(faces))  # (F, 3)
+    points = (weights[:, :, None] * vertices[faces]).sum(axis=1)
+    logits = field_fn(SPHERE)(torch.tensor(points, dtype=torch.float32)[None])[0]
+    return (torch.sigmoid(logits) - TAU).abs().mean().item()
+
+
+def test_refinement_lowers_the_error(coarse_sphere):
+    vertices, faces = coarse_sphere
+    refined = refine_mesh(vertices, faces, field_fn(SPHERE), threshold=TAU, n_steps=30, lr=1e-4)
+    assert refined.shape == vertices.shape and refined.dtype == np.float32
+    before, after = surface_error(vertices, faces), surface_error(refined, faces)
+    assert after < 0.6 * before
+
+
+def test_chunked_and_subsampled_refinement(coarse_sphere):
+    vertices, faces = coarse_sphere
+    full = refine_mesh(vertices, faces, field_fn(SPHERE), n_steps=5, seed=1)
+    chunked = refine_mesh(vertices, faces, field_fn(SPHERE), n_steps=5, seed=1, points_chunk=100)
+    assert np.allclose(full, chunked, atol=1e-6)
+    sampled = refine_mesh(vertices, faces, field_fn(SPHERE), n_steps=20, n_samples_per_step=2000, lr=1e-4)
+    assert surface_error(sampled, faces) < surface_error(vertices, faces)
+
+
+def test_zero_steps_is_a_copy(coarse_sphere):
+    vertices, faces = coarse_sphere
+    assert np.array_equal(refine_mesh(vertices, faces, field_fn(SPHERE), n_steps=0), vertices)
+
+
+def test_vertex_normals_point_outward(coarse_sphere):
+    vertices, _ = coarse_sphere
+    normals = vertex_normals_from_field(vertices, field_fn(SPHERE), points_chunk=100)
+    radial = (vertices - CENTER) / np.linalg.norm(vertices - CENTER, axis=1, keepdims=True)
+    assert normals.shape == vertices.shape and normals.dtype == np.float32
+    assert np.allclose((normals * radial).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_bad_field_shape(coarse_sphere):
+    vertices, faces = coarse_sphere
+    with pytest.raises(ValueError, match="field_fn must return logits of shape"):
+        vertex_normals_from_field(vertices, lambda p: p.sum(-1)[0])

@@ -1,0 +1,128 @@
+"""Decoders: conditional batch norm semantics and the fast eval path against decode."""
+
+import pytest
+import torch
+
+from onet.models import DECODERS
+from onet.models.decoders import OccupancyDecoder, _fold
+from onet.models.layers import CBatchNorm
+
+
+def randomized(decoder, c_dim, z_dim, scale=0.1, seed=0):
+    """Perturb every parameter and move the running statistics away from 0 / 1."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in decoder.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g))
+        decoder.train()
+        for _ in range(3):
+            p = 0.6 * torch.randn(5, 64, decoder.dim, generator=g) + 0.2
+            z = torch.randn(5, z_dim, generator=g) if z_dim else None
+            c = torch.randn(5, c_dim, generator=g)
+            decoder(p, z, c)
+    return decoder.eval()
+
+
+def test_cbn_initialised_to_identity_affine():
+    cbn = CBatchNorm(c_dim=5, f_dim=7)
+    x, c = torch.randn(3, 11, 7), torch.randn(3, 5)
+    out = cbn(x, c)
+    flat = x.reshape(-1, 7)
+    ref = (flat - flat.mean(0)) / torch.sqrt(flat.var(0, unbiased=False) + 1e-5)
+    torch.testing.assert_close(out.reshape(-1, 7), ref, atol=1e-5, rtol=1e-5)
+    # running stats updated with momentum 0.1 from the batch-and-points statistics
+    torch.testing.assert_close(cbn.bn.running_mean, 0.1 * flat.mean(0))
+    assert cbn.bn.momentum == 0.1 and cbn.bn.eps == 1e-5
+
+
+def test_cbn_eval_uses_running_stats_and_gamma_beta_of_c():
+    cbn = CBatchNorm(c_dim=2, f_dim=3)
+    with torch.no_grad():
+        cbn.gamma.weight.copy_(torch.tensor([[1.0, 0], [0, 1], [1, 1]]))
+        cbn.bn.running_mean.copy_(torch.tensor([1.0, 2, 3]))
+        cbn.bn.running_var.copy_(torch.tensor([4.0, 1, 0.25]))
+    cbn.eval()
+    x, c = torch.randn(2, 4, 3), torch.randn(2, 2)
+    gamma = c @ cbn.gamma.weight.T + 1
+    ref = (x - cbn.bn.running_mean) / torch.sqrt(cbn.bn.running_var + 1e-5) * gamma[:, None]
+    torch.testing.assert_close(cbn(x, c), ref)
+
+
+@pytest.mark.parametrize("name", ["cbn_resnet", "batchnorm", "cbn_noresnet"])
+def test_object_independent_of_batch_in_eval_but_not_in_train(name):
+    dec = randomized(DECODERS[name](z_dim=0, c_dim=6, hidden_size=16, n_blocks=2), 6, 0)
+    p, c = torch.rand(3, 50, 3) - 0.5, torch.randn(3, 6)
+    p_other, c_other = p.clone(), c.clone()
+    p_other[1:] = 3 * torch.rand(2, 50, 3)
+    c_other[1:] = 5 * torch.randn(2, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(dec(p, None, c)[0], dec(p_other, None, c_other)[0])
+        dec.train()
+        assert not torch.allclose(dec(p, None, c)[0], dec(p_other, None, c_other)[0], atol=1e-3)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("z_dim", [0, 4])
+def test_make_eval_fn_matches_decode(name, z_dim):
+    c_dim = 0 if name == "simple" and z_dim == 0 else 6
+    dec = randomized(DECODERS[name](z_dim=z_dim, c_dim=c_dim, hidden_size=32, n_blocks=3), c_dim, z_dim)
+    B = 3
+    c = torch.randn(B, c_dim)
+    z = torch.randn(B, z_dim) if z_dim else None
+    p = 1.1 * torch.rand(B, 777, 3) - 0.55
+    with torch.no_grad():
+        ref = dec(p, z, c)
+    fn = dec.make_eval_fn(c, z, chunk_rows=256)  # several chunks and a ragged last one
+    out = fn(p)
+    assert out.shape == (B, 777)
+    torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+    # results do not depend on the chunking
+    torch.testing.assert_close(dec.make_eval_fn(c, z)(p), out, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_make_eval_fn_is_exact_in_float64(name):
+    c_dim = 6
+    dec = randomized(DECODERS[name](z_dim=3, c_dim=c_dim, hidden_size=24, n_blocks=2), c_dim, 3, scale=0.5)
+    dec = dec.double()
+    c, z = torch.randn(2, c_dim, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    p = torch.rand(2, 300, 3, dtype=torch.float64) - 0.5
+    with torch.no_grad():
+        ref = dec(p, z, c)
+    torch.testing.assert_close(dec.make_eval_fn(c, z, chunk_rows=100)(p), ref, atol=1e-10, rtol=1e-10)
+
+
+def test_fold_handles_positive_negative_and_zero_scales():
+    x = torch.randn(2, 50, 4, dtype=torch.float64)
+    s = torch.tensor([[2.0, -3.0, 0.0, 1e-300], [-0.5, 0.0, 4.0, 1.0]], dtype=torch.float64)
+    t = torch.tensor([[0.3, 0.2, 0.7, 1.0], [-1.0, -0.2, 0.0, 0.1]], dtype=torch.float64)
+    wT = torch.randn(4, 5, dtype=torch.float64)
+    b = torch.randn(5, dtype=torch.float64)
+    ref = torch.relu(x * s[:, None] + t[:, None]) @ wT + b
+    lo, hi, W, bias = _fold(s, t, wT, b)
+    out = torch.bmm(torch.clamp(x, lo, hi), W) + bias[:, None]
+    torch.testing.assert_close(out, ref)
+
+
+def test_make_eval_fn_requires_eval_mode_and_checks_shapes():
+    dec = DECODERS["cbn_resnet"](c_dim=4, hidden_size=8, n_blocks=1)
+    with pytest.raises(RuntimeError, match="eval"):
+        dec.make_eval_fn(torch.randn(2, 4))
+    dec.eval()
+    fn = dec.make_eval_fn(torch.randn(2, 4))
+    with pytest.raises(ValueError, match=r"\(2, N, 3\)"):
+        fn(torch.rand(3, 10, 3))
+
+
+def test_noresnet_ablation_structure():
+    dec = DECODERS["cbn_noresnet"](c_dim=4, hidden_size=8, n_blocks=5)
+    linears = [m for m in dec.modules() if isinstance(m, torch.nn.Linear) and m.in_features == 8 and m.out_features == 8]
+    cbns = [m for m in dec.modules() if isinstance(m, CBatchNorm)]
+    assert len(linears) == 5 and len(cbns) == 6
+
+
+def test_variants_are_parameters():
+    dec = DECODERS["batchnorm"](c_dim=4, hidden_size=8)
+    assert isinstance(dec, OccupancyDecoder) and dec.norm == "bn" and dec.residual
+    assert dec.fc_c is not None
+    assert DECODERS["cbn_resnet"](c_dim=4, hidden_size=8).fc_c is None

@@ -1,0 +1,115 @@
+"""build_model, registries, parameter counts (DESIGN §5) and state_dict round trips."""
+
+import copy
+
+import pytest
+import torch
+
+from onet.models import (
+    DECODERS,
+    ENCODERS,
+    LATENT_ENCODERS,
+    OccupancyNetwork,
+    build_model,
+    count_parameters,
+)
+
+
+def model_cfg(**overrides):
+    cfg = {
+        "encoder": None, "encoder_kwargs": {}, "decoder": "cbn_resnet", "decoder_kwargs": {},
+        "c_dim": 0, "z_dim": 0, "encoder_latent": None, "encoder_latent_kwargs": {},
+    }
+    cfg.update(overrides)
+    return cfg
+
+
+def test_registries_are_plain_dicts():
+    assert set(ENCODERS) == {"resnet18", "pointnet_resnet", "pointnet_simple", "voxel_simple"}
+    assert set(DECODERS) == {"cbn_resnet", "batchnorm", "cbn_noresnet", "simple"}
+    assert set(LATENT_ENCODERS) == {"pointnet_latent"}
+    assert all(isinstance(r, dict) for r in (ENCODERS, DECODERS, LATENT_ENCODERS))
+
+
+@pytest.mark.parametrize("encoder, c_dim, expected", [
+    ("resnet18", 256, 13.4e6),
+    ("pointnet_resnet", 512, 10.4e6),
+    ("voxel_simple", 256, 7.9e6),
+])
+def test_parameter_counts_match_design(encoder, c_dim, expected):
+    model = build_model(model_cfg(encoder=encoder, c_dim=c_dim))
+    n = count_parameters(model)
+    print(f"{encoder} + cbn_resnet (c_dim {c_dim}): {n} parameters")
+    assert abs(n - expected) / expected < 0.02
+
+
+def test_exact_parameter_counts():
+    # exact values for the architectures of DESIGN §5 (regression guard)
+    dec = count_parameters(DECODERS["cbn_resnet"](c_dim=256))
+    assert dec == 2_106_625
+    assert count_parameters(ENCODERS["voxel_simple"](c_dim=256)) == 5_750_848
+    assert count_parameters(ENCODERS["pointnet_resnet"](c_dim=512)) == 6_825_472
+
+
+def test_build_model_is_pure_and_passes_dims():
+    cfg = model_cfg(encoder="pointnet_simple", encoder_kwargs={"hidden_dim": 16}, c_dim=8, z_dim=4,
+                    decoder_kwargs={"hidden_size": 16, "n_blocks": 1},
+                    encoder_latent="pointnet_latent", encoder_latent_kwargs={"hidden_size": 16})
+    before = copy.deepcopy(cfg)
+    model = build_model(cfg)
+    assert cfg == before
+    assert isinstance(model, OccupancyNetwork)
+    assert model.c_dim == 8 and model.z_dim == 4
+    assert model.encoder.c_dim == 8 and model.encoder_latent.z_dim == 4
+    assert model.encoder_latent.c_dim == 8
+
+
+@pytest.mark.parametrize("key, name, kind", [
+    ("encoder", "resnet50", "encoder"),
+    ("decoder", "cbn", "decoder"),
+    ("encoder_latent", "vae", "encoder_latent"),
+])
+def test_unknown_names_list_choices(key, name, kind):
+    cfg = model_cfg(encoder="pointnet_simple", c_dim=8, z_dim=4)
+    cfg[key] = name
+    with pytest.raises(ValueError, match=f"unknown {kind} '{name}'.*valid choices") as err:
+        build_model(cfg)
+    registry = {"encoder": ENCODERS, "decoder": DECODERS, "encoder_latent": LATENT_ENCODERS}[kind]
+    assert all(valid in str(err.value) for valid in registry)
+
+
+def test_bad_kwargs_name_the_component():
+    with pytest.raises(ValueError, match="decoder 'cbn_resnet'.*hidden_dim"):
+        build_model(model_cfg(encoder="voxel_simple", c_dim=8, decoder_kwargs={"hidden_dim": 3}))
+    with pytest.raises(ValueError, match="encoder 'voxel_simple'"):
+        build_model(model_cfg(encoder="voxel_simple", c_dim=8, encoder_kwargs={"width": 3}))
+    with pytest.raises(ValueError, match="model.c_dim"):
+        build_model(model_cfg(encoder="voxel_simple", c_dim=8, encoder_kwargs={"c_dim": 3}))
+    with pytest.raises(ValueError, match="unknown model config keys"):
+        build_model(model_cfg(encoder="voxel_simple", c_dim=8, cdim=3))
+
+
+def test_inconsistent_dims_are_errors():
+    with pytest.raises(ValueError, match="c_dim: 0"):
+        build_model(model_cfg(encoder=None, c_dim=256))
+    with pytest.raises(ValueError, match="z_dim > 0"):
+        build_model(model_cfg(encoder="voxel_simple", c_dim=8, encoder_latent="pointnet_latent"))
+    with pytest.raises(ValueError, match="'simple'"):
+        build_model(model_cfg(encoder=None, c_dim=0, decoder="cbn_resnet"))
+
+
+def test_state_dict_round_trip(tmp_path):
+    cfg = model_cfg(encoder="pointnet_resnet", encoder_kwargs={"hidden_dim": 16}, c_dim=8, z_dim=4,
+                    decoder_kwargs={"hidden_size": 16, "n_blocks": 2}, encoder_latent="pointnet_latent")
+    torch.manual_seed(0)
+    a = build_model(cfg)
+    a.train()
+    a(torch.rand(2, 20, 3), torch.rand(2, 30, 3))  # move the running statistics
+    torch.save(a.state_dict(), tmp_path / "model.pt")
+    torch.manual_seed(1)
+    b = build_model(cfg)
+    b.load_state_dict(torch.load(tmp_path / "model.pt", weights_only=True))
+    a.eval(), b.eval()
+    p, x = torch.rand(2, 20, 3), torch.rand(2, 30, 3)
+    with torch.no_grad():
+        assert torch.equal(a(p, x, sample=False), b(p, x, sample=False))

@@ -1,0 +1,205 @@
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+import onet.preprocess.pipeline as pipeline
+from onet.data.formats import load_cameras_npz, load_pointcloud_npz, load_points_npz, read_binvox, read_metadata, read_split
+from onet.preprocess.pipeline import PreprocessOptions, assign_splits, preprocess_dataset, read_report
+
+SMALL = dict(n_points=2000, n_surface=500, voxel_resolution=16, n_views=2, img_size=24, watertight_resolution=32)
+OPTS = PreprocessOptions(**SMALL)
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _export(mesh, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mesh.export(path)
+
+
+def _tree(root: Path, broken: bool = True) -> Path:
+    """A ShapeNet-style tree: v1 and v2 layouts, plus (optionally) broken files."""
+    _export(trimesh.creation.box(extents=(1, 2, 3)), root / "03001627" / "aaa" / "model.obj")
+    _export(trimesh.creation.icosphere(subdivisions=2), root / "03001627" / "bbb" / "model.obj")
+    _export(trimesh.creation.cylinder(0.3, 1.0), root / "02691156" / "ccc" / "models" / "model_normalized.obj")
+    if broken:
+        d = root / "02691156"
+        (d / "garbage" / "models").mkdir(parents=True)
+        (d / "garbage" / "models" / "model_normalized.obj").write_bytes(bytes(range(256)) * 8)
+        (d / "empty").mkdir()
+        (d / "empty" / "model.obj").write_text("")
+        (d / "nofaces").mkdir()
+        (d / "nofaces" / "model.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\n")
+        (d / "allnan").mkdir()
+        (d / "allnan" / "model.obj").write_text("v nan 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+        # some NaN vertices among good ones: cleaned and processed
+        box = trimesh.creation.box()
+        lines = [f"v {x} {y} {z}" for x, y, z in box.vertices] + ["v nan nan nan"]
+        lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in box.faces] + ["f 1 2 9"]
+        (d / "somenan").mkdir()
+        (d / "somenan" / "model.obj").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_tree_is_processed_and_failures_reported(tmp_path):
+    src, out = _tree(tmp_path / "in"), tmp_path / "out"
+    summary = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert (summary.n_ok, summary.n_failed, summary.n_skipped) == (4, 4, 0)
+    failed = {item.model_id: reason for item, reason in summary.failures}
+    assert set(failed) == {"garbage", "empty", "nofaces", "allnan"}
+    assert "empty" in failed["empty"] and "no faces" in failed["nofaces"] and "NaN" in failed["allnan"]
+    records = read_report(summary.report_path)
+    assert {r["model_id"] for r in records if r["status"] == "failed"} == set(failed)
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) == 4 and all(set(pipeline.STAGES) <= set(r["timings"]) for r in ok)
+
+    obj = out / "03001627" / "aaa"
+    pts = load_points_npz(obj / "points.npz")
+    assert pts["points"].shape == (2000, 3) and np.abs(pts["points"]).max() <= 0.55
+    assert pts["scale"] == pytest.approx(3.0, rel=1e-3)  # longest edge of the 1x2x3 box
+    inside = np.all(np.abs(pts["points"] * 3.0) < np.array([0.5, 1.0, 1.5]) - 0.15, axis=1)
+    outside = np.any(np.abs(pts["points"] * 3.0) > np.array([0.5, 1.0, 1.5]) + 0.15, axis=1)
+    assert pts["occupancies"][inside].all() and not pts["occupancies"][outside].any()
+    assert load_pointcloud_npz(obj / "pointcloud.npz")["points"].shape == (500, 3)
+    assert read_binvox(obj / "model.binvox").shape == (16, 16, 16)
+    assert len(load_cameras_npz(obj / "img_choy2016" / "cameras.npz")) == 2
+    mesh = trimesh.load(obj / "mesh.ply")
+    assert mesh.is_watertight
+    assert (out / "02691156" / "somenan" / "mesh.ply").is_file()
+
+    meta = read_metadata(out / "metadata.yaml")
+    assert set(meta) == {"03001627", "02691156"} and meta["03001627"]["name"] == "chair"
+    listed = sorted(m for s in ("train", "val", "test") for m in read_split(out / "03001627" / f"{s}.lst"))
+    assert listed == ["aaa", "bbb"]
+    listed = sorted(m for s in ("train", "val", "test") for m in read_split(out / "02691156" / f"{s}.lst"))
+    assert listed == ["ccc", "somenan"]  # failed objects are not listed
+    assert not list(out.rglob(".*tmp*"))
+
+
+def test_resume_redoes_only_incomplete_objects(tmp_path):
+    src, out = _tree(tmp_path / "in", broken=False), tmp_path / "out"
+    assert preprocess_dataset(src, out, options=OPTS, progress=False).n_ok == 3
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix != ".jsonl"}
+    victim = out / "03001627" / "bbb" / "pointcloud.npz"
+    victim.unlink()
+    summary = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert (summary.n_ok, summary.n_skipped, summary.n_failed) == (1, 2, 0)
+    assert victim.is_file()
+    untouched = [p for p in before if "bbb" not in p.parts and p.suffix not in (".lst", ".yaml")]
+    assert all(p.stat().st_mtime_ns == before[p] for p in untouched)
+
+
+def test_failure_mid_object_then_rerun_finishes(tmp_path, monkeypatch):
+    src, out = _tree(tmp_path / "in", broken=False), tmp_path / "out"
+    import onet.preprocess.render as render
+
+    real = render.render_mesh
+    monkeypatch.setattr(render, "render_mesh", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    summary = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert summary.n_ok == 0 and summary.n_failed == 3
+    assert all("boom" in r for _, r in summary.failures)
+    assert (out / "03001627" / "aaa" / "points.npz").is_file()  # written before the failure
+    assert not (out / "metadata.yaml").exists()  # nothing complete, nothing listed
+    monkeypatch.setattr(render, "render_mesh", real)
+    summary = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert (summary.n_ok, summary.n_skipped) == (3, 0)
+
+
+def test_sigkill_leaves_only_complete_files_and_rerun_finishes(tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        _export(trimesh.creation.icosphere(subdivisions=2).apply_scale(1 + i / 10), src / "things" / f"s{i:02d}.obj")
+    script = textwrap.dedent(
+        f"""
+        from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
+        preprocess_dataset({str(src)!r}, {str(out)!r}, options=PreprocessOptions(**{SMALL!r}), progress=False)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(out.glob("things/*/mesh.ply"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("things/*/mesh.ply")))
+    assert 2 <= done < 12, "the kill should land mid-run"
+    for p in out.rglob("*"):  # every final file is loadable
+        if p.name.startswith("."):
+            continue  # a temporary: never mistaken for output
+        if p.name.startswith("points"):
+            load_points_npz(p)
+        elif p.name == "pointcloud.npz":
+            load_pointcloud_npz(p)
+        elif p.suffix == ".binvox":
+            read_binvox(p)
+        elif p.name == "cameras.npz":
+            load_cameras_npz(p)
+    summary = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert summary.n_failed == 0 and summary.n_ok + summary.n_skipped == 12
+    assert summary.n_skipped >= done
+    assert not list(out.rglob(".*tmp*"))
+    assert len(read_split(out / "things" / "train.lst")) + len(read_split(out / "things" / "test.lst")) + len(
+        read_split(out / "things" / "val.lst")
+    ) == 12
+
+
+def test_shards_and_workers_cover_everything_once(tmp_path):
+    src = _tree(tmp_path / "in", broken=False)
+    _export(trimesh.creation.capsule(), src / "02691156" / "ddd" / "model.obj")
+    out = tmp_path / "out"
+    s0 = preprocess_dataset(src, out, options=OPTS, shard=(0, 2), workers=2, progress=False)
+    s1 = preprocess_dataset(src, out, options=OPTS, shard=(1, 2), progress=False)
+    assert s0.n_ok == 2 and s1.n_ok == 2
+    assert s0.report_path != s1.report_path
+    listed = {m for s in ("train", "val", "test") for m in read_split(out / "02691156" / f"{s}.lst")}
+    assert listed == {"ccc", "ddd"}
+    again = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert again.n_skipped == 4
+
+
+def test_splits_are_seeded_and_given_lists_are_used(tmp_path):
+    from onet.preprocess.mesh_io import InputItem
+
+    items = [InputItem("c", f"m{i:02d}", Path(f"m{i}.obj")) for i in range(20)]
+    a = assign_splits(items, PreprocessOptions(seed=1))
+    assert a == assign_splits(list(reversed(items)), PreprocessOptions(seed=1))
+    assert [len(a["c"][s]) for s in ("train", "val", "test")] == [14, 2, 4]
+    assert a != assign_splits(items, PreprocessOptions(seed=2))
+    given = tmp_path / "lists"
+    given.mkdir()
+    (given / "train.lst").write_text("m00\nm01\nnot_there\n")
+    (given / "val.lst").write_text("m02\n")
+    (given / "test.lst").write_text("")
+    b = assign_splits(items, PreprocessOptions(splits_from=str(given)))
+    assert b["c"] == {"train": ["m00", "m01"], "val": ["m02"], "test": []}
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="split_fractions"):
+        PreprocessOptions(split_fractions=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="watertight_resolution"):
+        PreprocessOptions(watertight_resolution=31)
+    with pytest.raises(ValueError, match="unknown"):
+        pipeline.options_from_dict({"n_point": 3})
+    assert "points_surface.npz" in PreprocessOptions(points_near_surface=10).output_files()
+
+
+def test_near_surface_points(tmp_path):
+    src = tmp_path / "in"
+    _export(trimesh.creation.icosphere(subdivisions=2), src / "x" / "ball.off")
+    out = tmp_path / "out"
+    opts = PreprocessOptions(**{**SMALL, "points_near_surface": 1000, "n_views": 1, "save_mesh": False})
+    assert preprocess_dataset(src, out, options=opts, progress=False).n_ok == 1
+    near = load_points_npz(out / "x" / "ball" / "points_surface.npz")
+    r = np.linalg.norm(near["points"], axis=1)
+    assert np.abs(r - 0.5).max() < 0.08  # within a few sigma of the (normalised) sphere
+    assert 0.2 < near["occupancies"].mean() < 0.8
+    assert not (out / "x" / "ball" / "mesh.ply").exists()

@@ -1,0 +1,111 @@
+"""The command line as a user runs it: help, exit codes, one smoke run per verb."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from onet.cli import main
+
+VERBS = ["preprocess", "train", "generate", "eval", "demo"]
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "onet", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_every_verb_has_help_with_examples(verb, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([verb, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"onet {verb}" in out
+
+
+def test_usage_errors_exit_2(tmp_path):
+    assert run("no-such-verb").returncode == 2
+    res = run("train", tmp_path / "missing.yaml")
+    assert res.returncode == 2 and "missing.yaml" in res.stderr and "Traceback" not in res.stderr
+    res = run("eval")
+    assert res.returncode == 2 and "--pred" in res.stderr
+
+
+def test_runtime_failure_exits_1_with_one_line_and_debug_shows_traceback(tmp_path):
+    res = run("generate", "configs/demo.yaml", f"out_dir={tmp_path}")
+    assert res.returncode == 1
+    assert "checkpoint not found" in res.stderr and "Traceback" not in res.stderr
+    res = run("generate", "configs/demo.yaml", f"out_dir={tmp_path}", "--debug")
+    assert res.returncode == 1 and "Traceback" in res.stderr
+
+
+def test_train_generate_eval_end_to_end(tiny_cfg, tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    out = tmp_path / "run"
+    assert run("train", cfg_path, "--no-progress").returncode == 0
+
+    res = run("generate", cfg_path, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    meshes = sorted((out / "generation" / "meshes").rglob("*.ply"))
+    assert len(meshes) == sum(len((tiny_cfg_root(tiny_cfg) / c / "test.lst").read_text().split())
+                              for c in ("table", "mug"))
+    assert (out / "generation" / "time_generation.csv").is_file()
+    assert len(list((out / "generation" / "previews").rglob("*.png"))) == len(meshes)
+    # a second run resumes: nothing left to do
+    res = run("generate", cfg_path, "--no-progress")
+    assert res.returncode == 0 and "generating the remaining 0" in res.stdout
+
+    res = run("eval", cfg_path, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "IoU" in res.stdout and "Chamfer" in res.stdout
+    for name in ("eval_meshes.csv", "eval_classes.csv", "eval_classes.md", "eval_classes.tex", "eval.json"):
+        assert (out / "eval" / name).is_file()
+
+
+def tiny_cfg_root(cfg):
+    from pathlib import Path
+    return Path(cfg["data"]["path"])
+
+
+def test_generate_on_a_folder_with_good_and_bad_images(tiny_cfg, tmp_path):
+    from onet.training import train
+    train(tiny_cfg, progress=False, log=lambda *a: None)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (50, 70, 3), dtype=np.uint8)).save(images / "rgb.png")
+    Image.fromarray(rng.integers(0, 255, (40, 40, 4), dtype=np.uint8), mode="RGBA").save(images / "rgba.png")
+    Image.fromarray(rng.integers(0, 255, (33, 33), dtype=np.uint8), mode="L").save(images / "gray.jpg")
+    (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    (images / "empty.jpg").write_bytes(b"")
+    res = run("generate", cfg_path, "--input", images, "--no-progress", "--format", "obj")
+    assert res.returncode == 0, res.stderr
+    out = tmp_path / "run" / "generation_input"
+    assert sorted(p.name for p in (out / "meshes").iterdir()) == ["gray.obj", "rgb.obj", "rgba.obj"]
+    assert "broken" in res.stdout and "empty" in res.stdout
+    failures = (out / "failures.csv").read_text()
+    assert "broken" in failures and "empty" in failures
+
+
+def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
+    from onet.demo import run_demo
+    lines = []
+    code = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "data", n_per_class=4, classes=["table", "mug"],
+                    n_views=3, img_size=32, n_points=3000, progress=False, log=lines.append, overrides=[
+                        "data.img_size=32", "data.points_subsample=128", "data.points_iou_subsample=500",
+                        "model.encoder_kwargs={width: 8, pretrained: false}",
+                        "model.decoder_kwargs={hidden_size: 16, n_blocks: 1}", "model.c_dim=8",
+                        "train.batch_size=4", "train.max_iters=2", "train.max_time=null",
+                        "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.n_points=1000"])
+    assert code == 0
+    text = "\n".join(lines)
+    assert "IoU" in text and "demo finished" in text
+    assert list((tmp_path / "demo" / "generation_input" / "meshes").glob("*.ply"))
+    assert list((tmp_path / "demo" / "generation" / "previews").rglob("*.png"))

@@ -1,0 +1,105 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from onet.config import CONFIG_DIR, load_config
+from onet.training import train
+from onet.training.checkpoints import load_checkpoint
+
+
+def test_train_writes_config_checkpoints_and_metrics(tiny_cfg):
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    out = result.out_dir
+    assert result.iterations == 4 and "max_iters" in result.stop_reason
+    assert yaml.safe_load((out / "config.yaml").read_text()) == tiny_cfg
+    ckpt = load_checkpoint(out / "model.pt")
+    assert ckpt["it"] == 4 and ckpt["model_config"] == tiny_cfg["model"]
+    assert {"model", "optimizer", "epoch", "best_metric", "rng", "config"} <= set(ckpt)
+    best = load_checkpoint(out / "model_best.pt")
+    assert best["best_metric"] == pytest.approx(result.best_metric)
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(r["it"]) for r in rows if r["loss"]] == [1, 2, 3, 4]
+    assert all(0.0 <= float(r["val_iou"]) <= 1.0 for r in rows if r["val_iou"])
+
+
+def test_resume_continues_the_iteration_count(tiny_cfg):
+    train(tiny_cfg, progress=False, log=lambda *a: None)
+    tiny_cfg["train"]["max_iters"] = 6
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    assert result.iterations == 6
+    rows = list(csv.DictReader(open(result.out_dir / "metrics.csv")))
+    assert [int(r["it"]) for r in rows if r["loss"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_same_seed_gives_the_same_validation_numbers(tiny_cfg, tmp_path):
+    a = train(tiny_cfg, progress=False, log=lambda *a: None)
+    tiny_cfg["out_dir"] = str(tmp_path / "again")
+    b = train(tiny_cfg, progress=False, log=lambda *a: None)
+    assert a.last_val["val_loss"] == b.last_val["val_loss"]
+    assert a.last_val["val_iou"] == b.last_val["val_iou"]
+
+
+def test_skip_bad_counts_broken_objects(tiny_cfg, tiny_dataset, tmp_path):
+    import shutil
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    cat = "table"
+    first = (data / cat / "train.lst").read_text().split()[0]
+    (data / cat / first / "points.npz").write_bytes(b"garbage")
+    tiny_cfg["data"]["path"] = str(data)
+    with pytest.raises(Exception, match="points.npz"):
+        train(tiny_cfg, progress=False, log=lambda *a: None)
+    tiny_cfg["data"]["skip_bad"] = True
+    tiny_cfg["out_dir"] = str(tmp_path / "skip")
+    messages = []
+    result = train(tiny_cfg, progress=False, log=messages.append)
+    assert result.skipped > 0
+    assert any("skipped" in m for m in messages)
+
+
+def test_sigkill_mid_run_then_resume(tiny_cfg, tmp_path):
+    """Kill training hard while it checkpoints every iteration; the rerun resumes and finishes."""
+    tiny_cfg["train"].update(max_iters=400, checkpoint_every=1, validate_every=1000)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    cmd = [sys.executable, "-m", "onet", "train", str(cfg_path), "--no-progress"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "run" / "model.pt"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if ckpt.is_file() and load_checkpoint(ckpt)["it"] >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(ckpt)["it"]  # never torn: written atomically
+    assert 3 <= killed_at < 400
+    leftovers = [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]
+    for p in leftovers:  # a temp file may remain from the kill, but never under the real name
+        assert p.name.endswith(".tmp.pt")
+    tiny_cfg["train"]["max_iters"] = killed_at + 3
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"resuming from {ckpt} at iteration {killed_at}" in done.stdout
+    assert load_checkpoint(ckpt)["it"] == killed_at + 3
+
+
+def test_cli_train_and_config_error(tiny_cfg, tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
+    bad = subprocess.run([sys.executable, "-m", "onet", "train", str(cfg_path), "trian.max_iters=2"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert "'train'" in bad.stderr and "Traceback" not in bad.stderr
+    ok = subprocess.run([sys.executable, "-m", "onet", "train", str(cfg_path), "train.max_iters=2",
+                         f"out_dir={tmp_path / 'x'}", "--no-progress"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "x" / "model.pt").is_file() and (tmp_path / "x" / "config.yaml").is_file()
