@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (for cluster array jobs)")
     p.add_argument("--n-points", type=int, default=100000, help="uniform occupancy samples per object")
     p.add_argument("--n-surface", type=int, default=100000, help="surface samples (with normals) per object")
-    p.add_argument("--n-views", type=int, default=24, help="rendered views per object (0: none)")
+    p.add_argument("--n-views", type=int, default=24, help="rendered views per object")
     p.add_argument("--img-size", type=int, default=137, help="rendering size in pixels")
     p.add_argument("--voxel-resolution", type=int, default=32, help="voxel grid resolution")
     p.add_argument("--splits-from", default=None, metavar="DIR",

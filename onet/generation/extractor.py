@@ -67,6 +67,10 @@ def extract_meshes(
     level = probability_to_logit(threshold)
     if isinstance(refinement_step, bool) or not isinstance(refinement_step, (int, np.integer)) or refinement_step < 0:
         raise ValueError(f"refinement_step must be a non-negative integer, got {refinement_step!r}")
+    if simplify_nfaces is not None and (
+        isinstance(simplify_nfaces, bool) or not isinstance(simplify_nfaces, (int, np.integer)) or simplify_nfaces < 4
+    ):
+        raise ValueError(f"simplify_nfaces must be None or an integer >= 4, got {simplify_nfaces!r}")
     needs_field = refinement_step > 0 or vertex_normals
     if needs_field:
         if field_fns is None or len(field_fns) != batch_size:

@@ -122,7 +122,7 @@ def refine_mesh(
             loss_level = ((torch.sigmoid(logits) - threshold) ** 2).sum()
             loss_normal = ((field_normal - face_normal) ** 2).sum(dim=-1).sum()
             loss = (loss_level + normal_weight * loss_normal) / n_samples  # chunks add up to the mean
-            loss.backward()
+            loss.backward(inputs=[v])  # only the vertices: no gradients for the network's weights
         optimizer.step()
 
     return v.detach().cpu().numpy().astype(np.float32)

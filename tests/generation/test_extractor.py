@@ -61,3 +61,11 @@ def test_field_fns_required_for_refinement_and_normals():
         extract_meshes(batched_eval_fn(SDFS), 3, refinement_step=5, **OPTIONS)
     with pytest.raises(ValueError, match="field_fns"):
         extract_meshes(batched_eval_fn(SDFS), 3, field_fns=[field_fn(SDFS[0])], vertex_normals=True, **OPTIONS)
+
+
+def test_bad_simplify_budget_fails_before_any_work():
+    def never(points):
+        raise AssertionError("evaluated")
+
+    with pytest.raises(ValueError, match="simplify_nfaces"):
+        extract_meshes(never, 1, simplify_nfaces=2)

@@ -77,3 +77,14 @@ def test_no_crossing_gives_empty_arrays():
 def test_bad_values(values, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         marching_cubes(values, 0.0)
+
+
+def test_values_exactly_at_the_level_keep_the_mesh_closed():
+    # integer logits put the level exactly on many grid points: degenerate
+    # triangles appear there, and they must not open the mesh once vertices merge
+    res = 24
+    pts = grid_points(res).numpy()
+    values = np.round(8.0 * (0.3 - np.linalg.norm(pts, axis=1))).reshape((res + 1,) * 3)
+    vertices, faces = marching_cubes(values, 0.0)
+    mesh = trimesh.Trimesh(vertices, faces)  # merges coincident vertices
+    assert mesh.is_watertight and mesh.volume > 0

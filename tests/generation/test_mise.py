@@ -155,3 +155,38 @@ def test_bad_arguments(kwargs, message):
 def test_eval_fn_with_wrong_output_shape():
     with pytest.raises(ValueError, match="eval_fn must return logits of shape"):
         mise(lambda p: p.sum(-1, keepdim=True), 1, resolution_0=4, upsampling_steps=0)
+
+
+# ---- the vectorised building blocks against slow references
+
+
+def test_building_blocks_match_slow_references():
+    from scipy import ndimage
+
+    from onet.generation.mise import _active_cells, _corners_of_cells, _dilate_cells, _upsample_values
+
+    rng = np.random.default_rng(0)
+    occ = rng.random((2, 6, 7, 5)) > 0.7  # (B, S, S, S); non-cubic to catch axis mix-ups
+    active = _active_cells(torch.from_numpy(occ)).numpy()
+    expected = np.zeros((2, 5, 6, 4), bool)
+    for b, i, j, k in np.ndindex(*expected.shape):
+        corners = occ[b, i : i + 2, j : j + 2, k : k + 2]
+        expected[b, i, j, k] = corners.any() and not corners.all()
+    assert np.array_equal(active, expected)
+
+    cells = rng.random((2, 5, 6, 4)) > 0.9
+    dilated = _dilate_cells(torch.from_numpy(cells)).numpy()
+    for b in range(2):
+        assert np.array_equal(dilated[b], ndimage.binary_dilation(cells[b], structure=np.ones((3, 3, 3), bool)))
+
+    covered = _corners_of_cells(torch.from_numpy(cells)).numpy()
+    expected = np.zeros((2, 11, 13, 9), bool)
+    for b, i, j, k in zip(*np.nonzero(cells)):
+        expected[b, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3, 2 * k : 2 * k + 3] = True
+    assert np.array_equal(covered, expected)
+
+    values = torch.from_numpy(rng.standard_normal((2, 4, 5, 3)).astype(np.float32))
+    fine = _upsample_values(values)
+    reference = torch.nn.functional.interpolate(values[:, None], size=(7, 9, 5), mode="trilinear", align_corners=True)
+    assert torch.allclose(fine, reference[:, 0], atol=1e-6)
+    assert torch.equal(fine[:, ::2, ::2, ::2], values)

@@ -1,0 +1,41 @@
+"""`onet preprocess`: command-line arguments -> PreprocessOptions -> preprocess_dataset."""
+
+from __future__ import annotations
+
+from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'3/16' -> (3, 16); I counts from 0."""
+    from onet.cli import UsageError
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"--shard {text}: need 0 <= I < N")
+    return i, n
+
+
+def run_preprocess(args, *, log=print) -> int:
+    from onet.cli import UsageError
+    if args.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    try:
+        options = PreprocessOptions(n_points=args.n_points, n_surface=args.n_surface, n_views=args.n_views,
+                                    img_size=args.img_size, voxel_resolution=args.voxel_resolution,
+                                    seed=args.seed, splits_from=args.splits_from)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    summary = preprocess_dataset(args.input, args.output, options=options, workers=args.workers,
+                                 shard=parse_shard(args.shard), progress=not args.no_progress)
+    log(f"preprocessed {summary.n_ok} objects, skipped {summary.n_skipped} already complete, "
+        f"{summary.n_failed} failed")
+    for item, reason in summary.failures:
+        log(f"  failed {item.category}/{item.model_id} ({item.path}): {reason}")
+    if summary.failures:
+        log(f"failures are listed in {summary.report_path}")
+    if summary.mean_timings:
+        log("mean seconds per object: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.mean_timings.items()))
+    # Non-zero only when nothing could be produced at all.
+    return 1 if summary.n_ok == 0 and summary.n_skipped == 0 else 0

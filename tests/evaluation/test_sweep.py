@@ -1,0 +1,144 @@
+import copy
+import csv
+import io
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from onet.evaluation.sweep import (
+    DEFAULT_TAUS,
+    best_threshold,
+    iou_per_threshold,
+    plot_sweep,
+    sweep,
+    sweep_iou,
+    val_loader,
+)
+from onet.generation.generate import load_model
+from onet.training import train
+
+quiet = lambda *a: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def _checkpoint_cache():
+    return {}
+
+
+@pytest.fixture
+def trained_cfg(tiny_cfg, _checkpoint_cache):
+    """tiny_cfg with a briefly trained model_best.pt; trained once per module, then copied."""
+    best = Path(tiny_cfg["out_dir"]) / tiny_cfg["test"]["model_file"]
+    if "path" not in _checkpoint_cache:
+        train(tiny_cfg, progress=False, log=quiet)
+        _checkpoint_cache["path"] = best
+    else:
+        best.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(_checkpoint_cache["path"], best)
+    return tiny_cfg
+
+
+def test_iou_per_threshold_on_a_hand_made_case():
+    logits = torch.tensor([[2.0, -2.0, 0.5, -3.0], [-5.0, -5.0, -5.0, -5.0]])
+    occ = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    ious = iou_per_threshold(logits, occ, [0.5, 0.1])
+    # tau 0.5 (logit 0): predicted {0, 2}, inside {0, 1} -> 1/3; tau 0.1 (logit -2.2): {0, 1, 2} -> 2/3
+    assert ious[0].tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert ious[1].tolist() == [1.0, 1.0]  # nothing inside, nothing predicted
+
+
+def test_best_threshold_prefers_the_paper_value_on_ties():
+    assert best_threshold({0.1: 0.5, 0.2: 0.5, 0.3: 0.4}) == 0.2
+    assert best_threshold({0.1: 0.3, 0.25: 0.6, 0.3: 0.6}) == 0.25
+    assert best_threshold({0.4: 0.1, 0.5: float("nan")}) == 0.4
+
+
+def test_plot_is_a_png_with_one_or_two_panels():
+    rows = [{"tau": t, "iou": 1 - abs(t - 0.3), "mesh_iou": None, "accuracy": None, "completeness": None,
+             "chamfer_l1": None, "normal_consistency": None} for t in (0.1, 0.3, 0.5)]
+    fast = Image.open(io.BytesIO(plot_sweep(rows, 0.3, 0.2)))
+    rows[0].update(mesh_iou=0.5, accuracy=0.02, completeness=0.03, chamfer_l1=0.025, normal_consistency=0.8)
+    both = Image.open(io.BytesIO(plot_sweep(rows, 0.3, 0.3)))
+    assert fast.format == both.format == "PNG"
+    assert both.height == 2 * fast.height
+
+
+def test_fast_sweep_matches_a_direct_computation(trained_cfg):
+    model, _ = load_model(trained_cfg, None, torch.device("cpu"))
+    # reference: logits from model.decode on the same (seeded) validation batches
+    probs, occs = [], []
+    with torch.no_grad():
+        for batch in val_loader(trained_cfg):
+            p = batch["points"]
+            c = model.encode_inputs(batch["inputs"])
+            z = model.get_z_from_prior(p.shape[0], sample=False)
+            probs.append(torch.sigmoid(model.decode(p, z, c)).numpy())
+            occs.append(batch["points.occ"].numpy() >= 0.5)
+    probs, occs = np.concatenate(probs), np.concatenate(occs)
+    # a tau between two neighbouring probabilities near the median, so the prediction is mixed
+    values = np.unique(probs)
+    mid = len(values) // 2
+    tau = round(float(values[mid - 1] + values[mid]) / 2, 6)
+    if not values[mid - 1] < tau < values[mid]:  # sweep taus have 6 digits; rounding crossed a value
+        pytest.skip("probabilities too close together for a 6-digit tau")
+    pred = probs >= tau
+    ref = np.mean([(pr & gt).sum() / (pr | gt).sum() if (pr | gt).any() else 1.0 for pr, gt in zip(pred, occs)])
+    assert 0 < pred.mean() < 1
+
+    scores = sweep_iou(model, val_loader(trained_cfg), [tau, 0.2, 0.9], "cpu")
+    assert set(scores) == {tau, 0.2, 0.9}
+    assert scores[tau] == pytest.approx(ref, abs=1e-12)
+
+
+def test_sweep_writes_csv_json_png_and_picks_a_grid_tau(trained_cfg, tmp_path):
+    before = copy.deepcopy(trained_cfg)
+    result = sweep(trained_cfg, output=tmp_path / "sweep", progress=False, log=quiet)
+    assert trained_cfg == before  # the caller's config is never edited
+    assert result.best_tau in DEFAULT_TAUS and result.criterion == "iou"
+    ious = {r["tau"]: r["iou"] for r in result.rows}
+    assert sorted(ious) == sorted(DEFAULT_TAUS)
+    assert ious[result.best_tau] == max(ious.values())
+
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
+    assert [float(r["tau"]) for r in rows] == sorted(DEFAULT_TAUS)
+    assert all(0 <= float(r["iou"]) <= 1 and r["chamfer_l1"] == "" for r in rows)
+    summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert summary["best_tau"] == result.best_tau and summary["n_objects"] == 2
+    png = Image.open(tmp_path / "sweep" / "sweep.png")
+    assert png.format == "PNG" and png.width > 500
+    assert "| tau |" in result.markdown
+
+
+def test_cli_sweep_exits_zero(trained_cfg, tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(trained_cfg))
+    proc = subprocess.run([sys.executable, "-m", "onet", "eval", str(cfg_path), "--sweep", "--no-progress"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "set test.threshold=" in proc.stdout
+    out = tmp_path / "run" / trained_cfg["evaluation"]["eval_dir"] / "sweep"
+    assert {"sweep.csv", "sweep.json", "sweep.png"} <= {p.name for p in out.iterdir()}
+
+
+def test_full_sweep_meshes_and_scores_each_tau(trained_cfg, tmp_path):
+    out = tmp_path / "full"
+    result = sweep(trained_cfg, full=True, output=out, thresholds=(0.2, 0.5), full_thresholds=(0.2, 0.5),
+                   progress=False, log=quiet)
+    assert result.criterion == "mesh_iou" and result.best_tau in (0.2, 0.5)
+    for tau in ("0.2", "0.5"):
+        assert len(list((out / f"tau_{tau}" / "meshes").rglob("*.ply"))) == 2  # the 2 validation objects
+        assert (out / f"tau_{tau}" / "eval" / "eval.json").is_file()
+    for r in result.rows:
+        assert 0 <= r["mesh_iou"] <= 1 and r["normal_consistency"] is not None
+        assert math.isclose(r["chamfer_l1"], (r["accuracy"] + r["completeness"]) / 2, rel_tol=1e-6)
+    header = next(csv.reader(open(out / "sweep.csv")))
+    assert header == ["tau", "iou", "mesh_iou", "accuracy", "completeness", "chamfer_l1", "normal_consistency"]
