@@ -219,6 +219,13 @@ class ShapeDataset(torch.utils.data.Dataset):
             files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
                 raise DataFormatError(img_dir, "no .jpg/.png images")
+            numbers = [int(p.stem) for p in files if p.stem.isdigit()]
+            if len(numbers) == len(files) and max(numbers) >= len(files):
+                # numbered views (000.jpg, ...) with a gap: view 0 must be 000.jpg, never a neighbour
+                gap = min(set(range(len(files) + 1)) - set(numbers))
+                missing = img_dir / f"{gap:0{len(files[0].stem)}d}{files[0].suffix}"
+                raise DataFormatError(missing, f"view image missing (views must be numbered 0..{max(numbers)} "
+                                               "without gaps); restore it or remove the object from the lists")
             view = int(rng.integers(len(files))) if self.mode == "train" else 0
             return load_image(files[view], opt.img_size, rng=rng, augment=opt.img_augment and self.mode == "train")
         if opt.input_type == "pointcloud":

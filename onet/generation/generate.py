@@ -26,7 +26,7 @@ from onet.config import save_config
 from onet.data.dataset import DataOptions, ShapeDataset
 from onet.generation.export import export_mesh
 from onet.generation.extractor import extract_meshes
-from onet.generation.inputs import find_input_files, load_user_input
+from onet.generation.inputs import find_input_files, load_user_input, output_names
 from onet.generation.preview import save_preview
 from onet.models import build_model
 from onet.training.checkpoints import load_checkpoint
@@ -93,7 +93,7 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
         files = find_input_files(root, input_type)
         if not files:
             raise FileNotFoundError(f"{root}: no input files of type '{input_type}' found")
-        jobs = [Job(str(p.relative_to(root).with_suffix("")), None) for p in files]
+        jobs = [Job(name, None) for name in output_names(files, root)]
         paths = {job.name: p for job, p in zip(jobs, files)}
         data = cfg["data"]
 

@@ -8,6 +8,7 @@ longest edge 1); the inverse transform maps the mesh back to the input frame.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,17 @@ def find_input_files(input_dir: str | Path, input_type: str) -> list[Path]:
     files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[input_type]
                    and not p.name.startswith("."))
     return files
+
+
+def output_names(files: list[Path], root: Path) -> list[str]:
+    """One output name per input file: its relative path without the suffix.
+
+    Files that differ only by suffix (chair.jpg, chair.png) get it appended
+    (chair_jpg, chair_png), so neither mesh overwrites or hides the other.
+    """
+    stems = [str(p.relative_to(root).with_suffix("")) for p in files]
+    counts = Counter(stems)
+    return [s if counts[s] == 1 else f"{s}_{p.suffix.lower().lstrip('.')}" for s, p in zip(stems, files)]
 
 
 def load_user_input(path: Path, root: Path, input_type: str, *, img_size: int = 224, pointcloud_n: int = 300,

@@ -68,7 +68,7 @@ def refine_mesh(
     """Move vertices onto the level set sigmoid(f) = threshold (ONet's refinement).
 
     Each step samples points on faces (uniform random barycentric weights) and
-    minimises, over the vertex positions with Adam,
+    minimises, over the vertex positions with Adam (betas 0.9, 0.999),
         mean (sigmoid(f(p)) - threshold)^2
         + normal_weight * mean |(-grad f / |grad f|)(p) - face normal|^2,
     the second term by double backprop (create_graph=True).
@@ -95,9 +95,9 @@ def refine_mesh(
         return vertices.copy()
 
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    v = torch.nn.Parameter(torch.tensor(vertices, dtype=torch.float32, device=device))
+    v = torch.tensor(vertices, dtype=torch.float32, device=device).requires_grad_(True)
     f = torch.tensor(faces, dtype=torch.int64, device=device)
-    optimizer = torch.optim.Adam([v], lr=lr)
+    adam = _Adam(v, lr=lr)
     n_faces = len(faces)
 
     for _ in range(n_steps):
@@ -110,7 +110,7 @@ def refine_mesh(
         weights = (weights / weights.sum(dim=1, keepdim=True)).to(device)  # (S, 3)
         n_samples = len(face_idx)
 
-        optimizer.zero_grad()
+        grad = torch.zeros_like(v)
         for start in range(0, n_samples, points_chunk):
             fi = face_idx[start : start + points_chunk]
             w = weights[start : start + points_chunk]
@@ -122,7 +122,32 @@ def refine_mesh(
             loss_level = ((torch.sigmoid(logits) - threshold) ** 2).sum()
             loss_normal = ((field_normal - face_normal) ** 2).sum(dim=-1).sum()
             loss = (loss_level + normal_weight * loss_normal) / n_samples  # chunks add up to the mean
-            loss.backward(inputs=[v])  # only the vertices: no gradients for the network's weights
-        optimizer.step()
+            # w.r.t. the vertices only: no gradients for the network's weights
+            grad += torch.autograd.grad(loss, v)[0]
+        adam.step(grad)
 
     return v.detach().cpu().numpy().astype(np.float32)
+
+
+class _Adam:
+    """Adam (Kingma & Ba) on one tensor, updated in place.
+
+    Written out instead of torch.optim.Adam because the first torch.optim step
+    imports torch._dynamo, which costs seconds per process on CPU.
+    """
+
+    def __init__(self, x: torch.Tensor, *, lr: float, betas=(0.9, 0.999), eps: float = 1e-8):
+        self.x, self.lr, self.betas, self.eps = x, lr, betas, eps
+        self.m = torch.zeros_like(x)
+        self.v = torch.zeros_like(x)
+        self.t = 0
+
+    @torch.no_grad()
+    def step(self, grad: torch.Tensor) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        self.m.mul_(b1).add_(grad, alpha=1 - b1)
+        self.v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
+        m_hat = self.m / (1 - b1**self.t)
+        v_hat = self.v / (1 - b2**self.t)
+        self.x.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))

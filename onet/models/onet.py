@@ -128,14 +128,14 @@ class OccupancyNetwork(nn.Module):
         return loss, {"loss": loss.item(), "rec": rec.item(), "kl": kl.item()}
 
     def make_eval_fn(
-        self, c: torch.Tensor, z: torch.Tensor | None = None, *, chunk_rows: int | None = None
+        self, c: torch.Tensor, z: torch.Tensor | None = None, *, chunk_points: int | None = None
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """Fast inference closure for mesh extraction (eval mode only).
 
         Args:
             c: (B, c_dim) codes from `encode_inputs` ((B, 0) when unconditional).
             z: (B, z_dim), default the prior mean (zeros).
-            chunk_rows: see `OccupancyDecoder.make_eval_fn`.
+            chunk_points: see `OccupancyDecoder.make_eval_fn`.
         Returns:
             fn(p (B, N, 3)) -> logits (B, N), equal to `decode(p, z, c)` in eval mode
             up to float rounding; runs under inference_mode.
@@ -147,4 +147,4 @@ class OccupancyNetwork(nn.Module):
             z = self.get_z_from_prior(B, sample=False, device=c.device) if z is None else z
         else:
             z = None
-        return self.decoder.make_eval_fn(c, z, chunk_rows=chunk_rows)
+        return self.decoder.make_eval_fn(c, z, chunk_points=chunk_points)

@@ -64,8 +64,8 @@ def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
     normalises exactly like a 1-process run with the same global batch. Parameters
     and buffers are reused, not copied, so an optimizer built before stays valid.
     """
-    if True or device_type != "cpu":
-        return module
+    if device_type != "cpu":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlooSyncBatchNorm):
         new = GlooSyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
                                 module.track_running_stats)

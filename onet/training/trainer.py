@@ -174,6 +174,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
 
     # --- data
     train_ds, val_ds = make_datasets(cfg)
+    for name, ds in (("train", train_ds), ("val", val_ds)):
+        if main and ds.problems:  # data.skip_bad=true: say what was left out, never silently
+            log(f"skipped {len(ds.problems)} {name} objects listed without a folder (data.skip_bad=true); "
+                f"first: {ds.problems[0]}")
     sampler = GlobalBatchSampler(len(train_ds), tcfg["batch_size"], rank=dist_info.rank,
                                  world_size=dist_info.world_size, seed=cfg["seed"])
     train_loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,

@@ -27,6 +27,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        # name the file the user asked for, not the hidden temporary ("No space left on device: out/x.ply")
+        raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -72,7 +72,7 @@ def test_make_eval_fn_matches_decode(name, z_dim):
     p = 1.1 * torch.rand(B, 777, 3) - 0.55
     with torch.no_grad():
         ref = dec(p, z, c)
-    fn = dec.make_eval_fn(c, z, chunk_rows=256)  # several chunks and a ragged last one
+    fn = dec.make_eval_fn(c, z, chunk_points=256)  # several chunks and a ragged last one
     out = fn(p)
     assert out.shape == (B, 777)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
@@ -89,7 +89,7 @@ def test_make_eval_fn_is_exact_in_float64(name):
     p = torch.rand(2, 300, 3, dtype=torch.float64) - 0.5
     with torch.no_grad():
         ref = dec(p, z, c)
-    torch.testing.assert_close(dec.make_eval_fn(c, z, chunk_rows=100)(p), ref, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(dec.make_eval_fn(c, z, chunk_points=100)(p), ref, atol=1e-10, rtol=1e-10)
 
 
 def test_fold_handles_positive_negative_and_zero_scales():

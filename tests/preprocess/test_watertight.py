@@ -5,7 +5,7 @@ import trimesh
 from onet.evaluation.inside import inside_mesh
 from onet.preprocess.watertight import fibonacci_hemisphere, make_watertight, point_triangle_distance
 
-RES = 64  # small grid: fast, still far finer than the shapes
+RES = 48  # small grid: fast, still far finer than the shapes
 
 
 def _sphere(r=0.45):

@@ -1,0 +1,264 @@
+"""The loader on a tiny dataset in the PUBLISHED ONet ShapeNet layout (DESIGN §4).
+
+The fixture is written with plain numpy / PIL / bytes, not with onet's writers,
+so it pins the file formats themselves: synset folders, float16 points with
+packbits occupancies, hand-encoded binvox, 137x137 JPEG views and cameras.npz
+with the *_inv_* keys, lists with a trailing newline.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from onet.data.dataset import DataOptions, DatasetError, ShapeDataset, category_names, collate
+from onet.training import train
+
+SYNSETS = {"02691156": "airplane,aeroplane,plane", "03001627": "chair"}
+N_POINTS = 2003  # not a multiple of 8: the packed occupancies end with padding bits
+N_SURFACE = 1500
+N_VIEWS = 3
+RADIUS = {0: 0.3, 1: 0.4}  # each object is a ball of this radius (index within its category)
+VIEW_RED = [40, 140, 240]  # every view is one flat colour, so a loaded image tells its view
+
+
+def _voxel_grid(k: int) -> np.ndarray:
+    """An asymmetric 32^3 [x, y, z] grid: a box of extents 4 x 8 x 16 cells (+k along x)."""
+    grid = np.zeros((32, 32, 32), dtype=bool)
+    grid[2:6 + k, 3:11, 5:21] = True
+    return grid
+
+
+def _binvox_bytes(grid_xyz: np.ndarray) -> bytes:
+    """binvox by hand: ASCII header, then (value, count<=255) runs over [x, z, y] order, y fastest."""
+    flat = grid_xyz.transpose(0, 2, 1).reshape(-1).astype(np.uint8)
+    body = bytearray()
+    i = 0
+    while i < flat.size:
+        j = i
+        while j < flat.size and flat[j] == flat[i] and j - i < 255:
+            j += 1
+        body += bytes([flat[i], j - i])
+        i = j
+    header = b"#binvox 1\ndim 32 32 32\ntranslate -0.5 -0.5 -0.5\nscale 1\ndata\n"
+    return header + bytes(body)
+
+
+def _write_object(folder, k: int, rng) -> dict:
+    folder.mkdir(parents=True)
+    r = RADIUS[k % 2]
+    points = rng.uniform(-0.55, 0.55, size=(N_POINTS, 3)).astype(np.float16)
+    occ = np.linalg.norm(points.astype(np.float32), axis=1) < r
+    np.savez(folder / "points.npz", points=points, occupancies=np.packbits(occ),
+             loc=np.array([0.01, -0.02, 0.0]), scale=np.array(1.3))
+    normals = rng.standard_normal((N_SURFACE, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    np.savez(folder / "pointcloud.npz", points=(r * normals).astype(np.float16), normals=normals.astype(np.float16),
+             loc=np.array([0.01, -0.02, 0.0]), scale=np.array(1.3))
+    grid = _voxel_grid(k)
+    (folder / "model.binvox").write_bytes(_binvox_bytes(grid))
+    img_dir = folder / "img_choy2016"
+    img_dir.mkdir()
+    cams = {}
+    for v in range(N_VIEWS):
+        Image.new("RGB", (137, 137), (VIEW_RED[v], 90, 30)).save(img_dir / f"{v:03d}.jpg", quality=95)
+        K = np.array([[149.8, 0, 68.5], [0, 149.8, 68.5], [0, 0, 1]])
+        RT = np.hstack([np.eye(3), [[0], [0], [1.5]]])
+        RT4 = np.vstack([RT, [0, 0, 0, 1]])
+        cams.update({f"camera_mat_{v}": K, f"world_mat_{v}": RT,
+                     f"camera_mat_inv_{v}": np.linalg.inv(K), f"world_mat_inv_{v}": np.linalg.inv(RT4)})
+    np.savez(img_dir / "cameras.npz", **cams)
+    return {"points": points, "occ": occ, "radius": r, "voxels": grid}
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory):
+    """root and {(synset, model_id): ground truth}: 2 synsets x 4 objects, lists 2 / 1 / 1."""
+    root = tmp_path_factory.mktemp("shapenet")
+    rng = np.random.default_rng(0)
+    (root / "metadata.yaml").write_text("".join(
+        f"'{s}':\n  id: '{s}'\n  name: '{name}'\n" for s, name in SYNSETS.items()))
+    truth = {}
+    for synset in SYNSETS:
+        ids = [f"{synset[-3:]}{k}a9e6b1f0c2d4e{k}f8b7c6d5e4f3a2b1" for k in range(4)]
+        for k, model_id in enumerate(ids):
+            truth[synset, model_id] = _write_object(root / synset / model_id, k, rng)
+        for split, chosen in (("train", ids[:2]), ("val", ids[2:3]), ("test", ids[3:])):
+            (root / synset / f"{split}.lst").write_text("\n".join(chosen) + "\n")
+    return root, truth
+
+
+def _options(**kw) -> DataOptions:
+    base = dict(input_type="img", img_size=64, points_subsample=2048, points_iou_subsample=None)
+    return DataOptions(**{**base, **kw})
+
+
+def test_splits_categories_and_names(published):
+    root, _ = published
+    train_ds = ShapeDataset(root, "train", options=_options())
+    assert len(train_ds) == 4 and {c for c, _ in train_ds.items} == set(SYNSETS)
+    assert len(ShapeDataset(root, "val", options=_options())) == 2
+    assert len(ShapeDataset(root, "test", options=_options(), classes=["03001627"])) == 1
+    # synset ids stay strings (not octal numbers) and names are the first synonym
+    assert category_names(root) == {"02691156": "airplane", "03001627": "chair"}
+
+
+def test_points_and_occupancies_match_after_unpacking(published):
+    root, truth = published
+    ds = ShapeDataset(root, "val", options=_options(), mode="val")
+    for idx in range(len(ds)):
+        item = ds[idx]
+        gt = truth[item["category"], item["model_id"]]
+        assert item["points"].shape == (N_POINTS, 3) and item["points"].dtype == torch.float32
+        # float16 points plus ~1e-4 jitter, labels unpacked from packbits (padding bits dropped)
+        diff = (item["points"].numpy() - gt["points"].astype(np.float32))
+        assert 0 < np.abs(diff).max() < 1e-3 and 5e-5 < diff.std() < 2e-4
+        np.testing.assert_array_equal(item["points.occ"].numpy() > 0.5, gt["occ"])
+
+    train_ds = ShapeDataset(root, "train", options=_options())
+    item = train_ds[0]
+    gt = truth[item["category"], item["model_id"]]
+    assert item["points"].shape == (2048, 3) and item["points.occ"].shape == (2048,)
+    # each training sample is a stored point (with jitter) carrying that point's label
+    d = torch.cdist(item["points"], torch.from_numpy(gt["points"].astype(np.float32)))
+    dist, nearest = d.min(dim=1)
+    assert dist.max() < 1e-3
+    np.testing.assert_array_equal(item["points.occ"].numpy() > 0.5, gt["occ"][nearest.numpy()])
+
+
+def test_binvox_is_transposed_to_xyz(published):
+    root, truth = published
+    ds = ShapeDataset(root, "train", options=_options(input_type="voxels"))
+    for idx in range(len(ds)):
+        item = ds[idx]
+        vox = item["inputs"]
+        assert vox.shape == (32, 32, 32) and vox.dtype == torch.float32
+        np.testing.assert_array_equal(vox.numpy() > 0.5, truth[item["category"], item["model_id"]]["voxels"])
+
+
+def _view(image: torch.Tensor) -> int:
+    red = float(image[0].mean()) * 255
+    return int(np.argmin([abs(red - r) for r in VIEW_RED]))
+
+
+def test_random_view_in_training_and_view_0_in_val_and_test(published):
+    root, _ = published
+    train_ds = ShapeDataset(root, "train", options=_options())
+    seen = set()
+    for epoch in range(12):
+        train_ds.epoch = epoch
+        image = train_ds[0]["inputs"]
+        assert image.shape == (3, 64, 64) and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+        seen.add(_view(image))
+    assert seen == {0, 1, 2}
+    for split, mode in (("val", "val"), ("test", "test")):
+        ds = ShapeDataset(root, split, options=_options(img_size=224), mode=mode)
+        for idx in range(len(ds)):
+            image = ds[idx]["inputs"]
+            assert image.shape == (3, 224, 224) and _view(image) == 0
+
+
+def test_pointcloud_input_is_300_noisy_surface_points(published):
+    root, truth = published
+    ds = ShapeDataset(root, "train", options=_options(input_type="pointcloud"))
+    item = ds[0]
+    pc = item["inputs"]
+    assert pc.shape == (300, 3) and pc.dtype == torch.float32
+    # radial offsets from the sphere: Gaussian noise sigma 0.005, mean |offset| = 0.005 * sqrt(2 / pi)
+    offset = pc.norm(dim=1) - truth[item["category"], item["model_id"]]["radius"]
+    assert 0.0025 < float(offset.abs().mean()) < 0.006
+    clean = ShapeDataset(root, "train", options=_options(input_type="pointcloud", pointcloud_noise=0.0))[0]["inputs"]
+    assert float((clean.norm(dim=1) - truth[item["category"], item["model_id"]]["radius"]).abs().max()) < 1e-3
+
+
+def test_val_sampling_is_seeded_and_training_sampling_is_not_repeated(published):
+    root, _ = published
+    opts = _options(input_type="pointcloud", points_iou_subsample=500)
+    a = ShapeDataset(root, "val", options=opts, mode="val", seed=0)
+    b = ShapeDataset(root, "val", options=opts, mode="val", seed=0)
+    for key in ("points", "points.occ", "inputs"):
+        assert torch.equal(a[0][key], a[0][key]) and torch.equal(a[0][key], b[0][key])
+    assert a[0]["points"].shape == (500, 3)
+    assert not torch.equal(a[0]["points"], a[1]["points"])
+    t = ShapeDataset(root, "train", options=opts, mode="train", seed=0)
+    first = t[0]["points"]
+    t.epoch = 1
+    assert not torch.equal(first, t[0]["points"])
+    batch = collate([a[0], a[1]])
+    assert batch["points"].shape == (2, 500, 3) and batch["inputs"].shape == (2, 300, 3) and batch["skipped"] == []
+
+
+@pytest.fixture
+def broken(published, tmp_path):
+    root = tmp_path / "broken"
+    shutil.copytree(published[0], root)
+    return root
+
+
+@pytest.mark.parametrize("name, input_type", [
+    ("points.npz", "img"), ("pointcloud.npz", "pointcloud"), ("model.binvox", "voxels"),
+    ("img_choy2016/000.jpg", "img"),
+])
+def test_missing_file_error_names_the_file(broken, name, input_type):
+    ds = ShapeDataset(broken, "val", options=_options(input_type=input_type), mode="val")
+    path = broken / ds.items[0][0] / ds.items[0][1] / name
+    path.unlink()
+    with pytest.raises((OSError, ValueError)) as info:
+        ds[0]
+    message = str(info.value)
+    assert str(path) in message or (name.endswith(".jpg") and str(path.parent) in message)
+
+
+def test_list_entry_without_folder(broken):
+    lst = broken / "03001627" / "train.lst"
+    lst.write_text(lst.read_text() + "deadbeef_not_there\n")
+    with pytest.raises(DatasetError, match="deadbeef_not_there") as info:
+        ShapeDataset(broken, "train", options=_options())
+    assert str(lst) in str(info.value) and "skip_bad" in str(info.value)
+    ds = ShapeDataset(broken, "train", options=_options(skip_bad=True))
+    assert len(ds) == 4 and len(ds.problems) == 1 and "deadbeef_not_there" in ds.problems[0]
+
+
+def test_trainer_reports_skipped_list_entries(broken, tiny_cfg):
+    lst = broken / "03001627" / "train.lst"
+    lst.write_text(lst.read_text() + "deadbeef_not_there\n")
+    tiny_cfg["data"].update(path=str(broken), skip_bad=True, points_iou_subsample=None)
+    tiny_cfg["train"].update(max_iters=1, validate_every=1000)
+    messages = []
+    train(tiny_cfg, progress=False, log=messages.append)
+    assert any("skipped 1 train objects" in m and "deadbeef_not_there" in m for m in messages), messages
+
+
+def _onet_train(root, out_dir, *overrides, env=None):
+    cmd = [sys.executable, "-m", "onet", "train", "configs/img.yaml", f"data.path={root}", f"out_dir={out_dir}",
+           "train.batch_size=2", "train.max_iters=2", "train.validate_every=1000", "train.checkpoint_every=1000",
+           "train.print_every=1", "train.val_batch_size=2", *overrides, "--device", "cpu", "--no-progress"]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=repo, env=env)
+
+
+def test_onet_train_img_config_runs_on_the_published_layout(published, tmp_path):
+    root, _ = published
+    # the thesis model (full ResNet-18, 256-wide decoder); smaller images only to keep the test fast
+    done = _onet_train(root, tmp_path / "run", "model.encoder_kwargs={pretrained: false}", "data.img_size=112")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reached train.max_iters=2" in done.stdout
+    assert (tmp_path / "run" / "model.pt").is_file() and (tmp_path / "run" / "model_best.pt").is_file()
+
+
+def test_onet_train_without_pretrained_weights_offline_says_how_to_provide_them(published, tmp_path):
+    root, _ = published
+    # an empty torch hub cache and an unreachable proxy: the ImageNet weights cannot be had
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch_home"),
+           "https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9"}
+    done = _onet_train(root, tmp_path / "run", env=env)
+    assert done.returncode in (1, 2)
+    assert "Traceback" not in done.stderr
+    assert "ResNet-18 weights" in done.stderr
+    assert "pretrained: false" in done.stderr and "encoder_kwargs.pretrained" in done.stderr
+    assert not (tmp_path / "run" / "model.pt").exists()
