@@ -25,7 +25,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "data.classes": (list,),
     "data.points_iou_subsample": (int,),
-    "model.encoder": (str,),
+    "model.encoder": (str,),        # null: unconditional model
     "model.encoder_latent": (str,),
     "train.max_iters": (int,),
     "train.max_epochs": (int,),
@@ -144,6 +144,8 @@ def _check_value(key: str, value: Any, default: Any) -> Any:
         if expected is None:
             return value
     else:
+        if value is None and key in NULLABLE_TYPES:
+            return value
         if value is None:
             raise ConfigError(f"config key '{key}' must not be null (default: {default!r})")
         expected = (float, int) if isinstance(default, float) else (type(default),)

@@ -147,6 +147,9 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
             log(f"skipped {name}: {reason}")
     log(f"wrote {len(written)} meshes to {out / 'meshes'}" + (f"; {len(failures)} inputs failed (see failures.csv)"
                                                                if failures else ""))
+    if failures and not written and not existing:
+        # nothing usable at all is a failed run (exit code 1), like `onet preprocess`
+        raise RuntimeError(f"none of the {len(failures)} inputs could be used; reasons in {out / 'failures.csv'}")
     if written:
         _log_timing_summary([timings[n] for n in written], log)
     return GenerateSummary(out, written, existing, failures, out / "time_generation.csv" if timings else None)

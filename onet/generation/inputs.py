@@ -58,6 +58,8 @@ def output_names(files: list[Path], root: Path) -> list[str]:
 def load_user_input(path: Path, root: Path, input_type: str, *, img_size: int = 224, pointcloud_n: int = 300,
                     voxel_resolution: int = 32, seed: int = 0) -> UserInput:
     name = str(path.relative_to(root).with_suffix(""))
+    if path.stat().st_size == 0:  # say so plainly; readers' own messages for this are cryptic
+        raise DataFormatError(path, "file is empty (0 bytes)")
     if input_type == "img":
         return UserInput(name, path, load_image(path, img_size), np.zeros(3), 1.0)
     if input_type == "pointcloud":

@@ -21,7 +21,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    except OSError as exc:  # e.g. a read-only folder: name the file the user asked for
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -31,7 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         if exc.errno is None:
             raise
         # name the file the user asked for, not the hidden temporary ("No space left on device: out/x.ply")
-        raise type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from exc  # subclass kept by errno
     finally:
         if tmp.exists():
             tmp.unlink()
