@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--objects-per-class", type=int, default=20, help="synthetic objects per class (default 20)")
+    p.add_argument("--objects-per-class", type=int, default=60, help="synthetic objects per class (default 60)")
     p.add_argument("--data", default="data/synthetic", help="where the synthetic dataset is built or reused")
     p.add_argument("--config", default=None, help="config to train (default configs/demo.yaml)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="compute device (default cpu)")

@@ -17,7 +17,7 @@ from PIL import Image
 from onet.config import CONFIG_DIR, load_config, validate
 from onet.data.dataset import list_items
 
-DEMO_OBJECTS_PER_CLASS = 20
+DEMO_OBJECTS_PER_CLASS = 60
 
 
 def _banner(text: str, log) -> None:

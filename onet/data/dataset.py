@@ -47,6 +47,7 @@ class DataOptions:
     pointcloud_n: int = 300
     pointcloud_noise: float = 0.005
     voxels_file: str = "model.binvox"
+    cache_points: bool = False
     skip_bad: bool = False
 
     @classmethod
@@ -170,6 +171,7 @@ class ShapeDataset(torch.utils.data.Dataset):
             self.problems = []
         self.items = items
         self.epoch = 0
+        self._points_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -194,12 +196,20 @@ class ShapeDataset(torch.utils.data.Dataset):
         folder = self.root / cat / model_id
         opt = self.options
         rng = self._rng(idx)
-        pts = load_points_npz(folder / opt.points_file, jitter=opt.points_jitter, rng=rng)
-        points, occ = pts["points"], pts["occupancies"]
+        if idx in self._points_cache:
+            points, occ = self._points_cache[idx]
+        else:
+            pts = load_points_npz(folder / opt.points_file)
+            points, occ = pts["points"], pts["occupancies"]
+            if opt.cache_points:
+                self._points_cache[idx] = (points, occ)
         n = opt.points_subsample if self.mode == "train" else opt.points_iou_subsample
         if n is not None:
             sel = rng.integers(0, len(points), size=n)
             points, occ = points[sel], occ[sel]
+        if opt.points_jitter > 0:
+            # jitter after subsampling: it only breaks the float16 lattice, so it is needed on the used points only
+            points = points + opt.points_jitter * rng.standard_normal(points.shape).astype(np.float32)
         item = {
             "points": torch.from_numpy(np.ascontiguousarray(points, dtype=np.float32)),
             "points.occ": torch.from_numpy(occ.astype(np.float32)),

@@ -33,7 +33,8 @@ from onet.training.checkpoints import load_checkpoint
 from onet.training.trainer import resolve_device
 from onet.utils.io import atomic_path, write_text_atomic
 
-TIMING_FIELDS = ["name", "encode", "evaluate", "marching_cubes", "simplify", "refine", "total",
+STAGES = ("encode", "evaluate", "marching_cubes", "simplify", "refine", "normals")
+TIMING_FIELDS = ["name", *STAGES, "total",
                  "n_evaluated", "n_vertices", "n_faces"]
 
 
@@ -78,6 +79,7 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
         output_dir = Path(cfg["out_dir"]) / (gcfg["generation_dir"] + suffix)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(out)
     save_config(cfg, out / "config.yaml")
 
     failures: list[tuple[str, str]] = []
@@ -141,10 +143,13 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
     bar.close()
 
     if failures:
-        write_text_atomic(out / "failures.csv", "name,reason\n" + "".join(
-            f"{n},\"{r.replace(chr(34), chr(39))}\"\n" for n, r in failures))
+        buf = io.StringIO()  # csv quotes names and reasons holding commas or quotes
+        csv.writer(buf, lineterminator="\n").writerows([("name", "reason"), *failures])
+        write_text_atomic(out / "failures.csv", buf.getvalue())
         for name, reason in failures:
             log(f"skipped {name}: {reason}")
+    else:  # every earlier failure was retried (it has no mesh) and worked: the old list would mislead
+        (out / "failures.csv").unlink(missing_ok=True)
     log(f"wrote {len(written)} meshes to {out / 'meshes'}" + (f"; {len(failures)} inputs failed (see failures.csv)"
                                                                if failures else ""))
     if failures and not written and not existing:
@@ -153,6 +158,17 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
     if written:
         _log_timing_summary([timings[n] for n in written], log)
     return GenerateSummary(out, written, existing, failures, out / "time_generation.csv" if timings else None)
+
+
+def _remove_stale_temporaries(out: Path) -> None:
+    """Delete temporaries a killed run left (onet.utils.io names them .<name>.*.tmp*).
+
+    They are never mistaken for finished meshes here, but a '.x.ply.abc.tmp.ply'
+    would look like a mesh to tools that list the folder.
+    """
+    for p in out.rglob(".*.tmp*"):
+        if p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def _prior_jobs(model, n_samples: int, n_interp: int, seed: int, dev: torch.device) -> list[Job]:
@@ -196,9 +212,9 @@ def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device):
     for job, mesh in zip(batch, meshes):
         t = dict(mesh.timings)
         row = {"name": job.name, "encode": t_encode}
-        for key in ("evaluate", "marching_cubes", "simplify", "refine"):
+        for key in STAGES[1:]:
             row[key] = t.get(key, 0.0)
-        row["total"] = sum(row[k] for k in ("encode", "evaluate", "marching_cubes", "simplify", "refine"))
+        row["total"] = sum(row[k] for k in STAGES)
         row.update(n_evaluated=mesh.n_evaluated, n_vertices=len(mesh.vertices), n_faces=len(mesh.faces))
         mesh.timings_row = row
     return meshes
@@ -251,6 +267,6 @@ def _write_timings(path: Path, timings: dict[str, dict]) -> None:
 
 
 def _log_timing_summary(rows: list[dict], log) -> None:
-    keys = ["encode", "evaluate", "marching_cubes", "simplify", "refine", "total"]
+    keys = [*STAGES, "total"]
     means = {k: float(np.mean([float(r[k]) for r in rows])) for k in keys}
     log("mean seconds per mesh: " + ", ".join(f"{k} {means[k]:.3f}" for k in keys))

@@ -176,7 +176,8 @@ class OccupancyDecoder(nn.Module):
                 cache-sized on CPU, large on CUDA). Results do not depend on it.
         Returns:
             fn(p (B, N, dim)) -> logits (B, N), an inference-mode tensor; equal to
-            `forward(p, z, c)` in eval mode up to float rounding.
+            `forward(p, z, c)` in eval mode up to float rounding. The closure holds a
+            snapshot of the weights: make a new one after the weights change.
         """
         if self.training:
             raise RuntimeError("make_eval_fn needs eval mode (running statistics): call model.eval() first")

@@ -55,16 +55,28 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
     kwargs = {"skip_materials": True} if path.suffix.lower() == ".obj" else {}
     try:
         loaded = trimesh.load(str(path), force="scene", process=False, **kwargs)
+    except ImportError as e:  # trimesh's fallback readers (e.g. ASCII STL) import optional packages
+        raise MeshLoadError(f"{path}: unreadable mesh file (not valid {path.suffix.lstrip('.').upper()}, "
+                            f"or it needs the optional package {e.name!r})") from e
     except Exception as e:  # trimesh raises anything from KeyError to UnicodeError on garbage
         raise MeshLoadError(f"{path}: unreadable mesh file ({type(e).__name__}: {e})") from e
 
     vertices, faces = _merge_scene(loaded)
     if len(faces) == 0:
-        raise MeshLoadError(f"{path}: mesh has no faces ({len(vertices)} vertices)")
+        raise MeshLoadError(f"{path}: mesh has no faces")
     n_in = len(faces)
+    vertices_in, faces_in = vertices, faces
     vertices, faces = clean_triangles(vertices, faces)
     if len(faces) == 0:
-        raise MeshLoadError(f"{path}: all {n_in} faces are degenerate or use NaN/inf vertices")
+        # say which problem it is: NaN/inf coordinates and zero-area faces are fixed differently
+        in_range = ((faces_in >= 0) & (faces_in < len(vertices_in))).all(axis=1)
+        n_nonfinite = int((~np.isfinite(vertices_in[faces_in[in_range]]).all(axis=(1, 2))).sum())
+        n_index = int((~in_range).sum())
+        reasons = [f"{n} {what}" for n, what in ((n_nonfinite, "use NaN/inf vertices"),
+                                                 (n_index, "use out-of-range vertex indices"),
+                                                 (n_in - n_nonfinite - n_index, "are degenerate (zero area)"))
+                   if n]
+        raise MeshLoadError(f"{path}: all {n_in} faces are degenerate or use NaN/inf vertices ({', '.join(reasons)})")
     return trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
 
 
