@@ -38,6 +38,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "data.input_type": ("img", "pointcloud", "voxels"),
     "train.model_selection_mode": ("max", "min"),
+    "train.lr_schedule": ("constant", "cosine"),
     "generation.mesh_format": ("ply", "obj", "off"),
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}

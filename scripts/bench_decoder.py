@@ -29,36 +29,27 @@ def decoder_flops_per_point(dim: int = 3, hidden: int = 256, n_blocks: int = 5) 
     return 2 * (dim * hidden + 2 * n_blocks * hidden * hidden + hidden)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--n-points", type=int, default=100_000)
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
-                        help="cpu: process CPU time, steadier on a shared machine (use with --threads 1)")
-    parser.add_argument("--slow", action="store_true", help="also time plain decode()")
-    args = parser.parse_args(argv)
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def make_decoder() -> CBNResnetDecoder:
+    """The default CBN-ResNet decoder in eval mode, with non-trivial gamma/beta and running statistics."""
     torch.manual_seed(0)
-    N = args.n_points
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     dec = CBNResnetDecoder(c_dim=256)
-    with torch.no_grad():  # non-trivial gamma/beta and running statistics
+    with torch.no_grad():
         for m in dec.modules():
             if hasattr(m, "gamma"):
                 m.gamma.weight.normal_(0, 0.02)
                 m.beta.weight.normal_(0, 0.02)
                 m.bn.running_mean.normal_(0, 0.5)
                 m.bn.running_var.uniform_(0.5, 2.0)
-    dec.eval()
-    flops = decoder_flops_per_point()
-    # The machine may be shared: the peak matmuls are timed interleaved with each
-    # decoder run (best of `repeats` each), so the ratio compares like with like.
-    # Peak = the better of one (N, 256) x (256, 256) matmul and the same work done
-    # as (2048, 256) x (256, 256) matmuls (the cache-sized blocks the fast path uses).
+    return dec.eval()
+
+
+def measure(dec: CBNResnetDecoder, B: int, N: int, repeats: int, clock=time.perf_counter) -> dict:
+    """Seconds of make_eval_fn on (B, N, 3) points and the matmul peaks (GFLOP/s), best of `repeats`.
+
+    The machine may be shared: the peak matmuls are timed interleaved with each
+    decoder run, so the ratio compares like with like. Peak = the better of one
+    (N, 256) x (256, 256) matmul and the same work done as (2048, 256) x (256, 256)
+    matmuls (the cache-sized blocks the fast path uses)."""
     a = torch.randn(N, 256)
     w = torch.randn(256, 256)
     out = torch.empty(N, 256)
@@ -72,31 +63,61 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(N // rows):
             torch.mm(a_s, w, out=out_s)
 
+    c = torch.randn(B, 256)
+    p = torch.rand(B, N, 3) - 0.5
+    fn = dec.make_eval_fn(c)
+    fn(p)
+    mm_small()
+    t_fast = t_big = t_small = float("inf")
+    for _ in range(repeats):
+        t_big = min(t_big, _timed(mm_big, clock))
+        t_small = min(t_small, _timed(mm_small, clock) * N / (N // rows * rows))
+        t_fast = min(t_fast, _timed(lambda: fn(p), clock))
+    gflops = B * N * decoder_flops_per_point() / t_fast / 1e9
+    peak_big = 2 * N * 256 * 256 / t_big / 1e9
+    peak_small = 2 * N * 256 * 256 / t_small / 1e9
+    return {"B": B, "N": N, "t_fast": t_fast, "gflops": gflops, "peak_big": peak_big, "peak_small": peak_small,
+            "pct": 100 * gflops / max(peak_big, peak_small), "p": p, "c": c}
+
+
+def run(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """The decoder figure as a row {stage, figure, value, unit, note}: make_eval_fn on
+    100k points of one object against the interleaved fp32 matmul peak (CPU)."""
+    r = measure(make_decoder(), 1, 100_000, 2 if quick else 3)
+    return [{"stage": "decoder", "figure": "decoder % of matmul peak (make_eval_fn, 100k points)", "value": r["pct"],
+             "unit": "%", "note": f"{r['gflops']:.1f} of {max(r['peak_big'], r['peak_small']):.1f} GFLOP/s"}]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n-points", type=int, default=100_000)
+    parser.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="cpu: process CPU time, steadier on a shared machine (use with --threads 1)")
+    parser.add_argument("--slow", action="store_true", help="also time plain decode()")
+    args = parser.parse_args(argv)
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    dec = make_decoder()
     header = f"{'B':>3} {'points':>9} {'fast s':>8} {'GFLOP/s':>8} {'mm N':>7} {'mm 2048':>8} {'% peak':>7}"
     print(header + ("  decode s" if args.slow else ""))
     for B in args.batch:
-        c = torch.randn(B, 256)
-        p = torch.rand(B, N, 3) - 0.5
-        fn = dec.make_eval_fn(c)
-        fn(p)
-        mm_small()
-        t_fast = t_big = t_small = float("inf")
-        for _ in range(args.repeats):
-            t_big = min(t_big, _timed(mm_big, clock))
-            t_small = min(t_small, _timed(mm_small, clock) * N / (N // rows * rows))
-            t_fast = min(t_fast, _timed(lambda: fn(p), clock))
-        gflops = B * N * flops / t_fast / 1e9
-        peak_big = 2 * N * 256 * 256 / t_big / 1e9
-        peak_small = 2 * N * 256 * 256 / t_small / 1e9
-        peak = max(peak_big, peak_small)
-        line = (f"{B:>3} {B * N:>9} {t_fast:>8.3f} {gflops:>8.1f} {peak_big:>7.1f} {peak_small:>8.1f}"
-                f" {100 * gflops / peak:>6.1f}%")
+        r = measure(dec, B, args.n_points, args.repeats, clock)
+        line = (f"{B:>3} {B * args.n_points:>9} {r['t_fast']:>8.3f} {r['gflops']:>8.1f} {r['peak_big']:>7.1f}"
+                f" {r['peak_small']:>8.1f} {r['pct']:>6.1f}%")
         if args.slow:
+            p, c = r["p"], r["c"]
+
             def slow():
                 with torch.inference_mode():
                     dec(p, None, c)
             line += f"  {_timed(slow, clock):>8.3f}"
         print(line, flush=True)
+
 
 if __name__ == "__main__":
     main()

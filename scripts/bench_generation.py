@@ -4,6 +4,7 @@
     python scripts/bench_generation.py --full          # also 256^3 (dense 256^3 of the model takes minutes)
     python scripts/bench_generation.py --skip-model    # analytic field only
     python scripts/bench_generation.py --pipeline      # + simplify / refine stage breakdown at 128^3
+    python scripts/bench_generation.py --memory 256 --memory-field img   # peak RSS of one 256^3 extraction
 
 Fields:
   chair         an analytic chair (seat, back, four legs as boxes): logits =
@@ -57,7 +58,7 @@ def chair_sdf(p: torch.Tensor) -> torch.Tensor:
     """Signed distance (positive outside) to the union of the chair's boxes; p (..., 3)."""
     d = None
     for centre, half in CHAIR_BOXES:
-        q = (p - torch.tensor(centre, dtype=p.dtype)).abs() - torch.tensor(half, dtype=p.dtype)
+        q = (p - p.new_tensor(centre)).abs() - p.new_tensor(half)
         box = q.clamp_min(0).norm(dim=-1) + q.max(dim=-1).values.clamp_max(0)
         d = box if d is None else torch.minimum(d, box)
     return d
@@ -88,9 +89,9 @@ def decoder_flops_per_point(hidden: int, n_blocks: int = 5, dim: int = 3) -> int
     return 2 * (dim * hidden + 2 * n_blocks * hidden * hidden + hidden)
 
 
-def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int):
+def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int, device: str = "cpu"):
     """(eval_fn for B objects, eval_fn and differentiable field_fn for one object) of a
-    random-weight image model plus the chair, or None with a message."""
+    random-weight image model plus the chair, on `device`, or None with a message."""
     try:
         from onet.models import build_model
 
@@ -109,12 +110,12 @@ def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int):
         print(f"skipping the image model (hidden {hidden}): {e}")
         return None
     torch.manual_seed(0)
-    model.eval()
+    model.to(device).eval()
     with torch.no_grad():
-        c = model.encode_inputs(torch.rand(batch_size, 3, 224, 224))  # (B, c_dim)
+        c = model.encode_inputs(torch.rand(batch_size, 3, 224, 224, device=device))  # (B, c_dim)
     net_fn = model.make_eval_fn(c)
     with torch.no_grad():
-        sample = net_fn(torch.rand(batch_size, 4096, 3) * 1.1 - 0.55)
+        sample = net_fn(torch.rand(batch_size, 4096, 3, device=device) * 1.1 - 0.55)
     scale = 0.1 / max(float(sample.std()), 1e-6)
 
     def eval_fn(points: torch.Tensor) -> torch.Tensor:
@@ -209,16 +210,149 @@ def print_row(row, peak):
     )
 
 
-def bench_pipeline(name, eval_fn, field_fn, args):
+def bench_pipeline(name, eval_fn, field_fn, points_chunk: int = 100_000, refinement_step: int = 30) -> dict:
     """Stage breakdown at 128^3 (one object) with simplification to 5000 faces,
-    30 refinement steps and vertex normals."""
+    `refinement_step` refinement steps and vertex normals; returns seconds per stage."""
     meshes = extract_meshes(
         eval_fn, 1, field_fns=[field_fn], resolution_0=32, upsampling_steps=2, threshold=THRESHOLD,
-        points_chunk=args.points_chunk, simplify_nfaces=5000, refinement_step=30, vertex_normals=True,
+        points_chunk=points_chunk, simplify_nfaces=5000, refinement_step=refinement_step, vertex_normals=True,
     )
     t = meshes[0].timings
     stages = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in t.items())
     print(f"{name:<9} 128^3 full pipeline, ms: {stages}  total {1e3 * sum(t.values()):.0f}")
+    return dict(t)
+
+
+def _fig(stage: str, figure: str, value, unit: str, note: str = "") -> dict:
+    return {"stage": stage, "figure": figure, "value": value, "unit": unit, "note": note}
+
+
+def memory_at(resolution: int, field: str) -> dict:
+    """Peak RSS of this process over one MISE extraction (from 32^3) at resolution^3.
+
+    Meant for a fresh process (`--memory R`): ru_maxrss is the process maximum,
+    so anything run before would hide the extraction's own peak."""
+    eval_fn = chair_eval_fn
+    if field == "img":
+        fields = build_model_field(256, 256, 64, 1)
+        if fields is None:
+            raise SystemExit("the image model is not available")
+        eval_fn = fields[0]
+    eval_fn(torch.zeros(1, 1000, 3))
+    before = peak_rss_mb()
+    steps = int(round(math.log2(resolution / 32)))
+    start = time.perf_counter()
+    mesh = extract_meshes(eval_fn, 1, resolution_0=32, upsampling_steps=steps, threshold=THRESHOLD)[0]
+    return {"field": field, "R": 32 * 2**steps, "seconds": time.perf_counter() - start,
+            "rss_before_mb": before, "peak_rss_mb": peak_rss_mb(), "n_evaluated": mesh.n_evaluated,
+            "faces": len(mesh.faces)}
+
+
+def _memory_in_subprocess(resolution: int, field: str) -> dict:
+    import json
+    import subprocess
+
+    out = subprocess.run([sys.executable, __file__, "--memory", str(resolution), "--memory-field", field],
+                         capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit {out.returncode}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def gpu_meshes_per_second(batch: int, device: str, repeats: int) -> tuple[float, float]:
+    """(meshes/s, peak GPU MB) of batched MISE + marching cubes at 128^3 for the full image
+    model on `device` (images already encoded; no simplification or refinement)."""
+    fields = build_model_field(256, 256, 64, batch, device)
+    if fields is None:
+        raise RuntimeError("the image model is not available")
+    eval_fn = fields[0]
+    options = dict(resolution_0=32, upsampling_steps=2, threshold=THRESHOLD, points_chunk=2_000_000, device=device)
+    extract_meshes(eval_fn, batch, **options)  # warm-up (kernels, allocator)
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    best, _ = best_of(repeats, lambda: extract_meshes(eval_fn, batch, **options))
+    return batch / best, torch.cuda.max_memory_allocated() / 2**20
+
+
+def run(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """Figures of mesh extraction, refinement and extraction memory, as rows
+    {stage, figure, value, unit, note}. CPU figures always; GPU figures when
+    `device` is "cuda". quick: one repeat, dense 128^3 time extrapolated from
+    dense 64^3, and the 256^3 memory measured on the analytic field."""
+    repeats = 1 if quick else 2
+    rows = []
+    extract_meshes(chair_eval_fn, 1, resolution_0=16, upsampling_steps=1)  # warm-up
+    peak = matmul_peak_gflops(repeats)
+    rows.append(_fig("extraction", "fp32 matmul peak, (4096x256) @ (256x256)", peak, "GFLOP/s"))
+    mise_128 = dict(resolution_0=32, upsampling_steps=2, threshold=THRESHOLD)
+
+    t, meshes = best_of(repeats, lambda: extract_meshes(chair_eval_fn, 1, **mise_128))
+    rows.append(_fig("extraction", "MISE ms/mesh at 128^3, analytic chair (MISE + MC overhead)", 1e3 * t, "ms"))
+
+    fields = build_model_field(256, 256, 64, 1)
+    if fields is None:
+        rows.append(_fig("extraction", "MISE ms/mesh at 128^3, full image decoder", None, "ms", "model unavailable"))
+    else:
+        eval_fn, eval_fn_1, field_fn_1 = fields
+        eval_fn(torch.zeros(1, 10_000, 3))  # warm-up
+        flops = decoder_flops_per_point(256)
+        runs = [extract_meshes(eval_fn, 1, **mise_128)[0] for _ in range(repeats)]
+        mesh = min(runs, key=lambda m: m.timings["evaluate"] + m.timings["marching_cubes"])
+        t_eval, t_mc = mesh.timings["evaluate"], mesh.timings["marching_cubes"]
+        n_dense = 129**3
+        # dense: the same chunked evaluation as MISE with no refinement (upsampling_steps=0)
+        dense_res, note = (64, "dense eval timed at 64^3, scaled by point count") if quick else (128, "")
+        t_dense_eval, grids = best_of(repeats, lambda: mise(eval_fn, 1, resolution_0=dense_res, upsampling_steps=0,
+                                                             threshold=THRESHOLD))
+        t_dense_eval *= n_dense / (dense_res + 1) ** 3
+        t_dense_mc = t_mc
+        if not quick:
+            start = time.perf_counter()
+            marching_cubes(grids[0].values, LEVEL)
+            t_dense_mc = time.perf_counter() - start
+        mise_ms, dense_ms = 1e3 * (t_eval + t_mc), 1e3 * (t_dense_eval + t_dense_mc)
+        rows += [
+            _fig("extraction", "MISE points / dense at 128^3", 100 * mesh.n_evaluated / n_dense, "%"),
+            _fig("extraction", "MISE ms/mesh at 128^3, full image decoder", mise_ms, "ms",
+                 f"eval {1e3 * t_eval:.0f} + MC {1e3 * t_mc:.0f}"),
+            _fig("extraction", "dense ms/mesh at 128^3, full image decoder", dense_ms, "ms", note),
+            _fig("extraction", "MISE time / dense time at 128^3", mise_ms / dense_ms, "x", note),
+            _fig("extraction", "decoder % of matmul peak (make_eval_fn, dense)",
+                 100 * n_dense * flops / t_dense_eval / 1e9 / peak, "%",
+                 f"{n_dense * flops / t_dense_eval / 1e9:.1f} GFLOP/s"),
+            _fig("extraction", "decoder % of matmul peak within MISE (incl. octree overhead)",
+                 100 * mesh.n_evaluated * flops / t_eval / 1e9 / peak, "%"),
+        ]
+        t = bench_pipeline("img-256", eval_fn_1, field_fn_1)
+        rows += [
+            _fig("refine", "simplify to 5000 faces, ms/mesh", 1e3 * t["simplify"], "ms"),
+            _fig("refine", "refine 30 steps, ms/mesh (full image decoder)", 1e3 * t["refine"], "ms"),
+            _fig("refine", "vertex normals from the field, ms/mesh", 1e3 * t["normals"], "ms"),
+            _fig("refine", "full pipeline ms/mesh at 128^3 (MISE, MC, simplify, refine, normals)",
+                 1e3 * sum(t.values()), "ms"),
+        ]
+
+    if device == "cuda":
+        batch = 8 if quick else 32
+        try:
+            rate, mem = gpu_meshes_per_second(batch, device, repeats)
+            rows += [_fig("extraction", "meshes/s at 128^3 batched, full image decoder, GPU", rate, "meshes/s",
+                          f"batch {batch}, no refinement, encoding excluded"),
+                     _fig("extraction", "peak GPU memory, batched MISE at 128^3", mem, "MB", f"batch {batch}")]
+        except RuntimeError as e:
+            rows.append(_fig("extraction", "meshes/s at 128^3 batched, full image decoder, GPU", None, "meshes/s", str(e)))
+    else:
+        rows.append(_fig("extraction", "meshes/s at 128^3 batched, full image decoder, GPU", None, "meshes/s"))
+
+    field = "chair" if quick else "img"
+    try:
+        m = _memory_in_subprocess(256, field)
+        what = "analytic chair" if field == "chair" else "full image decoder"
+        rows.append(_fig("memory", "256^3 extraction peak memory (process RSS)", m["peak_rss_mb"] / 1024, "GB",
+                         f"{what}, MISE from 32^3; {m['rss_before_mb']:.0f} MB before; {m['seconds']:.1f} s"))
+    except (RuntimeError, ValueError, OSError) as e:
+        rows.append(_fig("memory", "256^3 extraction peak memory (process RSS)", None, "GB", str(e)))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -234,9 +368,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-model", action="store_true", help="analytic chair only")
     parser.add_argument("--pipeline", action="store_true", help="stage breakdown with simplify + refine")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--memory", type=int, default=None, metavar="R",
+                        help="only measure peak RSS of one MISE extraction at R^3; prints JSON")
+    parser.add_argument("--memory-field", choices=["chair", "img"], default="chair", help="field for --memory")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.memory:
+        import json
+
+        print(json.dumps(memory_at(args.memory, args.memory_field)))
+        return
     resolutions = sorted(set(args.resolutions + ([256] if args.full else [])))
 
     # warm up kernels and allocators so the first row is not penalised
@@ -247,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     print(HEADER)
     bench_field("chair", chair_eval_fn, None, resolutions, args, peak)
     if args.pipeline:
-        bench_pipeline("chair", chair_eval_fn, lambda p: chair_logits(p), args)
+        bench_pipeline("chair", chair_eval_fn, lambda p: chair_logits(p), args.points_chunk)
 
     if args.skip_model:
         return
@@ -259,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         eval_fn(torch.zeros(args.batch_size, 10_000, 3))  # warm-up
         bench_field(label, eval_fn, decoder_flops_per_point(hidden), resolutions, args, peak)
         if args.pipeline:
-            bench_pipeline(label, eval_fn_1, field_fn_1, args)
+            bench_pipeline(label, eval_fn_1, field_fn_1, args.points_chunk)
 
 
 if __name__ == "__main__":

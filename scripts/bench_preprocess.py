@@ -21,7 +21,8 @@ from __future__ import annotations
 import argparse
 import os
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")  # one core, as a preprocessing worker runs
+if __name__ == "__main__":  # one core, as a preprocessing worker runs (not forced on an importer)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import tempfile
 import time
@@ -155,37 +156,48 @@ CORRUPTIONS = {
 }
 
 
-def quality_table(n_points: int, watertight_kwargs: dict) -> None:
+def measure_quality(n_points: int, watertight_kwargs: dict, shapes: dict[str, trimesh.Trimesh] | None = None,
+                    corruptions: dict | None = None) -> dict[tuple[str, str], tuple[float, bool, float]]:
+    """{(corruption, shape): (agreement %, output watertight, seconds)} of make_watertight."""
     rng = np.random.default_rng(0)
     points = (rng.random((n_points, 3)) - 0.5) * 1.1
-    shapes = clean_shapes()
+    shapes = clean_shapes() if shapes is None else shapes
+    corruptions = CORRUPTIONS if corruptions is None else corruptions
     truth = {k: inside_mesh(m.vertices, m.faces, points) for k, m in shapes.items()}
-    print(f"\n## Quality: occupancy agreement (%) on {n_points} uniform points, watertight output?  {watertight_kwargs}")
-    print(f"{'corruption':<24}" + "".join(f"{k:>10}" for k in shapes) + f"{'mean':>9}{'min':>9}{'watertight':>12}{'s/obj':>7}")
-    for name, corrupt in CORRUPTIONS.items():
-        agree, tight, secs = [], 0, 0.0
+    out = {}
+    for name, corrupt in corruptions.items():
         for shape, mesh in shapes.items():
             messy = corrupt(mesh, np.random.default_rng(1))
             t0 = time.perf_counter()
             v, f = make_watertight(messy.vertices, messy.faces, **watertight_kwargs)
-            secs += time.perf_counter() - t0
-            tight += trimesh.Trimesh(v, f, process=False).is_watertight
-            agree.append(100.0 * np.mean(inside_mesh(v, f, points) == truth[shape]))
+            secs = time.perf_counter() - t0
+            tight = bool(trimesh.Trimesh(v, f, process=False).is_watertight)
+            out[name, shape] = (100.0 * float(np.mean(inside_mesh(v, f, points) == truth[shape])), tight, secs)
+    return out
+
+
+def quality_table(n_points: int, watertight_kwargs: dict) -> None:
+    shapes = clean_shapes()
+    results = measure_quality(n_points, watertight_kwargs, shapes)
+    print(f"\n## Quality: occupancy agreement (%) on {n_points} uniform points, watertight output?  {watertight_kwargs}")
+    print(f"{'corruption':<24}" + "".join(f"{k:>10}" for k in shapes) + f"{'mean':>9}{'min':>9}{'watertight':>12}{'s/obj':>7}")
+    for name in CORRUPTIONS:
+        agree = [results[name, shape][0] for shape in shapes]
+        tight = sum(results[name, shape][1] for shape in shapes)
+        secs = sum(results[name, shape][2] for shape in shapes)
         row = "".join(f"{a:>10.2f}" for a in agree)
         print(f"{name:<24}{row}{np.mean(agree):>9.2f}{np.min(agree):>9.2f}{f'{tight}/{len(shapes)}':>12}{secs / len(shapes):>7.2f}")
 
 
-def speed_table(n_repeat: int) -> None:
-    """Seconds per object at default options through the real per-object pipeline."""
+def measure_speed(shapes: dict[str, trimesh.Trimesh], n_repeat: int = 1) -> list[tuple]:
+    """[(name, faces, stage timings or failure reason, wall s, cpu s)] through the real
+    per-object pipeline at default options."""
     from onet.preprocess.mesh_io import InputItem
-    from onet.preprocess.pipeline import STAGES, PreprocessOptions, process_object
+    from onet.preprocess.pipeline import PreprocessOptions, process_object
 
     options = PreprocessOptions()
-    print(f"\n## Speed: seconds per object, one process, default options (watertight {options.watertight_resolution}^3)")
-    print(f"{'object':<12}{'faces':>8}" + "".join(f"{s:>11}" for s in STAGES) + f"{'total':>9}{'cpu':>8}")
+    out = []
     with tempfile.TemporaryDirectory() as tmp:
-        shapes = clean_shapes()
-        shapes["chair+all"] = all_combined(shapes["chair"], np.random.default_rng(1))
         for name, mesh in shapes.items():
             path = Path(tmp) / "in" / f"{name.replace('+', '_')}.obj"
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,12 +206,65 @@ def speed_table(n_repeat: int) -> None:
                 c0, t0 = time.process_time(), time.perf_counter()
                 res = process_object(InputItem("bench", f"{path.stem}{r}", path), Path(tmp) / "out", options)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-                if res.status != "ok":
-                    print(f"{name:<12} failed: {res.reason}")
-                    continue
-                row = "".join(f"{res.timings.get(s, 0.0):>11.2f}" for s in STAGES)
-                print(f"{name:<12}{len(mesh.faces):>8}{row}{wall:>9.2f}{cpu:>8.2f}")
+                out.append((name, len(mesh.faces), res.timings if res.status == "ok" else res.reason, wall, cpu))
+    return out
+
+
+def speed_table(n_repeat: int) -> None:
+    """Seconds per object at default options through the real per-object pipeline."""
+    from onet.preprocess.pipeline import STAGES, PreprocessOptions
+
+    options = PreprocessOptions()
+    print(f"\n## Speed: seconds per object, one process, default options (watertight {options.watertight_resolution}^3)")
+    print(f"{'object':<12}{'faces':>8}" + "".join(f"{s:>11}" for s in STAGES) + f"{'total':>9}{'cpu':>8}")
+    shapes = clean_shapes()
+    shapes["chair+all"] = all_combined(shapes["chair"], np.random.default_rng(1))
+    for name, faces, timings, wall, cpu in measure_speed(shapes, n_repeat):
+        if isinstance(timings, str):
+            print(f"{name:<12} failed: {timings}")
+            continue
+        row = "".join(f"{timings.get(s, 0.0):>11.2f}" for s in STAGES)
+        print(f"{name:<12}{faces:>8}{row}{wall:>9.2f}{cpu:>8.2f}")
     print("(stage columns are wall seconds; cpu = process CPU seconds, the number that matters on a shared machine)")
+
+
+def run(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """Preprocessing figures as rows {stage, figure, value, unit, note}: seconds per object
+    at default options (process CPU time, i.e. one-core seconds, and wall), and watertight
+    quality on clean and corrupted shapes (quick: the chair, clean and all corruptions
+    combined; else every shape and corruption type). `device` is unused (CPU only)."""
+    shapes = clean_shapes()
+    if quick:
+        shapes = {"chair": shapes["chair"]}
+        corruptions = {k: CORRUPTIONS[k] for k in ("clean", "all combined")}
+    else:
+        corruptions = CORRUPTIONS
+    rows = []
+    speed_shapes = {"chair": shapes["chair"], "chair+all": all_combined(shapes["chair"], np.random.default_rng(1))}
+    speed = [r for r in measure_speed(speed_shapes) if not isinstance(r[2], str)]
+    if speed:
+        worst = max(speed, key=lambda r: r[4])
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in worst[2].items())
+        rows.append({"stage": "preprocess", "figure": "preprocess s/object (CPU time, default options)",
+                     "value": worst[4], "unit": "s",
+                     "note": f"worst of {', '.join(r[0] for r in speed)}: {worst[0]}, wall {worst[3]:.1f} s; {stages}"})
+    else:
+        rows.append({"stage": "preprocess", "figure": "preprocess s/object (CPU time, default options)",
+                     "value": None, "unit": "s", "note": "every object failed"})
+    results = measure_quality(100_000, {}, shapes, corruptions)
+    clean = [v for (c, _), v in results.items() if c == "clean"]
+    messy = {k: v for k, v in results.items() if k[0] != "clean"}
+    worst_clean = min(clean, key=lambda v: v[0])
+    rows.append({"stage": "preprocess", "figure": "watertight agreement clean (min over shapes)",
+                 "value": worst_clean[0], "unit": "%", "note": ", ".join(shapes)})
+    if messy:
+        (corr, shape), v = min(messy.items(), key=lambda kv: kv[1][0])
+        rows.append({"stage": "preprocess", "figure": "watertight agreement corrupted (min)",
+                     "value": v[0], "unit": "%", "note": f"worst: {shape}, {corr}"})
+    rows.append({"stage": "preprocess", "figure": "watertight outputs", "unit": "%",
+                 "value": 100.0 * sum(v[1] for v in results.values()) / len(results),
+                 "note": f"{len(results)} outputs"})
+    return rows
 
 
 def assimp_table(folder: Path) -> None:

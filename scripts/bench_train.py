@@ -137,7 +137,10 @@ def bench_config(name: str, device: torch.device, amp: bool, batch_size: int | N
         for _ in range(iters):
             step()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     t_step = _best_time(steps, device, repeats) / iters
+    gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
     # the decoder alone, forward + backward, on a fixed code (and latent)
     decoder = model.decoder
@@ -164,6 +167,9 @@ def bench_config(name: str, device: torch.device, amp: bool, batch_size: int | N
         "it/s": 1 / t_step, "points/s": B * T / t_step, "dec share": t_dec / t_step,
         "dec GFLOP/s": flops / t_dec / 1e9, "% fp32 peak": 100 * flops / t_dec / peaks[device.type, torch.float32],
         "% amp peak": 100 * flops / t_dec / peaks[device.type, amp_dtype] if amp else None,
+        # the step against the decoder's FLOP bound: its forward + backward FLOPs at the matmul peak
+        "step/bound": t_step / (flops / peaks[device.type, amp_dtype if amp else torch.float32]),
+        "peak GPU MB": gpu_mb,
     }
     return row
 
@@ -171,7 +177,8 @@ def bench_config(name: str, device: torch.device, amp: bool, batch_size: int | N
 def print_table(rows: list[dict]) -> None:
     cols = [("config", "{:<13}"), ("device", "{:<6}"), ("amp", "{:<4}"), ("params", "{:>6.1f}M"), ("B", "{:>4}"),
             ("T", "{:>5}"), ("it/s", "{:>8.2f}"), ("points/s", "{:>10.0f}"), ("dec share", "{:>9.0%}"),
-            ("dec GFLOP/s", "{:>11.1f}"), ("% fp32 peak", "{:>11.1f}"), ("% amp peak", "{:>10}")]
+            ("dec GFLOP/s", "{:>11.1f}"), ("% fp32 peak", "{:>11.1f}"), ("% amp peak", "{:>10}"),
+            ("step/bound", "{:>10.1f}")]
     widths = [len(fmt.format(0 if k not in ("config", "device", "amp", "% amp peak") else "")) for k, fmt in cols]
     print("  ".join(f"{k:>{w}}" if i > 2 else f"{k:<{w}}" for i, ((k, _), w) in enumerate(zip(cols, widths))))
     for r in rows:
@@ -214,16 +221,9 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
-    peaks = {}
-    for dev in devices:
-        n = args.peak_size or (8192 if dev.type == "cuda" else 2048)
-        dtypes = [torch.float32]
-        if dev.type == "cuda":
-            dtypes.append(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-        for dtype in dtypes:
-            peaks[dev.type, dtype] = matmul_peak(dev, dtype, n)
-            print(f"matmul peak {dev.type} {str(dtype).replace('torch.', '')} ({n}x{n}): "
-                  f"{peaks[dev.type, dtype] / 1e9:.1f} GFLOP/s")
+    peaks = measure_peaks(devices, args.peak_size)
+    for (dev_type, dtype), peak in peaks.items():
+        print(f"matmul peak {dev_type} {str(dtype).replace('torch.', '')}: {peak / 1e9:.1f} GFLOP/s")
     print()
 
     rows = []
@@ -237,6 +237,56 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"skipped {name}: {exc}", flush=True)
     print_table(rows)
     print("\ndec share: decoder forward+backward time / whole training step (encoder, loss, Adam included)")
+    print("step/bound: step time / (decoder forward+backward FLOPs at the matmul peak of the row's precision)")
+
+
+def _fig(stage: str, figure: str, value, unit: str, note: str = "") -> dict:
+    return {"stage": stage, "figure": figure, "value": value, "unit": unit, "note": note}
+
+
+def measure_peaks(devices: list[torch.device], peak_size: int | None = None) -> dict:
+    """{(device type, dtype): FLOP/s} of square matmuls: fp32 everywhere, plus bf16/fp16 on CUDA."""
+    peaks = {}
+    for dev in devices:
+        n = peak_size or (8192 if dev.type == "cuda" else 2048)
+        dtypes = [torch.float32]
+        if dev.type == "cuda":
+            dtypes.append(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+        for dtype in dtypes:
+            peaks[dev.type, dtype] = matmul_peak(dev, dtype, n)
+    return peaks
+
+
+def run(quick: bool = False, device: str = "cpu") -> list[dict]:
+    """Training figures as rows {stage, figure, value, unit, note}: for img, pointcloud and
+    voxels on CPU (and on CUDA with and without AMP when device is "cuda"), it/s and
+    points/s at the paper's batch size (quick: 8 on CPU), the decoder's share of the fp32
+    matmul peak and the step time against the decoder's FLOP bound."""
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if device == "cuda" else [])
+    peaks = measure_peaks(devices)
+    rows = [_fig("train", "fp32 matmul peak, 2048^2, CPU", peaks["cpu", torch.float32] / 1e9, "GFLOP/s")]
+    for dev in devices:
+        amps = [False] if dev.type == "cpu" else [False, True]
+        batch = 8 if quick and dev.type == "cpu" else None
+        iters, repeats = (1, 1) if quick else (1, 2)
+        for amp in amps:
+            for name in ("img", "pointcloud", "voxels"):
+                try:
+                    r = bench_config(name, dev, amp, batch, iters, repeats, peaks)
+                except ConfigError as exc:
+                    rows.append(_fig("train", f"{name} it/s", None, "it/s", f"skipped: {exc}"))
+                    continue
+                where = f"{r['device'].upper()} {r['amp']}, B={r['B']}"
+                rows += [
+                    _fig("train", f"{name} it/s, {where}", r["it/s"], "it/s", f"{r['points/s']:.0f} points/s"),
+                    _fig("train", f"{name} decoder % of {'fp32' if not amp else r['amp']} matmul peak, {where}",
+                         r["% amp peak"] if amp else r["% fp32 peak"], "%", f"{r['dec GFLOP/s']:.1f} GFLOP/s"),
+                    _fig("train", f"{name} train step time / decoder FLOP bound, {where}", r["step/bound"], "x",
+                         f"decoder {r['dec share']:.0%} of the step"),
+                ]
+                if r["peak GPU MB"] is not None:
+                    rows.append(_fig("train", f"{name} peak GPU memory, {where}", r["peak GPU MB"], "MB"))
+    return rows
 
 
 if __name__ == "__main__":

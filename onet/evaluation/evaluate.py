@@ -321,7 +321,8 @@ def _mesh_files(root: Path) -> dict[str, Path]:
         raise FileNotFoundError(f"{root} does not exist; give a mesh file or a folder of meshes")
     files = {}
     for path in sorted(root.rglob("*")):
-        if path.is_file() and path.suffix.lower() in MESH_EXTENSIONS:
+        hidden = any(part.startswith(".") for part in path.relative_to(root).parts)  # e.g. temporaries
+        if path.is_file() and path.suffix.lower() in MESH_EXTENSIONS and not hidden:
             key = path.relative_to(root).with_suffix("").as_posix()
             if key in files:
                 raise ValueError(f"{files[key]} and {path} have the same name; keep one mesh per name")

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from onet.config import save_config
+from onet.config import ConfigError, save_config
 from onet.data.dataset import DataOptions, ShapeDataset, collate
 from onet.models import build_model
 from onet.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -70,6 +70,13 @@ class _LossModule(nn.Module):
 
     def forward(self, p, occ, inputs):
         return self.model.compute_loss(p, occ, inputs)
+
+
+def learning_rate(tcfg: dict, it: int) -> float:
+    """The configured schedule at iteration `it` (cosine needs train.max_iters as its horizon)."""
+    if tcfg["lr_schedule"] == "cosine":
+        return 0.5 * tcfg["lr"] * (1 + math.cos(math.pi * min(it / tcfg["max_iters"], 1.0)))
+    return tcfg["lr"]
 
 
 def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
@@ -186,9 +193,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                                              collate_fn=collate, num_workers=tcfg["num_workers"])
 
     # --- model and optimizer
+    if tcfg["lr_schedule"] == "cosine" and tcfg["max_iters"] is None:
+        raise ConfigError("train.lr_schedule=cosine needs train.max_iters (the horizon of the decay)")
     model = build_model(cfg["model"]).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
     it, epoch, best, skipped_total = 0, 0, None, 0
+    skipped_names: set[str] = set()
     ckpt_path, best_path = out_dir / "model.pt", out_dir / "model_best.pt"
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, map_location=dev)
@@ -255,12 +265,18 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         train_ds.epoch = epoch
         for batch in train_loader:
             skipped_total += len(batch["skipped"])
+            for reason in batch["skipped"]:
+                if reason.split(":")[0] not in skipped_names and main:
+                    log(f"skipping {reason}")
+                skipped_names.add(reason.split(":")[0])
             if "points" not in batch:
                 continue
             p = batch["points"].to(dev, non_blocking=True)
             occ = batch["points.occ"].to(dev, non_blocking=True)
             inputs = batch["inputs"].to(dev, non_blocking=True)
             optimizer.zero_grad(set_to_none=True)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(tcfg, it)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = loss_module(p, occ, inputs)
             scaler.scale(loss).backward()
@@ -295,7 +311,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             last_val = run_validation()
         checkpoint(ckpt_path)
         if skipped_total:
-            log(f"skipped {skipped_total} training object loads that failed (data.skip_bad=true)")
+            log(f"skipped {skipped_total} training loads of {len(skipped_names)} bad objects "
+                f"(data.skip_bad=true): {', '.join(sorted(skipped_names)[:10])}")
         log(f"training stopped: {stop_reason}; checkpoints in {out_dir}")
         metrics_log.close()
         if tb is not None:

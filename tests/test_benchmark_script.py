@@ -1,0 +1,41 @@
+"""scripts/benchmark.py: the CLI answers --help, and figures are judged against their aims.
+
+No timing is measured or asserted here; the benchmark itself runs only by hand.
+"""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_help_lists_the_options():
+    out = subprocess.run([sys.executable, str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for option in ("--quick", "--json", "--device"):
+        assert option in out.stdout
+
+
+def test_figures_are_judged_against_their_aims():
+    bench = _load()
+
+    def row(figure, value, unit):
+        return {"stage": "s", "figure": figure, "value": value, "unit": unit}
+
+    assert bench.judge(row("MISE points / dense at 128^3", 5.0, "%"), False)["met"] == "yes"
+    assert bench.judge(row("MISE points / dense at 128^3", 9.0, "%"), False)["met"] == "NO"
+    assert bench.judge(row("256^3 extraction peak memory (process RSS)", 2.0, "GB"), False)["met"] == "NO"
+    gpu = bench.judge(row("meshes/s at 128^3 batched, full image decoder, GPU", None, "meshes/s"), False)
+    assert gpu["met"] == "n/a (no GPU)" and gpu["aim"].startswith(">= 20")
+    info = bench.judge(row("load s/object", 0.1, "s"), False)
+    assert (info["aim"], info["met"]) == ("-", "-")
+    assert bench.format_value(row("x", 1234.4, "ms")) == "1234 ms"
