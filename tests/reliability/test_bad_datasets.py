@@ -62,8 +62,10 @@ def test_skip_bad_skips_reports_counts_and_finishes(broken, tmp_path):
     res = _train(cfg_path, overrides, tmp_path / "run", "data.skip_bad=true")
     assert res.code == 0, res.err
     assert "skipped 1 train objects listed without a folder" in res.out and "ghost_0042" in res.out
-    # the object without points.npz fails to load each time it is drawn; each time is counted
-    assert "training object loads that failed (data.skip_bad=true)" in res.out
+    # the object without points.npz fails to load each time it is drawn; each time is counted,
+    # and the object is named once
+    assert "bad objects (data.skip_bad=true)" in res.out and f"table/{model_id}" in res.out
+    assert f"skipping table/{model_id}: " in res.out and "points.npz" in res.out
     assert (tmp_path / "run" / "model.pt").is_file()
 
 
