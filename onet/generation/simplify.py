@@ -4,20 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from onet.utils.mesh import check_mesh_arrays
+
 
 def check_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
-    """Validate and normalise a triangle mesh: (V, 3) float32 vertices, (F, 3) int64 faces."""
-    vertices = np.asarray(vertices)
-    faces = np.asarray(faces)
-    if vertices.ndim != 2 or vertices.shape[1] != 3:
-        raise ValueError(f"vertices must have shape (V, 3), got {vertices.shape}")
-    if faces.ndim != 2 or faces.shape[1] != 3:
-        raise ValueError(f"faces must have shape (F, 3), got {faces.shape}")
-    if faces.size and not np.issubdtype(faces.dtype, np.integer):
-        raise ValueError(f"faces must hold integer vertex indices, got dtype {faces.dtype}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"faces index vertices out of range [0, {len(vertices)})")
-    return vertices.astype(np.float32, copy=False), faces.astype(np.int64, copy=False)
+    """Validate a triangle mesh: returns (V, 3) float32 vertices, (F, 3) int64 faces."""
+    vertices, faces = check_mesh_arrays(vertices, faces)
+    return vertices.astype(np.float32), faces
 
 
 def simplify_mesh(vertices, faces, n_faces: int) -> tuple[np.ndarray, np.ndarray]:
