@@ -78,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-views", type=int, default=24, help="rendered views per object")
     p.add_argument("--img-size", type=int, default=137, help="rendering size in pixels")
     p.add_argument("--voxel-resolution", type=int, default=32, help="voxel grid resolution")
+    p.add_argument("--watertight-resolution", type=int, default=128,
+                   help="grid resolution of the watertight remeshing (higher: finer, slower)")
     p.add_argument("--splits-from", default=None, metavar="DIR",
                    help="folder with <category>/{train,val,test}.lst to use instead of a seeded 70/10/20 split")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and splits")

@@ -15,9 +15,9 @@ import numpy as np
 from PIL import Image
 
 from onet.config import CONFIG_DIR, load_config, validate
-from onet.data.dataset import list_items
+from onet.data.dataset import BUILTIN_OBJECTS_PER_CLASS, list_items
 
-DEMO_OBJECTS_PER_CLASS = 60
+DEMO_OBJECTS_PER_CLASS = BUILTIN_OBJECTS_PER_CLASS
 
 
 def _banner(text: str, log) -> None:

@@ -143,6 +143,14 @@ def best_of(repeats: int, fn):
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB. VmHWM where Linux has it: ru_maxrss
+    survives exec, so a fresh child would report its parent's peak at fork time."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -210,9 +218,10 @@ def print_row(row, peak):
     )
 
 
-def bench_pipeline(name, eval_fn, field_fn, points_chunk: int = 100_000, refinement_step: int = 30) -> dict:
+def bench_pipeline(name, eval_fn, field_fn, points_chunk: int = 100_000, refinement_step: int = 30):
     """Stage breakdown at 128^3 (one object) with simplification to 5000 faces,
-    `refinement_step` refinement steps and vertex normals; returns seconds per stage."""
+    `refinement_step` refinement steps and vertex normals; returns the ExtractedMesh
+    (timings: seconds per stage)."""
     meshes = extract_meshes(
         eval_fn, 1, field_fns=[field_fn], resolution_0=32, upsampling_steps=2, threshold=THRESHOLD,
         points_chunk=points_chunk, simplify_nfaces=5000, refinement_step=refinement_step, vertex_normals=True,
@@ -220,7 +229,7 @@ def bench_pipeline(name, eval_fn, field_fn, points_chunk: int = 100_000, refinem
     t = meshes[0].timings
     stages = "  ".join(f"{k} {1e3 * v:.0f}" for k, v in t.items())
     print(f"{name:<9} 128^3 full pipeline, ms: {stages}  total {1e3 * sum(t.values()):.0f}")
-    return dict(t)
+    return meshes[0]
 
 
 def _fig(stage: str, figure: str, value, unit: str, note: str = "") -> dict:
@@ -296,40 +305,52 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
         eval_fn, eval_fn_1, field_fn_1 = fields
         eval_fn(torch.zeros(1, 10_000, 3))  # warm-up
         flops = decoder_flops_per_point(256)
-        runs = [extract_meshes(eval_fn, 1, **mise_128)[0] for _ in range(repeats)]
+        # the whole pipeline at 128^3; quick: 3 refinement steps, scaled to 30 (steps cost the same),
+        # and its MISE run stands for the MISE figures too
+        refine_steps = 3 if quick else 30
+        piped = bench_pipeline("img-256", eval_fn_1, field_fn_1, refinement_step=refine_steps)
+        runs = [piped] if quick else [extract_meshes(eval_fn, 1, **mise_128)[0] for _ in range(repeats)]
         mesh = min(runs, key=lambda m: m.timings["evaluate"] + m.timings["marching_cubes"])
         t_eval, t_mc = mesh.timings["evaluate"], mesh.timings["marching_cubes"]
         n_dense = 129**3
-        # dense: the same chunked evaluation as MISE with no refinement (upsampling_steps=0)
+        # dense: the same chunked evaluation as MISE with no refinement (upsampling_steps=0), with the
+        # matmul peak timed right before and after it on a possibly shared machine (the higher peak
+        # is kept: the conservative percentage). One dense run even in full mode: 128^3 takes a minute.
         dense_res, note = (64, "dense eval timed at 64^3, scaled by point count") if quick else (128, "")
-        t_dense_eval, grids = best_of(repeats, lambda: mise(eval_fn, 1, resolution_0=dense_res, upsampling_steps=0,
+        peak_before = matmul_peak_gflops(repeats)
+        t_dense_eval, grids = best_of(1, lambda: mise(eval_fn, 1, resolution_0=dense_res, upsampling_steps=0,
                                                              threshold=THRESHOLD))
+        peak_after = matmul_peak_gflops(repeats)
+        dense_peak = max(peak_before, peak_after)
         t_dense_eval *= n_dense / (dense_res + 1) ** 3
-        t_dense_mc = t_mc
+        t_dense_mc = t_mc  # marching cubes of the same 129^3 grid size and surface
         if not quick:
             start = time.perf_counter()
             marching_cubes(grids[0].values, LEVEL)
             t_dense_mc = time.perf_counter() - start
         mise_ms, dense_ms = 1e3 * (t_eval + t_mc), 1e3 * (t_dense_eval + t_dense_mc)
+        dense_gflops = n_dense * flops / t_dense_eval / 1e9
         rows += [
-            _fig("extraction", "MISE points / dense at 128^3", 100 * mesh.n_evaluated / n_dense, "%"),
+            _fig("extraction", "MISE points / dense at 128^3", 100 * mesh.n_evaluated / n_dense, "%",
+                 f"{mesh.n_evaluated} points"),
             _fig("extraction", "MISE ms/mesh at 128^3, full image decoder", mise_ms, "ms",
                  f"eval {1e3 * t_eval:.0f} + MC {1e3 * t_mc:.0f}"),
             _fig("extraction", "dense ms/mesh at 128^3, full image decoder", dense_ms, "ms", note),
             _fig("extraction", "MISE time / dense time at 128^3", mise_ms / dense_ms, "x", note),
-            _fig("extraction", "decoder % of matmul peak (make_eval_fn, dense)",
-                 100 * n_dense * flops / t_dense_eval / 1e9 / peak, "%",
-                 f"{n_dense * flops / t_dense_eval / 1e9:.1f} GFLOP/s"),
+            _fig("extraction", "decoder % of matmul peak (make_eval_fn, dense)", 100 * dense_gflops / dense_peak, "%",
+                 f"{dense_gflops:.1f} GFLOP/s; peak {peak_before:.1f} before, {peak_after:.1f} after"),
             _fig("extraction", "decoder % of matmul peak within MISE (incl. octree overhead)",
                  100 * mesh.n_evaluated * flops / t_eval / 1e9 / peak, "%"),
         ]
-        t = bench_pipeline("img-256", eval_fn_1, field_fn_1)
+        t = piped.timings
+        scale = 30 / refine_steps
+        est = f"timed over {refine_steps} steps, scaled to 30" if refine_steps != 30 else ""
         rows += [
             _fig("refine", "simplify to 5000 faces, ms/mesh", 1e3 * t["simplify"], "ms"),
-            _fig("refine", "refine 30 steps, ms/mesh (full image decoder)", 1e3 * t["refine"], "ms"),
+            _fig("refine", "refine 30 steps, ms/mesh (full image decoder)", 1e3 * t["refine"] * scale, "ms", est),
             _fig("refine", "vertex normals from the field, ms/mesh", 1e3 * t["normals"], "ms"),
             _fig("refine", "full pipeline ms/mesh at 128^3 (MISE, MC, simplify, refine, normals)",
-                 1e3 * sum(t.values()), "ms"),
+                 1e3 * (sum(t.values()) + t["refine"] * (scale - 1)), "ms", est),
         ]
 
     if device == "cuda":

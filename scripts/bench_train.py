@@ -260,14 +260,14 @@ def measure_peaks(devices: list[torch.device], peak_size: int | None = None) -> 
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     """Training figures as rows {stage, figure, value, unit, note}: for img, pointcloud and
     voxels on CPU (and on CUDA with and without AMP when device is "cuda"), it/s and
-    points/s at the paper's batch size (quick: 8 on CPU), the decoder's share of the fp32
+    points/s at the paper's batch size (quick: 4 on CPU), the decoder's share of the fp32
     matmul peak and the step time against the decoder's FLOP bound."""
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if device == "cuda" else [])
     peaks = measure_peaks(devices)
     rows = [_fig("train", "fp32 matmul peak, 2048^2, CPU", peaks["cpu", torch.float32] / 1e9, "GFLOP/s")]
     for dev in devices:
         amps = [False] if dev.type == "cpu" else [False, True]
-        batch = 8 if quick and dev.type == "cpu" else None
+        batch = 4 if quick and dev.type == "cpu" else None
         iters, repeats = (1, 1) if quick else (1, 2)
         for amp in amps:
             for name in ("img", "pointcloud", "voxels"):

@@ -86,7 +86,15 @@ def describe_machine(device: str) -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "usable_cores": usable, "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "numpy": np.__version__, "python": platform.python_version(),
             "platform": platform.platform(), "gpu": gpu,
-            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"), "load_average": _load_average()}
+
+
+def _load_average() -> list[float] | None:
+    """1, 5 and 15 minute load averages: a shared machine's timings are only as good as this."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
 
 
 def judge(row: dict, has_gpu: bool) -> dict:
@@ -172,7 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     print_table(rows)
     print("stage wall seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in stage_seconds.items())
           + f"; total {total:.0f}")
+    print(f"load average at start {machine['load_average']}, at end {_load_average()} "
+          f"({machine['usable_cores']} cores: a higher load means other work shared the CPU)")
     write_json(args.json, {"quick": args.quick, "device": device, "machine": machine,
+                           "load_average_end": _load_average(),
                            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "stage_seconds": stage_seconds, "total_seconds": total, "rows": rows})
     print(f"wrote {args.json}")

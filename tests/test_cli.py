@@ -109,3 +109,32 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert "IoU" in text and "demo finished" in text
     assert list((tmp_path / "demo" / "generation_input" / "meshes").glob("*.ply"))
     assert list((tmp_path / "demo" / "generation" / "previews").rglob("*.png"))
+
+
+def test_preprocess_output_trains_unchanged(tmp_path):
+    """Real (non-synthetic) meshes -> `onet preprocess` -> `onet train` on the result, with no edits."""
+    import trimesh
+    src = tmp_path / "meshes" / "things"
+    src.mkdir(parents=True)
+    shapes = [trimesh.creation.box(extents=(1, 0.5 + 0.1 * i, 0.3)) for i in range(5)]
+    shapes += [trimesh.creation.cylinder(0.2 + 0.05 * i, 1.0) for i in range(5)]
+    for i, mesh in enumerate(shapes):
+        mesh.export(src / f"thing_{i}.{'obj' if i % 2 else 'ply'}")
+    out = tmp_path / "dataset"
+    res = run("preprocess", tmp_path / "meshes", out, "--n-points", 2000, "--n-surface", 1000, "--n-views", 2,
+              "--img-size", 32, "--watertight-resolution", 48, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "preprocessed 10 objects" in res.stdout
+    for split in ("train", "val", "test"):
+        assert (out / "things" / f"{split}.lst").read_text().split()
+    common = [f"data.path={out}", "train.max_iters=2", "train.batch_size=2", "data.points_subsample=64",
+              "data.points_iou_subsample=200", "model.decoder_kwargs={hidden_size: 16, n_blocks: 1}",
+              "model.c_dim=16", "--no-progress"]
+    res = run("train", "configs/pointcloud.yaml", f"out_dir={tmp_path / 'pc'}", "model.encoder_kwargs={hidden_dim: 16}",
+              *common)
+    assert res.returncode == 0, res.stderr
+    res = run("train", "configs/img.yaml", f"out_dir={tmp_path / 'img'}", "data.img_size=32", "data.img_folder=img_choy2016",
+              "model.encoder_kwargs={pretrained: false, width: 8}", *common)
+    assert res.returncode == 0, res.stderr
+    res = run("train", "configs/voxels.yaml", f"out_dir={tmp_path / 'vox'}", *common)
+    assert res.returncode == 0, res.stderr

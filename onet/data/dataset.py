@@ -56,10 +56,25 @@ class DataOptions:
         return cls(**{k: data_cfg[k] for k in keys})
 
 
+BUILTIN_DATASET = Path("data/synthetic")
+BUILTIN_OBJECTS_PER_CLASS = 60
+
+
+def ensure_builtin_dataset(path: str | Path, *, seed: int = 0, progress: bool = True, log=print) -> None:
+    """Build the synthetic dataset when a config points at the built-in default and it is not there yet."""
+    path = Path(path)
+    if path.exists() or path != BUILTIN_DATASET:
+        return
+    from onet.data.synthetic import build_synthetic_dataset
+    log(f"{path} does not exist yet: building the built-in synthetic dataset there (about a minute)")
+    build_synthetic_dataset(path, n_per_class=BUILTIN_OBJECTS_PER_CLASS, seed=seed, progress=progress)
+
+
 def list_categories(root: Path, classes: list[str] | None) -> list[str]:
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"dataset folder not found: {root} (set data.path, or build one with `onet preprocess`)")
+        raise DatasetError(f"dataset folder not found: {root} (set data.path; build one with `onet preprocess`, "
+                           "or run `onet demo` for the built-in synthetic dataset)")
     if classes:
         missing = [c for c in classes if not (root / c).is_dir()]
         if missing:

@@ -20,7 +20,7 @@ from torch import nn
 from tqdm import tqdm
 
 from onet.config import ConfigError, save_config
-from onet.data.dataset import DataOptions, ShapeDataset, collate
+from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
 from onet.models import build_model
 from onet.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
@@ -180,6 +180,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         save_config(cfg, out_dir / "config.yaml")
 
     # --- data
+    if main:
+        ensure_builtin_dataset(cfg["data"]["path"], seed=cfg["seed"], progress=progress, log=log)
+    if dist_info.enabled:
+        torch.distributed.barrier()  # other ranks wait for the dataset rank 0 may be building
     train_ds, val_ds = make_datasets(cfg)
     for name, ds in (("train", train_ds), ("val", val_ds)):
         if main and ds.problems:  # data.skip_bad=true: say what was left out, never silently
