@@ -368,7 +368,7 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     field = "chair" if quick else "img"
     try:
         m = _memory_in_subprocess(256, field)
-        what = "analytic chair" if field == "chair" else "full image decoder"
+        what = "analytic chair (quick; the full run uses the image decoder)" if field == "chair" else "full image decoder"
         rows.append(_fig("memory", "256^3 extraction peak memory (process RSS)", m["peak_rss_mb"] / 1024, "GB",
                          f"{what}, MISE from 32^3; {m['rss_before_mb']:.0f} MB before; {m['seconds']:.1f} s"))
     except (RuntimeError, ValueError, OSError) as e:
