@@ -135,8 +135,8 @@ def _run(args) -> int:
     if args.verb == "train":
         from onet.training import train
         cfg = load_config(args.config, args.overrides)
-        result = train(cfg, device=args.device, progress=not args.no_progress)
-        return 0 if result is not None else 1
+        train(cfg, device=args.device, progress=not args.no_progress)
+        return 0
 
     if args.verb == "generate":
         from onet.generation.generate import generate

@@ -191,7 +191,7 @@ class ShapeDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def _rng(self, idx: int) -> np.random.Generator:
+    def rng_for(self, idx: int) -> np.random.Generator:
         # Seeded per (epoch, object) in training and per object otherwise, so runs repeat
         # whatever the number of DataLoader workers.
         if self.mode == "train":
@@ -210,7 +210,7 @@ class ShapeDataset(torch.utils.data.Dataset):
         cat, model_id = self.items[idx]
         folder = self.root / cat / model_id
         opt = self.options
-        rng = self._rng(idx)
+        rng = self.rng_for(idx)
         if idx in self._points_cache:
             points, occ = self._points_cache[idx]
         else:

@@ -111,9 +111,11 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
         jobs = [Job(name, None) for name in index]
 
         def load(job: Job) -> Job:
-            return Job(job.name, dataset.load_inputs(dataset.root / job.name, dataset._rng(index[job.name])))
+            return Job(job.name, dataset.load_inputs(dataset.root / job.name, dataset.rng_for(index[job.name])))
 
-    mesh_path = lambda name: out / "meshes" / f"{name}.{fmt}"  # noqa: E731
+    def mesh_path(name: str) -> Path:
+        return out / "meshes" / f"{name}.{fmt}"
+
     existing = [j.name for j in jobs if mesh_path(j.name).is_file()]
     todo = [j for j in jobs if not mesh_path(j.name).is_file()]
     if existing:
