@@ -257,6 +257,76 @@ class OccupancyDecoder(nn.Module):
         return eval_fn
 
 
+    def make_field_fn(self, c: torch.Tensor | None, z: torch.Tensor | None = None) -> EvalFn:
+        """Differentiable eval-mode field of ONE object, for refinement and normals.
+
+        Args:
+            c: (1, c_dim) code (None or (1, 0) when c_dim == 0).
+            z: (1, z_dim) latent (None when z_dim == 0).
+        Returns:
+            fn(p (1, N, dim)) -> logits (1, N), equal to `forward(p, z, c)` in eval
+            mode up to float rounding and differentiable w.r.t. p (double backprop
+            included). Like `make_eval_fn` it folds every normalisation into the
+            following linear once (`_fold`), so each block is clamps and matmuls;
+            the folded weights are detached constants (no gradients for the
+            network's parameters), a snapshot: make a new fn after the weights change.
+        """
+        if self.training:
+            raise RuntimeError("make_field_fn needs eval mode (running statistics): call model.eval() first")
+        w = self.fc_p.weight
+        if c is None:
+            if self.c_dim > 0:
+                raise ValueError(f"c must be (1, {self.c_dim}), got None")
+            c = w.new_zeros(1, 0)
+        if c.shape[0] != 1:
+            raise ValueError(f"make_field_fn is for one object: c must be (1, {self.c_dim}), got {tuple(c.shape)}")
+        self._check(w.new_zeros(1, 0, self.dim), z, c)
+        # plain (not inference) tensors even if called under inference_mode, so
+        # that autograd can save them as constants of the graph
+        with torch.inference_mode(False), torch.no_grad():
+            c = c.to(w).clone()
+            z = None if z is None else z.to(w).clone()
+            off = self.fc_p.bias.expand(1, -1)
+            extra = self._offset(z, c)
+            if extra is not None:
+                off = off + extra
+            ops = []  # ('res', lo0, hi0, W0, lo1, hi1, W1) or ('lin', lo, hi, W), all 2D
+            for block in self.blocks:
+                s, t = block.norm_0.eval_affine(c)
+                lo0, hi0, W0, b0 = _fold(s, t + off * s, block.fc_0.weight.t(), block.fc_0.bias)
+                if block.residual:
+                    s, t = block.norm_1.eval_affine(c)
+                    lo1, hi1, W1, b1 = _fold(s, t + b0 * s, block.fc_1.weight.t(), block.fc_1.bias)
+                    ops.append(("res", lo0[0], hi0[0], W0[0], lo1[0], hi1[0], W1[0]))
+                    off = off + b1
+                else:
+                    ops.append(("lin", lo0[0], hi0[0], W0[0]))
+                    off = b0
+            s, t = self.norm_out.eval_affine(c)
+            lo_out, hi_out, W_out, b_out = _fold(s, t + off * s, self.fc_out.weight.t(), self.fc_out.bias)
+            lo_out, hi_out, W_out, b_out = lo_out[0], hi_out[0], W_out[0].contiguous(), b_out[0]  # W_out (H, 1)
+            WpT = self.fc_p.weight.t().contiguous()  # (dim, H); its bias is pending in the ops
+        dim = self.dim
+
+        def field_fn(p: torch.Tensor) -> torch.Tensor:
+            """p: (1, N, dim) points. Returns logits (1, N), differentiable w.r.t. p."""
+            if p.dim() != 3 or p.shape[0] != 1 or p.shape[2] != dim:
+                raise ValueError(f"p must be (1, N, {dim}), got {tuple(p.shape)}")
+            h = p[0].to(device=w.device, dtype=w.dtype) @ WpT  # (N, H)
+            for op in ops:
+                if op[0] == "res":
+                    _, lo0, hi0, W0, lo1, hi1, W1 = op
+                    y = torch.clamp(torch.clamp(h, lo0, hi0) @ W0, lo1, hi1)
+                    h = torch.addmm(h, y, W1)
+                else:
+                    _, lo0, hi0, W0 = op
+                    h = torch.clamp(h, lo0, hi0) @ W0
+            out = torch.addmm(b_out, torch.clamp(h, lo_out, hi_out), W_out)  # (N, 1)
+            return out.view(1, -1)
+
+        return field_fn
+
+
 def _fold(
     s: torch.Tensor, t: torch.Tensor, wT: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -148,3 +148,22 @@ class OccupancyNetwork(nn.Module):
         else:
             z = None
         return self.decoder.make_eval_fn(c, z, chunk_points=chunk_points)
+
+    def make_field_fn(self, c: torch.Tensor, z: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+        """Differentiable field of one object for refinement and vertex normals (eval mode only).
+
+        Args:
+            c: (1, c_dim) code from `encode_inputs` ((1, 0) when unconditional).
+            z: (1, z_dim), default the prior mean (zeros); ignored when z_dim == 0.
+        Returns:
+            fn(p (1, N, 3)) -> logits (1, N), equal to `decode(p, z, c)` in eval mode up
+            to float rounding and differentiable w.r.t. p; see
+            `OccupancyDecoder.make_field_fn`.
+        """
+        if self.training:
+            raise RuntimeError("make_field_fn needs eval mode (running statistics): call model.eval() first")
+        if self.z_dim > 0:
+            z = self.get_z_from_prior(1, sample=False, device=c.device) if z is None else z
+        else:
+            z = None
+        return self.decoder.make_field_fn(c, z)
