@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 import traceback
 
 EPILOGS = {
@@ -148,6 +149,10 @@ def _run(args) -> int:
 
     if args.verb == "eval":
         from onet.evaluation.run import run_eval
+        if args.config and "=" in args.config and not Path(args.config).exists():
+            # `onet eval --pred A --gt B key=value`: the optional CONFIG slot caught an override
+            args.overrides = [args.config, *args.overrides]
+            args.config = None
         if args.config is None and (args.pred is None or args.gt is None):
             raise UsageError("give a CONFIG, or both --pred and --gt for direct mesh-to-mesh evaluation")
         cfg = load_config(args.config, args.overrides) if args.config else default_config(args.overrides)

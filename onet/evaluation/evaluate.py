@@ -345,7 +345,8 @@ def evaluate_pairs(
     """Score predicted meshes against watertight reference meshes directly.
 
     pred and gt are two mesh files, or two folders whose meshes are matched by
-    relative path without extension ("chair/a.ply" <-> "chair/a.obj"); the
+    relative path without extension ("chair/a.ply" <-> "chair/a.obj"; a
+    reference "chair/a/mesh.ply", as in onet datasets, matches "chair/a"); the
     first folder level is the class. Both meshes of a pair are put in the
     reference's normalised frame (bounding box centred at 0, longest edge 1,
     DESIGN §4), so numbers are in box units and comparable with dataset
@@ -362,6 +363,8 @@ def evaluate_pairs(
     if pred.is_file() != gt.is_file():
         raise ValueError(f"give two mesh files or two folders, got {pred} and {gt}")
     pred_files, gt_files = _mesh_files(pred), _mesh_files(gt)
+    # A dataset folder as reference keeps each object's mesh as <id>/mesh.ply: match it to <id>.
+    gt_files = {(k[: -len("/mesh")] if k.endswith("/mesh") else k): v for k, v in gt_files.items()}
     if pred.is_file():  # a single pair is matched whatever the names
         pred_files = {next(iter(gt_files)): pred}
     if not gt_files:

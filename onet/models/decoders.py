@@ -316,15 +316,38 @@ class OccupancyDecoder(nn.Module):
             for op in ops:
                 if op[0] == "res":
                     _, lo0, hi0, W0, lo1, hi1, W1 = op
-                    y = torch.clamp(torch.clamp(h, lo0, hi0) @ W0, lo1, hi1)
+                    y = _clamp(_clamp(h, lo0, hi0) @ W0, lo1, hi1)
                     h = torch.addmm(h, y, W1)
                 else:
                     _, lo0, hi0, W0 = op
-                    h = torch.clamp(h, lo0, hi0) @ W0
-            out = torch.addmm(b_out, torch.clamp(h, lo_out, hi_out), W_out)  # (N, 1)
+                    h = _clamp(h, lo0, hi0) @ W0
+            out = torch.addmm(b_out, _clamp(h, lo_out, hi_out), W_out)  # (N, 1)
             return out.view(1, -1)
 
         return field_fn
+
+
+class _Clamp(torch.autograd.Function):
+    """clamp(x, lo, hi) with constant bounds, differentiable w.r.t. x to any order.
+
+    The pass-through mask is computed once in the forward and each backward is one
+    `where` on it (itself differentiable, so double backprop works); autograd's own
+    clamp backward recomputes the mask with four elementwise passes every time.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        out = torch.clamp(x, lo, hi)
+        ctx.save_for_backward(out == x)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (mask,) = ctx.saved_tensors
+        return torch.where(mask, grad, 0.0), None, None
+
+
+_clamp = _Clamp.apply
 
 
 def _fold(
