@@ -126,3 +126,66 @@ def test_variants_are_parameters():
     assert isinstance(dec, OccupancyDecoder) and dec.norm == "bn" and dec.residual
     assert dec.fc_c is not None
     assert DECODERS["cbn_resnet"](c_dim=4, hidden_size=8).fc_c is None
+
+
+def _field_quantities(fn, p):
+    """Logits, d(sum logits)/dp, and d(sum |d logits/dp|^2 + sum sigmoid(logits)^2)/dp.
+
+    The last goes through the create_graph gradient (double backprop, as in
+    refinement). The decoders are piecewise linear in p, so d logits/dp is
+    piecewise constant and its own derivative is zero: with decode autograd
+    computes those zeros, with make_field_fn (constant folded weights) the
+    gradient carries no graph at all; the sigmoid term keeps the result non-zero.
+    """
+    p = p.clone().requires_grad_(True)
+    logits = fn(p)
+    (grad,) = torch.autograd.grad(logits.sum(), p, create_graph=True)
+    loss = (grad**2).sum() + (torch.sigmoid(logits) ** 2).sum()
+    (grad2,) = torch.autograd.grad(loss, p)
+    return logits.detach(), grad.detach(), grad2
+
+
+@pytest.mark.parametrize("name", ["cbn_resnet", "batchnorm", "cbn_noresnet", "simple"])
+@pytest.mark.parametrize("z_dim", [0, 4])
+def test_make_field_fn_matches_decode_with_gradients(name, z_dim):
+    c_dim = 0 if name == "simple" and z_dim == 0 else 6
+    dec = randomized(DECODERS[name](z_dim=z_dim, c_dim=c_dim, hidden_size=32, n_blocks=3), c_dim, z_dim, scale=0.3)
+    c = torch.randn(1, c_dim)
+    z = torch.randn(1, z_dim) if z_dim else None
+    p = 1.1 * torch.rand(1, 500, 3) - 0.55
+    ref = _field_quantities(lambda q: dec(q, z, c), p)
+    out = _field_quantities(dec.make_field_fn(c, z), p)
+    # decode's pure second-order term is exactly zero (piecewise-linear field)
+    q = p.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(dec(q, z, c).sum(), q, create_graph=True)
+    assert torch.autograd.grad((g**2).sum(), q)[0].abs().max() == 0
+    assert out[0].shape == (1, 500)
+    assert ref[2].abs().max() > 0  # the double-backprop quantity is not trivially zero
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    # no gradients flow into the network's parameters
+    assert all(q.grad is None for q in dec.parameters())
+
+
+def test_make_field_fn_works_when_built_under_inference_mode():
+    dec = randomized(DECODERS["cbn_resnet"](c_dim=5, hidden_size=16, n_blocks=2), 5, 0)
+    c = torch.randn(1, 5)
+    with torch.inference_mode():
+        fn = dec.make_field_fn(c)
+    p = torch.rand(1, 40, 3) - 0.5
+    out = _field_quantities(fn, p)
+    ref = _field_quantities(lambda q: dec(q, None, c), p)
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_make_field_fn_requires_eval_mode_and_one_object():
+    dec = DECODERS["cbn_resnet"](c_dim=4, hidden_size=8, n_blocks=1)
+    with pytest.raises(RuntimeError, match="eval"):
+        dec.make_field_fn(torch.randn(1, 4))
+    dec.eval()
+    with pytest.raises(ValueError, match="one object"):
+        dec.make_field_fn(torch.randn(2, 4))
+    fn = dec.make_field_fn(torch.randn(1, 4))
+    with pytest.raises(ValueError, match=r"\(1, N, 3\)"):
+        fn(torch.rand(2, 10, 3))
