@@ -127,8 +127,10 @@ def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int, devi
     def eval_fn_1(points: torch.Tensor) -> torch.Tensor:
         return chair_logits(points) + scale * net_fn_1(points)
 
+    net_field_1 = model.make_field_fn(c[:1])  # the differentiable folded decoder `onet generate` uses
+
     def field_fn_1(points: torch.Tensor) -> torch.Tensor:
-        return chair_logits(points) + scale * model.decode(points, None, c[:1])
+        return chair_logits(points) + scale * net_field_1(points)
 
     return eval_fn, eval_fn_1, field_fn_1
 
