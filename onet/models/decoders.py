@@ -163,6 +163,35 @@ class OccupancyDecoder(nn.Module):
         out = self.fc_out(F.relu(self.norm_out(net, c)))  # (B, T, 1)
         return out.squeeze(2)
 
+    def _folded(self, c: torch.Tensor, z: torch.Tensor | None):
+        """Eval-mode network with every normalisation folded into the following linear (`_fold`).
+
+        c: (B, c_dim); z: (B, z_dim) or None. Returns ops — per block ('res', lo0, hi0, W0,
+        lo1, hi1, W1) or ('lin', lo, hi, W), batched over objects — and the output layer's
+        lo, hi, W (B, H, 1), bias (B, 1), and fc_p's transposed weight (dim, H); fc_p's bias and
+        the z/c offsets are folded into the ops.
+        """
+        # pending per-object bias of the residual stream, not yet added to h
+        off = self.fc_p.bias.expand(c.shape[0], -1)
+        extra = self._offset(z, c)
+        if extra is not None:
+            off = off + extra
+        ops = []
+        for block in self.blocks:
+            s, t = block.norm_0.eval_affine(c)
+            lo0, hi0, W0, b0 = _fold(s, t + off * s, block.fc_0.weight.t(), block.fc_0.bias)
+            if block.residual:
+                s, t = block.norm_1.eval_affine(c)
+                lo1, hi1, W1, b1 = _fold(s, t + b0 * s, block.fc_1.weight.t(), block.fc_1.bias)
+                ops.append(("res", lo0, hi0, W0, lo1, hi1, W1))
+                off = off + b1
+            else:
+                ops.append(("lin", lo0, hi0, W0))
+                off = b0
+        s, t = self.norm_out.eval_affine(c)
+        lo_out, hi_out, W_out, b_out = _fold(s, t + off * s, self.fc_out.weight.t(), self.fc_out.bias)
+        return ops, lo_out, hi_out, W_out, b_out, self.fc_p.weight.t().contiguous()
+
     @torch.inference_mode()
     def make_eval_fn(
         self, c: torch.Tensor | None, z: torch.Tensor | None = None, *, chunk_points: int | None = None
@@ -192,27 +221,8 @@ class OccupancyDecoder(nn.Module):
         c = c.to(w)
         z = None if z is None else z.to(w)
 
-        # pending per-object bias of the residual stream, not yet added to h
-        off = self.fc_p.bias.expand(B, -1)
-        extra = self._offset(z, c)
-        if extra is not None:
-            off = off + extra
-        ops = []  # ('res', lo0, hi0, W0, lo1, hi1, W1) or ('lin', lo, hi, W)
-        for block in self.blocks:
-            s, t = block.norm_0.eval_affine(c)
-            lo0, hi0, W0, b0 = _fold(s, t + off * s, block.fc_0.weight.t(), block.fc_0.bias)
-            if block.residual:
-                s, t = block.norm_1.eval_affine(c)
-                lo1, hi1, W1, b1 = _fold(s, t + b0 * s, block.fc_1.weight.t(), block.fc_1.bias)
-                ops.append(("res", lo0, hi0, W0, lo1, hi1, W1))
-                off = off + b1
-            else:
-                ops.append(("lin", lo0, hi0, W0))
-                off = b0
-        s, t = self.norm_out.eval_affine(c)
-        lo_out, hi_out, W_out, b_out = _fold(s, t + off * s, self.fc_out.weight.t(), self.fc_out.bias)
-        w_out = W_out.squeeze(2).contiguous()  # (B, H)
-        WpT = self.fc_p.weight.t().contiguous()  # (dim, H)
+        ops, lo_out, hi_out, w_out, b_out, WpT = self._folded(c, z)
+        w_out = w_out.squeeze(2).contiguous()  # (B, H)
         H = self.hidden_size
         if chunk_points is None:
             if w.device.type == "cuda":
@@ -284,28 +294,10 @@ class OccupancyDecoder(nn.Module):
         # plain (not inference) tensors even if called under inference_mode, so
         # that autograd can save them as constants of the graph
         with torch.inference_mode(False), torch.no_grad():
-            c = c.to(w).clone()
             z = None if z is None else z.to(w).clone()
-            off = self.fc_p.bias.expand(1, -1)
-            extra = self._offset(z, c)
-            if extra is not None:
-                off = off + extra
-            ops = []  # ('res', lo0, hi0, W0, lo1, hi1, W1) or ('lin', lo, hi, W), all 2D
-            for block in self.blocks:
-                s, t = block.norm_0.eval_affine(c)
-                lo0, hi0, W0, b0 = _fold(s, t + off * s, block.fc_0.weight.t(), block.fc_0.bias)
-                if block.residual:
-                    s, t = block.norm_1.eval_affine(c)
-                    lo1, hi1, W1, b1 = _fold(s, t + b0 * s, block.fc_1.weight.t(), block.fc_1.bias)
-                    ops.append(("res", lo0[0], hi0[0], W0[0], lo1[0], hi1[0], W1[0]))
-                    off = off + b1
-                else:
-                    ops.append(("lin", lo0[0], hi0[0], W0[0]))
-                    off = b0
-            s, t = self.norm_out.eval_affine(c)
-            lo_out, hi_out, W_out, b_out = _fold(s, t + off * s, self.fc_out.weight.t(), self.fc_out.bias)
+            ops, lo_out, hi_out, W_out, b_out, WpT = self._folded(c.to(w).clone(), z)
+            ops = [(op[0], *(t[0] for t in op[1:])) for op in ops]  # drop the batch dim: all 2D
             lo_out, hi_out, W_out, b_out = lo_out[0], hi_out[0], W_out[0].contiguous(), b_out[0]  # W_out (H, 1)
-            WpT = self.fc_p.weight.t().contiguous()  # (dim, H); its bias is pending in the ops
         dim = self.dim
 
         def field_fn(p: torch.Tensor) -> torch.Tensor:
