@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from pykdtree.kdtree import KDTree
 
 from onet.evaluation.inside import _check_mesh, inside_mesh
@@ -329,3 +330,19 @@ def evaluate_mesh(
         fscore=surface["fscore"],
         empty=False,
     )
+
+
+def iou_per_threshold(logits: torch.Tensor, occ: torch.Tensor, taus: list[float]) -> torch.Tensor:
+    """IoU of each object at each tau.
+
+    logits: (B, T) network outputs; occ: (B, T) reference occupancies (>= 0.5
+    is inside); taus: K thresholds in probability. Returns (B, K) float64.
+    An object with an empty union at some tau (nothing inside, nothing
+    predicted) has IoU 1 there, as in training validation.
+    """
+    logit_taus = torch.tensor([math.log(t / (1 - t)) for t in taus], dtype=logits.dtype, device=logits.device)
+    pred = logits.unsqueeze(-1) >= logit_taus  # (B, T, K)
+    gt = (occ >= 0.5).unsqueeze(-1)  # (B, T, 1)
+    inter = (pred & gt).sum(1).double()  # (B, K)
+    union = (pred | gt).sum(1).double()  # (B, K)
+    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).cpu()

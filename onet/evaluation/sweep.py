@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from onet.evaluation.metrics import iou_per_threshold  # noqa: F401  (re-exported for callers of the sweep)
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 
 # 0.05, 0.10, ..., 0.95; the paper's 0.2 is on the grid
@@ -77,22 +78,6 @@ def _check_taus(thresholds) -> list[float]:
     if bad:
         raise ValueError(f"thresholds must lie strictly between 0 and 1 (probabilities), got {bad}")
     return taus
-
-
-def iou_per_threshold(logits: torch.Tensor, occ: torch.Tensor, taus: list[float]) -> torch.Tensor:
-    """IoU of each object at each tau.
-
-    logits: (B, T) network outputs; occ: (B, T) reference occupancies (>= 0.5
-    is inside); taus: K thresholds in probability. Returns (B, K) float64.
-    An object with an empty union at some tau (nothing inside, nothing
-    predicted) has IoU 1 there, as in training validation.
-    """
-    logit_taus = torch.tensor([math.log(t / (1 - t)) for t in taus], dtype=logits.dtype, device=logits.device)
-    pred = logits.unsqueeze(-1) >= logit_taus  # (B, T, K)
-    gt = (occ >= 0.5).unsqueeze(-1)  # (B, T, 1)
-    inter = (pred & gt).sum(1).double()  # (B, K)
-    union = (pred | gt).sum(1).double()  # (B, K)
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).cpu()
 
 
 @torch.no_grad()

@@ -17,6 +17,7 @@ import torch
 
 from onet.data.dataset import load_image
 from onet.data.formats import DataFormatError, read_binvox
+from onet.preprocess.normalize import bounding_box_normalization
 
 SUFFIXES = {
     "img": (".jpg", ".jpeg", ".png"),
@@ -110,11 +111,10 @@ def read_point_cloud(path: Path) -> np.ndarray:
 
 
 def _normalised_points(path: Path, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    lo, hi = points.min(0), points.max(0)
-    scale = float((hi - lo).max())
-    if scale <= 0:
-        raise DataFormatError(path, "all points coincide; cannot normalise the point cloud")
-    loc = (lo + hi) / 2
+    try:
+        loc, scale = bounding_box_normalization(points)
+    except ValueError:
+        raise DataFormatError(path, "all points coincide; cannot normalise the point cloud") from None
     return (points - loc) / scale, loc, scale
 
 

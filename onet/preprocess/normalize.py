@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-__all__ = ["normalize_mesh"]
+__all__ = ["normalize_mesh", "bounding_box_normalization"]
 
 
 def normalize_mesh(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, np.ndarray, float]:
@@ -24,11 +24,16 @@ def normalize_mesh(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, np.ndarray, 
         raise ValueError("cannot normalise an empty mesh (no vertices or faces)")
     # only referenced vertices define the shape; stray ones must not move the box
     vertices_used = vertices[np.unique(np.asarray(mesh.faces).reshape(-1))]
-    bmin, bmax = vertices_used.min(axis=0), vertices_used.max(axis=0)
-    loc = (bmin + bmax) / 2
-    scale = float((bmax - bmin).max())
-    if not np.isfinite(scale) or scale <= 0:
-        raise ValueError(f"cannot normalise a mesh with bounding box extent {bmax - bmin}")
+    loc, scale = bounding_box_normalization(vertices_used)
     out = mesh.copy()
     out.vertices = (vertices - loc) / scale
     return out, loc, scale
+
+
+def bounding_box_normalization(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """loc (bounding-box centre) and scale (longest edge) of (N, 3) points: normalized = (p - loc) / scale."""
+    bmin, bmax = points.min(axis=0), points.max(axis=0)
+    scale = float((bmax - bmin).max())
+    if not np.isfinite(scale) or scale <= 0:
+        raise ValueError(f"cannot normalise a shape with bounding box extent {bmax - bmin}")
+    return (bmin + bmax) / 2, scale

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from onet.config import ConfigError, save_config
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
+from onet.evaluation.metrics import iou_per_threshold
 from onet.models import build_model
 from onet.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
@@ -96,7 +97,6 @@ def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
 def validate(model: nn.Module, loader, device: torch.device, threshold: float) -> dict:
     """Mean BCE loss (summed over points) and mean IoU over val objects, at probability `threshold`."""
     model.eval()
-    logit_t = math.log(threshold / (1 - threshold))
     losses, ious, skipped = [], [], 0
     for batch in loader:
         skipped += len(batch["skipped"])
@@ -110,10 +110,7 @@ def validate(model: nn.Module, loader, device: torch.device, threshold: float) -
         logits = model.decode(p, z, c)
         loss = nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1)
         losses.extend(loss.tolist())
-        pred, gt = logits >= logit_t, occ >= 0.5
-        inter = (pred & gt).sum(-1).float()
-        union = (pred | gt).sum(-1).float()
-        ious.extend(torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).tolist())
+        ious.extend(iou_per_threshold(logits, occ, [threshold])[:, 0].tolist())
     model.train()
     if not ious:
         raise RuntimeError("validation split produced no loadable objects")
