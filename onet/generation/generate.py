@@ -137,10 +137,12 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
                 bar.update(1)
         if batch:
             for job, mesh in zip(batch, _extract_batch(model, batch, cfg, dev)):
-                _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg)
+                # the timing row goes first: the mesh, written last, marks the object finished,
+                # so a killed run never leaves a finished mesh without its row
                 timings[job.name] = mesh.timings_row
+                _write_timings(out / "time_generation.csv", timings)
+                _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg)
                 written.append(job.name)
-            _write_timings(out / "time_generation.csv", timings)
         bar.update(len(batch))
     bar.close()
 
