@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 import traceback
 
+from onet.utils.errors import ConfigError, UsageError
+
 EPILOGS = {
     "preprocess": """examples:
   onet preprocess ~/ShapeNetCore.v2 data/shapenet --workers 8
@@ -165,10 +167,6 @@ def _run(args) -> int:
     raise UsageError(f"unknown verb {args.verb}")
 
 
-class UsageError(ValueError):
-    """Wrong command-line usage (exit code 2)."""
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # Overrides may come before or after options (`onet train cfg --device cpu a.b=1`).
@@ -179,7 +177,6 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     debug = getattr(args, "debug", False)
-    from onet.config import ConfigError
     try:
         return _run(args)
     except (ConfigError, UsageError) as exc:

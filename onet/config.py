@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from onet.utils.errors import ConfigError  # noqa: F401  (raised here, part of this module's API)
 from onet.utils.io import write_text_atomic
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -42,10 +43,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "generation.mesh_format": ("ply", "obj", "off"),
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
-
-
-class ConfigError(ValueError):
-    """A config file or override is invalid; the message names the file or key."""
 
 
 def _read_yaml(path: Path) -> dict:

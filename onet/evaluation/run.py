@@ -15,7 +15,7 @@ def run_eval(cfg: dict, args, *, log=print) -> int:
                   progress=not args.no_progress)
     if args.pred or args.gt:
         if not (args.pred and args.gt):
-            from onet.cli import UsageError
+            from onet.utils.errors import UsageError
             raise UsageError("direct mode needs both --pred and --gt")
         out = Path(args.output or "eval_pairs")
         result = evaluate_pairs(args.pred, args.gt, out, **common)
@@ -29,7 +29,7 @@ def run_eval(cfg: dict, args, *, log=print) -> int:
             log(f"warning: {problem}")
         if args.eval_input:
             if data["input_type"] not in ("voxels", "pointcloud"):
-                from onet.cli import UsageError
+                from onet.utils.errors import UsageError
                 raise UsageError(f"--eval-input scores voxel or point-cloud inputs; this config's "
                                  f"data.input_type is {data['input_type']!r}")
             out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"] / "input")

@@ -7,7 +7,7 @@ from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
 
 def parse_shard(text: str) -> tuple[int, int]:
     """'3/16' -> (3, 16); I counts from 0."""
-    from onet.cli import UsageError
+    from onet.utils.errors import UsageError
     try:
         i, n = (int(x) for x in text.split("/"))
     except ValueError:
@@ -18,7 +18,7 @@ def parse_shard(text: str) -> tuple[int, int]:
 
 
 def run_preprocess(args, *, log=print) -> int:
-    from onet.cli import UsageError
+    from onet.utils.errors import UsageError
     if args.workers < 1:
         raise UsageError("--workers must be at least 1")
     try:

@@ -1,0 +1,17 @@
+"""Error classes shared by every floor of onet.
+
+The CLI maps them to exit codes: `UsageError` and `ConfigError` exit 2 (the
+user asked for something invalid), anything else exits 1 (a runtime failure).
+They live here, below the stages, so a stage can raise them without
+importing the CLI.
+"""
+
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """Wrong command-line usage (exit code 2); the message names the option or file."""
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid (exit code 2); the message names the file or key."""
