@@ -132,7 +132,7 @@ def _run(args) -> int:
     from onet.config import default_config, load_config
 
     if args.verb == "preprocess":
-        from onet.preprocess.run import run_preprocess
+        from onet.preprocess import run_preprocess
         return run_preprocess(args)
 
     if args.verb == "train":
@@ -142,7 +142,7 @@ def _run(args) -> int:
         return 0
 
     if args.verb == "generate":
-        from onet.generation.generate import generate
+        from onet.generation import generate
         cfg = load_config(args.config, args.overrides)
         generate(cfg, device=args.device, input_dir=args.input, output_dir=args.output,
                  checkpoint=args.checkpoint, mesh_format=args.format, samples=args.samples,
@@ -150,7 +150,7 @@ def _run(args) -> int:
         return 0
 
     if args.verb == "eval":
-        from onet.evaluation.run import run_eval
+        from onet.evaluation import run_eval
         if args.config and "=" in args.config and not Path(args.config).exists():
             # `onet eval --pred A --gt B key=value`: the optional CONFIG slot caught an override
             args.overrides = [args.config, *args.overrides]

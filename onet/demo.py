@@ -48,8 +48,8 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
              classes: list[str] | None = None, n_views: int = 24, img_size: int = 137, n_points: int = 100000,
              device: str = "cpu", progress: bool = True, log=print) -> int:
     from onet.data.synthetic import build_synthetic_dataset
-    from onet.evaluation.evaluate import evaluate_dataset
-    from onet.generation.generate import generate
+    from onet.evaluation import evaluate_dataset
+    from onet.generation import generate
     from onet.training import train
 
     t_start = time.time()

@@ -29,7 +29,7 @@ import trimesh
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.evaluation.evaluate import _load_mesh  # noqa: E402
-from onet.evaluation.inside import inside_mesh  # noqa: E402
+from onet.geometry.inside import inside_mesh  # noqa: E402
 from onet.evaluation.metrics import evaluate_mesh, nearest_neighbors, sample_surface  # noqa: E402
 
 

@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.generation.extractor import extract_meshes  # noqa: E402
-from onet.generation.marching_cubes import marching_cubes  # noqa: E402
+from onet.geometry.marching_cubes import marching_cubes  # noqa: E402
 from onet.generation.mise import mise, probability_to_logit  # noqa: E402
 
 THRESHOLD = 0.2

@@ -32,8 +32,8 @@ import numpy as np
 import trimesh
 from skimage.measure import marching_cubes
 
-from onet.evaluation.inside import inside_mesh
-from onet.preprocess.normalize import normalize_mesh
+from onet.geometry.inside import inside_mesh
+from onet.geometry.normalize import normalize_mesh
 from onet.preprocess.watertight import make_watertight
 
 
@@ -192,7 +192,7 @@ def quality_table(n_points: int, watertight_kwargs: dict) -> None:
 def measure_speed(shapes: dict[str, trimesh.Trimesh], n_repeat: int = 1) -> list[tuple]:
     """[(name, faces, stage timings or failure reason, wall s, cpu s)] through the real
     per-object pipeline at default options."""
-    from onet.preprocess.mesh_io import InputItem
+    from onet.preprocess.discover import InputItem
     from onet.preprocess.pipeline import PreprocessOptions, process_object
 
     options = PreprocessOptions()
@@ -269,7 +269,7 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
 
 def assimp_table(folder: Path) -> None:
     """How many real test models load and come out watertight."""
-    from onet.preprocess.mesh_io import MESH_EXTENSIONS, MeshLoadError, load_mesh
+    from onet.geometry.mesh_io import MESH_EXTENSIONS, MeshLoadError, load_mesh
 
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file())
     n_load = n_tight = 0

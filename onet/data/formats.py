@@ -3,7 +3,7 @@
 The readers accept the published ONet ShapeNet files as they are; the writers
 produce the same layout, always atomically (see `onet.utils.io`).
 
-Camera convention (cameras.npz, `onet.preprocess.render`):
+Camera convention (cameras.npz, `onet.geometry.render`):
     world_mat = [R | t] (3, 4) maps world to camera coordinates, X_cam = R X + t.
     The camera looks along +z, with x to the right and y down (image rows).
     camera_mat = K (3, 3) is in pixels, so a world point X lands at pixel

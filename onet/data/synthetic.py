@@ -32,9 +32,9 @@ from onet.data.formats import (
     write_points_npz,
     write_split,
 )
-from onet.preprocess.render import default_cameras, render_mesh
-from onet.preprocess.sampling import sample_surface, sample_uniform_points
-from onet.preprocess.voxelize import voxelize
+from onet.geometry.render import default_cameras, render_mesh
+from onet.geometry.sampling import sample_surface, sample_uniform_points
+from onet.geometry.voxelize import voxelize
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 
 __all__ = [

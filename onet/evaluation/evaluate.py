@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from onet.data.formats import load_pointcloud_npz, load_points_npz, read_binvox, read_metadata
-from onet.evaluation.inside import inside_mesh
+from onet.geometry.inside import inside_mesh
 from onet.evaluation.metrics import (
     MeshMetrics,
     evaluate_mesh,
@@ -258,7 +258,7 @@ def evaluate_inputs(
         gt_points, gt_normals = _surface_reference(folder, n_points=n_points, seed=seed)
         status, reason = "ok", ""
         if input_type == "voxels":
-            from onet.preprocess.voxelize import voxels_to_mesh  # written alongside; heavy deps stay lazy
+            from onet.geometry.voxelize import voxels_to_mesh  # written alongside; heavy deps stay lazy
 
             occ = load_points_npz(folder / "points.npz")
             try:

@@ -25,10 +25,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 from pykdtree.kdtree import KDTree
 
-from onet.evaluation.inside import _check_mesh, inside_mesh
+from onet.geometry.inside import inside_mesh
+from onet.geometry.iou import iou
+from onet.geometry.mesh import check_mesh_arrays, check_points
+from onet.geometry.sampling import sample_surface as _sample_surface
 
 # Worst-case values for empty or unreadable predictions. Distances use the
 # diagonal of the evaluation box (edge 1.1, DESIGN §4): no sample inside the
@@ -92,15 +94,7 @@ def _check_points(name: str, array, *, allow_none: bool = False) -> np.ndarray |
         if allow_none:
             return None
         raise ValueError(f"{name} is required")
-    array = np.asarray(array)
-    if array.ndim != 2 or array.shape[1] != 3:
-        raise ValueError(f"{name} must have shape (n, 3), got {array.shape}")
-    if array.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be numeric, got dtype {array.dtype}")
-    array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} contain NaN or inf")
-    return array
+    return check_points(name, array)
 
 
 def _unit(normals: np.ndarray) -> np.ndarray:
@@ -192,64 +186,15 @@ def surface_metrics(
     return result
 
 
-def iou(occ_a, occ_b) -> float:
-    """Intersection over union of two boolean occupancy arrays of equal shape.
-
-    Accepts bool or 0/1 integer arrays (threshold probabilities first). Two
-    empty sets (union 0) have IoU 1 by definition: they are identical.
-    """
-    occ_a, occ_b = np.asarray(occ_a), np.asarray(occ_b)
-    if occ_a.shape != occ_b.shape:
-        raise ValueError(f"occupancy shapes differ: {occ_a.shape} vs {occ_b.shape}")
-    for name, occ in (("occ_a", occ_a), ("occ_b", occ_b)):
-        if occ.dtype != bool:
-            if occ.dtype.kind not in "iu" or (occ.size and not np.isin(occ, (0, 1)).all()):
-                raise ValueError(f"{name} must be bool or 0/1 integers (threshold probabilities first), got {occ.dtype}")
-    occ_a, occ_b = occ_a.astype(bool), occ_b.astype(bool)
-    union = np.count_nonzero(occ_a | occ_b)
-    if union == 0:
-        return 1.0
-    return float(np.count_nonzero(occ_a & occ_b) / union)
-
-
 def sample_surface(vertices, faces, n_points: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Area-uniform samples on a triangle mesh with the normals of their faces.
+    """Area-uniform samples (float64) on a triangle mesh with the normals of their faces, seeded.
 
-    Args:
-        vertices: (V, 3); faces: (F, 3) integer; n_points: number of samples.
-        seed: seed of the numpy generator (same inputs and seed -> same samples).
-
-    Returns:
-        points (n_points, 3) float64, normals (n_points, 3) float64 unit.
-
-    Raises:
-        ValueError: bad shapes, or a mesh with zero total area.
+    The evaluation's view of `onet.geometry.sampling.sample_surface`: returns
+    points (n_points, 3), normals (n_points, 3); n_points >= 1.
     """
-    vertices = _check_points("vertices", vertices)
-    faces = np.asarray(faces)
-    if faces.ndim != 2 or faces.shape[1] != 3 or (faces.size and faces.dtype.kind not in "iu"):
-        raise ValueError(f"faces must be integer with shape (n, 3), got {faces.shape} {faces.dtype}")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"faces index vertices out of range (there are {len(vertices)} vertices)")
     if n_points < 1:
         raise ValueError(f"n_points must be >= 1, got {n_points}")
-    triangles = vertices[faces]  # (F, 3 corners, 3)
-    cross = np.cross(triangles[:, 1] - triangles[:, 0], triangles[:, 2] - triangles[:, 0])
-    double_area = np.linalg.norm(cross, axis=1)
-    total = double_area.sum()
-    if not total > 0:
-        raise ValueError("mesh has zero surface area: nothing to sample")
-    rng = np.random.default_rng(seed)
-    face_index = np.searchsorted(np.cumsum(double_area) / total, rng.random(n_points), side="right")
-    face_index = np.minimum(face_index, len(faces) - 1)  # guard the rounding of the last cumsum
-    # uniform barycentric coordinates: fold the unit square onto the triangle
-    u, v = rng.random(n_points), rng.random(n_points)
-    fold = u + v > 1
-    u[fold], v[fold] = 1 - u[fold], 1 - v[fold]
-    t = triangles[face_index]
-    points = t[:, 0] + u[:, None] * (t[:, 1] - t[:, 0]) + v[:, None] * (t[:, 2] - t[:, 0])
-    normals = cross[face_index] / double_area[face_index, None]
-    return points, normals
+    return _sample_surface(vertices, faces, n_points, rng=seed, dtype=np.float64)
 
 
 def _surface_area(vertices: np.ndarray, faces: np.ndarray) -> float:
@@ -306,7 +251,7 @@ def evaluate_mesh(
         pred_vertices = np.zeros((0, 3))
     if pred_faces.size == 0:
         pred_faces = np.zeros((0, 3), dtype=np.int64)
-    pred_vertices, pred_faces = _check_mesh(pred_vertices, pred_faces)
+    pred_vertices, pred_faces = check_mesh_arrays(pred_vertices, pred_faces, finite=True)
     if _surface_area(pred_vertices, pred_faces) <= 0:
         return worst_case_metrics(
             fscore_thresholds=fscore_thresholds,
@@ -330,19 +275,3 @@ def evaluate_mesh(
         fscore=surface["fscore"],
         empty=False,
     )
-
-
-def iou_per_threshold(logits: torch.Tensor, occ: torch.Tensor, taus: list[float]) -> torch.Tensor:
-    """IoU of each object at each tau.
-
-    logits: (B, T) network outputs; occ: (B, T) reference occupancies (>= 0.5
-    is inside); taus: K thresholds in probability. Returns (B, K) float64.
-    An object with an empty union at some tau (nothing inside, nothing
-    predicted) has IoU 1 there, as in training validation.
-    """
-    logit_taus = torch.tensor([math.log(t / (1 - t)) for t in taus], dtype=logits.dtype, device=logits.device)
-    pred = logits.unsqueeze(-1) >= logit_taus  # (B, T, K)
-    gt = (occ >= 0.5).unsqueeze(-1)  # (B, T, 1)
-    inter = (pred & gt).sum(1).double()  # (B, K)
-    union = (pred | gt).sum(1).double()  # (B, K)
-    return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).cpu()

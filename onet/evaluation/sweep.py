@@ -9,7 +9,7 @@ best tau depends on the trained model. Two sweeps:
   objects at every tau of a grid from those same logits, without running
   the network again.
 - full (--full-sweep): for a few taus, mesh the validation objects with
-  `onet.generation.generate.generate` and score them with
+  `onet.generation.generate` and score them with
   `onet.evaluation.evaluate.evaluate_dataset` (mesh IoU, accuracy,
   completeness, Chamfer-L1, normal consistency). Slow: one generation per tau.
 
@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from onet.evaluation.metrics import iou_per_threshold  # noqa: F401  (re-exported for callers of the sweep)
+from onet.geometry.iou import iou_per_threshold
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 
 # 0.05, 0.10, ..., 0.95; the paper's 0.2 is on the grid
@@ -159,7 +159,7 @@ def full_sweep(cfg: dict, taus, out_dir, *, device: str | None = None, progress:
     """
     from onet.data.dataset import list_items
     from onet.evaluation.evaluate import evaluate_dataset
-    from onet.generation.generate import generate
+    from onet.generation import generate
 
     out_dir = Path(out_dir)
     data, ecfg = cfg["data"], cfg["evaluation"]
@@ -405,8 +405,8 @@ def sweep(cfg: dict, *, full: bool = False, output=None, thresholds=DEFAULT_TAUS
     The recommended tau maximises the mesh IoU of the full sweep when there is
     one (what the final benchmark measures), the point IoU otherwise.
     """
-    from onet.generation.generate import load_model
-    from onet.training.trainer import resolve_device
+    from onet.models import load_model
+    from onet.utils.device import resolve_device
 
     dev = resolve_device(device or cfg["device"])
     out = Path(output) if output else Path(cfg["out_dir"]) / cfg["evaluation"]["eval_dir"] / "sweep"

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from onet.generation.marching_cubes import marching_cubes
+from onet.geometry.marching_cubes import marching_cubes
 from onet.generation.mise import EvalFn, mise, probability_to_logit
 from onet.generation.refine import FieldFn, refine_mesh, vertex_normals_from_field
 from onet.generation.simplify import simplify_mesh

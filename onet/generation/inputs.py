@@ -17,7 +17,7 @@ import torch
 
 from onet.data.dataset import load_image
 from onet.data.formats import DataFormatError, read_binvox
-from onet.preprocess.normalize import bounding_box_normalization
+from onet.geometry.normalize import bounding_box_normalization
 
 SUFFIXES = {
     "img": (".jpg", ".jpeg", ".png"),

@@ -3,7 +3,7 @@
 Evaluate the network on a coarse grid, then repeatedly subdivide only the
 cells whose corners disagree about the threshold and evaluate only the grid
 points that are new. The result is a dense logit grid on the finest level
-that marching cubes can read directly (grid convention: onet.generation.grid).
+that marching cubes can read directly (grid convention: onet.geometry.grid).
 
 Everything is vectorised in torch on `device`: the per-level work is a few
 boolean slicing ops over the grid plus one `nonzero`; the only Python loop is
@@ -21,7 +21,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from onet.generation.grid import check_box_size, check_resolution, flat_index_to_world
+from onet.geometry.grid import check_box_size, check_resolution, flat_index_to_world
 
 EvalFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from onet.preprocess.render import look_at_camera, render_mesh
+from onet.geometry.render import look_at_camera, render_mesh
 from onet.utils.io import atomic_path
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from onet.generation.mise import probability_to_logit
-from onet.generation.simplify import check_mesh
+from onet.geometry.mesh import check_mesh
 
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 

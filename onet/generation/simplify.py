@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from onet.utils.mesh import check_mesh_arrays
-
-
-def check_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a triangle mesh: returns (V, 3) float32 vertices, (F, 3) int64 faces."""
-    vertices, faces = check_mesh_arrays(vertices, faces)
-    return vertices.astype(np.float32), faces
+from onet.geometry.mesh import check_mesh
 
 
 def simplify_mesh(vertices, faces, n_faces: int) -> tuple[np.ndarray, np.ndarray]:

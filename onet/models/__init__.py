@@ -13,8 +13,10 @@ turns the `model:` config section into an `OccupancyNetwork`.
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from onet.models.decoders import (
@@ -28,6 +30,7 @@ from onet.models.image import PretrainedWeightsUnavailable, ResNet18Encoder
 from onet.models.onet import OccupancyNetwork
 from onet.models.pointnet import LatentPointnet, ResnetPointnet, SimplePointnet
 from onet.models.voxels import VoxelEncoder
+from onet.utils.checkpoints import load_checkpoint
 
 ENCODERS = {
     "resnet18": ResNet18Encoder,
@@ -120,3 +123,16 @@ def build_model(model_cfg: dict[str, Any]) -> OccupancyNetwork:
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def load_model(cfg: dict, checkpoint: str | Path | None, device: torch.device):
+    """Rebuild the network from the hyperparameters stored in a checkpoint; map it to `device`.
+
+    checkpoint: a file, or None for out_dir/<test.model_file> of `cfg`.
+    Returns (model in eval mode on `device`, the checkpoint path).
+    """
+    path = Path(checkpoint) if checkpoint else Path(cfg["out_dir"]) / cfg["test"]["model_file"]
+    state = load_checkpoint(path, map_location="cpu")  # GPU-trained checkpoints load on CPU-only machines
+    model = build_model(state.get("model_config", cfg["model"]))
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), path

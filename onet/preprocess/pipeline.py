@@ -1,6 +1,6 @@
 """`onet preprocess`: a folder of raw meshes -> a training dataset (DESIGN §4).
 
-Per object (`process_object`): load and clean (`mesh_io.load_mesh`), normalise
+Per object (`process_object`): load and clean (`onet.geometry.mesh_io.load_mesh`), normalise
 (bounding box centred, longest edge 1; loc/scale stored), make watertight
 (`watertight.make_watertight`), then write into <output>/<category>/<model_id>/:
 
@@ -43,7 +43,7 @@ import multiprocessing as mp
 
 import numpy as np
 
-from onet.preprocess.mesh_io import InputItem, find_inputs
+from onet.preprocess.discover import InputItem, find_inputs
 
 REPORT_NAME = "preprocess_report.jsonl"
 SPLITS = ("train", "val", "test")
@@ -203,12 +203,12 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
     from PIL import Image
 
     from onet.data.formats import write_binvox, write_cameras_npz, write_pointcloud_npz, write_points_npz
-    from onet.evaluation.inside import inside_mesh
-    from onet.preprocess.mesh_io import load_mesh
-    from onet.preprocess.normalize import normalize_mesh
-    from onet.preprocess.render import default_cameras, render_mesh
-    from onet.preprocess.sampling import sample_surface, sample_uniform_points
-    from onet.preprocess.voxelize import voxelize
+    from onet.geometry.inside import inside_mesh
+    from onet.geometry.mesh_io import load_mesh
+    from onet.geometry.normalize import normalize_mesh
+    from onet.geometry.render import default_cameras, render_mesh
+    from onet.geometry.sampling import sample_surface, sample_uniform_points
+    from onet.geometry.voxelize import voxelize
     from onet.preprocess.watertight import make_watertight
     from onet.utils.io import write_bytes_atomic
 

@@ -21,9 +21,9 @@ from tqdm import tqdm
 
 from onet.config import ConfigError, save_config
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
-from onet.evaluation.metrics import iou_per_threshold
+from onet.geometry.iou import iou_per_threshold
 from onet.models import build_model
-from onet.training.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from onet.utils.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
     DistInfo,
     GlobalBatchSampler,
@@ -32,6 +32,7 @@ from onet.training.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from onet.utils.device import resolve_device
 from onet.utils.io import atomic_path
 
 LOG_FIELDS = ["it", "epoch", "time", "loss", "val_loss", "val_iou", "skipped"]
@@ -46,14 +47,6 @@ class TrainResult:
     last_val: dict | None
     skipped: int
     stop_reason: str
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda was asked for but no CUDA GPU is available (use --device cpu or auto)")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -42,7 +42,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 # Bulk outputs (dataset files, meshes, tables) are not fsynced: the rename already
 # makes them all-or-nothing against a killed process, and fsyncing ~30 files per
-# object dominated dataset building. Checkpoints fsync (onet.training.checkpoints).
+# object dominated dataset building. Checkpoints fsync (onet.utils.checkpoints).
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -5,7 +5,7 @@ from PIL import Image
 
 from onet.data.formats import load_cameras_npz, load_pointcloud_npz, load_points_npz, read_binvox, read_metadata, read_split
 from onet.data.synthetic import CATEGORIES, build_synthetic_dataset, make_shape
-from onet.preprocess.sampling import sample_uniform_points
+from onet.geometry.sampling import sample_uniform_points
 
 REQUIRED = ("table", "chair", "lamp", "sofa", "bottle", "mug")
 

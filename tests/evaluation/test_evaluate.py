@@ -103,7 +103,7 @@ def test_pointcloud_inputs_leave_out_iou(dataset, tmp_path):
 
 
 def test_voxel_inputs(dataset, tmp_path):
-    pytest.importorskip("onet.preprocess.voxelize")
+    pytest.importorskip("onet.geometry.voxelize")
     from onet.data.formats import write_binvox
 
     centres = (np.arange(32) + 0.5) / 32 - 0.5

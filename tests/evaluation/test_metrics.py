@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.evaluation.inside import inside_mesh
+from onet.geometry.inside import inside_mesh
 from onet.evaluation.metrics import (
     WORST_CASE_DISTANCE,
     MeshMetrics,
     evaluate_mesh,
-    iou,
     sample_surface,
     surface_metrics,
     worst_case_metrics,
@@ -155,19 +154,6 @@ def test_sampling_is_seeded_and_uniform_by_area():
     # the two x faces have area 2*3 out of a total 2*(2 + 3 + 6) = 22
     on_x = np.isclose(np.abs(a[:, 0]), 0.5)
     assert on_x.mean() == pytest.approx(12 / 22, abs=0.01)
-
-
-def test_iou_definitions_and_errors():
-    a = np.array([1, 1, 0, 0], bool)
-    b = np.array([1, 0, 1, 0], bool)
-    assert iou(a, b) == pytest.approx(1 / 3)
-    assert iou(a, a) == 1.0
-    assert iou(np.zeros(5, bool), np.zeros(5, bool)) == 1.0  # two empty sets are identical
-    assert iou(np.array([1, 0]), np.array([1, 1], np.uint8)) == 0.5
-    with pytest.raises(ValueError, match="shapes differ"):
-        iou(a, a[:3])
-    with pytest.raises(ValueError, match="threshold probabilities first"):
-        iou(np.array([0.2, 0.9]), np.array([True, False]))
 
 
 def test_bad_inputs_name_the_problem():

@@ -17,13 +17,12 @@ from PIL import Image
 from onet.evaluation.sweep import (
     DEFAULT_TAUS,
     best_threshold,
-    iou_per_threshold,
     plot_sweep,
     sweep,
     sweep_iou,
     val_loader,
 )
-from onet.generation.generate import load_model
+from onet.models import load_model
 from onet.training import train
 
 quiet = lambda *a: None  # noqa: E731
@@ -45,15 +44,6 @@ def trained_cfg(tiny_cfg, _checkpoint_cache):
         best.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(_checkpoint_cache["path"], best)
     return tiny_cfg
-
-
-def test_iou_per_threshold_on_a_hand_made_case():
-    logits = torch.tensor([[2.0, -2.0, 0.5, -3.0], [-5.0, -5.0, -5.0, -5.0]])
-    occ = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
-    ious = iou_per_threshold(logits, occ, [0.5, 0.1])
-    # tau 0.5 (logit 0): predicted {0, 2}, inside {0, 1} -> 1/3; tau 0.1 (logit -2.2): {0, 1, 2} -> 2/3
-    assert ious[0].tolist() == pytest.approx([1 / 3, 2 / 3])
-    assert ious[1].tolist() == [1.0, 1.0]  # nothing inside, nothing predicted
 
 
 def test_best_threshold_prefers_the_paper_value_on_ties():

@@ -4,7 +4,7 @@ import trimesh
 
 from onet.generation.extractor import STAGES, extract_meshes
 
-from .fields import batched_eval_fn, field_fn, rod_sdf, sphere_sdf, torus_sdf
+from fields import batched_eval_fn, field_fn, rod_sdf, sphere_sdf, torus_sdf
 
 SDFS = [sphere_sdf((0.05, -0.02, 0.01), 0.3), torus_sdf(), rod_sdf(radius=0.05)]
 OPTIONS = dict(resolution_0=16, upsampling_steps=2, points_chunk=20_000)

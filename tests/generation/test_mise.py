@@ -5,11 +5,11 @@ import pytest
 import torch
 import trimesh
 
-from onet.generation.grid import cell_size, grid_points
-from onet.generation.marching_cubes import marching_cubes
+from onet.geometry.grid import cell_size, grid_points
+from onet.geometry.marching_cubes import marching_cubes
 from onet.generation.mise import mise
 
-from .fields import LEVEL, CountingEvalFn, batched_eval_fn, rod_sdf, sphere_sdf, torus_sdf
+from fields import LEVEL, CountingEvalFn, batched_eval_fn, rod_sdf, sphere_sdf, torus_sdf
 
 SPHERE = sphere_sdf((0.05, -0.02, 0.01), 0.3)
 TORUS = torus_sdf((0.02, 0.01, -0.03), 0.3, 0.1)

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from onet.generation.marching_cubes import marching_cubes
+from onet.geometry.marching_cubes import marching_cubes
 from onet.generation.mise import mise
 from onet.generation.refine import refine_mesh, vertex_normals_from_field
 
-from .fields import LEVEL, TAU, batched_eval_fn, field_fn, sphere_sdf
+from fields import LEVEL, TAU, batched_eval_fn, field_fn, sphere_sdf
 
 CENTER = np.array([0.05, -0.02, 0.01])
 SPHERE = sphere_sdf(tuple(CENTER), 0.3)

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.generation.marching_cubes import marching_cubes
+from onet.geometry.marching_cubes import marching_cubes
 from onet.generation.mise import mise
 from onet.generation.simplify import simplify_mesh
 
-from .fields import LEVEL, batched_eval_fn, sphere_sdf, torus_sdf
+from fields import LEVEL, batched_eval_fn, sphere_sdf, torus_sdf
 
 
 def mesh_of(sdf, resolution=64):

@@ -98,7 +98,7 @@ def test_resume_redoes_only_incomplete_objects(tmp_path):
 
 def test_failure_mid_object_then_rerun_finishes(tmp_path, monkeypatch):
     src, out = _tree(tmp_path / "in", broken=False), tmp_path / "out"
-    import onet.preprocess.render as render
+    import onet.geometry.render as render
 
     real = render.render_mesh
     monkeypatch.setattr(render, "render_mesh", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
@@ -166,7 +166,7 @@ def test_shards_and_workers_cover_everything_once(tmp_path):
 
 
 def test_splits_are_seeded_and_given_lists_are_used(tmp_path):
-    from onet.preprocess.mesh_io import InputItem
+    from onet.preprocess.discover import InputItem
 
     items = [InputItem("c", f"m{i:02d}", Path(f"m{i}.obj")) for i in range(20)]
     a = assign_splits(items, PreprocessOptions(seed=1))

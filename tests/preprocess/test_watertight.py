@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.evaluation.inside import inside_mesh
+from onet.geometry.inside import inside_mesh
 from onet.preprocess.watertight import fibonacci_hemisphere, make_watertight, point_triangle_distance
 
 RES = 48  # small grid: fast, still far finer than the shapes

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from onet.data.formats import write_binvox
-from onet.generation.export import load_mesh
+from onet.geometry.mesh_files import read_mesh
 
 from .helpers import assert_one_clear_error, run_cli
 
@@ -184,7 +184,7 @@ def _cases(which):
 def test_good_input_gives_a_mesh(kind, name, batches):
     batch = batches(kind)
     stem = name.rsplit(".", 1)[0]
-    vertices, faces = load_mesh(batch.out / "meshes" / f"{stem}.ply")
+    vertices, faces = read_mesh(batch.out / "meshes" / f"{stem}.ply")
     assert len(faces) > 0 and np.isfinite(vertices).all()
     assert stem not in batch.failures
 

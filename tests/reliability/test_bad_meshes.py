@@ -16,7 +16,7 @@ import pytest
 import trimesh
 
 from onet.data.formats import read_split
-from onet.preprocess.mesh_io import MeshLoadError, load_mesh
+from onet.geometry.mesh_io import MeshLoadError, load_mesh
 from onet.preprocess.pipeline import read_report
 
 from .helpers import run_cli

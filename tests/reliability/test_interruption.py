@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from onet.generation.export import load_mesh
+from onet.geometry.mesh_files import read_mesh
 
 from .helpers import run_cli
 
@@ -39,7 +39,7 @@ def test_sigkill_mid_generation_then_rerun_finishes_without_redoing(trained, tmp
     # however fast or loaded the machine is.
     script = textwrap.dedent(f"""
         import sys, time
-        import onet.generation.generate as g
+        import onet.generation.run as g
         real = g._extract_batch
         def paced(*a, **k):
             time.sleep(0.3)
@@ -65,7 +65,7 @@ def test_sigkill_mid_generation_then_rerun_finishes_without_redoing(trained, tmp
         if path.name.startswith(".") or not path.is_file():
             continue  # a temporary of the killed write; never under a final name
         if path.suffix == ".ply" and path.parent == meshes:
-            vertices, faces = load_mesh(path)
+            vertices, faces = read_mesh(path)
             assert len(faces) > 0
         elif path.suffix == ".png":
             with Image.open(path) as img:
@@ -80,7 +80,7 @@ def test_sigkill_mid_generation_then_rerun_finishes_without_redoing(trained, tmp
     assert f"{len(done)} meshes already in {meshes}; generating the remaining {N_INPUTS - len(done)}" in res.out
     assert sorted(p.name for p in meshes.glob("*.ply")) == [f"photo_{i}.ply" for i in range(N_INPUTS)]
     for path in meshes.glob("*.ply"):
-        assert len(load_mesh(path)[1]) > 0
+        assert len(read_mesh(path)[1]) > 0
     assert all(p.stat().st_mtime_ns == t for p, t in finished.items()), "finished meshes must not be redone"
     with open(out / "time_generation.csv") as f:
         assert sorted(row["name"] for row in csv.DictReader(f)) == [f"photo_{i}" for i in range(N_INPUTS)]

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 
 import onet.utils.io as onet_io
-from onet.generation.export import load_mesh
-from onet.training.checkpoints import load_checkpoint
+from onet.geometry.mesh_files import read_mesh
+from onet.utils.checkpoints import load_checkpoint
 
 from .helpers import assert_one_clear_error, run_cli
 
@@ -107,7 +107,7 @@ def test_disk_full_mid_run_leaves_earlier_outputs_intact(trained, tmp_path, monk
     assert sorted(p.name for p in (out / "meshes").iterdir()) == ["photo_0.ply", "photo_1.ply"]
     finished = {p: p.stat().st_mtime_ns for p in (out / "meshes").iterdir()}
     for path in finished:
-        assert len(load_mesh(path)[1]) > 0
+        assert len(read_mesh(path)[1]) > 0
     assert not list(out.rglob(".*tmp*")), "the half-written temporary is removed"
 
     monkeypatch.undo()  # space freed: the same command finishes the job

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from onet.training import train
-from onet.training.checkpoints import load_checkpoint
+from onet.utils.checkpoints import load_checkpoint
 from onet.training.distributed import GlobalBatchSampler
 
 

@@ -6,7 +6,7 @@ import torch
 from onet.config import CONFIG_DIR, load_config
 from onet.data.synthetic import build_synthetic_dataset
 from onet.training import train
-from onet.training.checkpoints import load_checkpoint
+from onet.utils.checkpoints import load_checkpoint
 
 
 @pytest.fixture

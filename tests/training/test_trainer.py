@@ -11,7 +11,7 @@ import yaml
 
 from onet.config import CONFIG_DIR, load_config
 from onet.training import train
-from onet.training.checkpoints import load_checkpoint
+from onet.utils.checkpoints import load_checkpoint
 
 
 def test_train_writes_config_checkpoints_and_metrics(tiny_cfg):

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.preprocess.normalize import normalize_mesh
-from onet.preprocess.sampling import sample_surface, sample_uniform_points
+from onet.geometry.normalize import normalize_mesh
+from onet.geometry.sampling import sample_surface, sample_uniform_points
 
 
 def test_uniform_points_fill_the_padded_box():

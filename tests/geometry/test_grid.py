@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from onet.generation.grid import cell_size, flat_index_to_world, grid_points, index_to_world, world_to_index
+from onet.geometry.grid import cell_size, flat_index_to_world, grid_points, index_to_world, world_to_index
 
 
 def test_index_zero_and_r_are_the_box_corners():

@@ -12,7 +12,7 @@ from typing import Callable
 import numpy as np
 import trimesh
 
-from onet.preprocess.sampling import check_mesh_arrays
+from onet.geometry.mesh import check_mesh_arrays
 
 __all__ = ["voxelize", "voxels_to_mesh", "cell_centers", "triangle_box_overlap"]
 

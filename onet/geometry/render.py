@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import trimesh
 
-from onet.preprocess.sampling import check_mesh_arrays
+from onet.geometry.mesh import check_mesh_arrays
 
 __all__ = ["default_cameras", "look_at_camera", "render_mesh", "camera_centers"]
 

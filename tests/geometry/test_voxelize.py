@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.preprocess.voxelize import cell_centers, triangle_box_overlap, voxelize, voxels_to_mesh
+from onet.geometry.voxelize import cell_centers, triangle_box_overlap, voxelize, voxels_to_mesh
 
 
 def _box(lo, hi):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.preprocess.render import camera_centers, default_cameras, look_at_camera, render_mesh
+from onet.geometry.render import camera_centers, default_cameras, look_at_camera, render_mesh
 
 
 def _project(K, RT, X):

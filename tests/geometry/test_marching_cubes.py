@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.generation.grid import grid_points
-from onet.generation.marching_cubes import marching_cubes
+from onet.geometry.grid import grid_points
+from onet.geometry.marching_cubes import marching_cubes
 
-from .fields import LEVEL, logits_fn, sphere_sdf
+from fields import LEVEL, logits_fn, sphere_sdf
 
 
 def grid_values(logits, resolution, box_size=1.1):

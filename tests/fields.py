@@ -1,4 +1,4 @@
-"""Analytic occupancy fields for the generation tests.
+"""Analytic occupancy fields for the geometry and generation tests.
 
 Each field is logits = logit(tau) - k * sdf(p) with sdf the exact signed
 distance (positive outside), so the threshold crossing sigmoid = tau lies

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.evaluation.inside import inside_mesh
+from onet.geometry.inside import inside_mesh
 
 
 def _uniform(n=100_000, seed=0, half=0.55):
@@ -109,7 +109,7 @@ def test_bad_inputs_name_the_problem(vertices, faces, points, message):
 
 
 def test_voxel_mesh_with_non_manifold_edges():
-    voxelize = pytest.importorskip("onet.preprocess.voxelize")
+    voxelize = pytest.importorskip("onet.geometry.voxelize")
     rng = np.random.default_rng(4)
     voxels = rng.random((16, 16, 16)) < 0.4  # many cells touch only along edges or corners
     vertices, faces = voxelize.voxels_to_mesh(voxels)

@@ -24,13 +24,12 @@ from tqdm import tqdm
 
 from onet.config import save_config
 from onet.data.dataset import DataOptions, ShapeDataset
-from onet.generation.export import export_mesh
+from onet.geometry.mesh_files import export_mesh
 from onet.generation.extractor import extract_meshes
 from onet.generation.inputs import find_input_files, load_user_input, output_names
 from onet.generation.preview import save_preview
-from onet.models import build_model
-from onet.training.checkpoints import load_checkpoint
-from onet.training.trainer import resolve_device
+from onet.models import load_model
+from onet.utils.device import resolve_device
 from onet.utils.io import atomic_path, write_text_atomic
 
 STAGES = ("encode", "evaluate", "marching_cubes", "simplify", "refine", "normals")
@@ -54,15 +53,6 @@ class GenerateSummary:
     existing: list[str]
     failures: list[tuple[str, str]]
     timings_path: Path | None
-
-
-def load_model(cfg: dict, checkpoint: str | Path | None, device: torch.device):
-    """Rebuild the network from the hyperparameters stored in the checkpoint; map it to `device`."""
-    path = Path(checkpoint) if checkpoint else Path(cfg["out_dir"]) / cfg["test"]["model_file"]
-    state = load_checkpoint(path, map_location="cpu")  # GPU-trained checkpoints load on CPU-only machines
-    model = build_model(state.get("model_config", cfg["model"]))
-    model.load_state_dict(state["model"])
-    return model.to(device).eval(), path
 
 
 def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | None = None,
@@ -249,7 +239,7 @@ def _copy_input(stem: Path, inputs: torch.Tensor, input_type: str | None) -> Non
                   "property float z\nend_header\n")
         write_text_atomic(stem.with_suffix(".ply"), header + "".join(f"{x:.6f} {y:.6f} {z:.6f}\n" for x, y, z in pts))
     elif input_type == "voxels":
-        from onet.preprocess.voxelize import voxels_to_mesh
+        from onet.geometry.voxelize import voxels_to_mesh
         v, f = voxels_to_mesh(inputs.numpy() > 0.5)
         export_mesh(stem.with_suffix(".off"), v, f)
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from onet.utils.mesh import check_mesh_arrays  # noqa: F401  (re-exported)
+from onet.geometry.mesh import check_mesh_arrays
 
-__all__ = ["sample_uniform_points", "sample_surface", "check_mesh_arrays"]
+__all__ = ["sample_uniform_points", "sample_surface"]
 
 
 def sample_uniform_points(n: int, *, box_size: float = 1.1, rng: np.random.Generator | int) -> np.ndarray:
@@ -24,16 +24,20 @@ def sample_uniform_points(n: int, *, box_size: float = 1.1, rng: np.random.Gener
 
 
 def sample_surface(
-    vertices: np.ndarray, faces: np.ndarray, n: int, *, rng: np.random.Generator | int
+    vertices: np.ndarray, faces: np.ndarray, n: int, *, rng: np.random.Generator | int,
+    dtype: type = np.float32,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample `n` points uniformly by area on a triangle mesh, with face normals.
 
     Args:
         vertices: (V, 3) float
         faces: (F, 3) int
+        rng: generator or seed (same inputs and seed -> same samples)
+        dtype: of the returned arrays (computed in float64; float32 for
+            datasets, float64 for metrics)
     Returns:
-        points float32 (n, 3), normals float32 (n, 3) unit face normals
-        (oriented by the face winding)
+        points (n, 3), normals (n, 3) unit face normals (oriented by the face
+        winding)
     """
     vertices, faces = check_mesh_arrays(vertices, faces)
     if n < 0:
@@ -58,4 +62,4 @@ def sample_surface(
     u[flip], v[flip] = 1 - u[flip], 1 - v[flip]
     points = tri[face_idx, 0] + u[:, None] * e1[face_idx] + v[:, None] * e2[face_idx]
     normals = cross[face_idx] / double_area[face_idx, None]
-    return points.astype(np.float32), normals.astype(np.float32)
+    return points.astype(dtype), normals.astype(dtype)

@@ -1,17 +1,16 @@
-"""Loading raw meshes and finding them in input trees.
+"""Loading raw meshes of any common format as one clean triangle soup.
 
 Real collections (ShapeNet, users' CAD or scan exports) hold multi-part
 scenes, NaN vertices and degenerate faces. `load_mesh` turns any supported
 file into one clean triangle soup or raises `MeshLoadError` saying which file
-and what is wrong; `find_inputs` lists the objects of a ShapeNetCore v1/v2
-tree or of any folder of mesh files.
+and what is wrong. (onet's own PLY/OBJ/OFF writer and reader are in
+`onet.geometry.mesh_files`.)
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import trimesh
@@ -21,14 +20,6 @@ MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf")
 
 class MeshLoadError(ValueError):
     """A mesh file could not be turned into a usable triangle mesh."""
-
-
-class InputItem(NamedTuple):
-    """One object to preprocess: output goes to <output>/<category>/<model_id>/."""
-
-    category: str
-    model_id: str
-    path: Path
 
 
 def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
@@ -61,6 +52,11 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
     except Exception as e:  # trimesh raises anything from KeyError to UnicodeError on garbage
         raise MeshLoadError(f"{path}: unreadable mesh file ({type(e).__name__}: {e})") from e
 
+    if isinstance(loaded, trimesh.Scene) and len(loaded.geometry) == 0:
+        # newer trimesh parses some garbage (e.g. a binary STL with a wrong
+        # triangle count) into an empty scene instead of raising
+        raise MeshLoadError(f"{path}: unreadable mesh file (no geometry found: not a valid "
+                            f"{path.suffix.lstrip('.').upper()} file)")
     vertices, faces = _merge_scene(loaded)
     if len(faces) == 0:
         raise MeshLoadError(f"{path}: mesh has no faces")
@@ -129,46 +125,3 @@ def _merge_scene(loaded) -> tuple[np.ndarray, np.ndarray]:
     if not vertices:
         return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
     return np.concatenate(vertices), np.concatenate(faces)
-
-
-def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
-    """List the objects under `input_dir`, sorted by (category, model_id).
-
-    Recognised layouts, which may be mixed:
-      - ShapeNetCore v1: <synset>/<model_id>/model.obj
-      - ShapeNetCore v2: <synset>/<model_id>/models/model_normalized.obj
-      - any folder of mesh files (obj, off, ply, stl, glb, gltf): the first
-        sub-folder is the category, the file path below it (without the
-        extension, '/' -> '_') the model id. Files directly in `input_dir`
-        form one category named after `input_dir` ("default" if it has none).
-    Other mesh files inside a recognised ShapeNet model folder are ignored.
-    """
-    root = Path(input_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: input folder does not exist")
-    files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file() and not p.name.startswith(".")
-    )
-    items: dict[tuple[str, str], InputItem] = {}
-    shapenet_dirs: set[Path] = set()
-    for p in files:
-        parts = p.relative_to(root).parts
-        if len(parts) == 3 and parts[2] == "model.obj":
-            items[(parts[0], parts[1])] = InputItem(parts[0], parts[1], p)
-            shapenet_dirs.add(root / parts[0] / parts[1])
-        elif len(parts) == 4 and parts[2] == "models" and parts[3] == "model_normalized.obj":
-            items[(parts[0], parts[1])] = InputItem(parts[0], parts[1], p)
-            shapenet_dirs.add(root / parts[0] / parts[1])
-    root_category = root.resolve().name or "default"
-    for p in files:
-        if any(d in p.parents for d in shapenet_dirs):
-            continue
-        parts = p.relative_to(root).parts
-        if len(parts) == 1:
-            category, model_id = root_category, p.stem
-        else:
-            category, model_id = parts[0], "_".join(parts[1:-1] + (p.stem,))
-        if (category, model_id) in items:  # same name, other format: keep both, told apart by extension
-            model_id = f"{model_id}_{p.suffix.lower().lstrip('.')}"
-        items[(category, model_id)] = InputItem(category, model_id, p)
-    return [items[k] for k in sorted(items)]

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from onet.geometry.mesh import check_mesh_arrays, check_points
+
 # Unit-length directions with no simple rational ratio between components:
 # rays along them do not graze grid-aligned edges or vertices.
 _DIRECTIONS = np.array(
@@ -39,28 +41,6 @@ _DIRECTIONS = np.array(
     ]
 )
 _DIRECTIONS = _DIRECTIONS / np.linalg.norm(_DIRECTIONS, axis=1, keepdims=True)
-
-
-def _check_array(name: str, array, *, dtype_kind: str, width: int = 3) -> np.ndarray:
-    array = np.asarray(array)
-    if array.ndim != 2 or array.shape[1] != width:
-        raise ValueError(f"{name} must have shape (n, {width}), got {array.shape}")
-    if array.size and array.dtype.kind not in dtype_kind:
-        raise ValueError(f"{name} must be {'integer' if dtype_kind == 'iu' else 'numeric'}, got dtype {array.dtype}")
-    return array
-
-
-def _check_mesh(vertices, faces) -> tuple[np.ndarray, np.ndarray]:
-    vertices = _check_array("vertices", vertices, dtype_kind="fiu").astype(np.float64)
-    faces = _check_array("faces", faces, dtype_kind="iu").astype(np.int64)
-    if not np.isfinite(vertices).all():
-        raise ValueError("vertices contain NaN or inf")
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(
-            f"faces index vertices out of range: indices span [{faces.min()}, {faces.max()}], "
-            f"but there are {len(vertices)} vertices"
-        )
-    return vertices, faces
 
 
 def _make_intersector(vertices: np.ndarray, faces: np.ndarray):
@@ -97,10 +77,8 @@ def inside_mesh(vertices, faces, points) -> np.ndarray:
         ValueError: wrong shapes or dtypes, non-finite values, or face indices
             out of range.
     """
-    vertices, faces = _check_mesh(vertices, faces)
-    points = _check_array("points", points, dtype_kind="fiu").astype(np.float64)
-    if not np.isfinite(points).all():
-        raise ValueError("points contain NaN or inf")
+    vertices, faces = check_mesh_arrays(vertices, faces, finite=True)
+    points = check_points("points", points)
     if len(points) == 0 or len(faces) == 0:
         return np.zeros(len(points), dtype=bool)
 

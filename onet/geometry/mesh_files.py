@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onet.generation.simplify import check_mesh
+from onet.geometry.mesh import check_mesh
 from onet.utils.io import write_bytes_atomic
 
 FORMATS = ("ply", "obj", "off")
@@ -52,7 +52,7 @@ def export_mesh(path: str | os.PathLike, vertices, faces, *, vertex_normals=None
     write_bytes_atomic(path, data)
 
 
-def load_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a triangle mesh: vertices (V, 3) float32, faces (F, 3) int64 (polygons fan-triangulated)."""
     path = Path(path)
     fmt = _format_of(path, fmt)

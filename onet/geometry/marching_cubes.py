@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 from skimage import measure
 
-from onet.generation.grid import check_box_size, index_to_world
+from onet.geometry.grid import check_box_size, index_to_world
 
 # Far below any logit: padding with it closes the mesh at the box boundary and
 # puts the boundary vertices within ~1e-6 cells of the boundary plane.
@@ -26,7 +26,7 @@ _PAD_VALUE = -1e6
 
 
 def marching_cubes(values: np.ndarray, level: float, *, box_size: float = 1.1) -> tuple[np.ndarray, np.ndarray]:
-    """Extract the level set {values = level} of a grid following onet.generation.grid.
+    """Extract the level set {values = level} of a grid following onet.geometry.grid.
 
     values: (X, Y, Z) array, larger inside (logits); axis d has resolution
         shape[d] - 1 and spans [-box_size/2, box_size/2].

@@ -1,0 +1,60 @@
+"""Finding the objects to preprocess in a ShapeNet tree or any folder of meshes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from onet.geometry.mesh_io import MESH_EXTENSIONS
+
+
+class InputItem(NamedTuple):
+    """One object to preprocess: output goes to <output>/<category>/<model_id>/."""
+
+    category: str
+    model_id: str
+    path: Path
+
+
+def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
+    """List the objects under `input_dir`, sorted by (category, model_id).
+
+    Recognised layouts, which may be mixed:
+      - ShapeNetCore v1: <synset>/<model_id>/model.obj
+      - ShapeNetCore v2: <synset>/<model_id>/models/model_normalized.obj
+      - any folder of mesh files (obj, off, ply, stl, glb, gltf): the first
+        sub-folder is the category, the file path below it (without the
+        extension, '/' -> '_') the model id. Files directly in `input_dir`
+        form one category named after `input_dir` ("default" if it has none).
+    Other mesh files inside a recognised ShapeNet model folder are ignored.
+    """
+    root = Path(input_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: input folder does not exist")
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+    )
+    items: dict[tuple[str, str], InputItem] = {}
+    shapenet_dirs: set[Path] = set()
+    for p in files:
+        parts = p.relative_to(root).parts
+        if len(parts) == 3 and parts[2] == "model.obj":
+            items[(parts[0], parts[1])] = InputItem(parts[0], parts[1], p)
+            shapenet_dirs.add(root / parts[0] / parts[1])
+        elif len(parts) == 4 and parts[2] == "models" and parts[3] == "model_normalized.obj":
+            items[(parts[0], parts[1])] = InputItem(parts[0], parts[1], p)
+            shapenet_dirs.add(root / parts[0] / parts[1])
+    root_category = root.resolve().name or "default"
+    for p in files:
+        if any(d in p.parents for d in shapenet_dirs):
+            continue
+        parts = p.relative_to(root).parts
+        if len(parts) == 1:
+            category, model_id = root_category, p.stem
+        else:
+            category, model_id = parts[0], "_".join(parts[1:-1] + (p.stem,))
+        if (category, model_id) in items:  # same name, other format: keep both, told apart by extension
+            model_id = f"{model_id}_{p.suffix.lower().lstrip('.')}"
+        items[(category, model_id)] = InputItem(category, model_id, p)
+    return [items[k] for k in sorted(items)]

@@ -1,0 +1,41 @@
+import pytest
+import trimesh
+
+from onet.preprocess.discover import InputItem, find_inputs
+
+
+def test_find_inputs_shapenet_v1_v2(tmp_path):
+    _touch_mesh(tmp_path / "03001627" / "b" / "model.obj")
+    _touch_mesh(tmp_path / "03001627" / "a" / "model.obj")
+    _touch_mesh(tmp_path / "02691156" / "z" / "models" / "model_normalized.obj")
+    # a stray mesh inside a recognised model folder is not a model of its own
+    _touch_mesh(tmp_path / "03001627" / "a" / "extra.obj")
+    items = find_inputs(tmp_path)
+    assert [(i.category, i.model_id) for i in items] == [("02691156", "z"), ("03001627", "a"), ("03001627", "b")]
+    assert items[0].path == tmp_path / "02691156" / "z" / "models" / "model_normalized.obj"
+    assert all(isinstance(i, InputItem) for i in items)
+
+
+def test_find_inputs_plain_folder(tmp_path):
+    root = tmp_path / "mine"
+    _touch_mesh(root / "chairs" / "c1.ply")
+    _touch_mesh(root / "chairs" / "sub" / "c2.stl")
+    _touch_mesh(root / "lamps" / "l1.glb")
+    _touch_mesh(root / "loose.off")
+    _touch_mesh(root / "chairs" / "c1.obj")  # same stem, other format
+    (root / "notes.txt").write_text("not a mesh")
+    items = find_inputs(root)
+    keys = [(i.category, i.model_id) for i in items]
+    assert keys == sorted(keys)
+    assert set(keys) == {("chairs", "c1"), ("chairs", "c1_ply"), ("chairs", "sub_c2"), ("lamps", "l1"), ("mine", "loose")}
+    assert find_inputs(root) == items  # deterministic
+
+
+def test_find_inputs_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        find_inputs(tmp_path / "absent")
+
+
+def _touch_mesh(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trimesh.creation.box().export(path)
