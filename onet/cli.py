@@ -17,6 +17,7 @@ EPILOGS = {
     "preprocess": """examples:
   onet preprocess ~/ShapeNetCore.v2 data/shapenet --workers 8
   onet preprocess my_meshes/ data/mine --n-views 24 --img-size 137
+  onet preprocess my_meshes/ data/mine --depth             # also depth maps beside the images
   onet preprocess my_meshes/ data/mine --shard 3/16      # one job of a cluster array
 """,
     "train": """examples:
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--voxel-resolution", type=int, default=32, help="voxel grid resolution")
     p.add_argument("--watertight-resolution", type=int, default=128,
                    help="grid resolution of the watertight remeshing (higher: finer, slower)")
+    p.add_argument("--depth", action="store_true",
+                   help="also write depth maps of the views (<img folder>/depth.npz, see data/README.md)")
+    p.add_argument("--no-materials", action="store_true",
+                   help="render every mesh grey, ignoring its colours and textures")
     p.add_argument("--splits-from", default=None, metavar="DIR",
                    help="folder with <category>/{train,val,test}.lst to use instead of a seeded 70/10/20 split")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and splits")

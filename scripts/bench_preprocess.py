@@ -13,7 +13,12 @@ Prints tables; asserts nothing. Targets (issue 6): agreement >= 99.5% clean,
 
     python scripts/bench_preprocess.py                  # everything
     python scripts/bench_preprocess.py --skip-speed
-    python scripts/bench_preprocess.py --assimp /usr/share/assimp-testmodels
+    python scripts/bench_preprocess.py --assimp /usr/share/assimp/models
+    python scripts/bench_preprocess.py --skip-quality --depth     # speed with depth maps written too
+
+The speed table includes coloured meshes (a texture-mapped chair and sofa, a
+vertex-coloured mug, a face-coloured lamp; scripts/textured_shapes.py), so the
+cost of textures shows per stage (older onet versions render them grey).
 """
 
 from __future__ import annotations
@@ -189,19 +194,23 @@ def quality_table(n_points: int, watertight_kwargs: dict) -> None:
         print(f"{name:<24}{row}{np.mean(agree):>9.2f}{np.min(agree):>9.2f}{f'{tight}/{len(shapes)}':>12}{secs / len(shapes):>7.2f}")
 
 
-def measure_speed(shapes: dict[str, trimesh.Trimesh], n_repeat: int = 1) -> list[tuple]:
+def measure_speed(shapes: dict[str, trimesh.Trimesh | Path], n_repeat: int = 1, options=None) -> list[tuple]:
     """[(name, faces, stage timings or failure reason, wall s, cpu s)] through the real
-    per-object pipeline at default options."""
+    per-object pipeline at default options (or `options`). A shape is a mesh or a mesh file."""
     from onet.preprocess.discover import InputItem
     from onet.preprocess.pipeline import PreprocessOptions, process_object
 
-    options = PreprocessOptions()
+    options = PreprocessOptions() if options is None else options
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for name, mesh in shapes.items():
-            path = Path(tmp) / "in" / f"{name.replace('+', '_')}.obj"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            mesh.export(path)
+            if isinstance(mesh, Path):
+                path = mesh
+                mesh = trimesh.load(path, force="mesh", process=False)
+            else:
+                path = Path(tmp) / "in" / f"{name.replace('+', '_')}.obj"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                mesh.export(path)
             for r in range(n_repeat):
                 c0, t0 = time.process_time(), time.perf_counter()
                 res = process_object(InputItem("bench", f"{path.stem}{r}", path), Path(tmp) / "out", options)
@@ -210,21 +219,27 @@ def measure_speed(shapes: dict[str, trimesh.Trimesh], n_repeat: int = 1) -> list
     return out
 
 
-def speed_table(n_repeat: int) -> None:
+def speed_table(n_repeat: int, depth: bool = False) -> None:
     """Seconds per object at default options through the real per-object pipeline."""
     from onet.preprocess.pipeline import STAGES, PreprocessOptions
 
-    options = PreprocessOptions()
-    print(f"\n## Speed: seconds per object, one process, default options (watertight {options.watertight_resolution}^3)")
+    options = PreprocessOptions(depth=True) if depth else PreprocessOptions()  # depth: this version only
+    print(f"\n## Speed: seconds per object, one process, default options (watertight {options.watertight_resolution}^3)"
+          + (", with depth maps" if depth else ""))
     print(f"{'object':<12}{'faces':>8}" + "".join(f"{s:>11}" for s in STAGES) + f"{'total':>9}{'cpu':>8}")
     shapes = clean_shapes()
     shapes["chair+all"] = all_combined(shapes["chair"], np.random.default_rng(1))
-    for name, faces, timings, wall, cpu in measure_speed(shapes, n_repeat):
-        if isinstance(timings, str):
-            print(f"{name:<12} failed: {timings}")
-            continue
-        row = "".join(f"{timings.get(s, 0.0):>11.2f}" for s in STAGES)
-        print(f"{name:<12}{faces:>8}{row}{wall:>9.2f}{cpu:>8.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        from textured_shapes import write_textured_shapes  # beside this script
+
+        for name, path in write_textured_shapes(tmp).items():
+            shapes[name.split(" ")[0] + "+color"] = path
+        for name, faces, timings, wall, cpu in measure_speed(shapes, n_repeat, options):
+            if isinstance(timings, str):
+                print(f"{name:<12} failed: {timings}")
+                continue
+            row = "".join(f"{timings.get(s, 0.0):>11.2f}" for s in STAGES)
+            print(f"{name:<12}{faces:>8}{row}{wall:>9.2f}{cpu:>8.2f}")
     print("(stage columns are wall seconds; cpu = process CPU seconds, the number that matters on a shared machine)")
 
 
@@ -304,6 +319,7 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--assimp", type=Path, default=None, help="folder of real test models (assimp-testmodels)")
+    parser.add_argument("--depth", action="store_true", help="speed runs also write depth maps")
     args = parser.parse_args()
     kwargs = {}
     if args.resolution is not None:
@@ -315,7 +331,7 @@ def main() -> None:
     if not args.skip_quality:
         quality_table(args.points, kwargs)
     if not args.skip_speed:
-        speed_table(args.repeat)
+        speed_table(args.repeat, depth=args.depth)
     if args.assimp is not None:
         assimp_table(args.assimp)
 

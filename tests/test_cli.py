@@ -122,9 +122,10 @@ def test_preprocess_output_trains_unchanged(tmp_path):
         mesh.export(src / f"thing_{i}.{'obj' if i % 2 else 'ply'}")
     out = tmp_path / "dataset"
     res = run("preprocess", tmp_path / "meshes", out, "--n-points", 2000, "--n-surface", 1000, "--n-views", 2,
-              "--img-size", 32, "--watertight-resolution", 48, "--no-progress")
+              "--img-size", 32, "--watertight-resolution", 48, "--depth", "--no-progress")
     assert res.returncode == 0, res.stderr
     assert "preprocessed 10 objects" in res.stdout
+    assert len(list(out.glob("things/*/img_choy2016/depth.npz"))) == 10  # beside the images: loaders skip it
     for split in ("train", "val", "test"):
         assert (out / "things" / f"{split}.lst").read_text().split()
     common = [f"data.path={out}", "train.max_iters=2", "train.batch_size=2", "data.points_subsample=64",

@@ -10,6 +10,13 @@ Camera convention (cameras.npz, `onet.geometry.render`):
     (u, v) = (K @ (R X + t)) dehomogenised; u is the column, v the row, and the
     pixel with indices [row, col] covers [col, col + 1) x [row, row + 1).
 
+Depth maps (depth.npz beside cameras.npz, `onet preprocess --depth`):
+    depth_i (H, W) float32 is the camera-space z (distance along the viewing
+    axis, in normalised object units) of the surface seen through the centre of
+    each pixel of view i, 0 where no surface is seen. Pixel [row, col] with
+    depth d > 0 shows the world point R^T (d K^-1 (col + 0.5, row + 0.5, 1) - t)
+    (`onet.geometry.render.depth_to_points`).
+
 Voxel convention: arrays are indexed [x, y, z]; a (D, D, D) grid covers the
 cube [-0.5, 0.5]^3 with cell i centred at (i + 0.5) / D - 0.5 along each axis.
 """
@@ -37,6 +44,8 @@ __all__ = [
     "write_pointcloud_npz",
     "load_cameras_npz",
     "write_cameras_npz",
+    "load_depth_npz",
+    "write_depth_npz",
     "read_split",
     "write_split",
     "read_metadata",
@@ -321,6 +330,42 @@ def load_cameras_npz(path: PathLike) -> list[tuple[np.ndarray, np.ndarray]]:
             raise DataFormatError(path, f"view {i}: camera_mat must be (3, 3) and world_mat (3, 4), got {K.shape} and {RT.shape}")
         cameras.append((K, RT))
     return cameras
+
+
+_DEPTH_KEY = re.compile(r"^depth_(\d+)$")
+
+
+def write_depth_npz(path: PathLike, depth: Sequence[np.ndarray]) -> None:
+    """Write depth maps [(H, W)] * n_views as depth_0 .. depth_{n-1}, compressed, atomically."""
+    arrays = {}
+    for i, d in enumerate(depth):
+        d = np.asarray(d, dtype=np.float32)
+        if d.ndim != 2:
+            raise ValueError(f"depth {i} must be (H, W), got {d.shape}")
+        if not np.isfinite(d).all() or (d < 0).any():
+            raise ValueError(f"depth {i} must be finite and >= 0 (0: no surface)")
+        arrays[f"depth_{i}"] = d
+    if not arrays:
+        raise ValueError("depth must not be empty")
+    savez_atomic(path, compressed=True, **arrays)
+
+
+def load_depth_npz(path: PathLike) -> list[np.ndarray]:
+    """Load depth.npz as [float32 (H, W)] * n_views, view i at index i (0 where no surface)."""
+    path = Path(path)
+    arrays = _load_npz(path, ())
+    views = {int(m.group(1)): v for k, v in arrays.items() if (m := _DEPTH_KEY.match(k))}
+    if not views:
+        raise DataFormatError(path, f"no depth_i arrays (has {sorted(arrays)})")
+    if sorted(views) != list(range(len(views))):
+        raise DataFormatError(path, f"view indices must be 0..{len(views) - 1}, got {sorted(views)}")
+    out = []
+    for i in range(len(views)):
+        d = np.asarray(views[i], dtype=np.float32)
+        if d.ndim != 2 or not np.isfinite(d).all():
+            raise DataFormatError(path, f"depth_{i} must be a finite (H, W) array, got shape {d.shape}")
+        out.append(d)
+    return out
 
 
 # --------------------------------------------------------------------------- lists

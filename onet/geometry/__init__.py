@@ -9,7 +9,8 @@ The floor under the stages (it imports nothing of onet but `onet.utils`):
 - `sampling`        uniform points in the box, area-uniform surface samples
 - `voxelize`        mesh -> voxel grid, voxel grid -> mesh
 - `normalize`       bounding-box normalisation (centre 0, longest edge 1)
-- `render`          ray-cast renderings and cameras (no OpenGL)
+- `render`          ray-cast renderings, depth maps and cameras (no OpenGL)
+- `appearance`      surface colours: material, vertex and face colours, texture maps
 - `mesh`            validation of mesh and point arrays
 - `mesh_io`         loading raw meshes of any common format, cleaned
 - `mesh_files`      onet's atomic PLY/OBJ/OFF writer and reader

@@ -5,18 +5,28 @@ to camera coordinates, the camera looks along +z with x right and y down, K is
 in pixels, and pixel [row, col] is the square [col, col + 1) x [row, row + 1)
 in image coordinates (so its centre is (col + 0.5, row + 0.5)). The world is
 y-up, as ShapeNet models are.
+
+Depth maps hold, per pixel, the camera-space z of the surface seen through
+the pixel centre (the distance along the viewing axis, not along the ray),
+in the units of the mesh, and 0 where the ray misses. So the surface point of
+pixel [row, col] with depth d > 0 is, in world coordinates,
+
+    X = R^T (d * K^-1 (col + 0.5, row + 0.5, 1) - t).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 import trimesh
 
+from onet.geometry.appearance import DEFAULT_COLOR, Appearance
 from onet.geometry.mesh import check_mesh_arrays
 
-__all__ = ["default_cameras", "look_at_camera", "render_mesh", "camera_centers"]
+__all__ = ["default_cameras", "look_at_camera", "render_mesh", "render_views", "Renders", "camera_centers",
+           "depth_to_points"]
 
 # camera placement shared by all default views: the bounding sphere of a
 # normalised object (radius sqrt(3)/2 for the unit cube) fills about 95% of the
@@ -25,7 +35,7 @@ CAMERA_DISTANCE = 2.0
 _HALF_FOV_TAN = np.tan(np.arcsin(np.sqrt(3) / 2 / CAMERA_DISTANCE)) / 0.95
 
 BACKGROUND = np.array([255, 255, 255], dtype=np.uint8)
-BASE_COLOR = np.array([0.62, 0.67, 0.78])  # neutral grey-blue
+BASE_COLOR = DEFAULT_COLOR.astype(np.float64)  # neutral grey-blue, for meshes without colours
 AMBIENT, DIFFUSE = 0.35, 0.65
 # light direction (towards the light) in camera coordinates: from above left, behind the viewer
 _LIGHT_CAM = np.array([-0.3, -0.6, -0.75]) / np.linalg.norm([-0.3, -0.6, -0.75])
@@ -95,36 +105,68 @@ def camera_centers(cameras: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarr
     return -np.einsum("vji,vj->vi", RT[:, :, :3], RT[:, :, 3])
 
 
+@dataclass(frozen=True)
+class Renders:
+    """Renderings of one mesh from n views.
+
+    images: uint8 (n, size, size, 3), white background.
+    depth: float32 (n, size, size), camera-space z of the visible surface, 0 where
+        there is none (see the module docstring).
+    """
+
+    images: np.ndarray
+    depth: np.ndarray
+
+
 def render_mesh(
     vertices: np.ndarray,
     faces: np.ndarray,
     cameras: Sequence[tuple[np.ndarray, np.ndarray]],
     *,
     size: int = 137,
+    appearance: Appearance | None = None,
 ) -> list[np.ndarray]:
-    """Render a mesh from each camera: Lambertian + ambient shading, white background.
+    """The images of `render_views`: [uint8 (size, size, 3)] * n_views."""
+    return list(render_views(vertices, faces, cameras, size=size, appearance=appearance).images)
+
+
+def render_views(
+    vertices: np.ndarray,
+    faces: np.ndarray,
+    cameras: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    size: int = 137,
+    appearance: Appearance | None = None,
+) -> Renders:
+    """Render a mesh from each camera: its colours with Lambertian + ambient shading, and depth.
 
     One ray through each pixel centre of every view, all cast in a single
-    batch (embree through trimesh when embreex is installed). Faces are
-    shaded two-sided with their face normal, lit by a light fixed relative to
-    each camera.
+    batch (embree through trimesh when embreex is installed); the hit point is
+    recomputed in float64 on the face embree reports, which gives the depth
+    and the barycentric coordinates the colours are interpolated with. Faces
+    are shaded two-sided with their face normal, lit by a light fixed
+    relative to each camera. Without an appearance every face is BASE_COLOR.
 
     Args:
         vertices: (V, 3) float
         faces: (F, 3) int
         cameras: [(K (3, 3), RT (3, 4))] * n_views
+        appearance: surface colours of this mesh (`onet.geometry.mesh_io.load_mesh_with_appearance`)
     Returns:
-        [uint8 (size, size, 3)] * n_views
+        Renders with images (n_views, size, size, 3) and depth (n_views, size, size)
     """
     vertices, faces = check_mesh_arrays(vertices, faces)
     K, RT = _check_cameras(cameras)
     if size < 1:
         raise ValueError(f"size must be >= 1, got {size}")
+    if appearance is not None:
+        appearance.check_mesh(len(vertices), len(faces))
     n_views = len(K)
     images = np.empty((n_views, size, size, 3), dtype=np.uint8)
     images[:] = BACKGROUND
+    depth = np.zeros((n_views, size, size), dtype=np.float32)
     if len(faces) == 0:
-        return list(images)
+        return Renders(images, depth)
 
     R = RT[:, :, :3]  # (V, 3, 3)
     centers = camera_centers(cameras)  # (V, 3)
@@ -140,16 +182,79 @@ def render_mesh(
     tri = mesh.ray.intersects_first(origins.reshape(-1, 3), directions.reshape(-1, 3))  # (V * P,), -1 = miss
     hit = np.flatnonzero(tri >= 0)
     if len(hit) == 0:
-        return list(images)
+        return Renders(images, depth)
 
     # shade the hit pixels only
     view = hit // (size * size)
-    n = np.asarray(mesh.face_normals, dtype=np.float32)[tri[hit]]  # (H, 3)
-    d = directions.reshape(-1, 3)[hit]
-    light = (R.transpose(0, 2, 1) @ _LIGHT_CAM).astype(np.float32)[view]  # (H, 3) towards the light, world
+    f = tri[hit]
+    d = directions.reshape(-1, 3)[hit].astype(np.float64)  # (H, 3) unit rays
+    t, bary = _hit_points(vertices[faces[f]], centers[view], d)
+    depth.reshape(-1)[hit] = t * np.einsum("hc,hc->h", d, R[view, 2])  # z of the hit in camera coordinates
+
+    n = np.asarray(mesh.face_normals, dtype=np.float64)[f]  # (H, 3)
+    light = (R.transpose(0, 2, 1) @ _LIGHT_CAM)[view]  # (H, 3) towards the light, world
     # two-sided: a normal facing away from the viewer is flipped
     towards_viewer = -np.sign((n * d).sum(axis=1))
     lambert = np.clip(towards_viewer * (n * light).sum(axis=1), 0, 1)
-    color = 255 * BASE_COLOR[None] * (AMBIENT + DIFFUSE * lambert)[:, None]
+    if appearance is None:
+        albedo = np.broadcast_to(BASE_COLOR, (len(hit), 3))
+    else:
+        albedo = appearance.colors_at(faces, f, bary, screen_area=_screen_area(vertices[faces[f]], K[view], RT[view]))
+    color = 255 * albedo * (AMBIENT + DIFFUSE * lambert)[:, None]
     images.reshape(-1, 3)[hit] = color.round().clip(0, 255).astype(np.uint8)
-    return list(images)
+    return Renders(images, depth)
+
+
+def _hit_points(tri: np.ndarray, origins: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ray parameter and barycentric coordinates where rays meet the plane of the triangle they hit.
+
+    Args:
+        tri: (H, 3, 3) corners; origins: (H, 3); d: (H, 3) unit directions.
+    Returns:
+        t (H,) float64 distance along the ray, barycentric (H, 3) clipped into the triangle
+    """
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    normal = np.cross(e1, e2)
+    denom = np.einsum("hc,hc->h", d, normal)
+    along = np.einsum("hc,hc->h", tri[:, 0] - origins, normal)
+    grazing = np.abs(denom) <= 1e-9 * np.linalg.norm(normal, axis=1)
+    # a ray (nearly) in the triangle's plane: take the centroid's distance along it
+    t = np.where(grazing, np.einsum("hc,hc->h", tri.mean(axis=1) - origins, d), along / np.where(grazing, 1.0, denom))
+    p = origins + t[:, None] * d - tri[:, 0]
+    # barycentric coordinates of p in (e1, e2): solve the 2x2 normal equations
+    d11, d12, d22 = (e1 * e1).sum(1), (e1 * e2).sum(1), (e2 * e2).sum(1)
+    p1, p2 = (p * e1).sum(1), (p * e2).sum(1)
+    det = d11 * d22 - d12 * d12
+    b1 = (d22 * p1 - d12 * p2) / det
+    b2 = (d11 * p2 - d12 * p1) / det
+    bary = np.clip(np.stack([1 - b1 - b2, b1, b2], axis=1), 0, None)  # embree hits are float32: stay inside
+    bary /= bary.sum(axis=1, keepdims=True)
+    return t, bary
+
+
+def _screen_area(tri: np.ndarray, K: np.ndarray, RT: np.ndarray) -> np.ndarray:
+    """(H,) area in pixels of each hit triangle (H, 3, 3) in its view (K (H, 3, 3), RT (H, 3, 4))."""
+    cam = np.einsum("hij,hkj->hki", RT[:, :, :3], tri) + RT[:, None, :, 3]  # (H, 3, 3) camera coordinates
+    proj = np.einsum("hij,hkj->hki", K, cam)
+    uv = proj[..., :2] / np.maximum(proj[..., 2:], 1e-9)  # corners behind the camera: a huge area, full detail
+    e1, e2 = uv[:, 1] - uv[:, 0], uv[:, 2] - uv[:, 0]
+    return 0.5 * np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0])
+
+
+def depth_to_points(depth: np.ndarray, K: np.ndarray, RT: np.ndarray) -> np.ndarray:
+    """World points of the pixels with depth > 0 of one view, in row-major pixel order.
+
+    Args:
+        depth: (H, W) camera-space z per pixel, 0 where nothing was seen.
+        K: (3, 3) intrinsics in pixels; RT: (3, 4) world to camera.
+    Returns:
+        (N, 3) float64, N = number of pixels with depth > 0
+    """
+    depth = np.asarray(depth, dtype=np.float64)
+    K, RT = np.asarray(K, dtype=np.float64), np.asarray(RT, dtype=np.float64)
+    if depth.ndim != 2:
+        raise ValueError(f"depth must be (H, W), got {depth.shape}")
+    rows, cols = np.nonzero(depth > 0)
+    pix = np.stack([cols + 0.5, rows + 0.5, np.ones(len(rows))], axis=1)  # (N, 3) pixel centres
+    cam = depth[rows, cols][:, None] * (pix @ np.linalg.inv(K).T)
+    return (cam - RT[:, 3]) @ RT[:, :3]  # R^T (X_cam - t), as row vectors

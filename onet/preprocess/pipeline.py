@@ -9,7 +9,10 @@ Per object (`process_object`): load and clean (`onet.geometry.mesh_io.load_mesh`
                         watertight mesh plus N(0, near_surface_sigma^2) noise, same format
     pointcloud.npz      n_surface samples with normals on the watertight mesh
     model.binvox        voxel_resolution^3 voxels of the watertight mesh
-    <img_folder>/000.jpg..  n_views renderings of the (normalised) input mesh,
+    <img_folder>/000.jpg..  n_views renderings of the (normalised) input mesh with its
+                        materials (texture maps, vertex/face/material colours; grey
+                        where the file has none),
+    <img_folder>/depth.npz      only with depth: their depth maps (onet.data.formats),
     <img_folder>/cameras.npz    and their cameras (written last)
     mesh.ply            the watertight normalised mesh (when save_mesh)
 
@@ -79,6 +82,8 @@ class PreprocessOptions:
         near_surface_sigma: std of their Gaussian offset from the surface.
         voxel_resolution: side of model.binvox.
         n_views, img_size, img_folder: renderings and where they go.
+        materials: render with the mesh's colours and textures (False: all grey).
+        depth: also write the depth maps of the views (<img_folder>/depth.npz).
         watertight_resolution, watertight_directions, visible_fraction:
             passed to `make_watertight` (resolution, n_directions, visible_fraction).
         save_mesh: write the watertight mesh as mesh.ply (evaluation reference).
@@ -96,6 +101,8 @@ class PreprocessOptions:
     n_views: int = 24
     img_size: int = 137
     img_folder: str = "img_choy2016"
+    materials: bool = True
+    depth: bool = False
     watertight_resolution: int = 128
     watertight_directions: int = 24
     visible_fraction: float = 0.2
@@ -124,6 +131,8 @@ class PreprocessOptions:
         if self.points_near_surface > 0:
             files.append("points_surface.npz")
         files += [f"{self.img_folder}/{i:03d}.jpg" for i in range(self.n_views)]
+        if self.depth:
+            files.append(f"{self.img_folder}/depth.npz")
         files.append(f"{self.img_folder}/cameras.npz")
         if self.save_mesh:
             files.append("mesh.ply")
@@ -202,11 +211,12 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
     import trimesh
     from PIL import Image
 
-    from onet.data.formats import write_binvox, write_cameras_npz, write_pointcloud_npz, write_points_npz
+    from onet.data.formats import (write_binvox, write_cameras_npz, write_depth_npz, write_pointcloud_npz,
+                                   write_points_npz)
     from onet.geometry.inside import inside_mesh
-    from onet.geometry.mesh_io import load_mesh
+    from onet.geometry.mesh_io import load_mesh, load_mesh_with_appearance
     from onet.geometry.normalize import normalize_mesh
-    from onet.geometry.render import default_cameras, render_mesh
+    from onet.geometry.render import default_cameras, render_views
     from onet.geometry.sampling import sample_surface, sample_uniform_points
     from onet.geometry.voxelize import voxelize
     from onet.preprocess.watertight import make_watertight
@@ -214,7 +224,11 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
 
     points_seq, near_seq, surface_seq, camera_seq = object_seed(options.seed, item).spawn(4)
     with _Timer(timings, "load"):
-        mesh, loc, scale = normalize_mesh(load_mesh(item.path))
+        if options.materials:
+            mesh, appearance = load_mesh_with_appearance(item.path)
+        else:
+            mesh, appearance = load_mesh(item.path), None
+        mesh, loc, scale = normalize_mesh(mesh)  # vertices move, faces keep their order: appearance still fits
     with _Timer(timings, "watertight"):
         wv, wf = make_watertight(
             mesh.vertices,
@@ -248,11 +262,13 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
         # the input, not the watertight mesh: images should look like the object
         camera_seed = int(np.random.default_rng(camera_seq).integers(2**31))
         cameras = default_cameras(options.n_views, size=options.img_size, seed=camera_seed)
-        images = render_mesh(mesh.vertices, mesh.faces, cameras, size=options.img_size)
-        for i, image in enumerate(images):
+        renders = render_views(mesh.vertices, mesh.faces, cameras, size=options.img_size, appearance=appearance)
+        for i, image in enumerate(renders.images):
             buf = io.BytesIO()
             Image.fromarray(image).save(buf, format="JPEG", quality=95)
             write_bytes_atomic(folder / options.img_folder / f"{i:03d}.jpg", buf.getvalue())
+        if options.depth:
+            write_depth_npz(folder / options.img_folder / "depth.npz", renders.depth)
         write_cameras_npz(folder / options.img_folder / "cameras.npz", cameras)
     with _Timer(timings, "save"):
         if options.save_mesh:

@@ -25,6 +25,7 @@ def run_preprocess(args, *, log=print) -> int:
         options = PreprocessOptions(n_points=args.n_points, n_surface=args.n_surface, n_views=args.n_views,
                                     img_size=args.img_size, voxel_resolution=args.voxel_resolution,
                                     watertight_resolution=args.watertight_resolution,
+                                    materials=not args.no_materials, depth=args.depth,
                                     seed=args.seed, splits_from=args.splits_from)
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -143,3 +143,17 @@ def test_split_and_metadata(tmp_path):
     meta.write_text("04256520:\n  id: 04256520\n  name: sofa,couch,lounge\n")
     assert yaml.safe_load(meta.read_text()) != {"04256520": {"id": "04256520", "name": "sofa,couch,lounge"}}
     assert read_metadata(meta) == {"04256520": {"id": "04256520", "name": "sofa,couch,lounge"}}
+
+
+def test_depth_npz_round_trip_and_errors(tmp_path):
+    from onet.data.formats import load_depth_npz, write_depth_npz
+
+    depth = [np.zeros((4, 5), np.float32), np.linspace(0, 3, 20, dtype=np.float32).reshape(4, 5)]
+    write_depth_npz(tmp_path / "depth.npz", depth)
+    back = load_depth_npz(tmp_path / "depth.npz")
+    assert len(back) == 2 and all(np.array_equal(a, b) for a, b in zip(depth, back))
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        write_depth_npz(tmp_path / "bad.npz", [np.full((2, 2), -1.0)])
+    np.savez(tmp_path / "gap.npz", depth_0=np.zeros((2, 2)), depth_2=np.zeros((2, 2)))
+    with pytest.raises(DataFormatError, match="0..1"):
+        load_depth_npz(tmp_path / "gap.npz")

@@ -2,7 +2,10 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.geometry.mesh_io import MeshLoadError, clean_triangles, load_mesh
+from onet.geometry.appearance import DEFAULT_COLOR
+from onet.geometry.mesh_io import MeshLoadError, clean_triangles, load_mesh, load_mesh_with_appearance
+from textured import (BLUE, GREEN, RED, YELLOW, colors_at_points, cube_color, write_textured_cube_obj,
+                      write_textured_quad_gltf)
 
 
 @pytest.mark.parametrize("ext", ["obj", "off", "ply", "stl", "glb"])
@@ -74,3 +77,114 @@ def test_missing_and_unsupported(tmp_path):
     (tmp_path / "x.dae").write_text("<xml/>")
     with pytest.raises(MeshLoadError, match="unsupported"):
         load_mesh(tmp_path / "x.dae")
+
+
+# --------------------------------------------------------------------------- materials
+
+
+def _cube_surface_points() -> np.ndarray:
+    """Quadrant centres on every face of the unit cube."""
+    from textured import CUBE_FACES
+    pts = []
+    for n, u, v in CUBE_FACES:
+        for su in (-0.25, 0.25):
+            for sv in (-0.25, 0.25):
+                pts.append(0.5 * np.array(n) + su * np.array(u) + sv * np.array(v))
+    return np.array(pts)
+
+
+@pytest.mark.parametrize("texture_ref", ["../images/texture0.png", "..\\images\\texture0.png"])
+def test_obj_texture_through_uvs(tmp_path, texture_ref):
+    # ShapeNet v2 keeps textures in ../images; Windows exporters write backslashes
+    path = write_textured_cube_obj(tmp_path / "obj", texture_ref=texture_ref)
+    mesh, app = load_mesh_with_appearance(path)
+    assert len(mesh.faces) == 12 and app is not None and len(app.textures) == 1
+    pts = _cube_surface_points()
+    got = colors_at_points(mesh, app, pts)
+    expected = np.array([cube_color(p) for p in pts])
+    # the texture replaces Kd (0.2 grey here), texel colours come back exactly
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert {tuple(c) for c in expected} == {RED, GREEN, BLUE, YELLOW}
+    # the geometry is what load_mesh gives
+    plain = load_mesh(path)
+    np.testing.assert_array_equal(plain.vertices, mesh.vertices)
+    np.testing.assert_array_equal(plain.faces, mesh.faces)
+
+
+def test_gltf_texture_coordinates_are_flipped_to_the_obj_convention(tmp_path):
+    path = write_textured_quad_gltf(tmp_path / "quad.gltf")
+    mesh, app = load_mesh_with_appearance(path)
+    pts = np.array([[-0.25, 0.25, 0], [0.25, 0.25, 0], [-0.25, -0.25, 0], [0.25, -0.25, 0]])
+    # top-left of the image shows at the top-left of the square (+y up, +x right)
+    np.testing.assert_allclose(colors_at_points(mesh, app, pts), [RED, GREEN, BLUE, YELLOW], atol=1e-6)
+
+
+def test_missing_or_corrupt_texture_falls_back_to_the_material_colour(tmp_path):
+    path = write_textured_cube_obj(tmp_path / "missing", texture_ref="nowhere.png", kd="0.1 0.4 0.7")
+    mesh, app = load_mesh_with_appearance(path)
+    assert app is not None and not app.textures
+    np.testing.assert_allclose(app.face_colors, np.tile([0.1, 0.4, 0.7], (12, 1)), atol=1 / 255)
+    path = write_textured_cube_obj(tmp_path / "corrupt", kd="0.1 0.4 0.7")
+    (tmp_path / "corrupt" / "images" / "texture0.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 50)
+    mesh, app = load_mesh_with_appearance(path)
+    assert len(mesh.faces) == 12 and not app.textures
+    np.testing.assert_allclose(app.face_colors, np.tile([0.1, 0.4, 0.7], (12, 1)), atol=1 / 255)
+
+
+def test_vertex_and_face_colours_from_ply(tmp_path):
+    header = "ply\nformat ascii 1.0\nelement vertex 4\nproperty float x\nproperty float y\nproperty float z\n"
+    vertex = ["0 0 0", "1 0 0", "0 1 0", "0 0 1"]
+    faces = ["3 0 2 1", "3 0 1 3", "3 0 3 2", "3 1 2 3"]
+    (tmp_path / "v.ply").write_text(
+        header + "property uchar red\nproperty uchar green\nproperty uchar blue\n"
+        "element face 4\nproperty list uchar int vertex_indices\nend_header\n"
+        + "\n".join(f"{v} {c}" for v, c in zip(vertex, ["255 0 0", "0 255 0", "0 0 255", "255 255 255"]))
+        + "\n" + "\n".join(faces) + "\n")
+    mesh, app = load_mesh_with_appearance(tmp_path / "v.ply")
+    assert app.vertex_colors is not None and app.uv is None
+    by_position = {tuple(p): tuple(c) for p, c in zip(mesh.vertices, app.vertex_colors)}
+    assert by_position[(1.0, 0.0, 0.0)] == (0.0, 1.0, 0.0) and by_position[(0.0, 0.0, 1.0)] == (1.0, 1.0, 1.0)
+
+    (tmp_path / "f.ply").write_text(
+        header + "element face 4\nproperty list uchar int vertex_indices\n"
+        "property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+        + "\n".join(vertex) + "\n"
+        + "\n".join(f"{f} {c}" for f, c in zip(faces, ["255 0 0", "0 255 0", "0 0 255", "51 102 153"])) + "\n")
+    mesh, app = load_mesh_with_appearance(tmp_path / "f.ply")
+    assert app.vertex_colors is None
+    np.testing.assert_allclose(app.face_colors, [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.2, 0.4, 0.6]], atol=1e-6)
+
+
+def test_colours_follow_the_cleaning(tmp_path):
+    # OBJ vertex colours; a NaN vertex, a repeated-index face and a zero-area face are dropped
+    path = tmp_path / "m.obj"
+    path.write_text(
+        "v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv nan 0 0 0 0 0\nv 0 1 0 0 0 1\nv 2 0 0 1 1 1\nv 0 0 1 1 1 0\n"
+        "f 1 2 3\nf 1 2 4\nf 1 1 2\nf 1 2 5\nf 1 4 6\n")
+    mesh, app = load_mesh_with_appearance(path)
+    assert len(mesh.faces) == 2 and len(mesh.vertices) == 4
+    app.check_mesh(len(mesh.vertices), len(mesh.faces))
+    expected = {(0, 0, 0): (1, 0, 0), (1, 0, 0): (0, 1, 0), (0, 1, 0): (0, 0, 1), (0, 0, 1): (1, 1, 0)}
+    for p, c in zip(mesh.vertices, app.vertex_colors):
+        assert tuple(c) == expected[tuple(p)]
+
+
+def test_multi_part_scene_keeps_each_parts_colour_and_plain_meshes_have_none(tmp_path):
+    scene = trimesh.Scene()
+    red = trimesh.creation.box()
+    red.visual.face_colors = [255, 0, 0, 255]
+    plain = trimesh.creation.icosphere(subdivisions=1)
+    scene.add_geometry(red, transform=trimesh.transformations.translation_matrix([3, 0, 0]))
+    scene.add_geometry(plain)
+    scene.export(tmp_path / "s.glb")
+    mesh, app = load_mesh_with_appearance(tmp_path / "s.glb")
+    assert len(mesh.faces) == 92
+    on_box = mesh.triangles_center[:, 0] > 2
+    assert on_box.sum() == 12
+    np.testing.assert_allclose(app.colors_at(mesh.faces, np.flatnonzero(on_box), np.full((12, 3), 1 / 3)),
+                               np.tile([1, 0, 0], (12, 1)), atol=1e-6)
+    # the part without any colour gets the default grey
+    np.testing.assert_allclose(app.face_colors[~on_box], np.tile(DEFAULT_COLOR, (80, 1)), atol=1e-6)
+
+    trimesh.creation.box().export(tmp_path / "plain.obj")
+    assert load_mesh_with_appearance(tmp_path / "plain.obj")[1] is None

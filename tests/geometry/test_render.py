@@ -79,3 +79,93 @@ def test_render_is_two_sided_and_checks_cameras():
         np.testing.assert_array_equal(x, y)
     with pytest.raises(ValueError, match="camera 0"):
         render_mesh(box.vertices, box.faces, [(np.eye(3), np.eye(3))], size=32)
+
+
+# --------------------------------------------------------------------------- colours and depth
+
+
+def _quad(n_sub: int = 1):
+    """The square [-0.4, 0.4]^2 at z = 0 (subdivided), uv = (x, y) / 0.8 + 0.5."""
+    quad = trimesh.Trimesh([[-0.4, -0.4, 0], [0.4, -0.4, 0], [0.4, 0.4, 0], [-0.4, 0.4, 0]], [[0, 1, 2], [0, 2, 3]])
+    for _ in range(n_sub):
+        quad = quad.subdivide()
+    uv = quad.vertices[:, :2] / 0.8 + 0.5
+    return quad, uv
+
+
+def test_texture_colours_show_at_their_pixels():
+    from onet.geometry.appearance import Appearance
+    from textured import BLUE, GREEN, RED, YELLOW, quadrant_texture
+
+    quad, uv = _quad(n_sub=2)  # the quadrant borders do not coincide with edges
+    app = Appearance(face_colors=np.ones((len(quad.faces), 3)), uv=uv,
+                     face_texture=np.zeros(len(quad.faces), int), textures=(quadrant_texture(),))
+    K, RT = look_at_camera([0.3, 0.2, 2.0], size=96)
+    image = render_mesh(quad.vertices, quad.faces, [(K, RT)], size=96, appearance=app)[0]
+    grey = render_mesh(quad.vertices, quad.faces, [(K, RT)], size=96)[0]
+    measured = []
+    for (x, y), color in zip([(-0.2, 0.2), (0.2, 0.2), (-0.2, -0.2), (0.2, -0.2)], [RED, GREEN, BLUE, YELLOW]):
+        u, v = _project(K, RT, np.array([x, y, 0.0]))
+        pixel = image[int(v), int(u)].astype(float)
+        # one flat face, one light: every pixel is its texel times the same shading factor
+        shade = pixel.max() / 255
+        np.testing.assert_allclose(pixel, 255 * shade * np.array(color), atol=1.0)
+        measured.append(shade)
+        assert not np.array_equal(grey[int(v), int(u)], image[int(v), int(u)])
+    assert max(measured) - min(measured) < 1 / 255 and min(measured) > 0.5
+
+
+def test_vertex_colours_are_interpolated():
+    from onet.geometry.appearance import Appearance
+
+    tri = np.array([[-0.5, -0.4, 0], [0.5, -0.4, 0], [0.0, 0.5, 0]])
+    app = Appearance(face_colors=np.ones((1, 3)), vertex_colors=np.eye(3))
+    K, RT = look_at_camera([0, 0, 2.0], size=64)
+    image = render_mesh(tri, [[0, 1, 2]], [(K, RT)], size=64, appearance=app)[0].astype(float)
+    # at each pixel centre inside the triangle, the colour is its barycentric coordinates (times the shading)
+    rows, cols = np.nonzero(np.any(image < 255, axis=2))
+    centre = -RT[:, :3].T @ RT[:, 3]
+    rays = np.stack([cols + 0.5, rows + 0.5, np.ones(len(rows))], axis=1) @ np.linalg.inv(K).T @ RT[:, :3]
+    hits = centre + rays * (-centre[2] / rays[:, 2:])  # on the plane z = 0
+    bary = np.linalg.solve(np.vstack([tri[:, :2].T, np.ones(3)]), np.vstack([hits[:, :2].T, np.ones(len(hits))])).T
+    inner = (bary > 0.05).all(axis=1)  # away from the edges, where the ray may hit at a pixel's border
+    assert inner.sum() > 200
+    pixel = image[rows[inner], cols[inner]]
+    np.testing.assert_allclose(pixel / pixel.sum(axis=1, keepdims=True), bary[inner], atol=0.02)
+
+
+def test_fine_texture_seen_small_is_averaged_not_aliased():
+    from onet.geometry.appearance import Appearance
+
+    quad, uv = _quad(n_sub=0)
+    checker = (np.indices((512, 512)).sum(axis=0) % 2 * 255).astype(np.uint8)[..., None].repeat(3, axis=2)
+    app = Appearance(face_colors=np.ones((2, 3)), uv=uv, face_texture=np.zeros(2, int), textures=(checker,))
+    K, RT = look_at_camera([0, 0, 2.0], size=48)  # the square covers about 20 x 20 pixels
+    image = render_mesh(quad.vertices, quad.faces, [(K, RT)], size=48, appearance=app)[0].astype(float)
+    inside = image[20:28, 20:28, 0]
+    assert inside.std() < 3  # a 512-texel checkerboard over 20 pixels is flat grey, not noise
+    flat = render_mesh(quad.vertices, quad.faces, [(K, RT)], size=48,
+                       appearance=Appearance(face_colors=np.full((2, 3), 0.5)))[0].astype(float)
+    assert inside.mean() == pytest.approx(flat[20:28, 20:28, 0].mean(), abs=3)
+
+
+def test_depth_reprojects_onto_the_surface():
+    from onet.geometry.render import depth_to_points, render_views
+
+    half = np.array([0.3, 0.2, 0.45])
+    box = trimesh.creation.box(extents=2 * half)
+    box.apply_transform(trimesh.transformations.rotation_matrix(0.4, [0, 1, 0]))
+    cams = default_cameras(5, size=64, seed=2)
+    renders = render_views(box.vertices, box.faces, cams, size=64)
+    assert renders.depth.shape == (5, 64, 64) and renders.depth.dtype == np.float32
+    rot = trimesh.transformations.rotation_matrix(-0.4, [0, 1, 0])[:3, :3]
+    for (K, RT), depth, image in zip(cams, renders.depth, renders.images):
+        # depth where the image shows the object, and only there
+        np.testing.assert_array_equal(depth > 0, np.any(image < 255, axis=2))
+        points = depth_to_points(depth, K, RT) @ rot.T  # back into the box's frame
+        # on the surface of an axis-aligned box: the largest |p_i| - h_i is 0
+        gap = np.max(np.abs(points) - half, axis=1)
+        assert np.abs(gap).max() < 1e-5
+        # depth is z along the camera axis, not the distance along the ray
+        cam_z = (depth_to_points(depth, K, RT) @ RT[:, :3].T + RT[:, 3])[:, 2]
+        np.testing.assert_allclose(cam_z, depth[depth > 0], rtol=1e-6)

@@ -100,14 +100,14 @@ def test_failure_mid_object_then_rerun_finishes(tmp_path, monkeypatch):
     src, out = _tree(tmp_path / "in", broken=False), tmp_path / "out"
     import onet.geometry.render as render
 
-    real = render.render_mesh
-    monkeypatch.setattr(render, "render_mesh", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    real = render.render_views
+    monkeypatch.setattr(render, "render_views", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
     summary = preprocess_dataset(src, out, options=OPTS, progress=False)
     assert summary.n_ok == 0 and summary.n_failed == 3
     assert all("boom" in r for _, r in summary.failures)
     assert (out / "03001627" / "aaa" / "points.npz").is_file()  # written before the failure
     assert not (out / "metadata.yaml").exists()  # nothing complete, nothing listed
-    monkeypatch.setattr(render, "render_mesh", real)
+    monkeypatch.setattr(render, "render_views", real)
     summary = preprocess_dataset(src, out, options=OPTS, progress=False)
     assert (summary.n_ok, summary.n_skipped) == (3, 0)
 
@@ -203,3 +203,42 @@ def test_near_surface_points(tmp_path):
     assert np.abs(r - 0.5).max() < 0.08  # within a few sigma of the (normalised) sphere
     assert 0.2 < near["occupancies"].mean() < 0.8
     assert not (out / "x" / "ball" / "mesh.ply").exists()
+
+
+def test_textured_mesh_renders_its_texture_and_depth_lands_on_the_surface(tmp_path):
+    from PIL import Image
+    from scipy.ndimage import binary_erosion
+
+    from onet.data.formats import load_depth_npz
+    from onet.geometry.render import depth_to_points
+    from textured import cube_color, write_textured_cube_obj
+
+    write_textured_cube_obj(tmp_path / "in" / "03001627" / "tex")  # ShapeNet v2 layout, texture in ../images
+    options = PreprocessOptions(**{**SMALL, "n_views": 4, "img_size": 96, "voxel_resolution": 32}, depth=True)
+    out = tmp_path / "out"
+    assert preprocess_dataset(tmp_path / "in", out, options=options, progress=False).n_ok == 1
+    folder = out / "03001627" / "tex"
+    cameras = load_cameras_npz(folder / "img_choy2016" / "cameras.npz")
+    depths = load_depth_npz(folder / "img_choy2016" / "depth.npz")
+    watertight = trimesh.load(folder / "mesh.ply", process=False)
+    errors = []
+    for i, ((K, RT), depth) in enumerate(zip(cameras, depths)):
+        image = np.asarray(Image.open(folder / "img_choy2016" / f"{i:03d}.jpg")).astype(float)
+        assert depth.shape == (96, 96)
+        points = depth_to_points(depth, K, RT)
+        # on the normalised input cube (box [-0.5, 0.5]^3) up to float32 cameras ...
+        assert np.abs(np.abs(points).max(axis=1) - 0.5).max() < 1e-4
+        # ... and within one voxel (1/32) of the watertight reference mesh
+        assert trimesh.proximity.closest_point(watertight, points)[1].max() < 1 / 32
+        # the texture colours show, measured at pixels well inside a quadrant and the silhouette
+        # (JPEG blurs colour over a few pixels); the hue is judged from the brightest channel
+        inside = binary_erosion(depth > 0, iterations=3)
+        rows, cols = np.nonzero(depth > 0)
+        for p, r, c in zip(points, rows, cols):
+            in_face = np.sort(np.abs(p))[:2]  # the two in-face coordinates
+            if not (inside[r, c] and 0.12 < in_face.min() and in_face.max() < 0.4) or image[r, c].max() < 60:
+                continue
+            errors.append(np.abs(image[r, c] / image[r, c].max() - cube_color(p)).max())
+    errors = np.array(errors)
+    assert len(errors) > 500  # also fails if Kd (0.2) darkened the texture: pixels under 60 are not judged
+    assert np.median(errors) < 0.05 and np.quantile(errors, 0.99) < 0.2, (np.median(errors), errors.max())
