@@ -39,6 +39,16 @@ Running the same command again resumes from out_dir/model.pt.
   onet eval --pred out/meshes --gt data/reference_meshes
   onet eval configs/img.yaml --sweep                    # pick the threshold on the val split
 """,
+    "import-checkpoint": """examples:
+  onet import-checkpoint onet_img2mesh_3-f786b04a.pt --config configs/img.yaml --out out/img/pretrained.pt
+  onet generate configs/img.yaml --checkpoint out/img/pretrained.pt --input my_photos/
+  onet import-checkpoint onet_pcl2mesh-5c0be168.pt --config configs/pointcloud.yaml --out out/pcl/pretrained.pt
+  onet import-checkpoint onet_voxel2mesh-52ee34d4.pt --config configs/voxels.yaml --out out/vox/pretrained.pt
+  onet import-checkpoint onet_uncond_chairs-800ea1f3.pt --config configs/unconditional.yaml --out out/chairs.pt
+Converts a checkpoint of the reference Occupancy Networks code (published or
+trained with it); onet never downloads one itself. A key or shape that does
+not match the config's model is an error (exit 2) naming the keys.
+""",
     "demo": """examples:
   onet demo                       # synthetic data -> train -> generate -> eval, on CPU
   onet demo --out out/demo train.max_time=120     # a shorter training run
@@ -121,6 +131,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--full-sweep", action="store_true", help="with --sweep: mesh and score at every tau (slow)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    p = verb("import-checkpoint", "Convert a checkpoint of the reference ONet code into an onet checkpoint.")
+    p.add_argument("reference", metavar="REF.pt", help="reference checkpoint ({'model': state_dict, ...} or a state dict)")
+    p.add_argument("--config", required=True,
+                   help="onet config describing the same network (configs/img.yaml, pointcloud, voxels, unconditional)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (e.g. model.c_dim=128)")
+    p.add_argument("--out", required=True, metavar="PATH", help="onet checkpoint to write")
+
     p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
@@ -164,6 +181,15 @@ def _run(args) -> int:
             raise UsageError("give a CONFIG, or both --pred and --gt for direct mesh-to-mesh evaluation")
         cfg = load_config(args.config, args.overrides) if args.config else default_config(args.overrides)
         return run_eval(cfg, args)
+
+    if args.verb == "import-checkpoint":
+        from onet.models.reference import import_reference_checkpoint
+        cfg = load_config(args.config, args.overrides)
+        result = import_reference_checkpoint(args.reference, cfg, args.out)
+        print(f"imported {result.n_tensors} tensors ({result.n_parameters / 1e6:.1f}M parameters) of the reference "
+              f"{result.family!r} model into {result.out_path}; use it with "
+              f"`onet generate {args.config} --checkpoint {result.out_path}`")
+        return 0
 
     if args.verb == "demo":
         from onet.demo import run_demo
