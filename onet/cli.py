@@ -31,6 +31,7 @@ Running the same command again resumes from out_dir/model.pt.
   onet generate configs/demo.yaml                       # meshes for the test split
   onet generate configs/img.yaml --input my_photos/     # meshes for your own images
   onet generate configs/pointcloud.yaml --input scans/ --format obj
+  onet generate configs/demo.yaml --format glb generation.save_grid=true   # + probability grids (npz)
   onet generate configs/unconditional.yaml --samples 16
 """,
     "eval": """examples:
@@ -113,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder of images (jpg/png), point clouds (ply/xyz/npy/npz) or voxels (binvox/npy)")
     p.add_argument("--output", default=None, metavar="DIR", help="output folder (default: out_dir/generation[_input])")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: out_dir/<test.model_file>)")
-    p.add_argument("--format", choices=["ply", "obj", "off"], default=None, help="mesh file format (default ply)")
+    p.add_argument("--format", choices=["ply", "obj", "off", "glb", "stl"], default=None,
+                   help="mesh file format (default: the config's generation.mesh_format, normally ply)")
     p.add_argument("--samples", type=int, default=None, metavar="N",
                    help="unconditional models: draw N shapes from the prior")
     p.add_argument("--interpolate", type=int, default=None, metavar="STEPS",

@@ -40,7 +40,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.input_type": ("img", "pointcloud", "voxels"),
     "train.model_selection_mode": ("max", "min"),
     "train.lr_schedule": ("constant", "cosine"),
-    "generation.mesh_format": ("ply", "obj", "off"),
+    "generation.mesh_format": ("ply", "obj", "off", "glb", "stl"),
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
 

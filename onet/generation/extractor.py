@@ -30,13 +30,16 @@ class ExtractedMesh:
     winding; normals (V, 3) float32 or None when not requested; timings:
     seconds per stage in STAGES for this object (the batched evaluation is
     divided evenly over the batch; skipped stages are 0.0); n_evaluated:
-    network evaluations spent on this object."""
+    network evaluations spent on this object; grid: the (R+1, R+1, R+1) float32
+    logit grid marching cubes read (onet.geometry.grid convention), only when
+    asked for with keep_grids."""
 
     vertices: np.ndarray
     faces: np.ndarray
     normals: np.ndarray | None
     timings: dict[str, float] = field(default_factory=dict)
     n_evaluated: int = 0
+    grid: np.ndarray | None = None
 
 
 def extract_meshes(
@@ -53,6 +56,7 @@ def extract_meshes(
     simplify_nfaces: int | None = None,
     refinement_step: int = 0,
     vertex_normals: bool = False,
+    keep_grids: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[ExtractedMesh]:
     """Extract one mesh per object of a batch.
@@ -62,6 +66,7 @@ def extract_meshes(
         w.r.t. the points; required when refinement_step > 0 or vertex_normals.
     simplify_nfaces: decimate to at most this many faces (None: keep all).
     refinement_step: number of refinement steps (0: no refinement).
+    keep_grids: return each object's MISE logit grid in ExtractedMesh.grid.
     Other options as in mise(). Returns B ExtractedMesh, in batch order.
     """
     level = probability_to_logit(threshold)
@@ -121,5 +126,6 @@ def extract_meshes(
             normals = vertex_normals_from_field(vertices, field_fns[b], points_chunk=points_chunk, device=device)
             timings["normals"] = time.perf_counter() - start
 
-        meshes.append(ExtractedMesh(vertices, faces, normals, timings, grid.n_evaluated))
+        meshes.append(ExtractedMesh(vertices, faces, normals, timings, grid.n_evaluated,
+                                    grid.values if keep_grids else None))
     return meshes

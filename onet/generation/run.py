@@ -2,6 +2,7 @@
 
 Output layout (inside out_dir/<generation.generation_dir>, or --output):
   meshes/<name>.<fmt>       one mesh per object (name = category/model_id or the input's relative path)
+  meshes/<name>.grid.npz    with generation.save_grid: the occupancy-probability grid (see save_grid)
   inputs/<name>.png|.ply    copies of the inputs as the model saw them (test split)
   previews/<name>.png       input image beside a rendering of the mesh
   time_generation.csv       per-object stage timings (seconds)
@@ -25,6 +26,7 @@ from tqdm import tqdm
 from onet.config import save_config
 from onet.data.dataset import DataOptions, ShapeDataset
 from onet.geometry.mesh_files import export_mesh
+from onet.generation.grids import save_grid
 from onet.generation.extractor import extract_meshes
 from onet.generation.inputs import find_input_files, load_user_input, output_names
 from onet.generation.preview import save_preview
@@ -131,7 +133,8 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
                 # so a killed run never leaves a finished mesh without its row
                 timings[job.name] = mesh.timings_row
                 _write_timings(out / "time_generation.csv", timings)
-                _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg)
+                _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg,
+                               threshold=cfg["test"]["threshold"])
                 written.append(job.name)
         bar.update(len(batch))
     bar.close()
@@ -202,7 +205,8 @@ def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device):
         resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],
         threshold=cfg["test"]["threshold"], box_size=1.1, points_chunk=gcfg["points_chunk"],
         safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],
-        refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"], device=dev)
+        refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"],
+        keep_grids=gcfg["save_grid"], device=dev)
     for job, mesh in zip(batch, meshes):
         t = dict(mesh.timings)
         row = {"name": job.name, "encode": t_encode}
@@ -214,13 +218,17 @@ def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device):
     return meshes
 
 
-def _write_outputs(out: Path, job: Job, mesh, fmt: str, input_type: str | None, gcfg: dict) -> None:
+def _write_outputs(out: Path, job: Job, mesh, fmt: str, input_type: str | None, gcfg: dict, *,
+                   threshold: float) -> None:
     vertices = mesh.vertices * job.scale + job.loc  # back to the input's frame (identity for dataset objects)
     if gcfg["copy_input"] and job.inputs is not None:
         _copy_input(out / "inputs" / job.name, job.inputs, input_type)
     if gcfg["previews"]:
         image = job.inputs if input_type == "img" and job.inputs is not None else None
         save_preview(out / "previews" / f"{job.name}.png", mesh.vertices, mesh.faces, input_image=image)
+    if mesh.grid is not None:
+        save_grid(out / "meshes" / f"{job.name}.grid.npz", mesh.grid, threshold=threshold,
+                  box_size=1.1, loc=job.loc, scale=job.scale)
     # The mesh is written last: its presence marks the object as finished for resuming.
     export_mesh(out / "meshes" / f"{job.name}.{fmt}", vertices, mesh.faces, vertex_normals=mesh.normals)
 

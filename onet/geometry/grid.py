@@ -9,7 +9,11 @@ so index 0 lies on -box_size/2 and index R on +box_size/2, with no half-cell
 offset. Values on such a grid are stored as arrays of shape (R+1, R+1, R+1)
 indexed [i, j, k] -> (x, y, z) ("ij" meshgrid order). MISE evaluates on it,
 marching cubes reads it and maps its vertices back with `index_to_world`, so
-no caller ever shifts vertices by hand.
+no caller ever shifts vertices by hand. The probability grids that
+`onet generate` saves with `generation.save_grid: true`
+(meshes/<name>.grid.npz, see onet.generation.grids) use it too: their
+`probabilities[i, j, k]` is the occupancy probability at
+world = box_size * ((i, j, k) / resolution - 0.5).
 """
 
 from __future__ import annotations

@@ -1,3 +1,6 @@
+import json
+import struct
+
 import numpy as np
 import pytest
 import trimesh
@@ -17,7 +20,7 @@ def sphere():
     return vertices, faces, normals
 
 
-@pytest.mark.parametrize("suffix", ["ply", "obj", "off"])
+@pytest.mark.parametrize("suffix", ["ply", "obj", "off", "glb"])
 @pytest.mark.parametrize("with_normals", [False, True])
 def test_round_trip(tmp_path, sphere, suffix, with_normals):
     vertices, faces, normals = sphere
@@ -28,7 +31,7 @@ def test_round_trip(tmp_path, sphere, suffix, with_normals):
     assert np.array_equal(v, vertices) and np.array_equal(f, faces)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
     # other tools read it too
-    mesh = trimesh.load(path, process=False)
+    mesh = trimesh.load(path, process=False, force="mesh")  # a GLB loads as a scene
     assert len(mesh.faces) == len(faces) and mesh.is_watertight
 
 
@@ -40,7 +43,7 @@ def test_fmt_overrides_the_suffix(tmp_path, sphere):
 
 
 def test_empty_mesh_round_trips(tmp_path):
-    for suffix in ("ply", "obj", "off"):
+    for suffix in ("ply", "obj", "off", "glb", "stl"):
         export_mesh(tmp_path / f"e.{suffix}", np.zeros((0, 3)), np.zeros((0, 3), int))
         v, f = read_mesh(tmp_path / f"e.{suffix}")
         assert v.shape == (0, 3) and f.shape == (0, 3)
@@ -62,7 +65,7 @@ def test_reads_ascii_ply_and_polygons(tmp_path):
 def test_errors_name_the_file(tmp_path, sphere):
     vertices, faces, _ = sphere
     with pytest.raises(ValueError, match="unknown mesh format"):
-        export_mesh(tmp_path / "mesh.stl", vertices, faces)
+        export_mesh(tmp_path / "mesh.xyz", vertices, faces)
     (tmp_path / "bad.off").write_text("not a mesh")
     with pytest.raises(ValueError, match="bad.off"):
         read_mesh(tmp_path / "bad.off")
@@ -85,3 +88,63 @@ def test_failed_write_keeps_the_old_file(tmp_path, sphere, monkeypatch):
     with pytest.raises(RuntimeError):
         export_mesh(path, vertices[:10], faces[:1])
     assert path.read_bytes() == before
+
+
+def test_stl_round_trip_keeps_every_triangle_and_shares_vertices(tmp_path, sphere):
+    vertices, faces, normals = sphere
+    path = tmp_path / "mesh.stl"
+    export_mesh(path, vertices, faces, vertex_normals=normals)  # STL has no vertex normals: dropped
+    assert path.stat().st_size == 84 + 50 * len(faces)
+    v, f = read_mesh(path)
+    assert np.array_equal(v[f], vertices.astype(np.float32)[faces])  # the same triangles, corner by corner
+    assert len(v) == len(vertices)  # corners merged back into shared vertices
+    mesh = trimesh.load(path)
+    assert len(mesh.faces) == len(faces) and mesh.is_watertight
+    # the stored face normals point outwards (the sphere is centred at the origin)
+    assert (np.einsum("ij,ij->i", mesh.face_normals, mesh.triangles_center) > 0).all()
+
+
+def test_glb_is_valid_gltf_for_other_tools(tmp_path, sphere):
+    vertices, faces, normals = sphere
+    path = tmp_path / "mesh.glb"
+    export_mesh(path, vertices, faces, vertex_normals=2 * normals)
+    scene = trimesh.load(path, process=False)
+    (mesh,) = scene.geometry.values()
+    assert np.array_equal(np.asarray(mesh.vertices, np.float32), vertices.astype(np.float32))
+    assert np.array_equal(mesh.faces, faces)
+    assert np.allclose(np.linalg.norm(mesh.vertex_normals, axis=1), 1, atol=1e-6)  # stored as unit normals
+    assert path.stat().st_size % 4 == 0
+
+
+def test_reads_glb_and_stl_written_by_other_tools(tmp_path, sphere):
+    vertices, faces, _ = sphere
+    box = trimesh.creation.box(extents=(1, 2, 3))
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.Trimesh(vertices, faces, process=False), node_name="sphere",
+                       transform=trimesh.transformations.translation_matrix([2.0, 0, 0]))
+    scene.add_geometry(box, node_name="box",
+                       transform=trimesh.transformations.rotation_matrix(np.pi / 2, [0, 0, 1]))
+    scene.export(tmp_path / "scene.glb")
+    v, f = read_mesh(tmp_path / "scene.glb")
+    assert len(f) == len(faces) + len(box.faces)
+    assert np.allclose(trimesh.Trimesh(v, f).bounds, scene.bounds, atol=1e-6)  # node transforms applied
+
+    box.export(tmp_path / "box_ascii.stl", file_type="stl_ascii")
+    v, f = read_mesh(tmp_path / "box_ascii.stl")
+    assert len(v) == 8 and len(f) == 12 and np.allclose(np.abs(v), [0.5, 1, 1.5])
+
+
+@pytest.mark.parametrize("name, data, message", [
+    ("bad.glb", b"glTF\x02\x00\x00\x00", "bad.glb"),
+    ("draco.glb", None, "KHR_draco_mesh_compression"),
+    ("bad.stl", b"this is not a mesh", "not an STL file"),
+])
+def test_bad_glb_and_stl_name_the_file_and_problem(tmp_path, name, data, message):
+    if data is None:
+        doc = json.dumps({"asset": {"version": "2.0"}, "extensionsRequired": ["KHR_draco_mesh_compression"]}).encode()
+        doc += b" " * (-len(doc) % 4)
+        data = struct.pack("<III", 0x46546C67, 2, 20 + len(doc)) + struct.pack("<II", len(doc), 0x4E4F534A) + doc
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(ValueError, match=message) as info:
+        read_mesh(tmp_path / name)
+    assert name in str(info.value)
