@@ -50,6 +50,13 @@ Converts a checkpoint of the reference Occupancy Networks code (published or
 trained with it); onet never downloads one itself. A key or shape that does
 not match the config's model is an error (exit 2) naming the keys.
 """,
+    "report": """examples:
+  onet report out/demo                  # writes out/demo/report/index.html; open it in a browser
+  onet report out/img/onet --data data/ShapeNet --max-objects 100
+The page is static (no server): config, training curves, the per-class table
+(click a header to sort), a gallery of input / prediction / reference sorted
+worst IoU first, the threshold sweep and timings, whichever the folder holds.
+""",
     "demo": """examples:
   onet demo                       # synthetic data -> train -> generate -> eval, on CPU
   onet demo --out out/demo train.max_time=120     # a shorter training run
@@ -140,6 +147,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides (e.g. model.c_dim=128)")
     p.add_argument("--out", required=True, metavar="PATH", help="onet checkpoint to write")
 
+    p = verb("report", "Write a static HTML report of a run folder (OUT_DIR/report/index.html).")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="run folder (a config's out_dir)")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="dataset folder for the reference renderings (default: the run config's data.path)")
+    p.add_argument("--max-objects", type=int, default=None, metavar="N",
+                   help="show only the N worst objects in the gallery (default: all evaluated objects)")
+    p.add_argument("--size", type=int, default=160, metavar="PX", help="thumbnail size in pixels (default 160)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
@@ -191,6 +207,15 @@ def _run(args) -> int:
         print(f"imported {result.n_tensors} tensors ({result.n_parameters / 1e6:.1f}M parameters) of the reference "
               f"{result.family!r} model into {result.out_path}; use it with "
               f"`onet generate {args.config} --checkpoint {result.out_path}`")
+        return 0
+
+    if args.verb == "report":
+        from onet.report import write_report
+        summary = write_report(args.out_dir, data_dir=args.data, max_objects=args.max_objects, size=args.size,
+                               progress=not args.no_progress)
+        for note in summary.notes:
+            print(f"note: {note}")
+        print(f"wrote {summary.path} ({summary.n_gallery} objects in the gallery); open it in a browser")
         return 0
 
     if args.verb == "demo":
