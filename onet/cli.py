@@ -33,12 +33,16 @@ Running the same command again resumes from out_dir/model.pt.
   onet generate configs/pointcloud.yaml --input scans/ --format obj
   onet generate configs/demo.yaml --format glb generation.save_grid=true   # + probability grids (npz)
   onet generate configs/unconditional.yaml --samples 16
+  torchrun --nproc_per_node 4 -m onet generate configs/img.yaml   # 4 processes (GPUs), same meshes
+  onet generate configs/img.yaml --shard 3/16           # one job of a cluster array; then run it unsharded
 """,
     "eval": """examples:
   onet eval configs/demo.yaml                           # score what `onet generate` wrote
   onet eval configs/voxels.yaml --eval-input           # the "Input" baseline row
   onet eval --pred out/meshes --gt data/reference_meshes
   onet eval configs/img.yaml --sweep                    # pick the threshold on the val split
+  torchrun --nproc_per_node 4 -m onet eval configs/img.yaml       # objects split over 4 processes
+  onet eval configs/img.yaml --shard 3/16               # one job of an array; `onet eval` merges after
 """,
     "import-checkpoint": """examples:
   onet import-checkpoint onet_img2mesh_3-f786b04a.pt --config configs/img.yaml --out out/img/pretrained.pt
@@ -127,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unconditional models: draw N shapes from the prior")
     p.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
                    help="unconditional models: also write a latent interpolation between two samples")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="generate only shard I of N (cluster array jobs); a final unsharded run merges the tables")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     p = verb("eval", "Score generated meshes: IoU, Chamfer-L1, normal consistency, F-score, as tables.")
@@ -138,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score the inputs themselves (voxels as meshes, point clouds on surface metrics)")
     p.add_argument("--sweep", action="store_true", help="sweep the threshold tau on the validation split")
     p.add_argument("--full-sweep", action="store_true", help="with --sweep: mesh and score at every tau (slow)")
+    p.add_argument("--shard", default=None, metavar="I/N",
+                   help="score only shard I of N into per-object records; a final unsharded `onet eval` merges them")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     p = verb("import-checkpoint", "Convert a checkpoint of the reference ONet code into an onet checkpoint.")
@@ -183,10 +191,12 @@ def _run(args) -> int:
 
     if args.verb == "generate":
         from onet.generation import generate
+        from onet.utils.ranks import parse_shard
         cfg = load_config(args.config, args.overrides)
         generate(cfg, device=args.device, input_dir=args.input, output_dir=args.output,
                  checkpoint=args.checkpoint, mesh_format=args.format, samples=args.samples,
-                 interpolate=args.interpolate, progress=not args.no_progress)
+                 interpolate=args.interpolate, shard=parse_shard(args.shard) if args.shard else None,
+                 progress=not args.no_progress)
         return 0
 
     if args.verb == "eval":

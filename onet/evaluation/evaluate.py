@@ -17,10 +17,17 @@ References on a dataset (DESIGN §4, §7):
 A missing or unreadable prediction is scored with worst-case values, marked
 `empty` and counted in every mean; the reason is recorded per object. A
 missing reference file is a dataset error and raises before any work starts.
+
+Shards: with shard=(I, N) the dataset and input modes score every N-th object
+from the I-th and append per-object records (`onet.evaluation.records`)
+instead of writing tables; an unsharded evaluation of the same out_dir takes
+the objects it finds recorded (same settings, unchanged files) from there,
+scores the rest, and writes the tables one process would.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +36,7 @@ import numpy as np
 
 from onet.data.formats import load_pointcloud_npz, load_points_npz, read_binvox, read_metadata
 from onet.geometry.inside import inside_mesh
+from onet.utils.ranks import Share
 from onet.evaluation.metrics import (
     MeshMetrics,
     evaluate_mesh,
@@ -36,6 +44,7 @@ from onet.evaluation.metrics import (
     surface_metrics,
     worst_case_metrics,
 )
+from onet.evaluation.records import RECORDS_DIR, RecordStore, file_stamp
 from onet.evaluation.tables import (
     ObjectRow,
     ResultTable,
@@ -134,6 +143,18 @@ def _surface_reference(folder: Path, *, n_points: int, seed: int) -> tuple[np.nd
     return sample_surface(vertices, faces, n_points, seed=seed + 1)
 
 
+def _problems(rows: list[ObjectRow]) -> list[str]:
+    return [f"{r.category}/{r.model_id}: {r.reason}" for r in rows if r.reason]
+
+
+def _shard_result(rows, records: RecordStore, *, class_names, chamfer_scale) -> EvalResult:
+    """A shard writes no tables: its records are merged by the final unsharded evaluation."""
+    table = build_table(rows, class_names=class_names) if rows else None
+    markdown = format_markdown(table, chamfer_scale=chamfer_scale) if rows else ""
+    return EvalResult(rows=rows, table=table, markdown=markdown, files={"records": records.path},
+                      problems=_problems(rows))
+
+
 def _finish(rows, out_dir, *, class_names, chamfer_scale, problems, extra) -> EvalResult:
     table = build_table(rows, class_names=class_names)
     markdown = format_markdown(table, chamfer_scale=chamfer_scale)
@@ -156,6 +177,7 @@ def evaluate_dataset(
     seed: int = 0,
     progress: bool = True,
     chamfer_scale: float = 10,
+    shard: tuple[int, int] = (0, 1),
 ) -> EvalResult:
     """Score predicted meshes mesh_dir/<category>/<model_id>.<mesh_format> against the dataset.
 
@@ -169,18 +191,30 @@ def evaluate_dataset(
         seed: seeds the surface sampling (same seed -> same numbers).
         progress: show a tqdm bar on stderr.
         chamfer_scale: distance factor of the printed (md/tex) tables.
+        shard: (I, N): score every N-th object from the I-th into per-object
+            records, write no tables (see the module docstring).
     """
     dataset_root, mesh_dir = Path(dataset_root), Path(mesh_dir)
     items = _check_items(items)
     _check_references(dataset_root, items, need_points=True, need_surface=True)
     mesh_format = mesh_format.lstrip(".")
+    share = Share(*shard)
+    settings = {"mode": "dataset", "mesh_dir": os.path.abspath(mesh_dir), "mesh_format": mesh_format,
+                "n_points": n_points, "seed": seed, "fscore_thresholds": [float(t) for t in fscore_thresholds]}
+    records = RecordStore(Path(out_dir) / RECORDS_DIR, "dataset", settings, share)
 
-    rows, problems = [], []
-    for category, model_id in _progress(items, enabled=progress, desc="eval", total=len(items)):
+    rows = []
+    mine = share.take(items)
+    for category, model_id in _progress(mine, enabled=progress, desc="eval", total=len(mine)):
         folder = dataset_root / category / model_id
+        mesh_path = mesh_dir / category / f"{model_id}.{mesh_format}"
+        stamp = file_stamp([mesh_path, *(folder / f for f in ("points.npz", "pointcloud.npz", "mesh.ply"))])
+        recorded = records.get(category, model_id, stamp)
+        if recorded is not None:
+            rows.append(recorded)
+            continue
         occ = load_points_npz(folder / "points.npz")
         gt_points, gt_normals = _surface_reference(folder, n_points=n_points, seed=seed)
-        mesh_path = mesh_dir / category / f"{model_id}.{mesh_format}"
         status, reason = "ok", ""
         vertices = faces = None
         if not mesh_path.exists():
@@ -206,16 +240,18 @@ def evaluate_dataset(
                 status, reason = "empty", f"{mesh_path} has no surface"
         else:
             metrics = worst_case_metrics(fscore_thresholds=fscore_thresholds)
-        if reason:
-            problems.append(f"{category}/{model_id}: {reason}")
         rows.append(ObjectRow(category, model_id, metrics, status, reason))
+        if not share.whole:
+            records.add(rows[-1], stamp)
 
+    if not share.whole:
+        return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale)
     return _finish(
         rows,
         out_dir,
         class_names=_class_names(dataset_root),
         chamfer_scale=chamfer_scale,
-        problems=problems,
+        problems=_problems(rows),
         extra={"mode": "dataset", "mesh_dir": str(mesh_dir), "n_points": n_points, "seed": seed},
     )
 
@@ -236,6 +272,7 @@ def evaluate_inputs(
     chamfer_scale: float = 10,
     pointcloud_n: int = 300,
     pointcloud_noise: float = 0.005,
+    shard: tuple[int, int] = (0, 1),
 ) -> EvalResult:
     """Score the inputs themselves (the "Input" rows of the thesis tables).
 
@@ -245,16 +282,28 @@ def evaluate_inputs(
     points with Gaussian noise `pointcloud_noise` (what the model sees, seeded
     per object); scored with the surface metrics only: a point cloud has no
     inside (IoU) and no normals, so those columns are left out of the table.
+    shard (I, N) as in `evaluate_dataset`.
     """
     if input_type not in INPUT_TYPES:
         raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
     dataset_root = Path(dataset_root)
     items = _check_items(items)
     _check_references(dataset_root, items, need_points=input_type == "voxels", need_surface=True)
+    share = Share(*shard)
+    settings = {"mode": f"input:{input_type}", "n_points": n_points, "seed": seed,
+                "fscore_thresholds": [float(t) for t in fscore_thresholds], "pointcloud_n": pointcloud_n,
+                "pointcloud_noise": pointcloud_noise}
+    records = RecordStore(Path(out_dir) / RECORDS_DIR, f"input_{input_type}", settings, share)
 
-    rows, problems = [], []
-    for category, model_id in _progress(items, enabled=progress, desc=f"eval {input_type}", total=len(items)):
+    rows = []
+    mine = share.take(items)
+    for category, model_id in _progress(mine, enabled=progress, desc=f"eval {input_type}", total=len(mine)):
         folder = dataset_root / category / model_id
+        stamp = file_stamp([folder / f for f in ("model.binvox", "points.npz", "pointcloud.npz", "mesh.ply")])
+        recorded = records.get(category, model_id, stamp)
+        if recorded is not None:
+            rows.append(recorded)
+            continue
         gt_points, gt_normals = _surface_reference(folder, n_points=n_points, seed=seed)
         status, reason = "ok", ""
         if input_type == "voxels":
@@ -298,15 +347,18 @@ def evaluate_inputs(
                 fscore=surface["fscore"],
                 empty=False,
             )
-        if reason:
-            problems.append(f"{category}/{model_id}: {reason}")
         rows.append(ObjectRow(category, model_id, metrics, status, reason))
+        if not share.whole:
+            records.add(rows[-1], stamp)
 
+    if not share.whole:
+        return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale)
     extra = {"mode": f"input:{input_type}", "n_points": n_points, "seed": seed}
     if input_type == "pointcloud":
         extra.update(pointcloud_n=pointcloud_n, pointcloud_noise=pointcloud_noise)
     return _finish(
-        rows, out_dir, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale, problems=problems, extra=extra
+        rows, out_dir, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale, problems=_problems(rows),
+        extra=extra
     )
 
 

@@ -1,4 +1,10 @@
-"""`onet eval`: choose the evaluation mode from the command line and print its table."""
+"""`onet eval`: choose the evaluation mode from the command line and print its table.
+
+Dataset and input evaluations split over processes: under torchrun every rank
+scores its share of the objects into per-object records and rank 0 then
+merges them into the tables; `--shard I/N` scores one share and stops, and a
+final unsharded `onet eval` merges (`onet.evaluation.records`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,41 @@ from onet.data.dataset import list_items
 
 
 def run_eval(cfg: dict, args, *, log=print) -> int:
+    from onet.utils.ranks import launch_info, parse_shard, shutdown
+
+    shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
+    launch = launch_info()
+    try:
+        if (shard or launch.distributed) and (args.pred or args.gt or args.sweep):
+            from onet.utils.errors import UsageError
+            raise UsageError("--shard and torchrun split dataset evaluations (CONFIG, or --eval-input), "
+                             "not --pred/--gt or --sweep")
+        if not launch.is_main:
+            log = lambda *a, **k: None  # noqa: E731  (rank 0 reports for all)
+        return _run_eval(cfg, args, launch, shard, log)
+    finally:
+        shutdown(launch)
+
+
+def _run_eval(cfg: dict, args, launch, shard, log) -> int:
     from onet.evaluation.evaluate import evaluate_dataset, evaluate_inputs, evaluate_pairs
+    from onet.utils.ranks import barrier
 
     ecfg = cfg["evaluation"]
     common = dict(n_points=ecfg["n_points"], fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"],
-                  progress=not args.no_progress)
+                  progress=not args.no_progress and launch.is_main)
+
+    def split(evaluate):
+        """Run `evaluate(shard=...)` for this process's share; rank 0 merges a torchrun job's shares."""
+        share = launch.share(shard)
+        if share.whole:
+            return evaluate(shard=(0, 1))
+        result = evaluate(shard=(share.index, share.count))
+        if not launch.distributed:
+            return result
+        barrier(launch)  # every rank's records are written
+        return evaluate(shard=(0, 1)) if shard is None and launch.is_main else result
+
     if args.pred or args.gt:
         if not (args.pred and args.gt):
             from onet.utils.errors import UsageError
@@ -33,18 +69,22 @@ def run_eval(cfg: dict, args, *, log=print) -> int:
                 raise UsageError(f"--eval-input scores voxel or point-cloud inputs; this config's "
                                  f"data.input_type is {data['input_type']!r}")
             out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"] / "input")
-            result = evaluate_inputs(data["path"], items, out, input_type=data["input_type"],
-                                     pointcloud_n=data["pointcloud_n"], pointcloud_noise=data["pointcloud_noise"],
-                                     **common)
+            result = split(lambda shard: evaluate_inputs(
+                data["path"], items, out, input_type=data["input_type"], pointcloud_n=data["pointcloud_n"],
+                pointcloud_noise=data["pointcloud_noise"], shard=shard, **common))
         else:
             gen = Path(cfg["out_dir"]) / cfg["generation"]["generation_dir"] / "meshes"
             if not gen.is_dir():
                 raise FileNotFoundError(f"no generated meshes in {gen}: run `onet generate {args.config}` first")
             out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"])
-            result = evaluate_dataset(data["path"], items, gen, out, mesh_format=cfg["generation"]["mesh_format"],
-                                      **common)
+            result = split(lambda shard: evaluate_dataset(
+                data["path"], items, gen, out, mesh_format=cfg["generation"]["mesh_format"], shard=shard, **common))
     for problem in result.problems:
         log(f"warning: {problem}")
+    if "records" in result.files:  # a shard: no tables yet
+        log(f"{len(result.rows)} objects scored into {result.files['records']}; run `onet eval` without "
+            "--shard once every shard is done to merge them into the tables")
+        return 0
     log(result.markdown)
     log(f"tables written to {out}")
     return 0

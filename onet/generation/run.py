@@ -9,12 +9,23 @@ Output layout (inside out_dir/<generation.generation_dir>, or --output):
   failures.csv              inputs that could not be processed, with the reason
   config.yaml               the resolved config
 Finished meshes are skipped on a rerun, so an interrupted run resumes.
+
+Several processes: under `torchrun --nproc_per_node N` each rank takes every
+N-th batch of objects (one GPU each, cuda:LOCAL_RANK), and rank 0 merges the
+timing and failure tables at the end; `shard=(I, N)` (`--shard I/N`, cluster
+job arrays) does the same without communication, and the next unsharded run
+merges the tables (it finds every mesh done). A process writes its timing
+rows to time_generation.shard<k>of<m>.csv (and a shard's failures to
+failures.shard<I>of<N>.csv) until they are merged. Whole batches are split,
+so each object is extracted in the same batch as by one process, and the
+meshes are the same files.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +44,7 @@ from onet.generation.preview import save_preview
 from onet.models import load_model
 from onet.utils.device import resolve_device
 from onet.utils.io import atomic_path, write_text_atomic
+from onet.utils.ranks import Launch, Share, gather_to_main, launch_info, shutdown
 
 STAGES = ("encode", "evaluate", "marching_cubes", "simplify", "refine", "normals")
 TIMING_FIELDS = ["name", *STAGES, "total",
@@ -60,8 +72,27 @@ class GenerateSummary:
 def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | None = None,
              output_dir: str | Path | None = None, checkpoint: str | Path | None = None,
              mesh_format: str | None = None, samples: int | None = None, interpolate: int | None = None,
-             progress: bool = True, log=print) -> GenerateSummary:
-    dev = resolve_device(device or cfg["device"])
+             shard: tuple[int, int] | None = None, progress: bool = True, log=print) -> GenerateSummary:
+    """Meshes for the test split, the files of `input_dir`, or `samples` prior draws (see the module docstring).
+
+    shard: (I, N) takes every N-th batch from the I-th (cluster job arrays); under
+        torchrun the ranks split the work further.
+    """
+    launch = launch_info()
+    try:
+        if not launch.is_main:  # one voice: rank 0 reports for all
+            progress, log = False, (lambda *a, **k: None)
+        return _generate(cfg, launch, shard, device=device, input_dir=input_dir, output_dir=output_dir,
+                         checkpoint=checkpoint, mesh_format=mesh_format, samples=samples, interpolate=interpolate,
+                         progress=progress, log=log)
+    finally:
+        shutdown(launch)
+
+
+def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, device, input_dir, output_dir, checkpoint,
+              mesh_format, samples, interpolate, progress, log) -> GenerateSummary:
+    share = launch.share(shard)
+    dev = launch.device(resolve_device(device or cfg["device"]))
     model, ckpt_path = load_model(cfg, checkpoint, dev)
     gcfg = cfg["generation"]
     fmt = mesh_format or gcfg["mesh_format"]
@@ -71,7 +102,6 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
         output_dir = Path(cfg["out_dir"]) / (gcfg["generation_dir"] + suffix)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(out)
     save_config(cfg, out / "config.yaml")
 
     failures: list[tuple[str, str]] = []
@@ -108,17 +138,32 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
     def mesh_path(name: str) -> Path:
         return out / "meshes" / f"{name}.{fmt}"
 
-    existing = [j.name for j in jobs if mesh_path(j.name).is_file()]
-    todo = [j for j in jobs if not mesh_path(j.name).is_file()]
+    if share.whole:
+        _remove_stale_temporaries(out)
+        existing = [j.name for j in jobs if mesh_path(j.name).is_file()]
+        todo = [j for j in jobs if not mesh_path(j.name).is_file()]
+        batches = [todo[i:i + gcfg["batch_size"]] for i in range(0, len(todo), gcfg["batch_size"])]
+        timings_path = out / "time_generation.csv"
+        timings = _merge_timing_shards(out)  # tables a sharded run left
+    else:
+        # whole batches of the full list, so every process agrees on them whatever is done already
+        batches = share.take([jobs[i:i + gcfg["batch_size"]] for i in range(0, len(jobs), gcfg["batch_size"])])
+        mine = [j.name for b in batches for j in b]
+        timings_path = out / f"time_generation.{share.suffix}.csv"
+        _remove_stale_temporaries(out, only=_own_outputs(out, mine, fmt) | {timings_path})
+        existing = [n for n in mine if mesh_path(n).is_file()]
+        batches = [[j for j in b if not mesh_path(j.name).is_file()] for b in batches]
+        batches = [b for b in batches if b]
+        todo = [j for b in batches for j in b]
+        timings = _read_timings(timings_path)
     if existing:
         log(f"{len(existing)} meshes already in {out / 'meshes'}; generating the remaining {len(todo)}")
 
-    timings = _read_timings(out / "time_generation.csv")
     written: list[str] = []
     bar = tqdm(total=len(todo), desc="generate", disable=not progress, dynamic_ncols=True)
-    for start in range(0, len(todo), gcfg["batch_size"]):
+    for batch_jobs in batches:
         batch = []
-        for job in todo[start:start + gcfg["batch_size"]]:
+        for job in batch_jobs:
             if load is None:
                 batch.append(job)
                 continue
@@ -132,40 +177,96 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
                 # the timing row goes first: the mesh, written last, marks the object finished,
                 # so a killed run never leaves a finished mesh without its row
                 timings[job.name] = mesh.timings_row
-                _write_timings(out / "time_generation.csv", timings)
+                _write_timings(timings_path, timings)
                 _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg,
                                threshold=cfg["test"]["threshold"])
                 written.append(job.name)
         bar.update(len(batch))
     bar.close()
 
+    # every process of a torchrun job hands its results to rank 0, which writes the tables
+    gathered = gather_to_main(launch, (written, existing, failures))
+    if not launch.is_main:
+        return GenerateSummary(out, written, existing, failures, timings_path if timings else None)
+    order = {j.name: i for i, j in enumerate(jobs)}  # report in job order, as one process would
+    written = sorted((n for w, _, _ in gathered for n in w), key=order.__getitem__)
+    existing = sorted((n for _, e, _ in gathered for n in e), key=order.__getitem__)
+    failures = sorted((f for _, _, fs in gathered for f in fs), key=lambda f: order[f[0]])
+    if launch.distributed:
+        timings_path = out / "time_generation.csv" if shard is None else timings_path
+        timings = _merge_timing_shards(out, shares=None if shard is None else
+                                       [Share(shard[0] * launch.world_size + r, shard[1] * launch.world_size)
+                                        for r in range(launch.world_size)],
+                                       into=timings_path)
+
+    failures_path = out / ("failures.csv" if shard is None else f"failures.shard{shard[0]}of{shard[1]}.csv")
     if failures:
         buf = io.StringIO()  # csv quotes names and reasons holding commas or quotes
         csv.writer(buf, lineterminator="\n").writerows([("name", "reason"), *failures])
-        write_text_atomic(out / "failures.csv", buf.getvalue())
+        write_text_atomic(failures_path, buf.getvalue())
         for name, reason in failures:
             log(f"skipped {name}: {reason}")
     else:  # every earlier failure was retried (it has no mesh) and worked: the old list would mislead
-        (out / "failures.csv").unlink(missing_ok=True)
-    log(f"wrote {len(written)} meshes to {out / 'meshes'}" + (f"; {len(failures)} inputs failed (see failures.csv)"
+        failures_path.unlink(missing_ok=True)
+    if shard is None:  # this run retried every shard's failures: its list replaces theirs
+        for p in out.glob("failures.shard*of*.csv"):
+            p.unlink(missing_ok=True)
+    log(f"wrote {len(written)} meshes to {out / 'meshes'}" + (f"; {len(failures)} inputs failed (see {failures_path.name})"
                                                                if failures else ""))
     if failures and not written and not existing:
         # nothing usable at all is a failed run (exit code 1), like `onet preprocess`
-        raise RuntimeError(f"none of the {len(failures)} inputs could be used; reasons in {out / 'failures.csv'}")
+        raise RuntimeError(f"none of the {len(failures)} inputs could be used; reasons in {failures_path}")
     if written:
-        _log_timing_summary([timings[n] for n in written], log)
-    return GenerateSummary(out, written, existing, failures, out / "time_generation.csv" if timings else None)
+        _log_timing_summary([timings[n] for n in written if n in timings], log)
+    return GenerateSummary(out, written, existing, failures, timings_path if timings else None)
 
 
-def _remove_stale_temporaries(out: Path) -> None:
-    """Delete temporaries a killed run left (onet.utils.io names them .<name>.*.tmp*).
+def _remove_stale_temporaries(out: Path, only: set[Path] | None = None) -> None:
+    """Delete temporaries a killed run left (onet.utils.io names them .<name>.<random>.tmp*).
 
     They are never mistaken for finished meshes here, but a '.x.ply.abc.tmp.ply'
-    would look like a mesh to tools that list the folder.
+    would look like a mesh to tools that list the folder. With `only`, just the
+    temporaries of those files: other processes may be writing the rest.
     """
     for p in out.rglob(".*.tmp*"):
-        if p.is_file():
+        if not p.is_file():
+            continue
+        target = _TEMPORARY.match(p.name)
+        if only is None or (target and p.parent / target.group(1) in only):
             p.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"^\.(.+)\.[^.]+\.tmp")  # see onet.utils.io.atomic_path
+
+
+def _own_outputs(out: Path, names: list[str], fmt: str) -> set[Path]:
+    """Every file generating `names` may write (mesh, preview, input copies)."""
+    files = set()
+    for name in names:
+        files.add(out / "meshes" / f"{name}.{fmt}")
+        files.add(out / "meshes" / f"{name}.grid.npz")
+        files.add(out / "previews" / f"{name}.png")
+        files.update((out / "inputs" / name).with_suffix(s) for s in (".png", ".ply", ".off"))
+    return files
+
+
+def _merge_timing_shards(out: Path, shares: list[Share] | None = None, into: Path | None = None) -> dict[str, dict]:
+    """Fold the timing tables of sharded runs (all, or those of `shares`) into time_generation.csv
+    (or `into`), then delete them; returns the merged rows."""
+    into = into or out / "time_generation.csv"
+    if shares is None:
+        parts = sorted(p for p in out.glob("time_generation.shard*of*.csv") if p != into)
+    else:
+        parts = [out / f"time_generation.{s.suffix}.csv" for s in shares]
+        parts = [p for p in parts if p.is_file() and p != into]
+    timings = _read_timings(into)
+    for p in parts:
+        timings.update(_read_timings(p))
+    if parts:
+        _write_timings(into, timings)  # written before the parts go: a kill loses no row
+        for p in parts:
+            p.unlink(missing_ok=True)
+    return timings
 
 
 def _prior_jobs(model, n_samples: int, n_interp: int, seed: int, dev: torch.device) -> list[Job]:

@@ -3,18 +3,7 @@
 from __future__ import annotations
 
 from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'3/16' -> (3, 16); I counts from 0."""
-    from onet.utils.errors import UsageError
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise UsageError(f"--shard must look like I/N (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise UsageError(f"--shard {text}: need 0 <= I < N")
-    return i, n
+from onet.utils.ranks import parse_shard
 
 
 def run_preprocess(args, *, log=print) -> int:

@@ -1,0 +1,123 @@
+"""Generation beyond one process: torchrun ranks and --shard jobs write what one process writes."""
+
+import csv
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from onet.cli import main
+from onet.generation import generate
+from onet.training import train
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _files(folder: Path, skip=()) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.relative_to(folder).parts[0] not in skip and p.name not in skip}
+
+
+def _timing_names(path: Path) -> list[str]:
+    with open(path, newline="") as f:
+        return sorted(r["name"] for r in csv.DictReader(f))
+
+
+@pytest.fixture
+def trained_cfg(tiny_cfg):
+    """A tiny image model trained for 2 steps; generation over the train split (more objects, several batches)."""
+    tiny_cfg["train"].update(max_iters=2, validate_every=1000, checkpoint_every=1000)
+    train(tiny_cfg, device="cpu", progress=False, log=lambda *a: None)
+    tiny_cfg["data"]["test_split"] = "train"
+    tiny_cfg["generation"]["batch_size"] = 2
+    return tiny_cfg
+
+
+def test_two_torchrun_processes_write_the_meshes_and_tables_of_one(trained_cfg, tmp_path):
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(trained_cfg))
+    # the same thread count in both runs (one per torchrun worker), so the same float rounding
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(REPO) + os.pathsep + env.get("PYTHONPATH", ""))
+    two = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), "-m", "onet"]
+
+    def run(cmd, *args):
+        done = subprocess.run([*cmd, *args, "--device", "cpu", "--no-progress"], capture_output=True, text=True,
+                              timeout=300, env=env, start_new_session=True)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return done.stdout
+
+    def one(*args):  # in this process, on one thread like each torchrun worker
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            assert main([*map(str, args), "--device", "cpu", "--no-progress"]) == 0
+        finally:
+            torch.set_num_threads(threads)
+
+    one("generate", cfg_path, "generation.generation_dir=gen_one")
+    out = run(two, "generate", cfg_path, "generation.generation_dir=gen_two")
+    assert out.count("wrote ") == 1  # rank 0 reports for both
+    run_dir = Path(trained_cfg["out_dir"])
+    a, b = run_dir / "gen_one", run_dir / "gen_two"
+    meshes = sorted((a / "meshes").rglob("*.ply"))
+    assert len(meshes) >= 4  # at least two batches of 2, so both ranks worked
+    # meshes, previews and input copies: byte-identical files
+    skip = ("config.yaml", "time_generation.csv")
+    assert _files(a, skip) == _files(b, skip)
+    # one timing table with every object, no per-rank leftovers
+    assert _timing_names(a / "time_generation.csv") == _timing_names(b / "time_generation.csv")
+    assert len(_timing_names(b / "time_generation.csv")) == len(meshes)
+    assert not list(b.glob("*.shard*"))
+
+    # evaluation: the same tables from one process and from two
+    one("eval", cfg_path, "generation.generation_dir=gen_one", "evaluation.eval_dir=eval_one")
+    out = run(two, "eval", cfg_path, "generation.generation_dir=gen_one", "evaluation.eval_dir=eval_two")
+    assert out.count("tables written") == 1
+    tables = _files(run_dir / "eval_one")
+    assert len(tables) == 5 and tables == _files(run_dir / "eval_two", skip=("objects",))
+
+
+def test_shards_then_an_unsharded_run_merge_meshes_timings_and_failures(trained_cfg, tmp_path):
+    inputs = tmp_path / "photos"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(inputs / f"p{i}.png")
+    (inputs / "p2.png").write_bytes(b"not a png")  # fails in whichever shard gets it
+    trained_cfg["generation"]["batch_size"] = 1
+    quiet = dict(device="cpu", input_dir=inputs, progress=False, log=lambda *a: None)
+
+    single = generate(trained_cfg, output_dir=tmp_path / "one", **quiet)
+    assert sorted(single.written) == ["p0", "p1", "p3", "p4"] and [f[0] for f in single.failures] == ["p2"]
+
+    out = tmp_path / "sharded"
+    parts = [generate(trained_cfg, output_dir=out, shard=(i, 2), **quiet) for i in range(2)]
+    assert sorted(parts[0].written + parts[1].written) == sorted(single.written)
+    assert not set(parts[0].written) & set(parts[1].written)
+    assert not (out / "time_generation.csv").exists()
+    assert sorted(p.name for p in out.glob("*.shard*")) == sorted(
+        ["time_generation.shard0of2.csv", "time_generation.shard1of2.csv",
+         f"failures.shard{[i for i in range(2) if parts[i].failures][0]}of2.csv"])
+
+    final = generate(trained_cfg, output_dir=out, **quiet)
+    assert final.written == [] and sorted(final.existing) == sorted(single.written)
+    assert _timing_names(out / "time_generation.csv") == sorted(single.written)
+    assert (out / "failures.csv").read_text() == (tmp_path / "one" / "failures.csv").read_text()
+    assert not list(out.glob("*.shard*"))
+    skip = ("config.yaml", "time_generation.csv")
+    assert _files(out, skip) == _files(tmp_path / "one", skip)
