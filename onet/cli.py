@@ -61,6 +61,18 @@ The page is static (no server): config, training curves, the per-class table
 (click a header to sort), a gallery of input / prediction / reference sorted
 worst IoU first, the threshold sweep and timings, whichever the folder holds.
 """,
+    "gan": """gamma convention: R1 = gamma/2 * E_data ||grad_x D||^2 and R2 = gamma/2 * E_gen ||grad_x D||^2
+(the thesis's and the ICML-2018 slides'). Much public code adds gamma * E||grad_x D||^2 without
+the 1/2: its gamma = 10 is gamma = 20 here. WGAN-GP: gamma * E(||grad_x D(x_hat)|| - 1)^2.
+examples:
+  onet gan dirac                                   # every method: eigenvalues, closed forms, SimGD/AltGD
+  onet gan dirac --gamma 1 --sigma 1.4 --h 0.05 --steps 2000 --out out/gan/dirac
+  onet gan dirac --dim 64 --methods gan,r1,instance-noise     # the n-D Dirac-GAN of Ch. 4
+  onet gan toy four-points --reg r1 --gamma 1      # parameter error over iterations
+  onet gan toy ellipse --reg none --scheme sim
+  onet gan bench2d --quick                         # the 2-D benchmark of Table 8.1, sub-grid
+  onet gan bench2d --device cuda --out out/gan/bench2d_full
+""",
     "demo": """examples:
   onet demo                       # synthetic data -> train -> generate -> eval, on CPU
   onet demo --out out/demo train.max_time=120     # a shorter training run
@@ -164,6 +176,55 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=160, metavar="PX", help="thumbnail size in pixels (default 160)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
+    # ---- onet gan (issue 14): GAN training dynamics; all work in onet.gan.run ----
+    p = verb("gan", "GAN training dynamics: Dirac-GAN diagnostics, toy games, the 2-D benchmark (thesis Part I).")
+    games = p.add_subparsers(dest="game", metavar="GAME")
+    games.required = True
+
+    def game(name, help_text):
+        g = games.add_parser(name, help=help_text, description=help_text, epilog=EPILOGS["gan"],
+                             formatter_class=_formatter)
+        g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        g.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        return g
+
+    g = game("dirac", "The Dirac-GAN (thesis Ch. 3-4) for every method: Jacobian eigenvalues, closed forms, "
+                      "SimGD/AltGD from (1, 1), a vector-field PNG per method.")
+    g.add_argument("--methods", default=None, help="comma-separated subset (default all): gan, ns-gan, wgan, "
+                   "wgan-gp, instance-noise, r1, r2, consensus, ns-r1, nk")
+    g.add_argument("--gamma", type=float, default=0.3, help="gamma of R1/R2/consensus/WGAN-GP (default 0.3; "
+                   "critical R1 gamma = 2|rho1| = 1)")
+    g.add_argument("--sigma", type=float, default=0.7, help="instance noise std (default 0.7; critical 1.41)")
+    g.add_argument("--eta", type=float, default=0.5, help="Nagarajan-Kolter eta (default 0.5)")
+    g.add_argument("--h", type=float, default=0.1, help="learning rate h_g = h_d (default 0.1)")
+    g.add_argument("--steps", type=int, default=500, help="SimGD/AltGD steps (default 500)")
+    g.add_argument("--n-d", type=int, default=1, help="AltGD discriminator steps per generator step (default 1)")
+    g.add_argument("--dim", type=int, default=1, help="n of the n-D Dirac-GAN (default 1: x0 = 0)")
+    g.add_argument("--out", default="out/gan/dirac", help="output folder (default out/gan/dirac)")
+
+    g = game("toy", "The Ellipse and Four Points games (thesis Ch. 5-6): parameter error over iterations.")
+    g.add_argument("name", choices=["ellipse", "four-points"], help="which game")
+    g.add_argument("--reg", choices=["none", "r1", "r2"], default="none", help="discriminator penalty")
+    g.add_argument("--gamma", type=float, default=1.0, help="gamma of R1/R2 (default 1)")
+    g.add_argument("--h", type=float, default=0.1, help="learning rate h_g = h_d (default 0.1)")
+    g.add_argument("--steps", type=int, default=3000, help="iterations (default 3000)")
+    g.add_argument("--scheme", choices=["alt", "sim"], default="alt", help="AltGD or SimGD (default alt)")
+    g.add_argument("--loss", choices=["standard", "ns"], default="standard", help="generator loss")
+    g.add_argument("--target", type=float, nargs=2, default=(1.0, 1.0), metavar=("W", "H"),
+                   help="width and height of the target ellipse / rectangle (default 1 1)")
+    g.add_argument("--out", default="out/gan/toy", help="output folder (default out/gan/toy)")
+
+    g = game("bench2d", "The 2-D benchmark of thesis §8.1 / Table 8.1: many small GANs trained at once.")
+    g.add_argument("--quick", action="store_true", help="fewer iterations and a sub-grid (minutes on a CPU)")
+    g.add_argument("--iters", type=int, default=None, help="override the number of generator iterations")
+    g.add_argument("--methods", default=None, help="subset of unreg, wgan-gp-1, wgan-gp-5, r1, r2 (default all)")
+    g.add_argument("--distributions", default=None, help="subset of gaussian, line, circle, four-lines, "
+                   "four-squares, eight (default all)")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="compute device (default cpu)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--out", default="out/gan/bench2d", help="output folder (default out/gan/bench2d)")
+    # ---- end onet gan ----
+
     p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
@@ -227,6 +288,10 @@ def _run(args) -> int:
             print(f"note: {note}")
         print(f"wrote {summary.path} ({summary.n_gallery} objects in the gallery); open it in a browser")
         return 0
+
+    if args.verb == "gan":
+        from onet.gan import run_gan
+        return run_gan(args)
 
     if args.verb == "demo":
         from onet.demo import run_demo
