@@ -72,7 +72,7 @@ def test_r1_r2_runs_converge_wgan_gp_does_not():
     dist = {}
     for method in ("r1", "r2", "wgan-gp", "gan"):
         game = DiracGAN(method, x0, gamma=1.0)
-        dist[method] = [np.linalg.norm(simulate(game, w0, scheme=s, h_g=0.1, h_d=0.1, steps=1500)[-1])
+        dist[method] = [np.linalg.norm(simulate(game, w0, scheme=s, h_g=0.1, h_d=0.1, steps=700)[-1])
                         for s in ("sim", "alt")]
     assert max(dist["r1"] + dist["r2"]) < 1e-6
     assert min(dist["wgan-gp"]) > 0.05 and min(dist["gan"]) > 0.5

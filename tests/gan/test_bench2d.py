@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from onet.gan import bench2d as B
+
+
+def test_distributions_have_the_documented_supports():
+    gen = torch.Generator().manual_seed(0)
+    line = B.sample_data("line", 500, gen)
+    assert (line[:, 1] == 0).all() and line[:, 0].abs().max() <= 1
+    circle = B.sample_data("circle", 500, gen)
+    assert torch.allclose(circle.norm(dim=1), torch.ones(500, dtype=circle.dtype), atol=1e-6)
+    sq = B.sample_data("four-squares", 500, gen)
+    assert ((sq.abs() - 0.5).abs() <= 0.3 + 1e-6).all()
+    lines = B.sample_data("four-lines", 500, gen)
+    assert set(np.round(lines[:, 0].numpy(), 6)) == {-0.75, -0.25, 0.25, 0.75}
+    eight = B.sample_data("eight", 4000, gen)
+    assert (eight.norm(dim=1) - 1).abs().max() < 0.15
+    with pytest.raises(ValueError, match="unknown distribution 'moons'"):
+        B.sample_data("moons", 3, gen)
+
+
+def test_stacked_mlp_slice_equals_an_nn_module_with_the_same_weights():
+    gen = torch.Generator().manual_seed(0)
+    mlp = B.StackedMLP(3, 2, 8, 1, torch.tensor([0.0, 1.0, 0.0]), gen, "cpu")
+    x = torch.randn(3, 5, 2)
+    out = mlp(x)
+    for r, act in ((0, nn.LeakyReLU(0.2)), (1, nn.Tanh())):
+        layers = []
+        for i in range(0, 8, 2):
+            lin = nn.Linear(*mlp.params[i].shape[1:])
+            lin.weight.data, lin.bias.data = mlp.params[i][r].T.detach(), mlp.params[i + 1][r, 0].detach()
+            layers += [lin, act] if i < 6 else [lin]
+        assert torch.allclose(out[r], nn.Sequential(*layers)(x[r]), atol=1e-12)
+
+
+@pytest.mark.parametrize("opt", ["sgd", "rmsprop"])
+def test_batched_optimizer_matches_torch(opt):
+    w = torch.randn(2, 4, 3)
+    ref = [nn.Parameter(w[i].clone()) for i in range(2)]
+    lrs = [1e-2, 5e-3]
+    torch_opts = [torch.optim.SGD([p], lr=lr) if opt == "sgd" else
+                  torch.optim.RMSprop([p], lr=lr, alpha=0.99, eps=1e-8) for p, lr in zip(ref, lrs)]
+    batched = B.BatchedOptimizer([w], torch.tensor(lrs), torch.tensor([float(opt == "rmsprop")] * 2))
+    for _ in range(5):
+        g = torch.randn(2, 4, 3)
+        batched.step([g])
+        for i, (p, o) in enumerate(zip(ref, torch_opts)):
+            p.grad = g[i].clone()
+            o.step()
+    for i in range(2):
+        assert torch.allclose(w[i], ref[i].detach(), atol=1e-10)
+
+
+def test_run_bench2d_tiny_grid_writes_tables_and_resumes(tmp_path):
+    grid = B.Grid(iters=12, widths=(8,), activations=("leaky",), sgd_lrs=(5e-2,), rms_lrs=(5e-4,), gammas=(1.0,),
+                  checkpoints=2, eval_samples=128, select_samples=64)
+    kw = dict(grid=grid, out_dir=tmp_path, methods=("unreg", "r1", "wgan-gp-5"), distributions=("line", "eight"),
+              progress=False, workers=1)
+    lines = []
+    res = B.run_bench2d(print_fn=lines.append, **kw)
+    assert set(res.table) == {"line", "eight"} and all(np.isfinite(v) for d in res.table.values() for v in d.values())
+    assert all(0 < f < 0.2 for f in res.floor.values())
+    assert len(res.best) == 6 and (tmp_path / "samples.png").read_bytes()[:4] == b"\x89PNG"
+    assert "| line |" in (tmp_path / "bench2d.md").read_text()
+    assert len((tmp_path / "runs.csv").read_text().splitlines()) == 1 + 2 * (2 + 2 + 2)
+    lines.clear()
+    again = B.run_bench2d(print_fn=lines.append, **kw)
+    assert any("already trained" in s for s in lines)
+    assert [b["w1_select"] for b in again.best] == [b["w1_select"] for b in res.best]
