@@ -26,10 +26,10 @@ Distributions (Fig. 8.1 shows them only as pictures; our parameters):
   four-squares  uniform on four squares of side 0.6 centred at (±0.5, ±0.5)
   eight         eight Gaussians (std 0.02) at the 8th roots of unity
 
-Speed: every run of one hidden width and one n_d is a slice of one set of
+Speed: every run of one architecture and one n_d is a slice of one set of
 stacked weights (R, in, out); a step of all of them is a handful of batched
-matmuls (torch.baddbmm), with per-run masks selecting loss, penalty,
-activation and optimiser (SGD or RMSProp, per-run learning rates).
+matmuls (torch.baddbmm), with per-run masks selecting loss, penalty and
+optimiser (SGD or RMSProp, per-run learning rates).
 """
 
 from __future__ import annotations
@@ -138,10 +138,9 @@ def grid_runs(grid: Grid, methods, distributions) -> list[Run]:
 
 
 class StackedMLP:
-    """R independent 4-layer MLPs in -> H -> H -> H -> out with per-run activation, as stacked weights."""
+    """R independent 4-layer MLPs in -> H -> H -> H -> out ('leaky': LeakyReLU(0.2), 'tanh'), stacked weights."""
 
-    def __init__(self, r: int, d_in: int, width: int, d_out: int, tanh: torch.Tensor, gen: torch.Generator,
-                 device):
+    def __init__(self, r: int, d_in: int, width: int, d_out: int, act: str, gen: torch.Generator, device):
         dims = [d_in, width, width, width, d_out]
         self.params = []
         for a, b in zip(dims[:-1], dims[1:]):   # PyTorch's nn.Linear initialisation, per run
@@ -149,7 +148,7 @@ class StackedMLP:
             w = (torch.rand(r, a, b, generator=gen, device=device) * 2 - 1) * bound
             bias = (torch.rand(r, 1, b, generator=gen, device=device) * 2 - 1) * bound
             self.params += [w.requires_grad_(True), bias.requires_grad_(True)]
-        self.tanh = tanh.view(r, 1, 1).to(device)   # 1: Tanh, 0: LeakyReLU(0.2)
+        self.act = act
 
     def __call__(self, x: torch.Tensor, params=None) -> torch.Tensor:
         """x (R, B, d_in) -> (R, B, d_out)."""
@@ -158,7 +157,7 @@ class StackedMLP:
         for i in range(0, len(p), 2):
             h = torch.baddbmm(p[i + 1], h, p[i])
             if i + 2 < len(p):
-                h = self.tanh * torch.tanh(h) + (1 - self.tanh) * F.leaky_relu(h, 0.2)
+                h = torch.tanh(h) if self.act == "tanh" else F.leaky_relu(h, 0.2)
         return h
 
 
@@ -180,7 +179,7 @@ class BatchedOptimizer:
 
 
 def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, progress: bool = True):
-    """Train runs that share width and n_d as one program.
+    """Train runs that share width, activation and n_d as one program.
 
     Returns (select_w1 (R, C) numpy: 512-sample W1 at each checkpoint, snapshots: list of C lists of
     generator parameter tensors (R, ...) on the CPU).
@@ -189,9 +188,8 @@ def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, pro
 
     r, width = len(runs), runs[0].width
     gen = torch.Generator(device=device).manual_seed(seed)
-    tanh = torch.tensor([float(x.act == "tanh") for x in runs])
-    G = StackedMLP(r, Z_DIM, width, 2, tanh, gen, device)
-    D = StackedMLP(r, 2, width, 1, tanh, gen, device)
+    G = StackedMLP(r, Z_DIM, width, 2, runs[0].act, gen, device)
+    D = StackedMLP(r, 2, width, 1, runs[0].act, gen, device)
     col = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
     lr, rms = col([x.lr for x in runs]), col([float(x.opt == "rmsprop") for x in runs])
     gamma = col([x.gamma for x in runs])
@@ -210,7 +208,7 @@ def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, pro
 
     ckpts = sorted(set(np.linspace(grid.iters * 0.8, grid.iters, grid.checkpoints).round().astype(int).tolist()))
     select, snaps = [], []
-    for it in tqdm(range(1, grid.iters + 1), desc=f"width {width}, n_d {n_d}, {r} GANs", disable=not progress,
+    for it in tqdm(range(1, grid.iters + 1), desc=f"{runs[0].arch}, n_d {n_d}, {r} GANs", disable=not progress,
                    leave=False, mininterval=2):
         # generator step: NS loss softplus(-d) or WGAN -d, each run's mean, summed over runs
         z = torch.randn(r, B, Z_DIM, generator=gen, device=device)
@@ -289,9 +287,9 @@ def run_bench2d(*, quick: bool = False, out_dir: str | Path | None = "out/gan/be
     snaps: dict[int, list] = {}
     groups = {}
     for i, x in enumerate(runs):
-        groups.setdefault((x.width, 5 if x.method == "wgan-gp-5" else 1), []).append(i)
-    for (width, n_d), idx in sorted(groups.items()):
-        key = f"w{width}_nd{n_d}"
+        groups.setdefault((x.width, x.act, 5 if x.method == "wgan-gp-5" else 1), []).append(i)
+    for (width, act, n_d), idx in sorted(groups.items()):
+        key = f"{width}-{act}_nd{n_d}"
         tag = json.dumps({"grid": asdict(grid), "runs": [asdict(runs[i]) for i in idx], "seed": seed}, sort_keys=True)
         cache = out / "groups" / f"{key}.pt" if out is not None else None
         if cache is not None and cache.exists():
@@ -328,7 +326,7 @@ def run_bench2d(*, quick: bool = False, out_dir: str | Path | None = "out/gan/be
     for k, (i, _) in sorted(best_idx.items()):
         x = runs[i]
         for snap in snaps[i]:
-            G = StackedMLP(1, Z_DIM, x.width, 2, torch.tensor([float(x.act == "tanh")]), gen, "cpu")
+            G = StackedMLP(1, Z_DIM, x.width, 2, x.act, gen, "cpu")
             with torch.no_grad():
                 fake = G(torch.randn(1, grid.eval_samples, Z_DIM, generator=gen), [p[None] for p in snap])[0].numpy()
             pairs.append((fake, sample_data(x.dist, grid.eval_samples, gen).numpy()))
@@ -402,7 +400,7 @@ def plot_samples(runs, best_idx, snaps, methods, distributions, n: int = 1000) -
             cands = [(s, i) for (dd, mm, _), (i, s) in best_idx.items() if dd == d and mm == m]
             i = min(cands)[1]
             x = runs[i]
-            G = StackedMLP(1, Z_DIM, x.width, 2, torch.tensor([float(x.act == "tanh")]), gen, "cpu")
+            G = StackedMLP(1, Z_DIM, x.width, 2, x.act, gen, "cpu")
             with torch.no_grad():
                 fake = G(torch.randn(1, n, Z_DIM, generator=gen), [p[None] for p in snaps[i][-1]])[0].numpy()
             p = fig.panel(r_, c, (-1.6, 1.6), (-1.6, 1.6), title=f"{d}, {m}")

@@ -24,10 +24,10 @@ def test_distributions_have_the_documented_supports():
 
 def test_stacked_mlp_slice_equals_an_nn_module_with_the_same_weights():
     gen = torch.Generator().manual_seed(0)
-    mlp = B.StackedMLP(3, 2, 8, 1, torch.tensor([0.0, 1.0, 0.0]), gen, "cpu")
-    x = torch.randn(3, 5, 2)
-    out = mlp(x)
-    for r, act in ((0, nn.LeakyReLU(0.2)), (1, nn.Tanh())):
+    for name, act in (("leaky", nn.LeakyReLU(0.2)), ("tanh", nn.Tanh())):
+        mlp = B.StackedMLP(3, 2, 8, 1, name, gen, "cpu")
+        x = torch.randn(3, 5, 2)
+        out, r = mlp(x), 1
         layers = []
         for i in range(0, 8, 2):
             lin = nn.Linear(*mlp.params[i].shape[1:])
