@@ -26,10 +26,11 @@ Distributions (Fig. 8.1 shows them only as pictures; our parameters):
   four-squares  uniform on four squares of side 0.6 centred at (±0.5, ±0.5)
   eight         eight Gaussians (std 0.02) at the 8th roots of unity
 
-Speed: every run of one architecture and one n_d is a slice of one set of
-stacked weights (R, in, out); a step of all of them is a handful of batched
-matmuls (torch.baddbmm), with per-run masks selecting loss, penalty and
-optimiser (SGD or RMSProp, per-run learning rates).
+Speed: the runs of one architecture and one kind (unregularised, R1/R2,
+WGAN-GP n_d = 1, WGAN-GP n_d = 5) are slices of one set of stacked weights
+(R, in, out); a step of all of them is a handful of batched matmuls
+(torch.baddbmm), with per-run learning rates, per-run masks choosing SGD or
+RMSProp and R1 or R2, and no work spent on penalties a run does not have.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import itertools
 import json
 import math
 import time
-from concurrent.futures import ProcessPoolExecutor
+import zlib
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,7 +86,7 @@ class Grid:
 
 
 FULL = Grid()
-QUICK = Grid(iters=3000, widths=(16,), sgd_lrs=(2e-2, 5e-2), rms_lrs=(2e-4, 5e-4), gammas=(1.0, 10.0),
+QUICK = Grid(iters=2000, widths=(16,), sgd_lrs=(2e-2, 5e-2), rms_lrs=(2e-4, 5e-4), gammas=(1.0, 10.0),
              checkpoints=2)
 
 
@@ -178,26 +180,55 @@ class BatchedOptimizer:
             p.sub_(self.lr.view(shape) * upd)
 
 
-def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, progress: bool = True):
-    """Train runs that share width, activation and n_d as one program.
+def group_kind(method: str) -> str:
+    """Runs of one kind share a program: 'none' (unregularised), 'zc' (R1 / R2), 'gp' (WGAN-GP)."""
+    return "none" if method == "unreg" else ("gp" if method.startswith("wgan") else "zc")
 
-    Returns (select_w1 (R, C) numpy: 512-sample W1 at each checkpoint, snapshots: list of C lists of
-    generator parameter tensors (R, ...) on the CPU).
+
+def group_d_loss(D: "StackedMLP", kind: str, xr: torch.Tensor, fake: torch.Tensor, gamma: torch.Tensor,
+                 on_fake: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
+    """Sum over runs of each run's discriminator loss + penalty. xr, fake: (R, B, 2); gamma (R,);
+    on_fake (R, 1) bool (R2 instead of R1); t (R, B, 1) interpolation weights for 'gp'. A scalar."""
+    B = xr.shape[1]
+    if kind == "none":
+        out = D(torch.cat([xr, fake], 1)).squeeze(-1)                          # (R, 2B)
+        dr, df = out[:, :B], out[:, B:]
+        return (F.softplus(-dr).mean(1) + F.softplus(df).mean(1)).sum()
+    if kind == "zc":   # R1 on data or R2 on fakes: one forward, the penalty from its half
+        x = torch.cat([xr, fake], 1).requires_grad_(True)
+        out = D(x).squeeze(-1)
+        dr, df = out[:, :B], out[:, B:]
+        sq = input_grad_sq(out, x, sample_ndim=2)                              # (R, 2B) ||∇_x d||²
+        sq = torch.where(on_fake, sq[:, B:], sq[:, :B])
+        return (F.softplus(-dr).mean(1) + F.softplus(df).mean(1) + 0.5 * gamma * sq.mean(1)).sum()
+    xi = (t * xr + (1 - t) * fake).requires_grad_(True)                       # WGAN-GP on interpolates
+    out = D(torch.cat([xr, fake, xi], 1)).squeeze(-1)                          # (R, 3B)
+    dr, df, di = out[:, :B], out[:, B:2 * B], out[:, 2 * B:]
+    norm = input_grad_sq(di, xi, sample_ndim=2).clamp_min(1e-12).sqrt()
+    return (df.mean(1) - dr.mean(1) + gamma * (norm - 1).pow(2).mean(1)).sum()
+
+
+def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, progress: bool = True):
+    """Train runs that share architecture, group kind and n_d as one program.
+
+    Returns (select_w1 (R, C) numpy: W1 on grid.select_samples samples at each checkpoint,
+    snapshots: list of C lists of generator parameter tensors (R, ...) on the CPU).
     """
     from tqdm import tqdm
 
-    r, width = len(runs), runs[0].width
+    r, width, kind = len(runs), runs[0].width, group_kind(runs[0].method)
+    if any(group_kind(x.method) != kind or x.arch != runs[0].arch for x in runs):
+        raise ValueError("train_group needs runs of one architecture and one group kind")
     gen = torch.Generator(device=device).manual_seed(seed)
     G = StackedMLP(r, Z_DIM, width, 2, runs[0].act, gen, device)
     D = StackedMLP(r, 2, width, 1, runs[0].act, gen, device)
     col = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
     lr, rms = col([x.lr for x in runs]), col([float(x.opt == "rmsprop") for x in runs])
     gamma = col([x.gamma for x in runs])
-    wgan = col([float(x.method.startswith("wgan")) for x in runs])
-    pen_kind = torch.tensor([{"r1": 0, "r2": 1}.get(x.method, 2) for x in runs], device=device)
+    on_fake = torch.tensor([x.method == "r2" for x in runs], device=device).view(r, 1)
     opt_g, opt_d = BatchedOptimizer(G.params, lr, rms), BatchedOptimizer(D.params, lr, rms)
-    dists = sorted(set(x.dist for x in runs))
-    dist_idx = {d: torch.tensor([i for i, x in enumerate(runs) if x.dist == d], device=device) for d in dists}
+    dist_idx = {d: torch.tensor([i for i, x in enumerate(runs) if x.dist == d], device=device)
+                for d in sorted(set(x.dist for x in runs))}
     B = grid.batch
 
     def real(n):
@@ -208,30 +239,21 @@ def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, pro
 
     ckpts = sorted(set(np.linspace(grid.iters * 0.8, grid.iters, grid.checkpoints).round().astype(int).tolist()))
     select, snaps = [], []
-    for it in tqdm(range(1, grid.iters + 1), desc=f"{runs[0].arch}, n_d {n_d}, {r} GANs", disable=not progress,
-                   leave=False, mininterval=2):
-        # generator step: NS loss softplus(-d) or WGAN -d, each run's mean, summed over runs
+    for it in tqdm(range(1, grid.iters + 1), desc=f"{runs[0].arch} {kind} n_d {n_d}: {r} GANs",
+                   disable=not progress, leave=False, mininterval=2):
+        # generator step: each run's mean loss (NS softplus(-d), or WGAN -d), summed over runs
         z = torch.randn(r, B, Z_DIM, generator=gen, device=device)
         d_fake = D(G(z)).squeeze(-1)
-        loss_g = (wgan * -d_fake.mean(1) + (1 - wgan) * F.softplus(-d_fake).mean(1)).sum()
+        loss_g = (-d_fake if kind == "gp" else F.softplus(-d_fake)).mean(1).sum()
         opt_g.step(torch.autograd.grad(loss_g, G.params))
         for k in range(n_d):
             zk = z if k == 0 else torch.randn(r, B, Z_DIM, generator=gen, device=device)
             with torch.no_grad():
                 fake = G(zk)
             xr = real(B)
-            t = torch.rand(r, B, 1, generator=gen, device=device)
-            pen_x = torch.where(pen_kind.view(r, 1, 1) == 0, xr,
-                                torch.where(pen_kind.view(r, 1, 1) == 1, fake, t * xr + (1 - t) * fake))
-            pen_x.requires_grad_(True)
-            out = D(torch.cat([xr, fake, pen_x], 1)).squeeze(-1)      # (R, 3B)
-            dr, df, dp = out[:, :B], out[:, B:2 * B], out[:, 2 * B:]
-            loss_d = wgan * (df.mean(1) - dr.mean(1)) + (1 - wgan) * (F.softplus(-dr).mean(1) + F.softplus(df).mean(1))
-            sq = input_grad_sq(dp, pen_x, sample_ndim=2)               # (R, B) ||∇_x d||²
-            zero_centred = 0.5 * sq.mean(1)
-            gp = (sq.clamp_min(1e-12).sqrt() - 1).pow(2).mean(1)
-            pen = gamma * torch.where(pen_kind == 2, gp, zero_centred)
-            opt_d.step(torch.autograd.grad((loss_d + pen).sum(), D.params))
+            t = torch.rand(r, B, 1, generator=gen, device=device) if kind == "gp" else None
+            loss = group_d_loss(D, kind, xr, fake, gamma, on_fake, t)
+            opt_d.step(torch.autograd.grad(loss, D.params))
         if it in ckpts:
             with torch.no_grad():
                 snap = [p.detach().cpu().clone() for p in G.params]
@@ -240,6 +262,15 @@ def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, pro
             select.append([wasserstein1(f, d) for f, d in zip(fake, data)])
             snaps.append(snap)
     return np.array(select).T, snaps
+
+
+def _train_job(job, progress: bool = False):
+    """One group in a (possibly separate, single-threaded) process: (select, snapshots, seconds)."""
+    runs, grid, n_d, seed, device = job
+    torch.set_num_threads(1)
+    t = time.time()
+    sel, sn = train_group(runs, grid, n_d, seed=seed, device=torch.device(device), progress=progress)
+    return sel, sn, time.time() - t
 
 
 def _w1_job(args):
@@ -281,35 +312,60 @@ def run_bench2d(*, quick: bool = False, out_dir: str | Path | None = "out/gan/be
     if iters is not None:
         grid = Grid(**{**asdict(grid), "iters": iters})
     workers = workers or min(2, os.cpu_count() or 1)
+    threads = torch.get_num_threads()
+    try:
+        # the batched ops are small: one thread avoids intra-op synchronisation, which on a shared
+        # 2-core machine made steps 10-50x slower than single-threaded ones (measured side by side)
+        torch.set_num_threads(1)
+        return _run(grid, methods, distributions, quick, out_dir, dev, seed, progress, workers, print_fn, t0)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(grid, methods, distributions, quick, out_dir, dev, seed, progress, workers, print_fn, t0):
+    from tqdm import tqdm
+
     runs = grid_runs(grid, methods, distributions)
     out = Path(out_dir) if out_dir is not None else None
     select = np.full((len(runs), grid.checkpoints), np.nan)
     snaps: dict[int, list] = {}
     groups = {}
     for i, x in enumerate(runs):
-        groups.setdefault((x.width, x.act, 5 if x.method == "wgan-gp-5" else 1), []).append(i)
-    for (width, act, n_d), idx in sorted(groups.items()):
-        key = f"{width}-{act}_nd{n_d}"
+        groups.setdefault((x.width, x.act, group_kind(x.method), 5 if x.method == "wgan-gp-5" else 1), []).append(i)
+    todo, results = [], {}
+    for (width, act, kind, n_d), idx in sorted(groups.items()):
+        key = f"{width}-{act}_{kind}_nd{n_d}"
         tag = json.dumps({"grid": asdict(grid), "runs": [asdict(runs[i]) for i in idx], "seed": seed}, sort_keys=True)
         cache = out / "groups" / f"{key}.pt" if out is not None else None
-        if cache is not None and cache.exists():
-            saved = torch.load(cache, weights_only=False)
-            if saved.get("tag") == tag:
-                sel, sn = saved["select"], saved["snaps"]
-                print_fn(f"bench2d: {key} already trained ({len(idx)} GANs), reusing {cache}")
-            else:
-                saved = None
+        saved = torch.load(cache, weights_only=False) if cache is not None and cache.exists() else None
+        if saved is not None and saved.get("tag") == tag:
+            results[key] = (saved["select"], saved["snaps"])
+            print_fn(f"bench2d: {key} already trained ({len(idx)} GANs), reusing {cache}")
         else:
-            saved = None
-        if saved is None:
-            tg = time.time()
-            sel, sn = train_group([runs[i] for i in idx], grid, n_d, seed=seed + 1000 * width + n_d, device=dev,
-                                  progress=progress)
-            print_fn(f"bench2d: {key}: {len(idx)} GANs x {grid.iters} iterations in {time.time() - tg:.0f} s")
-            if cache is not None:
-                buf = io.BytesIO()
-                torch.save({"tag": tag, "select": sel, "snaps": sn}, buf)
-                write_bytes_atomic(cache, buf.getvalue())
+            todo.append((key, idx, n_d, tag, cache))
+
+    def finish(key, tag, cache, sel, sn, seconds, n):
+        results[key] = (sel, sn)
+        print_fn(f"bench2d: {key}: {n} GANs x {grid.iters} iterations in {seconds:.0f} s")
+        if cache is not None:
+            buf = io.BytesIO()
+            torch.save({"tag": tag, "select": sel, "snaps": sn}, buf)
+            write_bytes_atomic(cache, buf.getvalue())
+
+    jobs = [([runs[i] for i in idx], grid, n_d, seed + zlib.crc32(key.encode()), str(dev))
+            for key, idx, n_d, _, _ in todo]
+    if workers > 1 and dev.type == "cpu" and len(todo) > 1:
+        # independent groups on separate single-threaded processes: both cores busy
+        with ProcessPoolExecutor(workers) as ex:
+            futures = {ex.submit(_train_job, job): t for job, t in zip(jobs, todo)}
+            for fut in tqdm(as_completed(futures), total=len(futures), desc="bench2d groups", disable=not progress):
+                key, idx, _, tag, cache = futures[fut]
+                finish(key, tag, cache, *fut.result(), len(idx))
+    else:
+        for job, (key, idx, _, tag, cache) in zip(jobs, todo):
+            finish(key, tag, cache, *_train_job(job, progress=progress), len(idx))
+    for (width, act, kind, n_d), idx in sorted(groups.items()):
+        sel, sn = results[f"{width}-{act}_{kind}_nd{n_d}"]
         select[idx, :sel.shape[1]] = sel
         for j, i in enumerate(idx):
             snaps[i] = [[p[j] for p in snap] for snap in sn]
