@@ -19,6 +19,7 @@ EPILOGS = {
   onet preprocess my_meshes/ data/mine --n-views 24 --img-size 137
   onet preprocess my_meshes/ data/mine --depth             # also depth maps beside the images
   onet preprocess my_meshes/ data/mine --shard 3/16      # one job of a cluster array
+  onet preprocess my_meshes/ data/mine --near-surface 100000 --near-sigma 0.01,0.05
 """,
     "train": """examples:
   onet train configs/demo.yaml
@@ -122,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write depth maps of the views (<img folder>/depth.npz, see data/README.md)")
     p.add_argument("--no-materials", action="store_true",
                    help="render every mesh grey, ignoring its colours and textures")
+    p.add_argument("--near-surface", type=int, default=0, metavar="N",
+                   help="also write N occupancy samples around the surface to points_near_surface.npz "
+                        "(default 0: none; points.npz stays the published uniform samples)")
+    p.add_argument("--near-sigma", default="0.01", metavar="S[,S2]",
+                   help="std of the near-surface offsets in unit-cube units; two scales split the points "
+                        "evenly, e.g. 0.01,0.05 (default 0.01)")
     p.add_argument("--splits-from", default=None, metavar="DIR",
                    help="folder with <category>/{train,val,test}.lst to use instead of a seeded 70/10/20 split")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and splits")

@@ -139,3 +139,31 @@ def test_preprocess_output_trains_unchanged(tmp_path):
     assert res.returncode == 0, res.stderr
     res = run("train", "configs/voxels.yaml", f"out_dir={tmp_path / 'vox'}", *common)
     assert res.returncode == 0, res.stderr
+
+
+def test_preprocess_near_surface_flags_and_training_mix(tmp_path):
+    import trimesh
+    src = tmp_path / "meshes" / "things"
+    src.mkdir(parents=True)
+    for i in range(4):
+        trimesh.creation.box(extents=(1, 0.2 + 0.1 * i, 0.05)).export(src / f"plate_{i}.obj")
+    out = tmp_path / "dataset"
+    small = ["--n-points", 2000, "--n-surface", 1000, "--n-views", 1, "--img-size", 32,
+             "--watertight-resolution", 32, "--no-progress"]
+    res = run("preprocess", tmp_path / "meshes", out, "--near-sigma", "0.01,x", *small)
+    assert res.returncode == 2 and "--near-sigma" in res.stderr
+    res = run("preprocess", tmp_path / "meshes", out, "--near-surface", 800, "--near-sigma", "0.01,0.05", *small)
+    assert res.returncode == 0, res.stderr
+    from onet.data.formats import load_points_npz
+    near = load_points_npz(out / "things" / "plate_0" / "points_near_surface.npz")
+    assert near["points"].shape == (800, 3)
+    assert load_points_npz(out / "things" / "plate_0" / "points.npz")["points"].shape == (2000, 3)
+    res = run("train", "configs/pointcloud.yaml", f"out_dir={tmp_path / 'pc'}", f"data.path={out}",
+              "data.points_near_surface_ratio=0.5", "train.max_iters=2", "train.batch_size=2",
+              "data.points_subsample=64", "data.points_iou_subsample=200", "model.encoder_kwargs={hidden_dim: 16}",
+              "model.decoder_kwargs={hidden_size: 16, n_blocks: 1}", "model.c_dim=16", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    assert "have no points_near_surface.npz" not in res.stdout + res.stderr
+    res = run("train", "configs/pointcloud.yaml", f"out_dir={tmp_path / 'bad'}", f"data.path={out}",
+              "data.points_near_surface_ratio=2")
+    assert res.returncode == 2 and "data.points_near_surface_ratio" in res.stderr

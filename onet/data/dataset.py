@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from onet.data.formats import (
+    POINTS_NEAR_SURFACE_FILE,
     DataFormatError,
     load_pointcloud_npz,
     load_points_npz,
@@ -40,6 +41,8 @@ class DataOptions:
     points_subsample: int = 2048
     points_iou_subsample: int | None = None
     points_jitter: float = 1e-4
+    points_near_surface_file: str = POINTS_NEAR_SURFACE_FILE
+    points_near_surface_ratio: float = 0.0
     img_folder: str = "img_choy2016"
     img_size: int = 224
     img_augment: bool = False
@@ -49,6 +52,12 @@ class DataOptions:
     voxels_file: str = "model.binvox"
     cache_points: bool = False
     skip_bad: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.points_near_surface_ratio <= 1.0:
+            from onet.utils.errors import ConfigError
+            raise ConfigError(f"config key 'data.points_near_surface_ratio' must be in [0, 1], "
+                              f"got {self.points_near_surface_ratio!r}")
 
     @classmethod
     def from_config(cls, data_cfg: dict) -> "DataOptions":
@@ -186,7 +195,7 @@ class ShapeDataset(torch.utils.data.Dataset):
             self.problems = []
         self.items = items
         self.epoch = 0
-        self._points_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._points_cache: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.items)
@@ -211,17 +220,16 @@ class ShapeDataset(torch.utils.data.Dataset):
         folder = self.root / cat / model_id
         opt = self.options
         rng = self.rng_for(idx)
-        if idx in self._points_cache:
-            points, occ = self._points_cache[idx]
-        else:
-            pts = load_points_npz(folder / opt.points_file)
-            points, occ = pts["points"], pts["occupancies"]
-            if opt.cache_points:
-                self._points_cache[idx] = (points, occ)
+        points, occ = self._points(idx, folder, opt.points_file)
         n = opt.points_subsample if self.mode == "train" else opt.points_iou_subsample
+        n_near = self.n_near_surface(n, folder)
         if n is not None:
-            sel = rng.integers(0, len(points), size=n)
+            sel = rng.integers(0, len(points), size=n - n_near)
             points, occ = points[sel], occ[sel]
+        if n_near:
+            near, near_occ = self._points(idx, folder, opt.points_near_surface_file)
+            sel = rng.integers(0, len(near), size=n_near)
+            points, occ = np.concatenate([points, near[sel]]), np.concatenate([occ, near_occ[sel]])
         if opt.points_jitter > 0:
             # jitter after subsampling: it only breaks the float16 lattice, so it is needed on the used points only
             points = points + opt.points_jitter * rng.standard_normal(points.shape).astype(np.float32)
@@ -234,6 +242,34 @@ class ShapeDataset(torch.utils.data.Dataset):
             "model_id": model_id,
         }
         return item
+
+    def n_near_surface(self, n: int | None, folder: Path) -> int:
+        """How many of an object's n training points come from the near-surface file.
+
+        Only in training (validation and test IoU stay on the uniform points, as the
+        thesis defines them), and only where the file exists: an object without it
+        trains on uniform points alone, exactly as in the published layout.
+        """
+        ratio = self.options.points_near_surface_ratio
+        if self.mode != "train" or n is None or ratio <= 0:
+            return 0
+        if not (folder / self.options.points_near_surface_file).is_file():
+            return 0
+        return int(round(ratio * n))
+
+    def count_missing_near_surface(self) -> int:
+        """Objects of this split without the near-surface file (they train on uniform points only)."""
+        name = self.options.points_near_surface_file
+        return sum(not (self.root / cat / mid / name).is_file() for cat, mid in self.items)
+
+    def _points(self, idx: int, folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """(points (N, 3) float32, occupancies (N,) bool) of one occupancy file, cached when asked."""
+        if (idx, name) in self._points_cache:
+            return self._points_cache[(idx, name)]
+        pts = load_points_npz(folder / name)
+        if self.options.cache_points:
+            self._points_cache[(idx, name)] = (pts["points"], pts["occupancies"])
+        return pts["points"], pts["occupancies"]
 
     def load_inputs(self, folder: Path, rng: np.random.Generator) -> torch.Tensor:
         opt = self.options

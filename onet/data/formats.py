@@ -34,6 +34,10 @@ import yaml
 
 from onet.utils.io import savez_atomic, write_bytes_atomic, write_text_atomic
 
+# Occupancy samples around the surface (`onet preprocess --near-surface N`): an optional
+# file beside points.npz, same layout (DESIGN §10); loaders never require it.
+POINTS_NEAR_SURFACE_FILE = "points_near_surface.npz"
+
 __all__ = [
     "DataFormatError",
     "read_binvox",

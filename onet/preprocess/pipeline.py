@@ -5,8 +5,9 @@ Per object (`process_object`): load and clean (`onet.geometry.mesh_io.load_mesh`
 (`watertight.make_watertight`), then write into <output>/<category>/<model_id>/:
 
     points.npz          n_points uniform in the 1.1 box, occupancy of the watertight mesh
-    points_surface.npz  only when points_near_surface > 0: surface samples of the
-                        watertight mesh plus N(0, near_surface_sigma^2) noise, same format
+    points_near_surface.npz  only when n_near_surface > 0: surface samples of the watertight
+                        mesh plus Gaussian offsets (one or two scales), with their occupancy;
+                        same layout as points.npz (an addition beside the published files, DESIGN §10)
     pointcloud.npz      n_surface samples with normals on the watertight mesh
     model.binvox        voxel_resolution^3 voxels of the watertight mesh
     <img_folder>/000.jpg..  n_views renderings of the (normalised) input mesh with its
@@ -46,6 +47,7 @@ import multiprocessing as mp
 
 import numpy as np
 
+from onet.data.formats import POINTS_NEAR_SURFACE_FILE
 from onet.preprocess.discover import InputItem, find_inputs
 
 REPORT_NAME = "preprocess_report.jsonl"
@@ -77,9 +79,10 @@ class PreprocessOptions:
     Attributes:
         n_points: uniform occupancy points in the 1.1 box (points.npz).
         n_surface: surface samples with normals (pointcloud.npz).
-        points_near_surface: extra occupancy points near the surface, stored in
-            points_surface.npz; 0 writes no such file.
-        near_surface_sigma: std of their Gaussian offset from the surface.
+        n_near_surface: occupancy points near the surface, stored in
+            points_near_surface.npz; 0 writes no such file.
+        near_surface_sigma: std (unit-cube units) of their Gaussian offset from the
+            surface: one scale, or two (the points are split evenly between them).
         voxel_resolution: side of model.binvox.
         n_views, img_size, img_folder: renderings and where they go.
         materials: render with the mesh's colours and textures (False: all grey).
@@ -95,8 +98,8 @@ class PreprocessOptions:
 
     n_points: int = 100000
     n_surface: int = 100000
-    points_near_surface: int = 0
-    near_surface_sigma: float = 0.01
+    n_near_surface: int = 0
+    near_surface_sigma: tuple[float, ...] = (0.01,)
     voxel_resolution: int = 32
     n_views: int = 24
     img_size: int = 137
@@ -115,8 +118,13 @@ class PreprocessOptions:
         for name in ("n_points", "n_surface", "voxel_resolution", "n_views", "img_size"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"PreprocessOptions.{name} must be >= 1, got {getattr(self, name)}")
-        if self.points_near_surface < 0:
-            raise ValueError(f"PreprocessOptions.points_near_surface must be >= 0, got {self.points_near_surface}")
+        if self.n_near_surface < 0:
+            raise ValueError(f"PreprocessOptions.n_near_surface must be >= 0, got {self.n_near_surface}")
+        sigma = self.near_surface_sigma
+        sigma = (sigma,) if isinstance(sigma, (int, float)) else tuple(sigma)
+        if not 1 <= len(sigma) <= 2 or not all(0 < float(x) <= 0.5 for x in sigma):
+            raise ValueError(f"PreprocessOptions.near_surface_sigma must be one or two numbers in (0, 0.5], got {self.near_surface_sigma}")
+        object.__setattr__(self, "near_surface_sigma", tuple(float(x) for x in sigma))
         if self.watertight_resolution < 8 or self.watertight_resolution % 2:
             raise ValueError(f"PreprocessOptions.watertight_resolution must be even and >= 8, got {self.watertight_resolution}")
         fr = tuple(float(f) for f in self.split_fractions)
@@ -128,8 +136,8 @@ class PreprocessOptions:
     def output_files(self) -> list[str]:
         """Files (relative to the object folder) that make an object complete."""
         files = ["points.npz", "pointcloud.npz", "model.binvox"]
-        if self.points_near_surface > 0:
-            files.append("points_surface.npz")
+        if self.n_near_surface > 0:
+            files.append(POINTS_NEAR_SURFACE_FILE)
         files += [f"{self.img_folder}/{i:03d}.jpg" for i in range(self.n_views)]
         if self.depth:
             files.append(f"{self.img_folder}/depth.npz")
@@ -206,6 +214,23 @@ class _Timer:
         self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.t0
 
 
+def near_surface_points(vertices: np.ndarray, faces: np.ndarray, n: int, sigma: Sequence[float], *,
+                        rng: np.random.Generator) -> np.ndarray:
+    """n points around a mesh's surface -> (n, 3) float32, exactly representable in float16.
+
+    Surface samples plus N(0, s^2) offsets; with two scales, point i uses sigma[i % 2]
+    (a fine scale resolves the surface, a coarse one its neighbourhood). Clipped to the
+    1.1 box and rounded to float16, the precision they are stored at, so the labels
+    computed for them are the labels of the stored values.
+    """
+    from onet.geometry.sampling import sample_surface
+
+    near, _ = sample_surface(vertices, faces, n, rng=rng)
+    scale = np.asarray(sigma, dtype=np.float32)[np.arange(n) % len(sigma)]
+    near = near + scale[:, None] * rng.standard_normal(near.shape).astype(np.float32)
+    return np.clip(near, -0.55, 0.55).astype(np.float16).astype(np.float32)
+
+
 def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, timings: dict[str, float]) -> None:
     # imported here so listing inputs and reading reports need none of the heavy stages
     import trimesh
@@ -247,12 +272,10 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
         points = sample_uniform_points(options.n_points, box_size=1.1, rng=np.random.default_rng(points_seq))
         points = points.astype(np.float16).astype(np.float32)
         write_points_npz(folder / "points.npz", points, occupancy(points), loc=loc, scale=scale)
-        if options.points_near_surface > 0:
-            rng = np.random.default_rng(near_seq)
-            near, _ = sample_surface(wv, wf, options.points_near_surface, rng=rng)
-            near = near + options.near_surface_sigma * rng.standard_normal(near.shape).astype(np.float32)
-            near = np.clip(near, -0.55, 0.55).astype(np.float16).astype(np.float32)
-            write_points_npz(folder / "points_surface.npz", near, occupancy(near), loc=loc, scale=scale)
+        if options.n_near_surface > 0:
+            near = near_surface_points(wv, wf, options.n_near_surface, options.near_surface_sigma,
+                                       rng=np.random.default_rng(near_seq))
+            write_points_npz(folder / POINTS_NEAR_SURFACE_FILE, near, occupancy(near), loc=loc, scale=scale)
         surface, normals = sample_surface(wv, wf, options.n_surface, rng=np.random.default_rng(surface_seq))
         write_pointcloud_npz(folder / "pointcloud.npz", surface, normals, loc=loc, scale=scale)
     with _Timer(timings, "voxelize"):

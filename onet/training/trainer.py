@@ -179,6 +179,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if main and ds.problems:  # data.skip_bad=true: say what was left out, never silently
             log(f"skipped {len(ds.problems)} {name} objects listed without a folder (data.skip_bad=true); "
                 f"first: {ds.problems[0]}")
+    ratio = cfg["data"]["points_near_surface_ratio"]
+    missing = train_ds.count_missing_near_surface() if main and ratio > 0 else 0
+    if missing:  # optional file (DESIGN §10): say which objects fall back to uniform points
+        log(f"data.points_near_surface_ratio={ratio}, but {missing} of {len(train_ds)} training objects have no "
+            f"{cfg['data']['points_near_surface_file']}: they train on uniform points only "
+            "(write it with `onet preprocess --near-surface N`)")
     sampler = GlobalBatchSampler(len(train_ds), tcfg["batch_size"], rank=dist_info.rank,
                                  world_size=dist_info.world_size, seed=cfg["seed"])
     train_loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,

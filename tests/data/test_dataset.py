@@ -262,3 +262,105 @@ def test_onet_train_without_pretrained_weights_offline_says_how_to_provide_them(
     assert "ResNet-18 weights" in done.stderr
     assert "pretrained: false" in done.stderr and "encoder_kwargs.pretrained" in done.stderr
     assert not (tmp_path / "run" / "model.pt").exists()
+
+
+# --------------------------------------------------------------------------- near-surface samples (DESIGN §10)
+
+N_NEAR = 999
+
+
+@pytest.fixture(scope="module")
+def with_near(published, tmp_path_factory):
+    """The published tree plus points_near_surface.npz for every object but the first training one."""
+    src, truth = published
+    root = tmp_path_factory.mktemp("near") / "shapenet"
+    shutil.copytree(src, root)
+    rng = np.random.default_rng(1)
+    near = {}
+    train_ids = [(s, m) for s in SYNSETS for m in (root / s / "train.lst").read_text().split()]
+    for key, gt in truth.items():
+        if key == train_ids[0]:
+            continue
+        # on the sphere of the object's radius, offset by 0.01: labels from the radius
+        d = rng.standard_normal((N_NEAR, 3))
+        p = (gt["radius"] * d / np.linalg.norm(d, axis=1, keepdims=True) + 0.01 * rng.standard_normal((N_NEAR, 3)))
+        p = p.astype(np.float16)
+        occ = np.linalg.norm(p.astype(np.float32), axis=1) < gt["radius"]
+        np.savez(root / key[0] / key[1] / "points_near_surface.npz", points=p, occupancies=np.packbits(occ),
+                 loc=np.zeros(3), scale=np.array(1.0))
+        near[key] = (p.astype(np.float32), occ)
+    return root, truth, near, train_ids[0]
+
+
+def _old_training_points(ds: ShapeDataset, idx: int, points: np.ndarray, occ: np.ndarray):
+    """The training sample as the loader drew it before near-surface files existed (pins ratio 0)."""
+    rng = ds.rng_for(idx)
+    sel = rng.integers(0, len(points), size=ds.options.points_subsample)
+    p = points[sel] + ds.options.points_jitter * rng.standard_normal((len(sel), 3)).astype(np.float32)
+    return p, occ[sel]
+
+
+def test_ratio_0_draws_exactly_the_published_sample_whether_or_not_the_file_is_there(published, with_near):
+    root, truth, _, _ = with_near
+    for base in (published[0], root):
+        ds = ShapeDataset(base, "train", options=_options(input_type=None, points_near_surface_ratio=0.0))
+        for idx in range(len(ds)):
+            item = ds[idx]
+            gt = truth[item["category"], item["model_id"]]
+            p, occ = _old_training_points(ds, idx, gt["points"].astype(np.float32), gt["occ"])
+            np.testing.assert_array_equal(item["points"].numpy(), p)
+            np.testing.assert_array_equal(item["points.occ"].numpy() > 0.5, occ)
+
+
+def test_ratio_mixes_near_surface_points_in_training_only(with_near):
+    root, truth, near, no_file = with_near
+    opts = _options(input_type=None, points_subsample=400, points_near_surface_ratio=0.25, points_iou_subsample=None)
+    ds = ShapeDataset(root, "train", options=opts)
+    assert ds.count_missing_near_surface() == 1
+    for idx in range(len(ds)):
+        item = ds[idx]
+        key = item["category"], item["model_id"]
+        pts, occ = item["points"].numpy(), item["points.occ"].numpy() > 0.5
+        assert pts.shape == (400, 3)
+        n_near = 0 if key == no_file else 100  # an object without the file trains on uniform points
+        r = np.linalg.norm(pts, axis=1)
+        near_like = np.abs(r - truth[key]["radius"]) < 0.06
+        if n_near:
+            # the last 100 are rows of the near file, with their labels
+            d = np.linalg.norm(pts[300:, None] - near[key][0][None], axis=2)
+            assert d.min(axis=1).max() < 1e-3
+            np.testing.assert_array_equal(occ[300:], near[key][1][d.argmin(axis=1)])
+            assert near_like[300:].all()
+        # the first ones are uniform: about the volume fraction of the shell lies near the surface
+        assert near_like[: 400 - n_near].mean() < 0.5
+    # validation IoU points stay the uniform ones, all of them
+    val = ShapeDataset(root, "val", options=opts, mode="val")
+    for idx in range(len(val)):
+        item = val[idx]
+        gt = truth[item["category"], item["model_id"]]
+        assert item["points"].shape == (N_POINTS, 3)
+        np.testing.assert_array_equal(item["points.occ"].numpy() > 0.5, gt["occ"])
+
+
+def test_near_surface_ratio_out_of_range_names_the_key():
+    from onet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match="data.points_near_surface_ratio"):
+        _options(points_near_surface_ratio=1.5)
+
+
+def test_ratio_0_trains_the_same_losses_with_and_without_the_file(tiny_cfg, tmp_path):
+    import csv
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_cfg["data"]["path"], root)
+    losses = []
+    for run in ("without", "with"):
+        if run == "with":
+            for obj in root.glob("*/*/points.npz"):
+                shutil.copy(obj, obj.with_name("points_near_surface.npz"))
+        cfg = {**tiny_cfg, "out_dir": str(tmp_path / run), "data": {**tiny_cfg["data"], "path": str(root)},
+               "train": {**tiny_cfg["train"], "max_iters": 3, "validate_every": 3}}
+        train(cfg, progress=False, log=lambda *a: None)
+        with open(tmp_path / run / "metrics.csv") as f:
+            losses.append([(r["it"], r["loss"], r["val_iou"]) for r in csv.DictReader(f)])
+    assert losses[0] == losses[1] and len(losses[0]) == 4

@@ -189,20 +189,69 @@ def test_options_are_checked():
         PreprocessOptions(watertight_resolution=31)
     with pytest.raises(ValueError, match="unknown"):
         pipeline.options_from_dict({"n_point": 3})
-    assert "points_surface.npz" in PreprocessOptions(points_near_surface=10).output_files()
+    assert "points_near_surface.npz" in PreprocessOptions(n_near_surface=10).output_files()
+    assert "points_near_surface.npz" not in PreprocessOptions().output_files()
+    assert PreprocessOptions(near_surface_sigma=0.02).near_surface_sigma == (0.02,)
+    for bad in ((), (0.01, 0.02, 0.05), (0.0,), (-0.01,)):
+        with pytest.raises(ValueError, match="near_surface_sigma"):
+            PreprocessOptions(near_surface_sigma=bad)
+    with pytest.raises(ValueError, match="n_near_surface"):
+        PreprocessOptions(n_near_surface=-1)
 
 
 def test_near_surface_points(tmp_path):
     src = tmp_path / "in"
     _export(trimesh.creation.icosphere(subdivisions=2), src / "x" / "ball.off")
     out = tmp_path / "out"
-    opts = PreprocessOptions(**{**SMALL, "points_near_surface": 1000, "n_views": 1, "save_mesh": False})
+    opts = PreprocessOptions(**{**SMALL, "n_near_surface": 1000, "n_views": 1, "save_mesh": False})
     assert preprocess_dataset(src, out, options=opts, progress=False).n_ok == 1
-    near = load_points_npz(out / "x" / "ball" / "points_surface.npz")
+    near = load_points_npz(out / "x" / "ball" / "points_near_surface.npz")
     r = np.linalg.norm(near["points"], axis=1)
     assert np.abs(r - 0.5).max() < 0.08  # within a few sigma of the (normalised) sphere
     assert 0.2 < near["occupancies"].mean() < 0.8
     assert not (out / "x" / "ball" / "mesh.ply").exists()
+    # the published uniform file is untouched by the option: same bytes as without it
+    plain = tmp_path / "plain"
+    preprocess_dataset(src, plain, options=PreprocessOptions(**{**SMALL, "n_views": 1, "save_mesh": False}),
+                       progress=False)
+    assert (plain / "x" / "ball" / "points.npz").read_bytes() == (out / "x" / "ball" / "points.npz").read_bytes()
+    assert not (plain / "x" / "ball" / "points_near_surface.npz").exists()
+
+
+def _winding_number(v: np.ndarray, f: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Generalised winding number of points p (N, 3) w.r.t. a closed mesh (solid angles, Van Oosterom-Strackee).
+
+    An inside test independent of onet's ray parity: ~1 inside, ~0 outside.
+    """
+    out = np.zeros(len(p))
+    for chunk in np.array_split(np.arange(len(p)), max(1, len(p) // 256)):
+        a, b, c = (v[f[:, k]][None] - p[chunk, None] for k in range(3))  # (n, F, 3)
+        la, lb, lc = (np.linalg.norm(x, axis=2) for x in (a, b, c))
+        det = np.einsum("nfi,nfi->nf", a, np.cross(b, c))
+        den = (la * lb * lc + np.einsum("nfi,nfi->nf", a, b) * lc + np.einsum("nfi,nfi->nf", b, c) * la
+               + np.einsum("nfi,nfi->nf", c, a) * lb)
+        out[chunk] = 2 * np.arctan2(det, den).sum(axis=1) / (4 * np.pi)
+    return out
+
+
+@pytest.mark.parametrize("shape", ["torus", "thin_plate"])
+def test_near_surface_occupancies_agree_with_the_watertight_mesh(tmp_path, shape):
+    mesh = {"torus": lambda: trimesh.creation.torus(1.0, 0.3),
+            "thin_plate": lambda: trimesh.creation.box(extents=(1.0, 0.7, 0.03))}[shape]()
+    _export(mesh, tmp_path / "in" / "c" / f"{shape}.obj")
+    opts = PreprocessOptions(**{**SMALL, "n_near_surface": 3000, "near_surface_sigma": (0.01, 0.05), "n_views": 1})
+    assert preprocess_dataset(tmp_path / "in", tmp_path / "out", options=opts, progress=False).n_ok == 1
+    folder = tmp_path / "out" / "c" / shape
+    near = load_points_npz(folder / "points_near_surface.npz")
+    wt = trimesh.load(folder / "mesh.ply", process=False)
+    occ_ref = _winding_number(np.asarray(wt.vertices, dtype=np.float64), np.asarray(wt.faces),
+                              near["points"].astype(np.float64)) > 0.5
+    agreement = (near["occupancies"] == occ_ref).mean()
+    assert agreement >= 0.995, agreement
+    # two scales: even points from the fine one, odd ones from the coarse one
+    dist = np.abs(trimesh.proximity.signed_distance(wt, near["points"][:1000]))
+    assert np.median(dist[0::2]) < 0.012 < np.median(dist[1::2])
+    assert 0.05 < near["occupancies"].mean() < 0.95
 
 
 def test_textured_mesh_renders_its_texture_and_depth_lands_on_the_surface(tmp_path):
