@@ -1,0 +1,379 @@
+"""Real-data benchmark: game meshes from a Debian package -> preprocess -> train on a CPU budget -> generate -> eval.
+
+The meshes are the props, buildings, ships, rocks and helmets of 0 A.D.
+(Debian package `0ad-data`, CC-BY-SA art), downloaded with `apt-get download`
+into a cache folder, read from the game's PMD files and sorted into classes
+by their file names (`CLASSES`). Nothing is stored in the repository; the
+script rebuilds everything:
+
+    python scripts/bench_real.py                       # data + the decisive runs + tables
+    python scripts/bench_real.py --stage data          # only fetch, convert and preprocess
+    python scripts/bench_real.py --runs pc_cpu --budget 600 --set train.lr=0.001   # a tuning run
+
+Runs (each trains for `--budget` seconds of wall time with `--threads` threads,
+then generates and evaluates the test split):
+    pc_cpu      configs/pointcloud_cpu.yaml (near-surface ratio of the config)
+    pc_cpu_r0   the same with data.points_near_surface_ratio=0 (the near-surface comparison)
+    img_cpu     configs/img_cpu.yaml
+The tables print each run beside the `onet eval --eval-input` baseline (the
+300 noisy input points). A point cloud has no normals, so the input's normal
+consistency is scored here with normals estimated from the points themselves
+(PCA over the 8 nearest input points), as a user would get them.
+
+Needs apt-get and dpkg-deb (Debian/Ubuntu); elsewhere put 0ad-data_*.deb into
+CACHE/debs/ by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import time
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = "0ad-data"
+ZIP_IN_PACKAGE = "./usr/share/games/0ad/mods/public/public.zip"
+
+# Class -> (pattern a mesh path must match, pattern its file name must not match).
+# Pieces of composite models (sails, roofs, leaves, decorations, banners...) are left out:
+# a class holds whole objects only.
+_PIECES = (r"sail|tent|shield|shroud|oar|rope|flag|banner|roof|leaves|trunk|branch|needles|stilts|nature|decor|"
+           r"props|prop_|_prop|plants|tile|struct_b|transp|damaged|water|pivot|door|base|_a_|pile|rubble|broken|"
+           r"destruct|blanket|_ram|mast|cargo|anim|scaffold|basket")
+CLASSES = {
+    "helmet": (r"^art/meshes/props/helmet/", _PIECES),
+    "house": (r"^art/meshes/structural/[^/]*house", _PIECES),
+    "rock": (r"^art/meshes/gaia/[^/]*(rock|stone|geo_|boulder|mineral)", _PIECES + r"|waterfall|cave"),
+    "ship": (r"^art/meshes/(structural|props)/[^/]*(ship|bireme|trireme|quinquereme|longship|boat|galley)", _PIECES),
+    "tower": (r"^art/meshes/structural/[^/]*tower", _PIECES),
+}
+
+RUNS = {
+    "pc_cpu": ("configs/pointcloud_cpu.yaml", []),
+    "pc_cpu_r0": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0"]),
+    "img_cpu": ("configs/img_cpu.yaml", []),
+}
+
+
+def log(msg: str) -> None:
+    print(f"[bench_real {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def fetch_package(cache: Path) -> Path:
+    """The game's public.zip, from `apt-get download 0ad-data` (cached)."""
+    zip_path = cache / "0ad" / "public.zip"
+    if zip_path.is_file():
+        return zip_path
+    debs = cache / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    found = sorted(debs.glob(f"{PACKAGE}_*.deb"))
+    if not found:
+        if shutil.which("apt-get") is None:
+            raise SystemExit(f"apt-get not found: put {PACKAGE}_*.deb into {debs} by hand")
+        log(f"apt-get download {PACKAGE} (about 1.4 GB) into {debs}")
+        subprocess.run(["apt-get", "download", PACKAGE], cwd=debs, check=True)
+        found = sorted(debs.glob(f"{PACKAGE}_*.deb"))
+    log(f"extracting public.zip from {found[-1].name}")
+    out = cache / "0ad" / "pkg"
+    out.mkdir(parents=True, exist_ok=True)
+    deb = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(found[-1])], stdout=subprocess.PIPE)
+    subprocess.run(["tar", "-x", "-C", str(out), ZIP_IN_PACKAGE], stdin=deb.stdout, check=True)
+    if deb.wait() != 0:
+        raise SystemExit(f"dpkg-deb failed on {found[-1]}")
+    (out / ZIP_IN_PACKAGE).replace(zip_path)
+    shutil.rmtree(out)
+    return zip_path
+
+
+def read_pmd(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """0 A.D. PMD mesh (version 3 or 4) -> vertices (V, 3) float32, faces (F, 3) int64.
+
+    Layout: "PSMD", u32 version, u32 data size, u32 vertex count, [v4: u32 UV sets],
+    per vertex position (3 f32), normal (3 f32), UVs (2 f32 per set), 4 bone ids (u8)
+    and 4 weights (f32); then u32 face count and 3 u16 indices per face.
+    """
+    if data[:4] != b"PSMD":
+        raise ValueError("not a PMD file")
+    version, _ = struct.unpack_from("<II", data, 4)
+    off = 12
+    (n_vertices,) = struct.unpack_from("<I", data, off)
+    off += 4
+    n_uv = 1
+    if version >= 4:
+        (n_uv,) = struct.unpack_from("<I", data, off)
+        off += 4
+    stride = 24 + 8 * n_uv + 4 + 16
+    raw = np.frombuffer(data, dtype=np.uint8, count=n_vertices * stride, offset=off).reshape(n_vertices, stride)
+    vertices = raw[:, :12].copy().view("<f4").reshape(n_vertices, 3)
+    off += n_vertices * stride
+    (n_faces,) = struct.unpack_from("<I", data, off)
+    faces = np.frombuffer(data, dtype="<u2", count=3 * n_faces, offset=off + 4).reshape(n_faces, 3).astype(np.int64)
+    if n_faces == 0 or faces.max() >= n_vertices:
+        raise ValueError("no faces, or face indices out of range")
+    return vertices, faces
+
+
+def classify(name: str) -> str | None:
+    for cls, (include, exclude) in CLASSES.items():
+        if re.search(include, name) and not re.search(exclude, name.rsplit("/", 1)[1]):
+            return cls
+    return None
+
+
+def convert(zip_path: Path, meshes: Path, per_class: int, seed: int) -> dict[str, int]:
+    """PMD meshes of the classes -> meshes/<class>/<id>.obj, at most per_class each (seeded choice)."""
+    with zipfile.ZipFile(zip_path) as z:
+        by_class: dict[str, list[str]] = {}
+        for name in sorted(z.namelist()):
+            if name.endswith(".pmd"):
+                cls = classify(name)
+                if cls:
+                    by_class.setdefault(cls, []).append(name)
+        counts = {}
+        for cls, names in sorted(by_class.items()):
+            rng = np.random.default_rng([seed, zlib.crc32(cls.encode())])
+            chosen = sorted(names[i] for i in rng.permutation(len(names))[:per_class])
+            out = meshes / cls
+            out.mkdir(parents=True, exist_ok=True)
+            for name in chosen:
+                stem = name.split("/meshes/", 1)[1].split("/", 1)[1].replace(".dae.cached.pmd", "")
+                path = out / (re.sub(r"[^A-Za-z0-9_-]", "_", stem) + ".obj")
+                if path.is_file():
+                    continue
+                try:
+                    v, f = read_pmd(z.read(name))
+                except (ValueError, struct.error) as exc:
+                    log(f"skipping {name}: {exc}")
+                    continue
+                lines = [f"v {x:.6f} {y:.6f} {w:.6f}" for x, y, w in v] + [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in f]
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text("\n".join(lines) + "\n")
+                tmp.replace(path)
+            counts[cls] = len(list(out.glob("*.obj")))
+    return counts
+
+
+def build_dataset(args) -> Path:
+    cache, data = Path(args.cache), Path(args.data)
+    zip_path = fetch_package(cache)
+    counts = convert(zip_path, cache / "meshes", args.per_class, args.seed)
+    log(f"meshes per class: {counts}")
+    cmd = ["preprocess", cache / "meshes", data, "--workers", args.threads, "--n-views", args.n_views,
+           "--near-surface", args.near_surface, "--near-sigma", args.near_sigma, "--no-progress"]
+    onet(cmd, args, log_to=None)
+    return data
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def onet(cmd: list, args, *, log_to: Path | None) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads),
+           "MKL_NUM_THREADS": str(args.threads)}
+    full = [sys.executable, "-m", "onet", *map(str, cmd)]
+    log(" ".join(map(str, full[2:])))
+    if log_to is None:
+        subprocess.run(full, env=env, check=True, cwd=REPO)
+        return
+    log_to.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_to, "a") as f:
+        res = subprocess.run(full, env=env, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+    if res.returncode != 0:
+        raise SystemExit(f"`onet {cmd[0]}` failed (exit {res.returncode}); see {log_to}")
+
+
+def run(name: str, args) -> dict:
+    """Train `name` for the budget, generate the test split, evaluate; returns eval.json."""
+    config, extra = RUNS[name]
+    out = Path(args.out) / name
+    common = [f"data.path={args.data}", f"out_dir={out}", f"train.max_time={args.budget}", *extra, *args.set]
+    t0 = time.time()
+    onet(["train", config, *common, "--device", "cpu", "--no-progress"], args, log_to=out / "log.txt")
+    t_train = time.time() - t0
+    onet(["generate", config, *common, "--device", "cpu", "--no-progress"], args, log_to=out / "log.txt")
+    onet(["eval", config, *common, "--no-progress"], args, log_to=out / "log.txt")
+    result = json.loads((out / "eval" / "eval.json").read_text())
+    result["train_seconds"] = t_train
+    result["iterations"] = _last_iteration(out / "metrics.csv")
+    return result
+
+
+def _last_iteration(path: Path) -> int:
+    lines = path.read_text().splitlines()[1:]
+    return int(lines[-1].split(",")[0]) if lines else 0
+
+
+def input_baseline(args) -> dict:
+    """`onet eval --eval-input` on the point-cloud config, plus the input's normal consistency (PCA normals)."""
+    out = Path(args.out) / "input"
+    onet(["eval", "configs/pointcloud_cpu.yaml", f"data.path={args.data}", f"out_dir={out}", "--eval-input",
+          "--no-progress"], args, log_to=out / "log.txt")
+    result = json.loads((out / "eval" / "eval.json").read_text())
+    nc = input_normal_consistency(Path(args.data), [(o["category"], o["model_id"]) for o in result["objects"]])
+    for c in result["classes"]:
+        c["normal_consistency"] = float(np.mean(nc[c["category"]]))
+    result["mean_over_classes"]["normal_consistency"] = float(np.mean([np.mean(v) for v in nc.values()]))
+    return result
+
+
+def input_normal_consistency(root: Path, items: list[tuple[str, str]], *, n: int = 300, noise: float = 0.005,
+                             k: int = 8) -> dict[str, list[float]]:
+    """Per class: normal consistency of 300 noisy input points with PCA normals against pointcloud.npz."""
+    sys.path.insert(0, str(REPO))
+    from scipy.spatial import cKDTree
+
+    from onet.data.formats import load_pointcloud_npz
+    from onet.evaluation.metrics import surface_metrics
+
+    out: dict[str, list[float]] = {}
+    for cat, mid in items:
+        ref = load_pointcloud_npz(root / cat / mid / "pointcloud.npz")
+        rng = np.random.default_rng([zlib.crc32(f"{cat}/{mid}".encode())])
+        pts = ref["points"][rng.integers(0, len(ref["points"]), size=n)].astype(np.float64)
+        pts += noise * rng.standard_normal(pts.shape)
+        _, nbr = cKDTree(pts).query(pts, k=k)
+        local = pts[nbr] - pts[nbr].mean(axis=1, keepdims=True)  # (n, k, 3)
+        normals = np.linalg.eigh(np.einsum("nki,nkj->nij", local, local))[1][:, :, 0]  # smallest eigenvector
+        m = surface_metrics(pts, normals, ref["points"].astype(np.float64), ref["normals"].astype(np.float64))
+        out.setdefault(cat, []).append(m["normal_consistency"])
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table(results: dict[str, dict]) -> str:
+    """Markdown: per class and mean over classes, IoU / Chamfer-L1 (x10) / NC / F-score@1% for each run."""
+    names = list(results)
+    first = results[names[0]]
+    classes = [c["category"] for c in first["classes"]]
+    counts = {c["category"]: c["count"] for c in first["classes"]}
+    metrics = [("IoU", "iou", 1.0), ("CD-L1 x10", "chamfer_l1", 10.0), ("NC", "normal_consistency", 1.0),
+               ("F@1%", "fscore@0.01", 1.0)]
+    head = "| class | n | " + " | ".join(f"{r} {m}" for r in names for m, _, _ in metrics) + " |"
+    lines = [head, "|---|---|" + "---|" * (len(names) * len(metrics))]
+    for cls in classes + [None]:
+        cells = []
+        for r in names:
+            res = results[r]
+            row = res["mean_over_classes"] if cls is None else next(x for x in res["classes"] if x["category"] == cls)
+            for _, key, scale in metrics:
+                v = row.get(key)
+                cells.append("–" if v is None else f"{v * scale:.3f}")
+        label = "**mean over classes**" if cls is None else cls
+        n = sum(counts.values()) if cls is None else counts[cls]
+        lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def contact_sheet(args, run_name: str, path: Path, per_class: int = 2) -> None:
+    """Input points | prediction | reference, `per_class` test objects of each class, one row each."""
+    sys.path.insert(0, str(REPO))
+    import trimesh
+    from PIL import Image, ImageDraw
+
+    from onet.data.formats import load_pointcloud_npz
+    from onet.geometry.render import look_at_camera, render_mesh
+
+    size, eye = 160, np.array([1.2, 0.9, 1.2])
+    cam = look_at_camera(eye, size=size)
+    root, gen = Path(args.data), Path(args.out) / run_name / "generation"
+    rows = []
+    for cls in sorted(p.name for p in gen.iterdir() if p.is_dir() and p.name in CLASSES):
+        ids = sorted(p.stem for p in (gen / cls).glob("*.ply"))[:per_class]
+        for mid in ids:
+            ref = load_pointcloud_npz(root / cls / mid / "pointcloud.npz")["points"]
+            rng = np.random.default_rng([zlib.crc32(f"{cls}/{mid}".encode())])
+            pts = ref[rng.integers(0, len(ref), size=300)] + 0.005 * rng.standard_normal((300, 3))
+            panels = [_points_image(pts, cam, size)]
+            for mesh_path in (gen / cls / f"{mid}.ply", root / cls / mid / "mesh.ply"):
+                m = trimesh.load(mesh_path, process=False, force="mesh")
+                if len(m.faces):
+                    panels.append(render_mesh(np.asarray(m.vertices, np.float64), np.asarray(m.faces), [cam], size=size)[0])
+                else:
+                    panels.append(np.full((size, size, 3), 255, np.uint8))
+            row = Image.fromarray(np.concatenate(panels, axis=1))
+            ImageDraw.Draw(row).text((4, 4), f"{cls}", fill=(0, 0, 0))
+            rows.append(row)
+    sheet = Image.new("RGB", (rows[0].width * 2, rows[0].height * ((len(rows) + 1) // 2)), "white")
+    for i, row in enumerate(rows):
+        sheet.paste(row, ((i % 2) * row.width, (i // 2) * row.height))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, optimize=True)
+    log(f"wrote {path}")
+
+
+def _points_image(points: np.ndarray, camera, size: int) -> np.ndarray:
+    """Dots for 3D points seen through a camera (K, RT): the input as the network gets it."""
+    K, RT = (np.asarray(a, np.float64) for a in camera)
+    cam = points @ RT[:, :3].T + RT[:, 3]
+    uv = cam @ K.T
+    uv = uv[:, :2] / uv[:, 2:3]
+    img = np.full((size, size, 3), 255, np.uint8)
+    order = np.argsort(-cam[:, 2])  # far first, so near dots stay on top
+    for u, v in uv[order].round().astype(int):
+        img[max(v - 1, 0):v + 2, max(u - 1, 0):u + 2] = (40, 90, 200)
+    return img
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", default=os.path.expanduser("~/.cache/onet/bench_real"), help="downloads and meshes")
+    p.add_argument("--data", default="data/bench_real", help="preprocessed dataset")
+    p.add_argument("--out", default="out/bench_real", help="run folders")
+    p.add_argument("--stage", choices=["data", "runs", "all"], default="all")
+    p.add_argument("--runs", default="pc_cpu,pc_cpu_r0,img_cpu", help=f"comma-separated, of {', '.join(RUNS)}")
+    p.add_argument("--budget", type=float, default=1800, help="training seconds per run (default 30 min)")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--per-class", type=int, default=80, help="objects per class at most")
+    p.add_argument("--n-views", type=int, default=8, help="rendered views per object")
+    p.add_argument("--near-surface", type=int, default=100000)
+    p.add_argument("--near-sigma", default="0.01,0.05")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
+    p.add_argument("--figure", default=None, help="contact sheet PNG of the first run (e.g. scripts/figures/bench_real.png)")
+    args = p.parse_args()
+
+    if args.stage in ("data", "all"):
+        build_dataset(args)
+    if args.stage == "data":
+        return
+    if shutil.which("lscpu"):
+        model = [l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if "Model name" in l]
+        log(f"CPU: {model[0].split(':', 1)[1].strip() if model else '?'}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
+    results = {"input": input_baseline(args)}
+    for name in [r for r in args.runs.split(",") if r]:
+        if name not in RUNS:
+            raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
+        results[name] = run(name, args)
+        r = results[name]
+        log(f"{name}: {r['iterations']} iterations in {r['train_seconds']:.0f} s; load {os.getloadavg()[0]:.2f}")
+    print()
+    print(table(results))
+    summary = {k: {**v["mean_over_classes"], "iterations": v.get("iterations")} for k, v in results.items()}
+    print()
+    print(json.dumps(summary, indent=1))
+    (Path(args.out) / "summary.json").write_text(json.dumps({"args": vars(args), "results": results}, indent=1))
+    if args.figure and len(results) > 1:
+        contact_sheet(args, list(results)[1], Path(args.figure))
+
+
+if __name__ == "__main__":
+    main()

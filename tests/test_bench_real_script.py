@@ -1,0 +1,77 @@
+"""scripts/bench_real.py: the mesh reader, the class mapping and the tables, on hand-made data.
+
+The benchmark itself (package download, preprocessing, 30-minute runs) runs only by hand.
+"""
+
+import importlib.util
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_real.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_real_script", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _pmd(vertices, faces, *, version=4, n_uv=2) -> bytes:
+    """A PMD file written field by field, with UV sets and bone weights to skip."""
+    body = struct.pack("<I", len(vertices)) + (struct.pack("<I", n_uv) if version >= 4 else b"")
+    uv = n_uv if version >= 4 else 1
+    for i, v in enumerate(vertices):
+        body += struct.pack("<3f", *v) + struct.pack("<3f", 0, 1, 0) + struct.pack(f"<{2 * uv}f", *([0.5 * i] * 2 * uv))
+        body += bytes([0xFF] * 4) + struct.pack("<4f", 1, 0, 0, 0)
+    body += struct.pack("<I", len(faces)) + b"".join(struct.pack("<3H", *f) for f in faces)
+    body += struct.pack("<II", 0, 0)  # no bones, no prop points
+    return b"PSMD" + struct.pack("<II", version, len(body)) + body
+
+
+@pytest.mark.parametrize("version,n_uv", [(4, 1), (4, 2), (3, 1)])
+def test_read_pmd_returns_positions_and_faces(version, n_uv):
+    bench = _load()
+    v = np.array([[0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 3]], np.float32)
+    f = np.array([[0, 1, 2], [0, 1, 3], [0, 2, 3], [1, 2, 3]])
+    rv, rf = bench.read_pmd(_pmd(v, f, version=version, n_uv=n_uv))
+    np.testing.assert_array_equal(rv, v)
+    np.testing.assert_array_equal(rf, f)
+
+
+def test_read_pmd_rejects_other_files():
+    bench = _load()
+    with pytest.raises(ValueError):
+        bench.read_pmd(b"glTF" + bytes(40))
+    with pytest.raises(ValueError):
+        bench.read_pmd(_pmd(np.zeros((3, 3), np.float32), [[0, 1, 5]]))
+
+
+def test_classes_take_whole_objects_and_leave_pieces_out():
+    bench = _load()
+    assert bench.classify("art/meshes/props/helmet/celt_agris.dae.cached.pmd") == "helmet"
+    assert bench.classify("art/meshes/structural/rome_ship_trireme.dae.cached.pmd") == "ship"
+    assert bench.classify("art/meshes/structural/ptol_ship_trireme_sails.dae.cached.pmd") is None
+    assert bench.classify("art/meshes/structural/brit_house_01.dae.cached.pmd") == "house"
+    assert bench.classify("art/meshes/structural/rome_tower_wood.dae.cached.pmd") == "tower"
+    assert bench.classify("art/meshes/structural/ptol_tower_bolt_roof.dae.cached.pmd") is None
+    assert bench.classify("art/meshes/gaia/geo_desert_01.dae.cached.pmd") == "rock"
+    assert bench.classify("art/meshes/gaia/geo_waterfall_single.dae.cached.pmd") is None
+    assert bench.classify("art/meshes/gaia/oak1.dae.cached.pmd") is None
+
+
+def test_table_has_a_row_per_class_and_the_mean():
+    bench = _load()
+
+    def result(iou):
+        classes = [{"category": c, "count": 3, "iou": iou, "chamfer_l1": 0.01, "normal_consistency": 0.8,
+                    "fscore@0.01": 0.5} for c in ("house", "ship")]
+        return {"classes": classes, "mean_over_classes": {**classes[0], "category": "mean"}}
+
+    text = bench.table({"input": {**result(None)}, "pc_cpu": result(0.61)})
+    lines = text.splitlines()
+    assert len(lines) == 2 + 3 and lines[-1].startswith("| **mean over classes** | 6 |")
+    assert "| 0.610 | 0.100 | 0.800 | 0.500 |" in lines[2] and "| – | 0.100 |" in lines[2]
