@@ -233,7 +233,7 @@ def input_baseline(args) -> dict:
     out = Path(args.out) / "input"
     onet(["eval", "configs/pointcloud_cpu.yaml", f"data.path={args.data}", f"out_dir={out}", "--eval-input",
           "--no-progress"], args, log_to=out / "log.txt")
-    result = json.loads((out / "eval" / "eval.json").read_text())
+    result = json.loads((out / "eval" / "input" / "eval.json").read_text())
     nc = input_normal_consistency(Path(args.data), [(o["category"], o["model_id"]) for o in result["objects"]])
     for c in result["classes"]:
         c["normal_consistency"] = float(np.mean(nc[c["category"]]))
