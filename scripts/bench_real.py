@@ -302,7 +302,7 @@ def contact_sheet(args, run_name: str, path: Path, per_class: int = 2) -> None:
 
     size, eye = 160, np.array([1.2, 0.9, 1.2])
     cam = look_at_camera(eye, size=size)
-    root, gen = Path(args.data), Path(args.out) / run_name / "generation"
+    root, gen = Path(args.data), Path(args.out) / run_name / "generation" / "meshes"
     rows = []
     for cls in sorted(p.name for p in gen.iterdir() if p.is_dir() and p.name in CLASSES):
         ids = sorted(p.stem for p in (gen / cls).glob("*.ply"))[:per_class]
@@ -320,6 +320,8 @@ def contact_sheet(args, run_name: str, path: Path, per_class: int = 2) -> None:
             row = Image.fromarray(np.concatenate(panels, axis=1))
             ImageDraw.Draw(row).text((4, 4), f"{cls}", fill=(0, 0, 0))
             rows.append(row)
+    if not rows:
+        raise SystemExit(f"no meshes in {gen}")
     sheet = Image.new("RGB", (rows[0].width * 2, rows[0].height * ((len(rows) + 1) // 2)), "white")
     for i, row in enumerate(rows):
         sheet.paste(row, ((i % 2) * row.width, (i // 2) * row.height))
@@ -362,8 +364,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     p.add_argument("--figure", default=None, help="contact sheet PNG of the first run (e.g. scripts/figures/bench_real.png)")
+    p.add_argument("--figure-only", action="store_true", help="only redraw --figure from the runs already in --out")
     args = p.parse_args()
 
+    if args.figure_only:
+        contact_sheet(args, args.runs.split(",")[0], Path(args.figure))
+        return
     if args.stage in ("data", "all"):
         build_dataset(args)
     if args.stage == "data":
