@@ -67,11 +67,16 @@ class Launch:
         return self.rank == 0
 
     def device(self, device):
-        """`device` (a torch.device) with this rank's GPU: cuda:LOCAL_RANK under torchrun, one GPU per rank."""
+        """`device` (a torch.device) with this rank's GPU: cuda:LOCAL_RANK under torchrun, one GPU per rank.
+
+        That GPU also becomes the current one, so calls without a device
+        (torch.cuda.synchronize(), new contexts) stay off the other ranks' GPUs.
+        """
         if device.type == "cuda" and device.index is None and self.distributed:
             import torch
 
-            return torch.device("cuda", self.local_rank)
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
         return device
 
     def share(self, shard: tuple[int, int] | None = None) -> Share:

@@ -28,7 +28,10 @@ def test_device_per_rank_and_single_process_defaults(monkeypatch):
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK"):
         monkeypatch.delenv(key, raising=False)
     assert launch_info() == Launch()
+    set_to = []
+    monkeypatch.setattr(torch.cuda, "set_device", set_to.append)  # no GPU needed to check the choice
     assert Launch(3, 4, local_rank=1).device(torch.device("cuda")) == torch.device("cuda", 1)
+    assert set_to == [torch.device("cuda", 1)]
     assert Launch(3, 4, local_rank=1).device(torch.device("cpu")) == torch.device("cpu")
     assert Launch().device(torch.device("cuda")) == torch.device("cuda")
 
