@@ -242,27 +242,27 @@ class _Textures:
         return self._index[key]
 
 
-DEFAULT_RGB = DEFAULT_COLOR.astype(np.float64)
-
-
 class _PartColors:
+    """The colours of one part of a scene, before the parts are concatenated."""
+
     def __init__(self, n_vertices: int, n_faces: int):
-        self.face_colors = np.broadcast_to(DEFAULT_RGB, (n_faces, 3))
+        self.face_colors = np.broadcast_to(DEFAULT_COLOR.astype(np.float64), (n_faces, 3))
         self.vertex_colors: np.ndarray | None = None
         self.uv: np.ndarray | None = None
         self.texture = -1
-        self.defined = False
+        self.defined = False  # the file gave this part any colour at all
         self.n_vertices, self.n_faces = n_vertices, n_faces
 
 
 def _rgb(color) -> np.ndarray | None:
-    """RGB in [0, 1] from trimesh's uint8 RGBA (or RGB) colours; None when absent."""
+    """RGB in [0, 1] from trimesh's colours ((..., 3|4), uint8 0-255 or float 0-1); None when absent."""
     if color is None:
         return None
-    c = np.asarray(color, dtype=np.float64)
-    if c.shape[-1] not in (3, 4):
+    raw = np.asarray(color)
+    if raw.ndim == 0 or raw.shape[-1] not in (3, 4):
         return None
-    return (c[..., :3] / 255.0 if np.issubdtype(np.asarray(color).dtype, np.integer) or c.max() > 1 else c[..., :3])
+    c = raw[..., :3].astype(np.float64)
+    return c / 255.0 if np.issubdtype(raw.dtype, np.integer) or c.max() > 1 else c
 
 
 def _is_placeholder(material) -> bool:
