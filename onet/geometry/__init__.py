@@ -13,5 +13,5 @@ The floor under the stages (it imports nothing of onet but `onet.utils`):
 - `appearance`      surface colours: material, vertex and face colours, texture maps
 - `mesh`            validation of mesh and point arrays
 - `mesh_io`         loading raw meshes of any common format, cleaned
-- `mesh_files`      onet's atomic PLY/OBJ/OFF writer and reader
+- `mesh_files`      onet's atomic PLY/OBJ/OFF/GLB/STL writer and reader
 """

@@ -364,6 +364,9 @@ def _gltf_accessor(doc: dict, binary: bytes, index: int) -> np.ndarray:
     acc = doc["accessors"][index]
     if "sparse" in acc:
         raise ValueError(f"accessor {index}: sparse accessors are not supported")
+    if acc.get("type") not in _GLTF_WIDTH or acc.get("componentType") not in _GLTF_COMPONENTS:
+        raise ValueError(f"accessor {index}: unsupported type {acc.get('type')!r} / "
+                         f"componentType {acc.get('componentType')!r}")
     width = _GLTF_WIDTH[acc["type"]]
     dtype = np.dtype(_GLTF_COMPONENTS[acc["componentType"]])
     count = acc["count"]
