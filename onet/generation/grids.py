@@ -16,7 +16,8 @@ points near the surface are evaluated by the network; the others hold values int
 from coarser levels (on the same side of tau as the coarse points around them), not the
 network's own values there.
 For a grid of exact values everywhere set generation.upsampling_steps=0 and
-generation.resolution_0=R (dense evaluation, slower).
+generation.resolution_0=R (dense evaluation, slower). A 128^3 grid takes 8.6 MB (float32,
+uncompressed).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def save_grid(path: str | Path, logits: np.ndarray, *, threshold: float, box_siz
     logits = np.asarray(logits)
     if logits.ndim != 3 or len(set(logits.shape)) != 1 or logits.shape[0] < 2:
         raise ValueError(f"logits must be a cubic (R+1, R+1, R+1) grid, got {logits.shape}")
-    savez_atomic(path, compressed=True, probabilities=expit(logits).astype(np.float32),
+    # uncompressed: zlib made saving ~10x slower (1.6 s vs 0.16 s at 128^3) for a 2.5x smaller file
+    savez_atomic(path, compressed=False, probabilities=expit(logits).astype(np.float32),
                  resolution=np.int64(logits.shape[0] - 1), box_size=np.float64(box_size),
                  threshold=np.float64(threshold), loc=np.asarray(loc, np.float64).reshape(3),
                  scale=np.float64(scale))
