@@ -128,7 +128,7 @@ def bench_config(name: str, device: torch.device, amp: bool, batch_size: int | N
     def step():
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            loss, _ = model.compute_loss(p, occ, inputs)
+            loss, _ = model.compute_loss({"points": p, "points.occ": occ, "inputs": inputs})
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()

@@ -52,6 +52,9 @@ class DataOptions:
     voxels_file: str = "model.binvox"
     cache_points: bool = False
     skip_bad: bool = False
+    pointcloud_target_n: int = 1024
+    # extra training targets the model asks for (onet.models.data_targets): "voxels", "pointcloud"
+    targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.points_near_surface_ratio <= 1.0:
@@ -60,9 +63,9 @@ class DataOptions:
                               f"got {self.points_near_surface_ratio!r}")
 
     @classmethod
-    def from_config(cls, data_cfg: dict) -> "DataOptions":
-        keys = cls.__dataclass_fields__
-        return cls(**{k: data_cfg[k] for k in keys})
+    def from_config(cls, data_cfg: dict, *, targets: tuple[str, ...] = ()) -> "DataOptions":
+        keys = [k for k in cls.__dataclass_fields__ if k != "targets"]
+        return cls(**{k: data_cfg[k] for k in keys}, targets=tuple(targets))
 
 
 BUILTIN_DATASET = Path("data/synthetic")
@@ -179,6 +182,9 @@ class ShapeDataset(torch.utils.data.Dataset):
     Item: dict with
       points (T, 3) float32, points.occ (T,) float32 — decoder samples;
       inputs — (3, S, S) image, (N, 3) point cloud, (32, 32, 32) voxels, or an empty tensor;
+      voxels (32, 32, 32) float32 — when options.targets has "voxels" (the voxel baseline's target);
+      pointcloud (M, 3) float32 — when options.targets has "pointcloud": M = pointcloud_target_n
+        surface points, without noise (the point-set baseline's target);
       idx, category, model_id.
     `mode` is 'train' (random subsampling, random view) or 'val'/'test' (seeded, view 0).
     """
@@ -241,6 +247,16 @@ class ShapeDataset(torch.utils.data.Dataset):
             "category": cat,
             "model_id": model_id,
         }
+        # targets come after the inputs, so the inputs' random draws do not depend on them
+        if "voxels" in opt.targets:
+            item["voxels"] = torch.from_numpy(read_binvox(folder / opt.voxels_file).astype(np.float32))
+        if "pointcloud" in opt.targets:
+            path = folder / opt.pointcloud_file
+            try:
+                item["pointcloud"] = pointcloud_input(load_pointcloud_npz(path)["points"], opt.pointcloud_target_n,
+                                                      0.0, rng)
+            except ValueError as exc:
+                raise DataFormatError(path, str(exc)) from None
         return item
 
     def n_near_surface(self, n: int | None, folder: Path) -> int:

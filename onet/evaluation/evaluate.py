@@ -14,6 +14,10 @@ References on a dataset (DESIGN §4, §7):
   that mesh is sampled instead (n_points, seeded): pointcloud.npz is what the
   published numbers use.
 
+Point-set predictions (models of output kind "points", e.g. PSGN) are
+vertex-only files scored on the surface metrics only: a point set has no
+inside (IoU) and no normals, so those columns print as "–".
+
 A missing or unreadable prediction is scored with worst-case values, marked
 `empty` and counted in every mean; the reason is recorded per object. A
 missing reference file is a dataset error and raises before any work starts.
@@ -36,6 +40,7 @@ import numpy as np
 
 from onet.data.formats import load_pointcloud_npz, load_points_npz, read_binvox, read_metadata
 from onet.geometry.inside import inside_mesh
+from onet.geometry.mesh_files import read_mesh
 from onet.utils.ranks import Share
 from onet.evaluation.metrics import (
     MeshMetrics,
@@ -56,6 +61,7 @@ from onet.evaluation.tables import (
 
 MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 INPUT_TYPES = ("voxels", "pointcloud")
+PREDICTIONS = ("mesh", "points")
 
 
 @dataclass
@@ -178,6 +184,8 @@ def evaluate_dataset(
     progress: bool = True,
     chamfer_scale: float = 10,
     shard: tuple[int, int] = (0, 1),
+    prediction: str = "mesh",
+    split: str | None = None,
 ) -> EvalResult:
     """Score predicted meshes mesh_dir/<category>/<model_id>.<mesh_format> against the dataset.
 
@@ -193,13 +201,19 @@ def evaluate_dataset(
         chamfer_scale: distance factor of the printed (md/tex) tables.
         shard: (I, N): score every N-th object from the I-th into per-object
             records, write no tables (see the module docstring).
+        prediction: "mesh", or "points" for vertex-only point sets (surface metrics only).
+        split: the split's name, recorded in eval.json (so runs can be compared).
     """
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
+    points_only = prediction == "points"
     dataset_root, mesh_dir = Path(dataset_root), Path(mesh_dir)
     items = _check_items(items)
-    _check_references(dataset_root, items, need_points=True, need_surface=True)
+    _check_references(dataset_root, items, need_points=not points_only, need_surface=True)
     mesh_format = mesh_format.lstrip(".")
     share = Share(*shard)
-    settings = {"mode": "dataset", "mesh_dir": os.path.abspath(mesh_dir), "mesh_format": mesh_format,
+    settings = {"mode": "dataset", "prediction": prediction, "mesh_dir": os.path.abspath(mesh_dir),
+                "mesh_format": mesh_format,
                 "n_points": n_points, "seed": seed, "fscore_thresholds": [float(t) for t in fscore_thresholds]}
     records = RecordStore(Path(out_dir) / RECORDS_DIR, "dataset", settings, share)
 
@@ -213,7 +227,6 @@ def evaluate_dataset(
         if recorded is not None:
             rows.append(recorded)
             continue
-        occ = load_points_npz(folder / "points.npz")
         gt_points, gt_normals = _surface_reference(folder, n_points=n_points, seed=seed)
         status, reason = "ok", ""
         vertices = faces = None
@@ -221,10 +234,15 @@ def evaluate_dataset(
             status, reason = "missing", f"no prediction at {mesh_path}"
         else:
             try:
-                vertices, faces = _load_mesh(mesh_path)
+                vertices, faces = read_mesh(mesh_path) if points_only else _load_mesh(mesh_path)
             except Exception as e:  # any parser failure means the file is unusable
                 status, reason = "unreadable", f"cannot read {mesh_path}: {e}"
-        if status == "ok":
+        if points_only:
+            metrics = _score_point_set(vertices if status == "ok" else None, gt_points, fscore_thresholds)
+            if metrics.empty and status == "ok":
+                status, reason = "empty", f"{mesh_path} has no points"
+        elif status == "ok":
+            occ = load_points_npz(folder / "points.npz")
             metrics = evaluate_mesh(
                 vertices,
                 faces,
@@ -252,8 +270,19 @@ def evaluate_dataset(
         class_names=_class_names(dataset_root),
         chamfer_scale=chamfer_scale,
         problems=_problems(rows),
-        extra={"mode": "dataset", "mesh_dir": str(mesh_dir), "n_points": n_points, "seed": seed},
+        extra={"mode": "dataset", "prediction": prediction, "dataset": str(dataset_root.resolve()), "split": split,
+               "mesh_dir": str(mesh_dir), "n_points": n_points, "seed": seed},
     )
+
+
+def _score_point_set(points: np.ndarray | None, gt_points: np.ndarray, fscore_thresholds) -> MeshMetrics:
+    """Surface metrics of a predicted point set (no IoU, no normal consistency); worst case when empty."""
+    if points is None or len(points) == 0:
+        return worst_case_metrics(fscore_thresholds=fscore_thresholds, with_iou=False, with_normals=False)
+    surface = surface_metrics(points, None, gt_points, None, fscore_thresholds=fscore_thresholds)
+    return MeshMetrics(iou=None, accuracy=surface["accuracy"], completeness=surface["completeness"],
+                       chamfer_l1=surface["chamfer_l1"], chamfer_l2=surface["chamfer_l2"],
+                       normal_consistency=None, fscore=surface["fscore"], empty=False)
 
 
 # --------------------------------------------------------------------------- input baselines
@@ -273,6 +302,7 @@ def evaluate_inputs(
     pointcloud_n: int = 300,
     pointcloud_noise: float = 0.005,
     shard: tuple[int, int] = (0, 1),
+    split: str | None = None,
 ) -> EvalResult:
     """Score the inputs themselves (the "Input" rows of the thesis tables).
 
@@ -281,8 +311,8 @@ def evaluate_inputs(
     input_type "pointcloud": pointcloud.npz subsampled to `pointcloud_n`
     points with Gaussian noise `pointcloud_noise` (what the model sees, seeded
     per object); scored with the surface metrics only: a point cloud has no
-    inside (IoU) and no normals, so those columns are left out of the table.
-    shard (I, N) as in `evaluate_dataset`.
+    inside (IoU) and no normals, so those columns print as "–".
+    shard (I, N) as in `evaluate_dataset`; split: the split's name, recorded in eval.json.
     """
     if input_type not in INPUT_TYPES:
         raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
@@ -353,7 +383,8 @@ def evaluate_inputs(
 
     if not share.whole:
         return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale)
-    extra = {"mode": f"input:{input_type}", "n_points": n_points, "seed": seed}
+    extra = {"mode": f"input:{input_type}", "dataset": str(dataset_root.resolve()), "split": split,
+             "n_points": n_points, "seed": seed}
     if input_type == "pointcloud":
         extra.update(pointcloud_n=pointcloud_n, pointcloud_noise=pointcloud_noise)
     return _finish(

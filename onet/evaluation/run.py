@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from onet.data.dataset import list_items
+from onet.models import FIELD, POINTS, output_kind
 
 
 def run_eval(cfg: dict, args, *, log=print) -> int:
@@ -57,6 +58,10 @@ def _run_eval(cfg: dict, args, launch, shard, log) -> int:
         result = evaluate_pairs(args.pred, args.gt, out, **common)
     elif args.sweep:
         from onet.evaluation.sweep import run_sweep
+        if output_kind(cfg["model"]) != FIELD:
+            from onet.utils.errors import UsageError
+            raise UsageError(f"--sweep tunes the threshold of an occupancy field; this config's model predicts "
+                             f"{output_kind(cfg['model'])}")
         return run_sweep(cfg, full=args.full_sweep, output=args.output, progress=not args.no_progress, log=log)
     else:
         data = cfg["data"]
@@ -71,14 +76,17 @@ def _run_eval(cfg: dict, args, launch, shard, log) -> int:
             out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"] / "input")
             result = split(lambda shard: evaluate_inputs(
                 data["path"], items, out, input_type=data["input_type"], pointcloud_n=data["pointcloud_n"],
-                pointcloud_noise=data["pointcloud_noise"], shard=shard, **common))
+                pointcloud_noise=data["pointcloud_noise"], shard=shard, split=data["test_split"], **common))
         else:
             gen = Path(cfg["out_dir"]) / cfg["generation"]["generation_dir"] / "meshes"
             if not gen.is_dir():
                 raise FileNotFoundError(f"no generated meshes in {gen}: run `onet generate {args.config}` first")
             out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"])
+            # the one place evaluation looks at the model's output kind: point sets have no inside or normals
+            prediction = "points" if output_kind(cfg["model"]) == POINTS else "mesh"
             result = split(lambda shard: evaluate_dataset(
-                data["path"], items, gen, out, mesh_format=cfg["generation"]["mesh_format"], shard=shard, **common))
+                data["path"], items, gen, out, mesh_format=cfg["generation"]["mesh_format"], shard=shard,
+                prediction=prediction, split=data["test_split"], **common))
     for problem in result.problems:
         log(f"warning: {problem}")
     if "records" in result.files:  # a shard: no tables yet

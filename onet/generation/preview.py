@@ -1,4 +1,4 @@
-"""PNG previews: the input image beside a shaded rendering of the predicted mesh."""
+"""PNG previews: the input image beside a shaded rendering of the predicted mesh (or point set)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,30 @@ from onet.utils.io import atomic_path
 
 # A fixed three-quarter view from above, at a distance that frames the unit cube.
 PREVIEW_EYE = np.array([1.2, 0.9, 1.2])
+# half-diagonal of the octahedron drawn for each point of a point set (box units)
+POINT_SPLAT_RADIUS = 0.012
+
+
+def point_splats(points: np.ndarray, radius: float = POINT_SPLAT_RADIUS) -> tuple[np.ndarray, np.ndarray]:
+    """A small octahedron around each of points (N, 3), so a point set renders like a mesh.
+
+    Returns vertices (6N, 3) float64 and faces (8N, 3) int64, wound outward.
+    """
+    corners = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)
+    # one face per octant, ordered (x, y, z) or reversed so every normal points away from the centre
+    octants = np.array([[0, 2, 4], [0, 5, 2], [0, 4, 3], [0, 3, 5], [1, 4, 2], [1, 2, 5], [1, 3, 4], [1, 5, 3]])
+    points = np.asarray(points, np.float64).reshape(-1, 3)
+    vertices = (points[:, None, :] + radius * corners).reshape(-1, 3)  # (6N, 3)
+    faces = (octants[None] + 6 * np.arange(len(points))[:, None, None]).reshape(-1, 3)  # (8N, 3)
+    return vertices, faces
 
 
 def preview_image(vertices: np.ndarray, faces: np.ndarray, *, input_image: torch.Tensor | np.ndarray | None = None,
                   size: int = 128) -> Image.Image:
-    """Input image (if any) and the mesh rendering side by side; an empty mesh renders as blank white."""
+    """Input image (if any) and the mesh rendering side by side; vertices without faces (a point
+    set) render as small octahedra; an empty mesh renders as blank white."""
+    if not len(faces) and len(vertices):
+        vertices, faces = point_splats(vertices)
     if len(faces):
         render = render_mesh(np.asarray(vertices, np.float64), np.asarray(faces), [look_at_camera(PREVIEW_EYE, size=size)],
                              size=size)[0]

@@ -19,6 +19,11 @@ rows to time_generation.shard<k>of<m>.csv (and a shard's failures to
 failures.shard<I>of<N>.csv) until they are merged. Whole batches are split,
 so each object is extracted in the same batch as by one process, and the
 meshes are the same files.
+
+What is extracted depends on the model's output kind (onet.models.kinds),
+dispatched in `_extract_batch`: MISE for occupancy fields, marching cubes on
+the predicted grid for voxel models (3D-R2N2), and for point-set models
+(PSGN) the points themselves, written as a vertex-only file under meshes/.
 """
 
 from __future__ import annotations
@@ -38,10 +43,12 @@ from onet.config import save_config
 from onet.data.dataset import DataOptions, ShapeDataset
 from onet.geometry.mesh_files import export_mesh
 from onet.generation.grids import save_grid
-from onet.generation.extractor import extract_meshes
+from onet.generation.extractor import STAGES as EXTRACT_STAGES, ExtractedMesh, extract_meshes
 from onet.generation.inputs import find_input_files, load_user_input, output_names
 from onet.generation.preview import save_preview
-from onet.models import load_model
+from onet.generation.simplify import simplify_mesh
+from onet.geometry.voxelize import voxel_isosurface
+from onet.models import FIELD, POINTS, VOXELS, load_model
 from onet.utils.device import resolve_device
 from onet.utils.io import atomic_path, write_text_atomic
 from onet.utils.ranks import Launch, Share, gather_to_main, launch_info, shutdown
@@ -106,7 +113,7 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
 
     failures: list[tuple[str, str]] = []
     if samples or interpolate:
-        if model.z_dim == 0:
+        if model.output_kind != FIELD or model.z_dim == 0:
             raise ValueError(f"{ckpt_path}: --samples/--interpolate need a model with a latent code (model.z_dim > 0)")
         jobs = _prior_jobs(model, samples or 0, interpolate or 0, cfg["seed"], dev)
         load = None
@@ -281,7 +288,12 @@ def _prior_jobs(model, n_samples: int, n_interp: int, seed: int, dev: torch.devi
     return jobs
 
 
-def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device):
+def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
+    """One ExtractedMesh (with its .timings_row) per job, as the model's output kind asks."""
+    return _EXTRACTORS[model.output_kind](model, batch, cfg, dev)
+
+
+def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
     gcfg = cfg["generation"]
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -308,6 +320,73 @@ def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device):
         safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],
         refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"],
         keep_grids=gcfg["save_grid"], device=dev)
+    return _add_timing_rows(batch, meshes, t_encode)
+
+
+def _encode_observations(model, batch: list[Job], dev: torch.device) -> tuple[torch.Tensor, float]:
+    """Codes c (B, c_dim) of the jobs' inputs and the encoding seconds per object."""
+    if batch[0].inputs is None:
+        raise ValueError(f"a {model.output_kind} model reconstructs from an observation; it has no prior to sample")
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        c = model.encode_inputs(torch.stack([j.inputs for j in batch]).to(dev))
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    return c, (time.perf_counter() - t0) / len(batch)
+
+
+def _check_no_field_options(model, gcfg: dict) -> None:
+    # refinement, vertex normals and the saved MISE grid need an occupancy field
+    for key, off in (("refinement_step", 0), ("vertex_normals", "false"), ("save_grid", "false")):
+        if gcfg[key]:
+            raise ValueError(f"generation.{key} needs an occupancy-field model; this is a {model.output_kind} "
+                             f"model: set generation.{key} to {off}")
+
+
+def _extract_voxel_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
+    """Marching cubes on the predicted 32^3 probabilities at test.threshold (+ optional simplification)."""
+    gcfg = cfg["generation"]
+    _check_no_field_options(model, gcfg)
+    c, t_encode = _encode_observations(model, batch, dev)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        grids = torch.sigmoid(model.decode(c)).float().cpu().numpy()  # (B, 32, 32, 32)
+    t_evaluate = (time.perf_counter() - t0) / len(batch)
+    meshes = []
+    for grid in grids:
+        timings = dict.fromkeys(EXTRACT_STAGES, 0.0)
+        timings["evaluate"] = t_evaluate
+        t0 = time.perf_counter()
+        vertices, faces = voxel_isosurface(grid, cfg["test"]["threshold"])
+        timings["marching_cubes"] = time.perf_counter() - t0
+        if gcfg["simplify_nfaces"] is not None and len(faces) > 0:
+            t0 = time.perf_counter()
+            vertices, faces = simplify_mesh(vertices, faces, gcfg["simplify_nfaces"])
+            timings["simplify"] = time.perf_counter() - t0
+        meshes.append(ExtractedMesh(vertices, faces, None, timings, grid.size))
+    return _add_timing_rows(batch, meshes, t_encode)
+
+
+def _extract_point_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
+    """The predicted points, as meshes without faces."""
+    gcfg = cfg["generation"]
+    _check_no_field_options(model, gcfg)
+    if gcfg["simplify_nfaces"] is not None:
+        raise ValueError("generation.simplify_nfaces needs a mesh; a points model predicts a point set: set it to null")
+    c, t_encode = _encode_observations(model, batch, dev)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        points = model.decode(c).float().cpu().numpy()  # (B, N, 3)
+    timings = dict.fromkeys(EXTRACT_STAGES, 0.0)
+    timings["evaluate"] = (time.perf_counter() - t0) / len(batch)
+    meshes = [ExtractedMesh(p, np.zeros((0, 3), np.int64), None, dict(timings), 0) for p in points]
+    return _add_timing_rows(batch, meshes, t_encode)
+
+
+_EXTRACTORS = {FIELD: _extract_field_batch, VOXELS: _extract_voxel_batch, POINTS: _extract_point_batch}
+
+
+def _add_timing_rows(batch: list[Job], meshes: list[ExtractedMesh], t_encode: float) -> list[ExtractedMesh]:
     for job, mesh in zip(batch, meshes):
         t = dict(mesh.timings)
         row = {"name": job.name, "encode": t_encode}

@@ -12,9 +12,10 @@ from typing import Callable
 import numpy as np
 import trimesh
 
+from onet.geometry.marching_cubes import marching_cubes
 from onet.geometry.mesh import check_mesh_arrays
 
-__all__ = ["voxelize", "voxels_to_mesh", "cell_centers", "triangle_box_overlap"]
+__all__ = ["voxelize", "voxels_to_mesh", "voxel_isosurface", "cell_centers", "triangle_box_overlap"]
 
 # pairs (triangle, candidate cell) tested at once; bounds the temporary memory
 _PAIRS_PER_CHUNK = 1_000_000
@@ -184,3 +185,31 @@ def voxels_to_mesh(voxels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     faces = np.concatenate([inverse[:, [0, 1, 2]], inverse[:, [0, 2, 3]]])
     vertices = np.stack(np.unravel_index(used, lattice), axis=1) / shape[0] - 0.5
     return vertices.astype(np.float64), faces.astype(np.int64)
+
+
+def voxel_isosurface(values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth closed surface {values = level} of a cell-centred (R, R, R) grid, by marching cubes.
+
+    values (e.g. occupancy probabilities) sit at the cell centres of the
+    grid convention above; outside the grid they continue as 0 (one layer of
+    zero padding), so the mesh is closed and a full grid of ones ends about
+    half a cell beyond the outer centres, near the grid's boundary.
+
+    Args:
+        values: float (R, R, R) indexed [x, y, z], larger inside
+        level: iso value in the units of `values`, > 0
+    Returns:
+        vertices float32 (V, 3) in the [-0.5, 0.5]^3 frame (up to half a cell
+        beyond it), faces int64 (F, 3) wound outward; empty arrays when nothing
+        reaches the level.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim != 3 or len(set(values.shape)) != 1 or values.shape[0] < 1:
+        raise ValueError(f"values must be a cubic (R, R, R) grid, got shape {values.shape}")
+    if not level > 0:
+        raise ValueError(f"level must be > 0 (the grid is continued with 0 outside), got {level!r}")
+    R = values.shape[0]
+    # padded sample i lies at the centre of cell i - 1, (i - 0.5) / R - 0.5 for i = 0 .. R + 1:
+    # R + 2 samples spanning (R + 1) / R, centred at 0, as marching_cubes' grid convention wants
+    padded = np.pad(values, 1)
+    return marching_cubes(padded, level, box_size=(R + 1) / R)

@@ -8,7 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onet.geometry.iou import iou_per_threshold
 from onet.models.decoders import OccupancyDecoder
+from onet.models.kinds import FIELD
 
 
 class OccupancyNetwork(nn.Module):
@@ -23,6 +25,9 @@ class OccupancyNetwork(nn.Module):
 
     The prior over z is N(0, I).
     """
+
+    output_kind = FIELD
+    val_metrics = ("loss", "iou")
 
     def __init__(
         self,
@@ -103,14 +108,16 @@ class OccupancyNetwork(nn.Module):
         z = self.get_z_from_prior(B, sample=sample, device=p.device)
         return self.decode(p, z, c)
 
-    def compute_loss(self, p: torch.Tensor, occ: torch.Tensor, inputs: Any) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss for points p (B, T, 3) with occupancies occ (B, T).
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        """Training loss for points batch["points"] (B, T, 3) with occupancies batch["points.occ"]
+        (B, T), given the observations batch["inputs"].
 
         BCE with logits summed over points and averaged over the batch, plus (for
         the VAE) KL(q(z | p, occ, c) || N(0, I)) averaged over the batch, with a
         reparameterised sample of z.
         Returns (loss scalar, {"loss", "rec", "kl"} as floats).
         """
+        p, occ, inputs = batch["points"], batch["points.occ"], batch["inputs"]
         B = p.shape[0]
         occ = occ.to(p.dtype)
         c = self.encode_inputs(inputs, batch_size=B)
@@ -126,6 +133,16 @@ class OccupancyNetwork(nn.Module):
         rec = F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(dim=1).mean()
         loss = rec + kl
         return loss, {"loss": loss.item(), "rec": rec.item(), "kl": kl.item()}
+
+    def validation_metrics(self, batch: dict, threshold: float) -> dict[str, torch.Tensor]:
+        """Per object (B,): "loss", the BCE summed over batch["points"], and "iou" at probability
+        `threshold` against batch["points.occ"]; z is the prior mean."""
+        p, occ = batch["points"], batch["points.occ"]
+        c = self.encode_inputs(batch["inputs"], batch_size=p.shape[0])
+        z = self.get_z_from_prior(p.shape[0], sample=False, device=p.device)
+        logits = self.decode(p, z, c)
+        loss = F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1)
+        return {"loss": loss, "iou": iou_per_threshold(logits, occ, [threshold])[:, 0].to(p.device)}
 
     def make_eval_fn(
         self, c: torch.Tensor, z: torch.Tensor | None = None, *, chunk_points: int | None = None

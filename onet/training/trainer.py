@@ -21,8 +21,7 @@ from tqdm import tqdm
 
 from onet.config import ConfigError, save_config
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
-from onet.geometry.iou import iou_per_threshold
-from onet.models import build_model
+from onet.models import build_model, count_parameters, data_targets
 from onet.utils.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
     DistInfo,
@@ -35,7 +34,7 @@ from onet.training.distributed import (
 from onet.utils.device import resolve_device
 from onet.utils.io import atomic_path
 
-LOG_FIELDS = ["it", "epoch", "time", "loss", "val_loss", "val_iou", "skipped"]
+LOG_FIELDS = ["it", "epoch", "time", "loss", "val_loss", "val_iou", "val_chamfer", "skipped"]
 
 
 @dataclass
@@ -62,8 +61,13 @@ class _LossModule(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, p, occ, inputs):
-        return self.model.compute_loss(p, occ, inputs)
+    def forward(self, batch: dict):
+        return self.model.compute_loss(batch)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch with its tensors on `device` (names and other entries as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def learning_rate(tcfg: dict, it: int) -> float:
@@ -75,7 +79,7 @@ def learning_rate(tcfg: dict, it: int) -> float:
 
 def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
     data = cfg["data"]
-    options = DataOptions.from_config(data)
+    options = DataOptions.from_config(data, targets=data_targets(cfg["model"]))
     train_ds = ShapeDataset(data["path"], data["train_split"], options=options, classes=data["classes"],
                             mode="train", seed=cfg["seed"])
     val_ds = ShapeDataset(data["path"], data["val_split"], options=options, classes=data["classes"],
@@ -88,26 +92,21 @@ def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
 
 @torch.no_grad()
 def validate(model: nn.Module, loader, device: torch.device, threshold: float) -> dict:
-    """Mean BCE loss (summed over points) and mean IoU over val objects, at probability `threshold`."""
+    """Means over val objects of the model's validation metrics ("val_" + each of model.val_metrics:
+    loss and IoU at probability `threshold`, or loss and Chamfer-L1 for point sets)."""
     model.eval()
-    losses, ious, skipped = [], [], 0
+    values: dict[str, list[float]] = {name: [] for name in model.val_metrics}
+    skipped = 0
     for batch in loader:
         skipped += len(batch["skipped"])
         if "points" not in batch:
             continue
-        p = batch["points"].to(device)
-        occ = batch["points.occ"].to(device)
-        inputs = batch["inputs"].to(device)
-        c = model.encode_inputs(inputs)
-        z = model.get_z_from_prior(p.shape[0], sample=False, device=device)
-        logits = model.decode(p, z, c)
-        loss = nn.functional.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1)
-        losses.extend(loss.tolist())
-        ious.extend(iou_per_threshold(logits, occ, [threshold])[:, 0].tolist())
+        for name, per_object in model.validation_metrics(to_device(batch, device), threshold).items():
+            values[name].extend(per_object.tolist())
     model.train()
-    if not ious:
+    if not values["loss"]:
         raise RuntimeError("validation split produced no loadable objects")
-    return {"val_loss": float(np.mean(losses)), "val_iou": float(np.mean(ious)), "val_skipped": skipped}
+    return {**{f"val_{name}": float(np.mean(v)) for name, v in values.items()}, "val_skipped": skipped}
 
 
 class MetricsLog:
@@ -196,6 +195,11 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     if tcfg["lr_schedule"] == "cosine" and tcfg["max_iters"] is None:
         raise ConfigError("train.lr_schedule=cosine needs train.max_iters (the horizon of the decay)")
     model = build_model(cfg["model"]).to(dev)
+    if tcfg["model_selection_metric"] not in model.val_metrics:
+        raise ConfigError(f"train.model_selection_metric {tcfg['model_selection_metric']!r} is not measured for a "
+                          f"{model.output_kind} model; choose one of {', '.join(model.val_metrics)}")
+    if main:
+        log(f"model: {type(model).__name__} ({model.output_kind}), {count_parameters(model):,} trainable parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
     it, epoch, best, skipped_total = 0, 0, None, 0
     skipped_names: set[str] = set()
@@ -233,12 +237,13 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if better:
             best = value
             checkpoint(best_path)
-        log(f"[it {it}] val_loss {metrics['val_loss']:.2f}  val_iou {metrics['val_iou']:.4f}"
+        shown = "  ".join(f"val_{name} {metrics[f'val_{name}']:.4f}" for name in model.val_metrics)
+        log(f"[it {it}] {shown}"
             + ("  (new best)" if better else "") + (f"  skipped {metrics['val_skipped']}" if metrics["val_skipped"] else ""))
         metrics_log.write(it=it, epoch=epoch, time=round(time.time() - t_start, 2), **metrics)
         if tb is not None:
-            tb.add_scalar("val/iou", metrics["val_iou"], it)
-            tb.add_scalar("val/loss", metrics["val_loss"], it)
+            for name in model.val_metrics:
+                tb.add_scalar(f"val/{name}", metrics[f"val_{name}"], it)
         return metrics
 
     metrics_log = MetricsLog(out_dir / "metrics.csv", it) if main else None
@@ -271,14 +276,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                 skipped_names.add(reason.split(":")[0])
             if "points" not in batch:
                 continue
-            p = batch["points"].to(dev, non_blocking=True)
-            occ = batch["points.occ"].to(dev, non_blocking=True)
-            inputs = batch["inputs"].to(dev, non_blocking=True)
+            batch = to_device(batch, dev)
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(tcfg, it)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss, parts = loss_module(p, occ, inputs)
+                loss, parts = loss_module(batch)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()

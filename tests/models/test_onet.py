@@ -32,7 +32,7 @@ def test_vae_shapes_and_kl_term():
 
     with torch.no_grad():  # a posterior away from the prior has a positive KL
         model.encoder_latent.fc_mean.bias.fill_(1.0)
-    loss, stats = model.compute_loss(p, occ, x)
+    loss, stats = model.compute_loss({"points": p, "points.occ": occ, "inputs": x})
     assert set(stats) == {"loss", "rec", "kl"}
     assert stats["kl"] > 0
     assert loss.item() == pytest.approx(stats["rec"] + stats["kl"], rel=1e-5)
@@ -41,7 +41,7 @@ def test_vae_shapes_and_kl_term():
         for lin in (model.encoder_latent.fc_mean, model.encoder_latent.fc_logstd):
             lin.weight.zero_()
         model.encoder_latent.fc_logstd.bias.zero_()
-    _, stats = model.compute_loss(p, occ, x)
+    _, stats = model.compute_loss({"points": p, "points.occ": occ, "inputs": x})
     assert stats["kl"] == pytest.approx(0.5 * 5, rel=1e-5)
 
 
@@ -52,7 +52,8 @@ def test_reconstruction_loss_is_bce_summed_over_points_mean_over_batch():
         model.decoder.fc_out.bias.fill_(0.5)
     occ = torch.zeros(2, 10)
     occ[:, :3] = 1
-    loss, stats = model.compute_loss(torch.rand(2, 10, 3), occ, torch.zeros(2, 32, 32, 32))
+    loss, stats = model.compute_loss({"points": torch.rand(2, 10, 3), "points.occ": occ,
+                                        "inputs": torch.zeros(2, 32, 32, 32)})
     expected = (3 * -torch.log(torch.sigmoid(torch.tensor(0.5))) + 7 * -torch.log(torch.sigmoid(torch.tensor(-0.5))))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert stats["kl"] == 0.0
@@ -69,7 +70,7 @@ def test_gradient_reaches_the_encoder_in_a_training_step():
     # encoder -- gets its first non-zero gradient once they have taken one step
     for step in range(2):
         before = model.encoder.conv1.weight.detach().clone()
-        loss, _ = model.compute_loss(p, occ, img)
+        loss, _ = model.compute_loss({"points": p, "points.occ": occ, "inputs": img})
         opt.zero_grad()
         loss.backward()
         assert all(q.grad is not None for q in model.encoder.parameters())
@@ -88,7 +89,7 @@ def test_unconditional_model():
         model.encode_inputs(None)
     p = torch.rand(3, 20, 3)
     assert model(p, None).shape == (3, 20)
-    loss, stats = model.compute_loss(p, torch.ones(3, 20), None)
+    loss, stats = model.compute_loss({"points": p, "points.occ": torch.ones(3, 20), "inputs": None})
     assert loss.ndim == 0 and stats["kl"] >= 0
     model.eval()
     fn = model.make_eval_fn(c)
