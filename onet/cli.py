@@ -74,6 +74,13 @@ examples:
   onet gan bench2d --quick                         # the 2-D benchmark of Table 8.1, sub-grid
   onet gan bench2d --device cuda --out out/gan/bench2d_full
 """,
+    "compare": """examples:
+  onet compare out/demo out/demo_r2n2 out/demo_psgn          # rows ONet, 3D-R2N2, PSGN
+  onet compare out/voxels/onet --eval-input out/voxels/onet   # ONet against its input voxels
+  onet compare out/a out/b --names "ONet" "ONet, no CBN" --per-class --format latex
+  onet compare out/a out/b --metrics all --output out/compare  # also writes compare.{md,tex,csv,json}
+RUN_DIR is a config's out_dir (after `onet eval`) or an eval folder holding eval.json.
+""",
     "demo": """examples:
   onet demo                       # synthetic data -> train -> generate -> eval, on CPU
   onet demo --out out/demo train.max_time=120     # a shorter training run
@@ -232,6 +239,22 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", default="out/gan/bench2d", help="output folder (default out/gan/bench2d)")
     # ---- end onet gan ----
 
+    p = verb("compare", "Put the evaluations of several runs side by side, as in the thesis's tables.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders (out_dir) or eval folders, one row each")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME",
+                   help="row names, one per RUN_DIR (default: the method: ONet, 3D-R2N2, PSGN)")
+    p.add_argument("--eval-input", default=None, metavar="DIR",
+                   help="a run (or eval folder) whose `onet eval --eval-input` result is the first row, Input")
+    p.add_argument("--metrics", nargs="+", default=None, metavar="KEY",
+                   help="columns: iou chamfer_l1 normal_consistency accuracy completeness fscore@0.01, or all "
+                        "(default: iou chamfer_l1 normal_consistency)")
+    p.add_argument("--per-class", action="store_true", help="rows = classes, columns = metric x method")
+    p.add_argument("--format", choices=["markdown", "latex", "csv", "json"], default="markdown",
+                   help="what to print (default markdown)")
+    p.add_argument("--output", default=None, metavar="DIR", help="also write compare.{md,tex,csv,json} there")
+    p.add_argument("--chamfer-scale", type=float, default=10,
+                   help="factor for printed distances (default 10, as in the literature)")
+
     p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
@@ -299,6 +322,15 @@ def _run(args) -> int:
     if args.verb == "gan":
         from onet.gan import run_gan
         return run_gan(args)
+
+    if args.verb == "compare":
+        from onet.compare import run_compare
+        names = args.names
+        if names and len(names) == 1 and len(args.runs) > 1:  # also accept --names ONet,3D-R2N2,PSGN
+            names = [n.strip() for n in names[0].split(",")]
+        run_compare(args.runs, names=names, eval_input=args.eval_input, metrics=args.metrics,
+                    per_class=args.per_class, fmt=args.format, output=args.output, chamfer_scale=args.chamfer_scale)
+        return 0
 
     if args.verb == "demo":
         from onet.demo import run_demo

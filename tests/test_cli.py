@@ -10,7 +10,7 @@ from PIL import Image
 
 from onet.cli import main
 
-VERBS = ["preprocess", "train", "generate", "eval", "demo", "import-checkpoint", "report"]
+VERBS = ["preprocess", "train", "generate", "eval", "compare", "demo", "import-checkpoint", "report"]
 
 
 def run(*args, timeout=300):

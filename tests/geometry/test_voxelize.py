@@ -109,3 +109,25 @@ def test_voxelize_checks_inputs():
         voxelize(np.eye(3), np.array([[0, 1, 2]]), resolution=0)
     with pytest.raises(ValueError, match="3D"):
         voxels_to_mesh(np.zeros((4, 4), bool))
+
+
+def test_voxel_isosurface_is_closed_and_sits_on_the_cell_boundaries():
+    from onet.geometry.voxelize import voxel_isosurface
+
+    values = np.zeros((8, 8, 8))
+    values[2:6, 1:7, 3:8] = 1.0  # touches the +z border: the zero padding closes it there
+    vertices, faces = voxel_isosurface(values, 0.5)
+    mesh = trimesh.Trimesh(vertices, faces, process=True)
+    assert mesh.is_watertight and mesh.volume > 0
+    # at level 0.5 between a 1 and a 0 the surface crosses half way between the centres: on the cell faces
+    np.testing.assert_allclose(vertices.min(axis=0), [2 / 8 - 0.5, 1 / 8 - 0.5, 3 / 8 - 0.5], atol=1e-6)
+    np.testing.assert_allclose(vertices.max(axis=0), [6 / 8 - 0.5, 7 / 8 - 0.5, 0.5], atol=1e-6)
+    # a higher level moves the surface towards the occupied centres: 0.6 of the way at level 0.4 -> 0.4 at 0.6
+    hi = voxel_isosurface(values, 0.6)[0]
+    assert hi[:, 0].max() == pytest.approx(6 / 8 - 0.5 - 0.1 / 8, abs=1e-6)
+    v, f = voxel_isosurface(np.zeros((4, 4, 4)), 0.4)
+    assert v.shape == (0, 3) and f.shape == (0, 3)
+    with pytest.raises(ValueError, match="cubic"):
+        voxel_isosurface(np.zeros((4, 4, 5)), 0.4)
+    with pytest.raises(ValueError, match="level"):
+        voxel_isosurface(values, 0.0)
