@@ -80,7 +80,8 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
     ecfg = cfg["evaluation"]
     ev = evaluate_dataset(data_dir, test_items, gen_dir / "meshes", out_dir / ecfg["eval_dir"],
                           mesh_format=cfg["generation"]["mesh_format"], n_points=ecfg["n_points"],
-                          fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"], progress=progress)
+                          fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"], progress=progress,
+                          split=cfg["data"]["test_split"])
     log("")
     log(ev.markdown)
     minutes = (time.time() - t_start) / 60

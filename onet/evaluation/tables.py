@@ -7,8 +7,11 @@ Chamfer-L1, normal consistency, accuracy, completeness, F-score at each
 threshold, the object count and the number of empty predictions. Empty
 predictions carry worst-case values and are included in every mean.
 
-A metric that does not apply to any row (IoU and normal consistency of point
-cloud inputs) is left out of the table, never printed as NaN.
+A metric that does not apply (IoU and normal consistency of a point set: a
+PSGN prediction or a point-cloud input) is never printed as NaN: the printed
+tables show "–" in the thesis's three columns (IoU, Chamfer-L1, normal
+consistency), as the thesis does, and leave other such columns out; CSV and
+JSON leave it out.
 
 Units. CSV and JSON hold raw distances in box units (the normalised object's
 longest bounding-box edge is 1). The Markdown and LaTeX tables multiply
@@ -30,6 +33,9 @@ from onet.utils.io import write_text_atomic
 
 # metric keys in table order; F-score keys ("fscore@0.01") follow "completeness"
 _BASE_KEYS = ("iou", "chamfer_l1", "normal_consistency", "accuracy", "completeness")
+# the columns of the thesis's tables, printed even where undefined ("–")
+_THESIS_KEYS = ("iou", "chamfer_l1", "normal_consistency")
+UNDEFINED = "–"
 _DISTANCE_KEYS = ("chamfer_l1", "accuracy", "completeness")
 _LABELS = {
     "iou": "IoU",
@@ -167,7 +173,8 @@ def unit_caption(chamfer_scale: float = 10) -> str:
 
 def _display_columns(table: ResultTable) -> list[str]:
     # Chamfer-L2 lives in CSV/JSON only, as in the thesis tables
-    return [k for k in table.columns if k != "chamfer_l2"]
+    base = [k for k in _BASE_KEYS if k in table.columns or k in _THESIS_KEYS]
+    return base + [k for k in table.columns if k.startswith("fscore@")]
 
 
 def _formatted_rows(table: ResultTable, chamfer_scale: float) -> list[list[str]]:
@@ -175,8 +182,11 @@ def _formatted_rows(table: ResultTable, chamfer_scale: float) -> list[list[str]]
     for row in [*table.classes, table.mean_over_classes, table.mean_over_objects]:
         cells = [row.name]
         for k in _display_columns(table):
-            value = row.means[k] * (chamfer_scale if k in _DISTANCE_KEYS else 1)
-            cells.append(f"{value:.3f}")
+            value = row.means.get(k)
+            if value is None or math.isnan(value):
+                cells.append(UNDEFINED)
+                continue
+            cells.append(f"{value * (chamfer_scale if k in _DISTANCE_KEYS else 1):.3f}")
         cells += [str(row.count), str(row.n_empty)]
         out.append(cells)
     return out
@@ -193,7 +203,8 @@ def format_markdown(table: ResultTable, *, chamfer_scale: float = 10) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$")):
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"), ("$", r"\$"),
+                 (UNDEFINED, "--")):
         text = text.replace(a, b)
     return text
 

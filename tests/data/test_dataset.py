@@ -364,3 +364,19 @@ def test_ratio_0_trains_the_same_losses_with_and_without_the_file(tiny_cfg, tmp_
         with open(tmp_path / run / "metrics.csv") as f:
             losses.append([(r["it"], r["loss"], r["val_iou"]) for r in csv.DictReader(f)])
     assert losses[0] == losses[1] and len(losses[0]) == 4
+
+
+def test_baseline_targets_are_loaded_only_when_asked_for(published):
+    """Voxel targets (3D-R2N2) and clean surface points (PSGN), after the inputs' random draws."""
+    root, truth = published
+    plain = ShapeDataset(root, "val", options=_options(), mode="val")[0]
+    assert "voxels" not in plain and "pointcloud" not in plain
+    ds = ShapeDataset(root, "val", options=_options(targets=("voxels", "pointcloud"), pointcloud_target_n=50),
+                      mode="val")
+    item = ds[0]
+    gt = truth[item["category"], item["model_id"]]
+    np.testing.assert_array_equal(item["voxels"].numpy() > 0.5, gt["voxels"])
+    assert item["pointcloud"].shape == (50, 3)
+    # noise-free samples of the stored surface (a sphere of the object's radius)
+    np.testing.assert_allclose(item["pointcloud"].norm(dim=1).numpy(), gt["radius"], atol=2e-3)
+    assert torch.equal(item["points"], plain["points"]) and torch.equal(item["inputs"], plain["inputs"])

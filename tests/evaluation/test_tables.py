@@ -63,13 +63,19 @@ def test_markdown_and_latex_state_the_unit(rows):
     assert "nan" not in md.lower() + tex.lower()
 
 
-def test_not_applicable_columns_are_left_out():
+def test_not_applicable_metrics_print_as_dashes_in_the_thesis_columns():
     m = MeshMetrics(iou=None, accuracy=0.1, completeness=0.2, chamfer_l1=0.15, chamfer_l2=0.03,
                     normal_consistency=None, fscore={0.01: 0.1})
     table = build_table([ObjectRow("x", "a", m)])
     assert "iou" not in table.columns and "normal_consistency" not in table.columns
     md = format_markdown(table)
-    assert "IoU" not in md and "Normal" not in md and "nan" not in md.lower()
+    header = [c.strip() for c in md.splitlines()[2].strip("|").split("|")]
+    row = [c.strip() for c in md.splitlines()[4].strip("|").split("|")]
+    assert header[:4] == ["Class", "IoU", "Chamfer-L1 x10", "Normal Consistency"]
+    assert row[1] == row[3] == "–" and row[2] == "1.500" and "nan" not in md.lower()
+    tex = format_latex(table)
+    assert "x & -- & 1.500 & --" in tex and "–" not in tex
+    assert "iou" not in format_classes_csv(table).splitlines()[0]  # machine-readable files leave it out
     objects = list(csv.DictReader(io.StringIO(format_objects_csv([ObjectRow("x", "a", m)]))))
     assert objects[0]["iou"] == ""
 

@@ -103,3 +103,11 @@ def test_cli_train_and_config_error(tiny_cfg, tmp_path):
                          f"out_dir={tmp_path / 'x'}", "--no-progress"], capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
     assert (tmp_path / "x" / "model.pt").is_file() and (tmp_path / "x" / "config.yaml").is_file()
+
+
+def test_selection_metric_must_be_one_the_model_measures(tiny_cfg):
+    from onet.config import ConfigError
+    cfg = load_config(CONFIG_DIR / "baselines" / "psgn_demo.yaml", [
+        f"out_dir={tiny_cfg['out_dir']}", f"data.path={tiny_cfg['data']['path']}", "train.model_selection_metric=iou"])
+    with pytest.raises(ConfigError, match="model_selection_metric 'iou'.*points model.*loss, chamfer"):
+        train(cfg, progress=False, log=lambda *a: None)
