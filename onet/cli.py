@@ -34,6 +34,9 @@ Running the same command again resumes from out_dir/model.pt.
   onet generate configs/pointcloud.yaml --input scans/ --format obj
   onet generate configs/demo.yaml --format glb generation.save_grid=true   # + probability grids (npz)
   onet generate configs/unconditional.yaml --samples 16
+  onet generate configs/unconditional.yaml --encode     # test split through the VAE's posterior means
+  onet generate configs/unconditional.yaml --interpolate 8 --between 03001627/1a2b 03001627/3c4d
+  onet generate configs/latent_gan.yaml --samples 16    # the latent GAN's samples, decoded by its VAE
   torchrun --nproc_per_node 4 -m onet generate configs/img.yaml   # 4 processes (GPUs), same meshes
   onet generate configs/img.yaml --shard 3/16           # one job of a cluster array; then run it unsharded
 """,
@@ -42,6 +45,8 @@ Running the same command again resumes from out_dir/model.pt.
   onet eval configs/voxels.yaml --eval-input           # the "Input" baseline row
   onet eval --pred out/meshes --gt data/reference_meshes
   onet eval configs/img.yaml --sweep                    # pick the threshold on the val split
+  onet eval configs/latent_gan.yaml --generative        # MMD / COV / 1-NNA of the samples vs the test split
+  onet eval --generative --pred out/a/generation_samples --gt out/b/generation_samples
   torchrun --nproc_per_node 4 -m onet eval configs/img.yaml       # objects split over 4 processes
   onet eval configs/img.yaml --shard 3/16               # one job of an array; `onet eval` merges after
 """,
@@ -157,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="unconditional models: draw N shapes from the prior")
     p.add_argument("--interpolate", type=int, default=None, metavar="STEPS",
                    help="unconditional models: also write a latent interpolation between two samples")
+    p.add_argument("--between", nargs=2, default=None, metavar=("A", "B"),
+                   help="with --interpolate: interpolate between two dataset shapes (category/model_id) "
+                        "through their VAE posterior means")
+    p.add_argument("--encode", action="store_true",
+                   help="VAE: reconstruct the test split through the posterior means (score with `onet eval`)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="generate only shard I of N (cluster array jobs); a final unsharded run merges the tables")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -169,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-input", action="store_true",
                    help="score the inputs themselves (voxels as meshes, point clouds on surface metrics)")
     p.add_argument("--sweep", action="store_true", help="sweep the threshold tau on the validation split")
+    p.add_argument("--generative", action="store_true",
+                   help="score a folder of sampled shapes as a set: MMD-CD, COV-CD, 1-NNA (and on latent codes) "
+                        "against the test split, or against --gt")
     p.add_argument("--full-sweep", action="store_true", help="with --sweep: mesh and score at every tau (slow)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="score only shard I of N into per-object records; a final unsharded `onet eval` merges them")
@@ -286,7 +299,8 @@ def _run(args) -> int:
         cfg = load_config(args.config, args.overrides)
         generate(cfg, device=args.device, input_dir=args.input, output_dir=args.output,
                  checkpoint=args.checkpoint, mesh_format=args.format, samples=args.samples,
-                 interpolate=args.interpolate, shard=parse_shard(args.shard) if args.shard else None,
+                 interpolate=args.interpolate, encode=args.encode, between=args.between,
+                 shard=parse_shard(args.shard) if args.shard else None,
                  progress=not args.no_progress)
         return 0
 

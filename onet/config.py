@@ -32,6 +32,7 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.max_epochs": (int,),
     "train.max_time": (int, float),
     "generation.simplify_nfaces": (int,),
+    "latent_gan.vae_dir": (str,),
 }
 # Keys whose value is a free-form mapping handed to a builder that validates it.
 FREE_FORM = {"model.encoder_kwargs", "model.decoder_kwargs", "model.encoder_latent_kwargs"}
@@ -41,6 +42,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.model_selection_mode": ("max", "min"),
     "train.lr_schedule": ("constant", "cosine"),
     "generation.mesh_format": ("ply", "obj", "off", "glb", "stl"),
+    "latent_gan.loss": ("ns", "standard"),
+    "latent_gan.reg": ("r1", "r2", "none"),
+    "latent_gan.optimizer": ("rmsprop", "adam"),
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
 

@@ -20,10 +20,10 @@ def run_eval(cfg: dict, args, *, log=print) -> int:
     shard = parse_shard(args.shard) if getattr(args, "shard", None) else None
     launch = launch_info()
     try:
-        if (shard or launch.distributed) and (args.pred or args.gt or args.sweep):
+        if (shard or launch.distributed) and (args.pred or args.gt or args.sweep or getattr(args, "generative", 0)):
             from onet.utils.errors import UsageError
             raise UsageError("--shard and torchrun split dataset evaluations (CONFIG, or --eval-input), "
-                             "not --pred/--gt or --sweep")
+                             "not --pred/--gt, --sweep or --generative")
         if not launch.is_main:
             log = lambda *a, **k: None  # noqa: E731  (rank 0 reports for all)
         return _run_eval(cfg, args, launch, shard, log)
@@ -35,6 +35,9 @@ def _run_eval(cfg: dict, args, launch, shard, log) -> int:
     from onet.evaluation.evaluate import evaluate_dataset, evaluate_inputs, evaluate_pairs
     from onet.utils.ranks import barrier
 
+    if getattr(args, "generative", False):  # samples scored as a set (onet.evaluation.generative)
+        from onet.evaluation.generative import run_generative
+        return run_generative(cfg, args, log=log)
     ecfg = cfg["evaluation"]
     common = dict(n_points=ecfg["n_points"], fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"],
                   progress=not args.no_progress and launch.is_main)

@@ -45,11 +45,14 @@ from onet.geometry.mesh_files import export_mesh
 from onet.generation.grids import save_grid
 from onet.generation.extractor import STAGES as EXTRACT_STAGES, ExtractedMesh, extract_meshes
 from onet.generation.inputs import find_input_files, load_user_input, output_names
+from onet.generation.posterior import CODES_FILE, latent_jobs, load_latent_gan, write_codes
 from onet.generation.preview import save_preview
 from onet.generation.simplify import simplify_mesh
 from onet.geometry.voxelize import voxel_isosurface
 from onet.models import FIELD, POINTS, VOXELS, load_model
+from onet.models.latent import is_latent_gan
 from onet.utils.device import resolve_device
+from onet.utils.errors import UsageError
 from onet.utils.io import atomic_path, write_text_atomic
 from onet.utils.ranks import Launch, Share, gather_to_main, launch_info, shutdown
 
@@ -79,8 +82,14 @@ class GenerateSummary:
 def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | None = None,
              output_dir: str | Path | None = None, checkpoint: str | Path | None = None,
              mesh_format: str | None = None, samples: int | None = None, interpolate: int | None = None,
+             encode: bool = False, between: list[str] | None = None,
              shard: tuple[int, int] | None = None, progress: bool = True, log=print) -> GenerateSummary:
     """Meshes for the test split, the files of `input_dir`, or `samples` prior draws (see the module docstring).
+
+    Latent modes (onet.generation.posterior): `samples` draws from the VAE's prior or, for a
+    latent-GAN config, from its generator; `interpolate` steps between two draws or, with
+    `between` (two 'category/model_id' names), between two shapes' posterior means; `encode`
+    reconstructs the test split through the VAE's posterior means.
 
     shard: (I, N) takes every N-th batch from the I-th (cluster job arrays); under
         torchrun the ranks split the work further.
@@ -91,16 +100,27 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
             progress, log = False, (lambda *a, **k: None)
         return _generate(cfg, launch, shard, device=device, input_dir=input_dir, output_dir=output_dir,
                          checkpoint=checkpoint, mesh_format=mesh_format, samples=samples, interpolate=interpolate,
-                         progress=progress, log=log)
+                         encode=encode, between=between, progress=progress, log=log)
     finally:
         shutdown(launch)
 
 
 def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, device, input_dir, output_dir, checkpoint,
-              mesh_format, samples, interpolate, progress, log) -> GenerateSummary:
+              mesh_format, samples, interpolate, encode, between, progress, log) -> GenerateSummary:
     share = launch.share(shard)
+    if (encode or samples or interpolate) and input_dir is not None:
+        raise UsageError("--samples/--interpolate/--encode decode latent codes; they take no --input")
+    if between is not None and not interpolate:
+        raise UsageError("--between A B names the two ends of an interpolation: give --interpolate STEPS too")
+    if encode and (samples or interpolate):
+        raise UsageError("--encode reconstructs the test split, --samples/--interpolate draw new shapes "
+                         "(another folder): run them separately")
     dev = launch.device(resolve_device(device or cfg["device"]))
-    model, ckpt_path = load_model(cfg, checkpoint, dev)
+    sampler = None
+    if is_latent_gan(cfg):  # the one dispatch: a latent GAN's codes are decoded by its VAE
+        model, sampler, ckpt_path = load_latent_gan(cfg, checkpoint, dev)
+    else:
+        model, ckpt_path = load_model(cfg, checkpoint, dev)
     gcfg = cfg["generation"]
     fmt = mesh_format or gcfg["mesh_format"]
     input_type = cfg["data"]["input_type"]
@@ -112,10 +132,14 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     save_config(cfg, out / "config.yaml")
 
     failures: list[tuple[str, str]] = []
-    if samples or interpolate:
+    if samples or interpolate or encode:
         if model.output_kind != FIELD or model.z_dim == 0:
-            raise ValueError(f"{ckpt_path}: --samples/--interpolate need a model with a latent code (model.z_dim > 0)")
-        jobs = _prior_jobs(model, samples or 0, interpolate or 0, cfg["seed"], dev)
+            raise ValueError(f"{ckpt_path}: --samples/--interpolate/--encode need a model with a latent code "
+                             "(model.z_dim > 0)")
+        latent = latent_jobs(model, cfg, samples=samples or 0, interpolate_steps=interpolate or 0, between=between,
+                             encode=encode, sampler=sampler, device=dev, progress=progress, log=log)
+        jobs = [Job(name, None, z=z) for name, z in latent]
+        write_codes(out / CODES_FILE, [j.name for j in jobs], torch.stack([j.z for j in jobs]).numpy())
         load = None
     elif input_dir is not None:
         if input_type is None:
@@ -274,18 +298,6 @@ def _merge_timing_shards(out: Path, shares: list[Share] | None = None, into: Pat
         for p in parts:
             p.unlink(missing_ok=True)
     return timings
-
-
-def _prior_jobs(model, n_samples: int, n_interp: int, seed: int, dev: torch.device) -> list[Job]:
-    g = torch.Generator().manual_seed(seed)
-    jobs = [Job(f"sample_{i:03d}", None, z=torch.randn(model.z_dim, generator=g)) for i in range(n_samples)]
-    if n_interp:
-        z0, z1 = torch.randn(model.z_dim, generator=g), torch.randn(model.z_dim, generator=g)
-        steps = max(n_interp, 2)
-        for i in range(steps):
-            t = i / (steps - 1)
-            jobs.append(Job(f"interpolation_{i:03d}", None, z=(1 - t) * z0 + t * z1))
-    return jobs
 
 
 def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
