@@ -27,3 +27,35 @@ def tiny_cfg(tiny_dataset, tmp_path):
         "train.checkpoint_every=2", "train.print_every=1", "train.max_time=null",
         "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.n_points=2000",
     ])
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_cfg(tiny_dataset, tmp_path_factory):
+    """configs/unconditional.yaml narrowed (8-d z, width 16) on the tiny dataset's tables, trained 2 steps."""
+    from onet.config import CONFIG_DIR, load_config
+    from onet.training import train
+
+    cfg = load_config(CONFIG_DIR / "unconditional.yaml", [
+        f"out_dir={tmp_path_factory.mktemp('vae') / 'run'}", f"data.path={tiny_dataset}", "data.classes=[table]",
+        "device=cpu", "data.points_subsample=256", "model.z_dim=8", "model.decoder_kwargs={hidden_size: 16, n_blocks: 1}",
+        "model.encoder_latent_kwargs={hidden_size: 16}", "train.batch_size=2", "train.max_iters=2",
+        "train.validate_every=1000", "train.checkpoint_every=1000", "train.print_every=1",
+        "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.generative_n_points=256",
+    ])
+    train(cfg, progress=False, log=lambda *a: None)
+    return cfg
+
+
+@pytest.fixture
+def tiny_latent_gan_cfg(tiny_vae_cfg, tmp_path):
+    """configs/latent_gan.yaml narrowed, reading tiny_vae_cfg's run, writing into tmp_path."""
+    from onet.config import CONFIG_DIR, load_config
+
+    vae = tiny_vae_cfg
+    return load_config(CONFIG_DIR / "latent_gan.yaml", [
+        f"out_dir={tmp_path / 'lg'}", f"latent_gan.vae_dir={vae['out_dir']}", f"data.path={vae['data']['path']}",
+        "data.classes=[table]", "device=cpu", "data.points_subsample=256", "latent_gan.noise_dim=4",
+        "latent_gan.hidden_size=16", "latent_gan.n_layers=2", "train.batch_size=4", "train.max_iters=12",
+        "train.print_every=2", "train.validate_every=6", "train.checkpoint_every=6",
+        "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.generative_n_points=256",
+    ])

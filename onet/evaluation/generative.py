@@ -132,13 +132,11 @@ def chamfer_matrix(points: list[np.ndarray | None], *, progress: bool = False) -
 
 
 def code_matrix(codes: np.ndarray) -> np.ndarray:
-    """Euclidean distances (N, N) between codes (N, z_dim)."""
+    """Euclidean distances (N, N) between codes (N, z_dim), from the differences themselves (exact 0 for twins)."""
+    from scipy.spatial.distance import cdist
+
     codes = np.asarray(codes, np.float64)
-    sq = (codes * codes).sum(1)
-    d2 = sq[:, None] + sq[None, :] - 2 * codes @ codes.T
-    d = np.sqrt(np.maximum(d2, 0.0))
-    np.fill_diagonal(d, 0.0)
-    return d
+    return cdist(codes, codes)
 
 
 def set_metrics(d_gr: np.ndarray, d_gg: np.ndarray, d_rr: np.ndarray, *, empty: np.ndarray | None = None,
@@ -382,6 +380,7 @@ def run_generative(cfg: dict, args, *, log=print) -> int:
     from onet.utils.errors import UsageError
 
     ecfg = cfg["evaluation"]
+    others: list[ShapeSet] = []  # reference rows beside the sampler's (CONFIG mode: the train split)
     n_points, seed, progress = ecfg["generative_n_points"], ecfg["seed"], not args.no_progress
     if args.gt is not None:
         if args.pred is None:
@@ -395,22 +394,31 @@ def run_generative(cfg: dict, args, *, log=print) -> int:
                                     progress=progress)
         data = cfg["data"]
         items, skipped = list_items(data["path"], data["test_split"], data["classes"], skip_bad=data["skip_bad"])
-        for problem in skipped:
+        train_items, skipped_train = list_items(data["path"], data["train_split"], data["classes"],
+                                                skip_bad=data["skip_bad"])
+        for problem in skipped + skipped_train:
             log(f"warning: {problem}")
-        codes = None
-        if generated.codes is not None:  # the test split's codes, from the VAE that decodes the samples
-            vae, vae_path = load_vae(cfg)
-            codes = encode_shapes(vae, data["path"], items, n_points=data["points_subsample"],
-                                  points_file=data["points_file"], jitter=data["points_jitter"], seed=cfg["seed"],
-                                  progress=progress)
+        # "train split": as many training shapes as there are samples (MMD and COV depend on the set size),
+        # the reference a perfect sampler would match
+        pick = np.random.default_rng(seed).permutation(len(train_items))[:len(generated)]
+        train_items = [train_items[i] for i in sorted(pick)]
+        codes = train_codes = None
+        if generated.codes is not None:  # the codes of the dataset shapes, from the VAE that decodes the samples
+            vae, _ = load_vae(cfg)
+            enc = dict(n_points=data["points_subsample"], points_file=data["points_file"],
+                       jitter=data["points_jitter"], seed=cfg["seed"], progress=progress)
+            codes = encode_shapes(vae, data["path"], items, **enc)
+            train_codes = encode_shapes(vae, data["path"], train_items, **enc)
         reference = dataset_set(data["path"], items, n_points=n_points, seed=seed,
                                 label=f"{data['test_split']} split", codes=codes)
+        others.append(dataset_set(data["path"], train_items, n_points=n_points, seed=seed,
+                                  label=f"{data['train_split']} split", codes=train_codes))
         out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"] / "generative")
-    row = compare(generated, reference, progress=progress)
+    rows = [compare(s, reference, progress=progress) for s in [generated, *others]]
     problems = generated.problems + reference.problems
     for problem in problems:
         log(f"warning: {problem}")
-    write_generative_tables([row], out, reference=reference.label, problems=problems)
-    log(format_generative_markdown([row], reference=reference.label))
+    write_generative_tables(rows, out, reference=reference.label, problems=problems)
+    log(format_generative_markdown(rows, reference=reference.label))
     log(f"tables written to {out}")
     return 0
