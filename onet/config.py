@@ -31,6 +31,7 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.max_iters": (int,),
     "train.max_epochs": (int,),
     "train.max_time": (int, float),
+    "train.max_cpu_time": (int, float),
     "generation.simplify_nfaces": (int,),
     "latent_gan.vae_dir": (str,),
 }

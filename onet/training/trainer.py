@@ -2,7 +2,7 @@
 
 Build data, model and optimizer; resume from out_dir/model.pt when present;
 loop over global batches; log, checkpoint and validate visibly in the loop;
-stop on max_iters / max_epochs / max_time and leave a resumable checkpoint.
+stop on max_iters / max_epochs / max_time / max_cpu_time and leave a resumable checkpoint.
 """
 
 from __future__ import annotations
@@ -70,10 +70,19 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def learning_rate(tcfg: dict, it: int) -> float:
-    """The configured schedule at iteration `it` (cosine needs train.max_iters as its horizon)."""
+def learning_rate(tcfg: dict, it: int, cpu_seconds: float = 0.0) -> float:
+    """The configured schedule at iteration `it`, after `cpu_seconds` of training CPU time.
+
+    Cosine decays over train.max_iters and/or train.max_cpu_time: with both set, whichever is
+    nearer its end sets the progress, so the decay reaches 0 when the run stops.
+    """
     if tcfg["lr_schedule"] == "cosine":
-        return 0.5 * tcfg["lr"] * (1 + math.cos(math.pi * min(it / tcfg["max_iters"], 1.0)))
+        progress = 0.0
+        if tcfg["max_iters"] is not None:
+            progress = it / tcfg["max_iters"]
+        if tcfg.get("max_cpu_time") is not None:
+            progress = max(progress, cpu_seconds / tcfg["max_cpu_time"])
+        return 0.5 * tcfg["lr"] * (1 + math.cos(math.pi * min(progress, 1.0)))
     return tcfg["lr"]
 
 
@@ -192,8 +201,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                                              collate_fn=collate, num_workers=tcfg["num_workers"])
 
     # --- model and optimizer
-    if tcfg["lr_schedule"] == "cosine" and tcfg["max_iters"] is None:
-        raise ConfigError("train.lr_schedule=cosine needs train.max_iters (the horizon of the decay)")
+    if tcfg["lr_schedule"] == "cosine" and tcfg["max_iters"] is None and tcfg.get("max_cpu_time") is None:
+        raise ConfigError("train.lr_schedule=cosine needs train.max_iters or train.max_cpu_time "
+                          "(the horizon of the decay)")
+    if tcfg.get("max_cpu_time") is not None and dist_info.enabled:
+        # each process measures its own CPU time: ranks would disagree on the lr and the stop
+        raise ConfigError("train.max_cpu_time is for single-process training; use train.max_iters with torchrun")
     model = build_model(cfg["model"]).to(dev)
     if tcfg["model_selection_metric"] not in model.val_metrics:
         raise ConfigError(f"train.model_selection_metric {tcfg['model_selection_metric']!r} is not measured for a "
@@ -249,7 +262,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     metrics_log = MetricsLog(out_dir / "metrics.csv", it) if main else None
     tb = _tensorboard(out_dir) if main else None
     max_iters, max_epochs, max_time = tcfg["max_iters"], tcfg["max_epochs"], tcfg["max_time"]
-    t_start = time.time()
+    max_cpu_time = tcfg.get("max_cpu_time")
+    t_start, cpu_start = time.time(), time.process_time()
     stop_reason, last_val = "", None
     bar = tqdm(total=max_iters, initial=min(it, max_iters) if max_iters else it, desc="train",
                disable=not (progress and main), dynamic_ncols=True)
@@ -261,6 +275,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             return f"reached train.max_epochs={max_epochs}"
         if max_time is not None and time.time() - t_start >= max_time:
             return f"reached train.max_time={max_time}s"
+        # CPU seconds of this process, all its threads (not DataLoader worker processes): a budget
+        # that means the same on a shared, busy machine as on a quiet one
+        if max_cpu_time is not None and time.process_time() - cpu_start >= max_cpu_time:
+            return f"reached train.max_cpu_time={max_cpu_time}s"
         return ""
 
     model.train()
@@ -279,7 +297,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             batch = to_device(batch, dev)
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(tcfg, it)
+                group["lr"] = learning_rate(tcfg, it, time.process_time() - cpu_start)
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = loss_module(batch)
             scaler.scale(loss).backward()
