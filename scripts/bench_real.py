@@ -387,7 +387,7 @@ def main() -> None:
     if shutil.which("lscpu"):
         model = [l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if "Model name" in l]
         log(f"CPU: {model[0].split(':', 1)[1].strip() if model else '?'}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
-    results = {"input": input_baseline(args)}
+    results: dict[str, dict] = {}
     names = [r for r in args.runs.split(",") if r]
     for name in names:
         if name not in RUNS:
@@ -406,6 +406,7 @@ def main() -> None:
     else:
         for name in names:
             results[name] = one(name)
+    results = {"input": input_baseline(args), **results}
     print()
     print(table(results))
     summary = {k: {**v["mean_over_classes"], **{x: v.get(x) for x in ("iterations", "train_seconds", "train_cpu_seconds")}}
