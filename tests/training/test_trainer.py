@@ -111,3 +111,34 @@ def test_selection_metric_must_be_one_the_model_measures(tiny_cfg):
         f"out_dir={tiny_cfg['out_dir']}", f"data.path={tiny_cfg['data']['path']}", "train.model_selection_metric=iou"])
     with pytest.raises(ConfigError, match="model_selection_metric 'iou'.*points model.*loss, chamfer"):
         train(cfg, progress=False, log=lambda *a: None)
+
+
+def test_max_cpu_time_stops_on_cpu_seconds(tiny_cfg):
+    # the CPU budget must stop this run long before its epoch limit (no iteration or wall-clock limit)
+    tiny_cfg["train"].update(max_iters=None, max_epochs=500, max_cpu_time=1.0, lr_schedule="cosine",
+                             validate_every=10**6)
+    cpu0 = time.process_time()
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    assert result.stop_reason == "reached train.max_cpu_time=1.0s"
+    assert result.iterations >= 1
+    assert 1.0 <= time.process_time() - cpu0 < 60
+
+
+def test_cosine_decays_over_the_cpu_budget():
+    from onet.training.trainer import learning_rate
+
+    t = {"lr_schedule": "cosine", "lr": 1.0, "max_iters": None, "max_cpu_time": 100.0}
+    assert [learning_rate(t, 5, s) for s in (0.0, 50.0, 100.0, 150.0)] == pytest.approx([1.0, 0.5, 0.0, 0.0])
+    # both horizons: the one nearer its end sets the progress
+    t["max_iters"] = 10
+    assert learning_rate(t, 5, 10.0) == pytest.approx(0.5)
+    assert learning_rate(t, 1, 50.0) == pytest.approx(0.5)
+    assert learning_rate({**t, "max_cpu_time": None}, 5, 1e9) == pytest.approx(0.5)
+
+
+def test_cosine_needs_a_horizon(tiny_cfg):
+    from onet.utils.errors import ConfigError
+
+    tiny_cfg["train"].update(max_iters=None, max_epochs=1, lr_schedule="cosine")
+    with pytest.raises(ConfigError, match="max_cpu_time"):
+        train(tiny_cfg, progress=False, log=lambda *a: None)
