@@ -75,3 +75,16 @@ def test_table_has_a_row_per_class_and_the_mean():
     lines = text.splitlines()
     assert len(lines) == 2 + 3 and lines[-1].startswith("| **mean over classes** | 6 |")
     assert "| 0.610 | 0.100 | 0.800 | 0.500 |" in lines[2] and "| – | 0.100 |" in lines[2]
+
+
+def test_onet_runner_returns_the_child_cpu_seconds_and_names_the_log(tmp_path):
+    import argparse
+
+    bench = _load()
+    args = argparse.Namespace(threads=1)
+    log = tmp_path / "run" / "log.txt"
+    cpu = bench.onet(["--help"], args, log_to=log)
+    assert 0.0 < cpu < 60.0
+    assert "usage" in log.read_text()
+    with pytest.raises(SystemExit, match="log.txt"):
+        bench.onet(["no-such-verb"], args, log_to=log)
