@@ -215,6 +215,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         log(f"model: {type(model).__name__} ({model.output_kind}), {count_parameters(model):,} trainable parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
     it, epoch, best, skipped_total = 0, 0, None, 0
+    cpu_before = 0.0  # training CPU seconds of earlier invocations (train.max_cpu_time spans resumes)
     skipped_names: set[str] = set()
     ckpt_path, best_path = out_dir / "model.pt", out_dir / "model_best.pt"
     if ckpt_path.is_file():
@@ -223,6 +224,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         optimizer.load_state_dict(state["optimizer"])
         it, epoch, best = state["it"], state["epoch"], state["best_metric"]
         skipped_total = state.get("skipped", 0)
+        cpu_before = state.get("cpu_seconds", 0.0)
         set_rng_state(state["rng"])
         if main:
             log(f"resuming from {ckpt_path} at iteration {it} (epoch {epoch})")
@@ -240,7 +242,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     def checkpoint(path: Path) -> None:
         save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
                         best_metric=best, config=cfg, model_config=cfg["model"], rng=rng_state(),
-                        skipped=skipped_total)
+                        skipped=skipped_total, cpu_seconds=cpu_used())
 
     def run_validation() -> dict:
         nonlocal best
@@ -264,6 +266,9 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     max_iters, max_epochs, max_time = tcfg["max_iters"], tcfg["max_epochs"], tcfg["max_time"]
     max_cpu_time = tcfg.get("max_cpu_time")
     t_start, cpu_start = time.time(), time.process_time()
+
+    def cpu_used() -> float:
+        return cpu_before + time.process_time() - cpu_start
     stop_reason, last_val = "", None
     bar = tqdm(total=max_iters, initial=min(it, max_iters) if max_iters else it, desc="train",
                disable=not (progress and main), dynamic_ncols=True)
@@ -277,7 +282,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             return f"reached train.max_time={max_time}s"
         # CPU seconds of this process, all its threads (not DataLoader worker processes): a budget
         # that means the same on a shared, busy machine as on a quiet one
-        if max_cpu_time is not None and time.process_time() - cpu_start >= max_cpu_time:
+        if max_cpu_time is not None and cpu_used() >= max_cpu_time:
             return f"reached train.max_cpu_time={max_cpu_time}s"
         return ""
 
@@ -297,7 +302,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             batch = to_device(batch, dev)
             optimizer.zero_grad(set_to_none=True)
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(tcfg, it, time.process_time() - cpu_start)
+                group["lr"] = learning_rate(tcfg, it, cpu_used())
             with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
                 loss, parts = loss_module(batch)
             scaler.scale(loss).backward()

@@ -122,6 +122,10 @@ def test_max_cpu_time_stops_on_cpu_seconds(tiny_cfg):
     assert result.stop_reason == "reached train.max_cpu_time=1.0s"
     assert result.iterations >= 1
     assert 1.0 <= time.process_time() - cpu0 < 60
+    # the budget spans resumes: a second call finds it spent and stops at once
+    assert load_checkpoint(result.out_dir / "model.pt")["cpu_seconds"] >= 1.0
+    again = train(tiny_cfg, progress=False, log=lambda *a: None)
+    assert again.iterations == result.iterations and "max_cpu_time" in again.stop_reason
 
 
 def test_cosine_decays_over_the_cpu_budget():
