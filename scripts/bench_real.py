@@ -220,8 +220,15 @@ def run(name: str, args) -> dict:
         log(f"{name}: reusing the finished run in {out}")
         return json.loads(done.read_text())
     t0 = time.time()
-    cpu_train = onet(["train", config, *common, "--device", "cpu", "--no-progress"], args, log_to=out / "log.txt")
-    t_train = time.time() - t0
+    if args.skip_train:
+        # a run stopped before its budget: its model_best.pt as it is; the CPU seconds from the checkpoint
+        if not (out / "model_best.pt").is_file():
+            raise SystemExit(f"--skip-train: no {out / 'model_best.pt'}")
+        cpu_train = _checkpoint_cpu_seconds(out / "model.pt")
+    else:
+        cpu_train = onet(["train", config, *common, "--device", "cpu", "--no-progress"], args,
+                         log_to=out / "log.txt")
+    t_train = None if args.skip_train else time.time() - t0
     onet(["generate", config, *common, "--device", "cpu", "--no-progress"], args, log_to=out / "log.txt")
     onet(["eval", config, *common, "--no-progress"], args, log_to=out / "log.txt")
     result = json.loads((out / "eval" / "eval.json").read_text())
@@ -232,6 +239,13 @@ def run(name: str, args) -> dict:
     result["iterations"] = _last_iteration(out / "metrics.csv")
     _write(done, json.dumps(result, indent=1))
     return result
+
+
+def _checkpoint_cpu_seconds(path: Path) -> float | None:
+    """Training CPU seconds stored in a checkpoint (None for checkpoints written before the key existed)."""
+    sys.path.insert(0, str(REPO))
+    from onet.utils.checkpoints import load_checkpoint
+    return load_checkpoint(path, map_location="cpu").get("cpu_seconds") if path.is_file() else None
 
 
 def _write(path: Path, text: str) -> None:
@@ -376,6 +390,8 @@ def main() -> None:
     p.add_argument("--parallel", action="store_true",
                    help="train the runs at the same time (side by side under the same load)")
     p.add_argument("--iters", type=int, default=None, help="train this many iterations instead")
+    p.add_argument("--skip-train", action="store_true",
+                   help="generate and evaluate the checkpoints already in --out (a run stopped before its budget)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--per-class", type=int, default=80, help="objects per class at most")
     p.add_argument("--n-views", type=int, default=8, help="rendered views per object")
@@ -405,8 +421,9 @@ def main() -> None:
 
     def one(name: str) -> dict:
         r = run(name, args)
-        log(f"{name}: {r['iterations']} iterations in {r['train_seconds']:.0f} s wall, "
-            f"{r['train_cpu_seconds']:.0f} CPU s; load {os.getloadavg()[0]:.2f}")
+        cpu = "?" if r["train_cpu_seconds"] is None else f"{r['train_cpu_seconds']:.0f}"
+        wall = "?" if r["train_seconds"] is None else f"{r['train_seconds']:.0f}"
+        log(f"{name}: {r['iterations']} iterations in {wall} s wall, {cpu} CPU s; load {os.getloadavg()[0]:.2f}")
         return r
 
     if args.parallel:
