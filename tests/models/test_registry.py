@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from onet.config import CONFIG_DIR
 from onet.models import (
     DECODERS,
     ENCODERS,
@@ -113,3 +114,24 @@ def test_state_dict_round_trip(tmp_path):
     p, x = torch.rand(2, 20, 3), torch.rand(2, 30, 3)
     with torch.no_grad():
         assert torch.equal(a(p, x, sample=False), b(p, x, sample=False))
+
+
+@pytest.mark.parametrize("path", sorted((CONFIG_DIR / "baselines").glob("*.yaml")), ids=lambda p: p.stem)
+def test_baseline_configs_build_a_model_for_their_inputs(path):
+    from onet.config import load_config
+    from onet.models import POINTS, VOXELS, output_kind
+
+    cfg = load_config(path)
+    model_cfg, data = cfg["model"], cfg["data"]
+    if model_cfg["encoder"] == "resnet18":  # no download in tests: ImageNet weights are not the architecture
+        model_cfg["encoder_kwargs"] = {**model_cfg["encoder_kwargs"], "pretrained": False}
+    inputs = {"img": torch.rand(1, 3, data["img_size"], data["img_size"]),
+              "pointcloud": torch.rand(1, data["pointcloud_n"], 3) - 0.5,
+              "voxels": torch.zeros(1, 32, 32, 32)}[data["input_type"]]
+    model = build_model(model_cfg).eval()
+    kind = VOXELS if path.stem.startswith("r2n2") else POINTS
+    assert output_kind(model_cfg) == kind and model.output_kind == kind
+    with torch.no_grad():
+        out = model(inputs)
+    n_points = model_cfg["decoder_kwargs"].get("n_points", 1024)
+    assert out.shape == ((1, 32, 32, 32) if kind == VOXELS else (1, n_points, 3))
