@@ -105,3 +105,16 @@ def test_a_changed_vae_stops_the_resume(tiny_latent_gan_cfg, tiny_vae_cfg, tmp_p
     cfg["train"]["max_iters"] = 4
     with pytest.raises(RuntimeError, match="another VAE checkpoint"):
         train(cfg, progress=False, log=lambda *a: None)
+
+
+@pytest.mark.parametrize("override, key", [("latent_gan.ema_decay=1.0", "latent_gan.ema_decay"),
+                                           ("latent_gan.gamma=-1", "latent_gan.gamma"),
+                                           ("latent_gan.gamma=0", "latent_gan.gamma"),
+                                           ("latent_gan.hidden_size=0", "latent_gan.hidden_size"),
+                                           ("train.lr=0", "train.lr")])
+def test_out_of_range_keys_exit_2_naming_the_key(tiny_latent_gan_cfg, tmp_path, capsys, override, key):
+    path = _write(tiny_latent_gan_cfg, tmp_path / "cfg.yaml")
+    assert main(["train", path, override, "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err
+    assert not (Path(tiny_latent_gan_cfg["out_dir"]) / "model.pt").exists()
