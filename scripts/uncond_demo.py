@@ -211,7 +211,8 @@ def contact_sheet(args, vae_dir: Path, chosen: list[dict], path: Path, n: int = 
 
     size = 128
     folders = [("VAE prior", vae_dir / "generation_samples")]
-    folders += [((f"GAN R1 γ={r['gamma']:g}" if r["reg"] == "r1" else "GAN no R1") + f" s{r['seed']}",
+    # ASCII labels: PIL's default font has no Greek letters
+    folders += [((f"GAN R1 gamma={r['gamma']:g}" if r["reg"] == "r1" else "GAN no R1") + f" seed {r['seed']}",
                  Path(args.out) / r["name"] / "generation_samples") for r in chosen]
     from onet.data.dataset import list_items
     train_items, _ = list_items(args.data, "train", ["sofa"])
