@@ -1,4 +1,29 @@
+import shutil
+from pathlib import Path
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = Path(__file__).resolve().parent
+
+
+class BuildWithConfigs(build_py):
+    """Copy the top-level configs/ (the one copy in the repository) into the built package as onet/configs.
+
+    A source checkout reads configs/ directly; an installed wheel has no checkout,
+    so it carries the defaults and presets inside the package (onet.config.CONFIG_DIR).
+    """
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / "onet" / "configs"
+        if target.exists():
+            shutil.rmtree(target)
+        for src in sorted((HERE / "configs").rglob("*.yaml")):
+            dst = target / src.relative_to(HERE / "configs")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+
 
 setup(
     name="onet",
@@ -8,8 +33,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["onet", "onet.*"]),
-    package_data={"onet": ["configs/*.yaml"]},
-    include_package_data=True,
+    cmdclass={"build_py": BuildWithConfigs},
     install_requires=[
         "torch>=2.0",
         "numpy",

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 import traceback
 
+from onet.utils.batch import BATCH_RULE
 from onet.utils.errors import ConfigError, UsageError
 
 EPILOGS = {
@@ -20,6 +21,10 @@ EPILOGS = {
   onet preprocess my_meshes/ data/mine --depth             # also depth maps beside the images
   onet preprocess my_meshes/ data/mine --shard 3/16      # one job of a cluster array
   onet preprocess my_meshes/ data/mine --near-surface 100000 --near-sigma 0.01,0.05
+  onet preprocess my_meshes/ data/mine --n-views 12 --overwrite   # redo with other options
+""" + BATCH_RULE.format(where="OUTPUT/preprocess_report.jsonl") + """
+Rerunning resumes; a rerun with other options is refused (the dataset's stamp.yaml
+records them) unless --overwrite.
 """,
     "train": """examples:
   onet train configs/demo.yaml
@@ -41,6 +46,9 @@ Running the same command again resumes from out_dir/model.pt.
   onet generate configs/latent_gan.yaml --samples 16    # the latent GAN's samples, decoded by its VAE
   torchrun --nproc_per_node 4 -m onet generate configs/img.yaml   # 4 processes (GPUs), same meshes
   onet generate configs/img.yaml --shard 3/16           # one job of a cluster array; then run it unsharded
+""" + BATCH_RULE.format(where="failures.csv in the output folder") + """
+Rerunning resumes; a rerun with other options (checkpoint, threshold, resolution, format,
+seed, ...) is refused (the folder's stamp.yaml records them) unless --overwrite.
 """,
     "eval": """examples:
   onet eval configs/demo.yaml                           # score what `onet generate` wrote
@@ -51,6 +59,10 @@ Running the same command again resumes from out_dir/model.pt.
   onet eval --generative --pred out/a/generation_samples --gt out/b/generation_samples
   torchrun --nproc_per_node 4 -m onet eval configs/img.yaml       # objects split over 4 processes
   onet eval configs/img.yaml --shard 3/16               # one job of an array; `onet eval` merges after
+  onet eval configs/img.yaml --pred out/img/my_generation   # meshes generated with --output
+""" + BATCH_RULE.format(where="failures.csv beside the tables") + """
+A prediction that cannot be read is scored worst-case and counted as failed; finding no
+prediction at all is a failed run (exit 1).
 """,
     "import-checkpoint": """examples:
   onet import-checkpoint onet_img2mesh_3-f786b04a.pt --config configs/img.yaml --out out/img/pretrained.pt
@@ -146,6 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--splits-from", default=None, metavar="DIR",
                    help="folder with <category>/{train,val,test}.lst to use instead of a seeded 70/10/20 split")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and splits")
+    p.add_argument("--overwrite", action="store_true",
+                   help="redo every object, also when OUTPUT was made with other options")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     p = verb("train", "Train an occupancy network (resumes when out_dir already holds a checkpoint).")
@@ -171,11 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VAE: reconstruct the test split through the posterior means (score with `onet eval`)")
     p.add_argument("--shard", default=None, metavar="I/N",
                    help="generate only shard I of N (cluster array jobs); a final unsharded run merges the tables")
+    p.add_argument("--overwrite", action="store_true",
+                   help="clear the output folder's meshes and redo them, also when made with other options")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
     p = verb("eval", "Score generated meshes: IoU, Chamfer-L1, normal consistency, F-score, as tables.")
     config_args(p, required=False)
-    p.add_argument("--pred", default=None, help="direct mode: predicted mesh file or folder")
+    p.add_argument("--pred", default=None,
+                   help="direct mode (with --gt): predicted mesh file or folder; with CONFIG alone: the generation "
+                        "folder to score against the dataset (default: the latest `onet generate CONFIG`)")
     p.add_argument("--gt", default=None, help="direct mode: watertight reference mesh file or folder")
     p.add_argument("--output", default=None, metavar="DIR", help="where tables go (default: out_dir/eval)")
     p.add_argument("--eval-input", action="store_true",
@@ -299,12 +317,15 @@ def _run(args) -> int:
         from onet.generation import generate
         from onet.utils.ranks import parse_shard
         cfg = load_config(args.config, args.overrides)
-        generate(cfg, device=args.device, input_dir=args.input, output_dir=args.output,
-                 checkpoint=args.checkpoint, mesh_format=args.format, samples=args.samples,
-                 interpolate=args.interpolate, encode=args.encode, between=args.between,
-                 shard=parse_shard(args.shard) if args.shard else None,
-                 progress=not args.no_progress)
-        return 0
+        for flag in ("samples", "interpolate"):
+            if getattr(args, flag) is not None and getattr(args, flag) < 1:
+                raise UsageError(f"--{flag} must be at least 1, got {getattr(args, flag)}")
+        summary = generate(cfg, device=args.device, input_dir=args.input, output_dir=args.output,
+                           checkpoint=args.checkpoint, mesh_format=args.format, samples=args.samples,
+                           interpolate=args.interpolate, encode=args.encode, between=args.between,
+                           shard=parse_shard(args.shard) if args.shard else None,
+                           overwrite=args.overwrite, progress=not args.no_progress)
+        return summary.exit_code
 
     if args.verb == "eval":
         from onet.evaluation import run_eval
@@ -315,6 +336,8 @@ def _run(args) -> int:
         if args.config is None and (args.pred is None or args.gt is None):
             raise UsageError("give a CONFIG, or both --pred and --gt for direct mesh-to-mesh evaluation")
         cfg = load_config(args.config, args.overrides) if args.config else default_config(args.overrides)
+        if args.device:
+            cfg["device"] = args.device  # the network passes (--sweep) run there; metrics run on the CPU
         return run_eval(cfg, args)
 
     if args.verb == "import-checkpoint":

@@ -1,16 +1,36 @@
 """YAML configs: `inherit_from`, command-line overrides and validation.
 
 Every config is merged onto `configs/default.yaml`, which lists every key onet
-reads together with its default. A key that is not in the defaults is an
-error naming the closest valid key; a value of the wrong type is an error
-naming the key. Free-form dicts (the `*_kwargs` keys) are passed to the model
-builders, which check them.
+reads together with its default. This module is the one schema: at load time
+a key that is not in the defaults is an error naming the closest valid key; a
+value of the wrong type, outside its range (RANGES), not among its choices
+(CHOICES) or inconsistent with another key (`_check_across`) is an error
+naming the key. The `*_kwargs` mappings are checked against the constructor
+of the component they configure (`onet.models.check_model_config`). Every
+such error is a `ConfigError` (exit code 2).
+
+Adding a key: (1) put it with its default and a one-line comment in its
+section of configs/default.yaml (the type is taken from the default);
+(2) if the default is null, give its type in NULLABLE_TYPES; (3) a size,
+count, interval or limit gets a Range in RANGES (AT_LEAST_1, NON_NEGATIVE,
+POSITIVE or Range(low, high)); a string with fixed values gets CHOICES; a
+string that may be empty goes in EMPTY_STRING_ALLOWED; (4) a rule tying it to
+other keys goes in `_check_across`. tests/test_config.py checks that every
+RANGES/CHOICES key exists in the defaults.
+
+Where the defaults live: a source checkout reads the top-level `configs/`
+folder; an installed wheel carries a copy of it inside the package
+(`onet/configs`, built by setup.py), so every verb runs from any folder.
+A relative config path that does not exist is also looked up there, so
+`onet train configs/demo.yaml` works after `pip install onet-*.whl`.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +39,14 @@ import yaml
 from onet.utils.errors import ConfigError  # noqa: F401  (raised here, part of this module's API)
 from onet.utils.io import write_text_atomic
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _config_dir() -> Path:
+    packaged = Path(__file__).resolve().parent / "configs"  # wheels: copied in by setup.py
+    return packaged if (packaged / "default.yaml").is_file() else Path(__file__).resolve().parent.parent / "configs"
+
+
+CONFIG_DIR = _config_dir()
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 
 # Types of keys whose default is null (they cannot be inferred from the default).
@@ -42,6 +69,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.input_type": ("img", "pointcloud", "voxels"),
     "train.model_selection_mode": ("max", "min"),
     "train.lr_schedule": ("constant", "cosine"),
+    # the val_* numbers validation computes (which ones a model measures: _check_across)
+    "train.model_selection_metric": ("chamfer", "iou", "loss"),
     "generation.mesh_format": ("ply", "obj", "off", "glb", "stl"),
     "latent_gan.loss": ("ns", "standard"),
     "latent_gan.reg": ("r1", "r2", "none"),
@@ -50,11 +79,99 @@ CHOICES: dict[str, tuple[str, ...]] = {
 NULL_ALLOWED_CHOICES = {"data.input_type"}
 
 
+@dataclass(frozen=True)
+class Range:
+    """Allowed numeric interval; a bound of None is open-ended."""
+
+    low: float | None = None
+    high: float | None = None
+    low_inclusive: bool = True
+    high_inclusive: bool = True
+
+    def contains(self, v: float) -> bool:
+        if self.low is not None and (v < self.low or (v == self.low and not self.low_inclusive)):
+            return False
+        return not (self.high is not None and (v > self.high or (v == self.high and not self.high_inclusive)))
+
+    def describe(self) -> str:
+        lo = None if self.low is None else f"{'>=' if self.low_inclusive else '>'} {self.low:g}"
+        hi = None if self.high is None else f"{'<=' if self.high_inclusive else '<'} {self.high:g}"
+        return " and ".join(x for x in (lo, hi) if x)
+
+
+AT_LEAST_1, NON_NEGATIVE, POSITIVE = Range(1), Range(0), Range(0, low_inclusive=False)
+# Sizes, counts, intervals and limits: a zero or negative value is a config error at load time,
+# never a silent "batch of 2" or an "integer modulo by zero" mid-run. Lists: every element.
+RANGES: dict[str, Range] = {
+    "seed": NON_NEGATIVE,
+    "data.points_subsample": AT_LEAST_1,
+    "data.points_iou_subsample": AT_LEAST_1,
+    "data.points_jitter": NON_NEGATIVE,
+    "data.points_near_surface_ratio": Range(0, 1),
+    "data.img_size": AT_LEAST_1,
+    "data.pointcloud_n": AT_LEAST_1,
+    "data.pointcloud_noise": NON_NEGATIVE,
+    "model.c_dim": NON_NEGATIVE,
+    "model.z_dim": NON_NEGATIVE,
+    "train.batch_size": AT_LEAST_1,
+    "train.val_batch_size": AT_LEAST_1,
+    "train.lr": POSITIVE,
+    "train.max_iters": AT_LEAST_1,
+    "train.max_epochs": AT_LEAST_1,
+    "train.max_time": POSITIVE,
+    "train.validate_every": AT_LEAST_1,
+    "train.checkpoint_every": AT_LEAST_1,
+    "train.print_every": AT_LEAST_1,
+    "train.num_workers": NON_NEGATIVE,
+    "test.threshold": Range(0, 1, low_inclusive=False, high_inclusive=False),
+    "generation.resolution_0": Range(2),
+    "generation.upsampling_steps": NON_NEGATIVE,
+    "generation.batch_size": AT_LEAST_1,
+    "generation.points_chunk": AT_LEAST_1,
+    "generation.simplify_nfaces": Range(4),
+    "generation.refinement_step": NON_NEGATIVE,
+    "evaluation.n_points": AT_LEAST_1,
+    "evaluation.fscore_thresholds": POSITIVE,
+    "evaluation.seed": NON_NEGATIVE,
+}
+# Element types of list keys (others take theirs from the default's first element).
+LIST_ITEM_TYPES: dict[str, tuple[type, ...]] = {"data.classes": (str,)}
+# Lists that must not be empty (an empty data.classes would silently mean "every class"),
+# and lists whose entries must differ (a class given twice would be trained on twice as often).
+NON_EMPTY_LISTS = {"data.classes", "evaluation.fscore_thresholds"}
+UNIQUE_LISTS = {"data.classes", "evaluation.fscore_thresholds"}
+# String keys naming one folder inside another (no path separators, no '..').
+PLAIN_NAMES = {"data.classes", "data.img_folder"}
+# String keys that may be empty (none so far): every other string names a path, file or folder.
+EMPTY_STRING_ALLOWED: set[str] = set()
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a UTF-8 text file (byte {exc.start}: {exc.reason}); "
+                          "save the config as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML ({exc})") from None
     if data is None:
@@ -88,8 +205,32 @@ def _load_chain(path: Path, seen: tuple[Path, ...]) -> dict:
         raise ConfigError(f"{path}: inherit_from must be a file path, got {parent!r}")
     parent_path = (path.parent / parent)
     if not parent_path.is_file():
-        raise ConfigError(f"{path}: inherit_from file not found: {parent_path}")
+        shipped = shipped_config(parent)
+        if shipped is None:
+            raise ConfigError(f"{path}: inherit_from file not found: {parent_path}")
+        parent_path = shipped
     return merge(_load_chain(parent_path, seen + (path,)), data)
+
+
+def shipped_config(name: str | Path) -> Path | None:
+    """A relative config path looked up among the configs onet ships ('configs/demo.yaml', 'demo.yaml',
+    'ablations/img_no_cbn.yaml'); None when it is not one of them."""
+    name = Path(name)
+    if name.is_absolute():
+        return None
+    parts = name.parts[1:] if name.parts[:1] == ("configs",) else name.parts
+    if not parts or ".." in parts:
+        return None
+    candidate = CONFIG_DIR.joinpath(*parts)
+    return candidate if candidate.is_file() else None
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """The config file a command line names: the path as given, else the shipped config of that name."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    return shipped_config(path) or path
 
 
 def load_defaults() -> dict:
@@ -130,6 +271,41 @@ def _type_name(types: tuple[type, ...]) -> str:
 
 
 def _check_value(key: str, value: Any, default: Any) -> Any:
+    value = _check_type(key, value, default)
+    if value is None:
+        return value
+    if isinstance(value, list):
+        if not value and key in NON_EMPTY_LISTS:
+            hint = " (null means every category)" if key == "data.classes" else ""
+            raise ConfigError(f"config key '{key}' must not be an empty list{hint}")
+        item_types = LIST_ITEM_TYPES.get(key) or (
+            ((float, int) if isinstance(default[0], float) else (type(default[0]),)) if default else None)
+        for i, item in enumerate(value):
+            if item_types is not None and (not isinstance(item, item_types) or isinstance(item, bool)):
+                raise ConfigError(f"config key '{key}' item {i} must be {_type_name(item_types)}, got {item!r}")
+            _check_scalar(f"{key}[{i}]", key, item)
+        if key in UNIQUE_LISTS:
+            twice = sorted({str(v) for i, v in enumerate(value) if v in value[:i]})
+            if twice:
+                raise ConfigError(f"config key '{key}' lists {', '.join(twice)} more than once")
+        return value
+    return _check_scalar(key, key, value)
+
+
+def _check_scalar(name: str, key: str, value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key '{name}' must be a finite number, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and key in RANGES:
+        if not RANGES[key].contains(value):
+            raise ConfigError(f"config key '{name}' must be {RANGES[key].describe()}, got {value!r}")
+    if isinstance(value, str) and not value.strip() and key not in EMPTY_STRING_ALLOWED:
+        raise ConfigError(f"config key '{name}' must not be empty")
+    if isinstance(value, str) and key in PLAIN_NAMES and ("/" in value or "\\" in value or value in (".", "..")):
+        raise ConfigError(f"config key '{name}' must be a plain folder or file name, got {value!r}")
+    return value
+
+
+def _check_type(key: str, value: Any, default: Any) -> Any:
     if key in FREE_FORM:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
@@ -192,12 +368,36 @@ def validate(cfg: dict, defaults: dict | None = None, *, source: str = "config")
                 out[key] = copy.deepcopy(value)
         return out
 
-    return walk(cfg, defaults, "")
+    out = walk(cfg, defaults, "")
+    try:
+        _check_across(out)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    return out
+
+
+def _check_across(cfg: dict) -> None:
+    """Checks that involve more than one key (each names the keys involved)."""
+    train, data = cfg.get("train", {}), cfg.get("data", {})
+    if train.get("lr_schedule") == "cosine" and train.get("max_iters", 0) is None:
+        raise ConfigError("train.lr_schedule=cosine needs train.max_iters (the horizon of the decay)")
+    if "model" in cfg and "input_type" in data:
+        from onet.models import NETWORKS, check_model_config, output_kind  # the registry knows each component
+        check_model_config(cfg["model"], input_type=data["input_type"])
+        kind, metric = output_kind(cfg["model"]), train.get("model_selection_metric")
+        measured = NETWORKS[kind].val_metrics
+        if metric is not None and metric not in measured:
+            raise ConfigError(f"train.model_selection_metric {metric!r} is not measured for a {kind} model; "
+                              f"choose one of {', '.join(measured)}")
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict:
-    """Load a YAML config with inheritance, apply overrides, validate against the defaults."""
-    path = Path(path)
+    """Load a YAML config with inheritance, apply overrides, validate against the defaults.
+
+    A relative `path` that does not exist is looked up among the shipped configs
+    (`resolve_config_path`), so installed copies of onet find `configs/demo.yaml`.
+    """
+    path = resolve_config_path(path)
     cfg = _load_chain(path, ())
     cfg = apply_overrides(cfg, list(overrides))
     return validate(cfg, source=str(path))

@@ -67,13 +67,14 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
     result = train(cfg, progress=progress, log=log)
 
     _banner("3/4 generating meshes", log)
-    generate(cfg, progress=progress, log=log)
+    # the demo owns its folders: meshes of an earlier, different demo run are redone, not refused
+    generate(cfg, redo_if_changed=True, progress=progress, log=log)
     test_items, _ = list_items(data_dir, cfg["data"]["test_split"], cfg["data"]["classes"])
     rng = np.random.default_rng(0)
     picks = [test_items[i] for i in sorted(rng.choice(len(test_items), size=min(6, len(test_items)), replace=False))]
     image_dir = out_dir / "my_images"
     make_image_folder(data_dir, picks, image_dir, img_folder=cfg["data"]["img_folder"])
-    user = generate(cfg, input_dir=image_dir, progress=progress, log=log)
+    user = generate(cfg, input_dir=image_dir, redo_if_changed=True, progress=progress, log=log)
 
     _banner("4/4 evaluating the test split", log)
     gen_dir = out_dir / cfg["generation"]["generation_dir"]
@@ -81,7 +82,8 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
     ev = evaluate_dataset(data_dir, test_items, gen_dir / "meshes", out_dir / ecfg["eval_dir"],
                           mesh_format=cfg["generation"]["mesh_format"], n_points=ecfg["n_points"],
                           fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"], progress=progress,
-                          split=cfg["data"]["test_split"])
+                          split=cfg["data"]["test_split"], points_file=cfg["data"]["points_file"],
+                          pointcloud_file=cfg["data"]["pointcloud_file"])
     log("")
     log(ev.markdown)
     minutes = (time.time() - t_start) / 60

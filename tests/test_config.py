@@ -90,3 +90,23 @@ def test_every_default_key_is_read_by_the_code():
     unused = [full for full, key in leaves(load_defaults()) if f'"{key}"' not in src and f"'{key}'" not in src
               and f"{key}:" not in src and f".{key}" not in src]
     assert not unused, f"config keys never read: {unused}"
+
+
+def test_every_schema_entry_names_a_key_of_the_defaults():
+    """RANGES, CHOICES, NULLABLE_TYPES ... may only name keys of configs/default.yaml (a typo there checks nothing)."""
+    from onet import config
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and f"{prefix}{k}" not in config.FREE_FORM:
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+    keys = set(leaves(load_defaults()))
+    tables = {"RANGES": config.RANGES, "CHOICES": config.CHOICES, "NULLABLE_TYPES": config.NULLABLE_TYPES,
+              "NULL_ALLOWED_CHOICES": config.NULL_ALLOWED_CHOICES, "LIST_ITEM_TYPES": config.LIST_ITEM_TYPES,
+              "NON_EMPTY_LISTS": config.NON_EMPTY_LISTS, "UNIQUE_LISTS": config.UNIQUE_LISTS,
+              "PLAIN_NAMES": config.PLAIN_NAMES, "EMPTY_STRING_ALLOWED": config.EMPTY_STRING_ALLOWED,
+              "FREE_FORM": config.FREE_FORM}
+    unknown = {name: sorted(set(table) - keys) for name, table in tables.items() if set(table) - keys}
+    assert not unknown, f"schema entries for keys that configs/default.yaml does not have: {unknown}"

@@ -29,7 +29,7 @@ FLOORS = {"cli": 5, "__main__": 5, "demo": 4, "models": 2, "data": 2, "config": 
           "utils": 0, "__init__": 0}
 STAGE_FLOOR = 3  # any other subpackage of onet is a stage
 # (importer package, imported package) pairs allowed on the same floor
-SAME_FLOOR_ALLOWED = {("data", "config"), ("__main__", "cli")}
+SAME_FLOOR_ALLOWED = {("data", "config"), ("config", "models"), ("__main__", "cli")}
 
 
 def floor_of(component: str) -> int:

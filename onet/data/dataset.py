@@ -26,6 +26,7 @@ from onet.data.formats import (
 )
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VOXEL_RESOLUTION = 32  # the voxel encoder's input grid (DESIGN §5)
 
 
 class DatasetError(ValueError):
@@ -135,7 +136,7 @@ def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None,
         with Image.open(path) as img:
             img.load()
             img = to_rgb(img)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         raise DataFormatError(path, f"cannot read image ({exc})") from None
     if img.width == 0 or img.height == 0:
         raise DataFormatError(path, "image has zero size")
@@ -216,9 +217,12 @@ class ShapeDataset(torch.utils.data.Dataset):
     def __getitem__(self, idx: int) -> dict | None:
         try:
             return self.load(idx)
-        except (DataFormatError, OSError, ValueError, KeyError, EOFError) as exc:
+        except Exception as exc:  # any failure to load one object is that object's (named, or skipped)
+            if not isinstance(exc, (DataFormatError, OSError)):  # these name their file already
+                exc = DataFormatError(self.root / self.items[idx][0] / self.items[idx][1],
+                                      f"cannot load this object ({type(exc).__name__}: {exc})")
             if not self.options.skip_bad:
-                raise
+                raise exc from None
             return {"skipped": f"{self.items[idx][0]}/{self.items[idx][1]}: {exc}"}
 
     def load(self, idx: int) -> dict:
@@ -313,7 +317,7 @@ class ShapeDataset(torch.utils.data.Dataset):
             except ValueError as exc:
                 raise DataFormatError(path, str(exc)) from None
         if opt.input_type == "voxels":
-            vox = read_binvox(folder / opt.voxels_file)
+            vox = read_binvox(folder / opt.voxels_file, shape=(VOXEL_RESOLUTION,) * 3)
             return torch.from_numpy(vox.astype(np.float32))
         return torch.empty(0)
 

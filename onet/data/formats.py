@@ -40,6 +40,7 @@ POINTS_NEAR_SURFACE_FILE = "points_near_surface.npz"
 
 __all__ = [
     "DataFormatError",
+    "check_array",
     "read_binvox",
     "write_binvox",
     "load_points_npz",
@@ -68,12 +69,59 @@ class DataFormatError(ValueError):
         super().__init__(f"{self.path}: {problem}")
 
 
+# --------------------------------------------------------------------------- arrays
+
+
+def _shape_text(shape: Sequence[int | None]) -> str:
+    names = iter("NMKL")
+    dims = [str(d) if d is not None else next(names) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def check_array(path: PathLike, name: str, a: Any, *, shape: Sequence[int | None] | None = None,
+                min_columns: int | None = None, finite: bool = True) -> np.ndarray:
+    """The one check every array read from a file goes through: numeric, the expected shape, finite.
+
+    Args:
+        path: the file the array came from (named in the error).
+        name: what the array is ("points", "normals", ...).
+        shape: expected shape, None for a free axis: (None, 3) is an (N, 3) array.
+        min_columns: a 2D array with at least this many columns (extra columns allowed).
+        finite: refuse NaN / inf values.
+    A (3, N) array where (N, 3) rows are expected is refused as ambiguous (points stored as
+    columns would otherwise be read as 3 points). Raises DataFormatError naming the file.
+    Returns the array (np.asarray of `a`).
+    """
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise DataFormatError(path, f"{name} must be a numeric array, got dtype {a.dtype}")
+    columns = None if shape is None else shape[-1]
+    if min_columns is not None or columns is not None:
+        need = min_columns if min_columns is not None else columns
+        if a.ndim == 2 and a.shape[0] == need and a.shape[1] != need and (columns is None or a.shape[1] != columns):
+            raise DataFormatError(path, f"{name} has shape {a.shape}: ambiguous, it looks like {a.shape[1]} points "
+                                        f"stored as columns; store one point per row, shape (N, {need})")
+    if min_columns is not None and (a.ndim != 2 or a.shape[1] < min_columns):
+        raise DataFormatError(path, f"{name} must be an (N, {min_columns}) array, got shape {a.shape} "
+                                    "(extra columns are allowed)")
+    if shape is not None and (a.ndim != len(shape) or any(d is not None and d != n for d, n in zip(shape, a.shape))):
+        raise DataFormatError(path, f"{name} must have shape {_shape_text(shape)}, got {a.shape}")
+    if finite and a.dtype.kind == "f":
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise DataFormatError(path, f"{name} holds {bad} NaN/inf value{'s' if bad > 1 else ''} "
+                                        f"(of {a.size}); the file is corrupt")
+    return a
+
+
 # --------------------------------------------------------------------------- binvox
 
 
-def read_binvox(path: PathLike) -> np.ndarray:
+def read_binvox(path: PathLike, *, shape: tuple[int, int, int] | None = None) -> np.ndarray:
     """Read a binvox file.
 
+    shape: the grid size the caller needs (e.g. (32, 32, 32)); another size is a
+    DataFormatError naming the file and both sizes.
     Returns:
         voxels: bool (D, H, W) indexed [x, y, z]; (D, D, D) for the usual cubic
         files. binvox stores the run-length data with y varying fastest, then
@@ -107,6 +155,8 @@ def read_binvox(path: PathLike) -> np.ndarray:
             raise DataFormatError(path, f"unknown binvox header line {line.decode(errors='replace')!r}")
     if dims is None:
         raise DataFormatError(path, "binvox header has no 'dim' line")
+    if shape is not None and tuple(dims) != tuple(shape):  # raw [x, z, y] dims: cubic grids compare equal
+        raise DataFormatError(path, f"voxel grid is {'x'.join(map(str, dims))}; expected {'x'.join(map(str, shape))}")
 
     runs = np.frombuffer(data, dtype=np.uint8, offset=pos)
     if runs.size % 2:
@@ -183,18 +233,20 @@ def _load_npz(path: PathLike, required: Iterable[str]) -> dict[str, np.ndarray]:
 
 def _loc_scale(path: Path, arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
     # files written without a normalisation record mean the identity transform
-    loc = np.asarray(arrays.get("loc", np.zeros(3)), dtype=np.float32).reshape(-1)
-    if loc.shape != (3,):
-        raise DataFormatError(path, f"loc must have 3 values, got shape {loc.shape}")
-    scale = np.asarray(arrays.get("scale", 1.0))
+    loc = check_array(path, "loc", np.asarray(arrays.get("loc", np.zeros(3))).reshape(-1), shape=(3,))
+    scale = check_array(path, "scale", arrays.get("scale", 1.0))
     if scale.size != 1:
         raise DataFormatError(path, f"scale must be a scalar, got shape {scale.shape}")
-    return loc, float(scale.reshape(()))
+    scale = float(scale.reshape(()))
+    if not scale > 0:
+        raise DataFormatError(path, f"scale must be positive, got {scale}")
+    return loc.astype(np.float32), scale
 
 
 def _points3(path: Path, name: str, a: np.ndarray) -> np.ndarray:
-    if a.ndim != 2 or a.shape[1] != 3:
-        raise DataFormatError(path, f"{name} must have shape (N, 3), got {a.shape}")
+    a = check_array(path, name, a, shape=(None, 3))
+    if len(a) == 0:  # nothing to sample from: say so here, not as a sampler's "high <= 0"
+        raise DataFormatError(path, f"{name} is empty (0 points)")
     return a
 
 
@@ -215,7 +267,7 @@ def load_points_npz(path: PathLike, *, jitter: float = 0.0, rng: np.random.Gener
     arrays = _load_npz(path, ("points", "occupancies"))
     points = _points3(path, "points", arrays["points"]).astype(np.float32)
     n = points.shape[0]
-    occ = arrays["occupancies"].reshape(-1)
+    occ = check_array(path, "occupancies", arrays["occupancies"]).reshape(-1)
     if occ.size == n:
         occupancies = occ != 0
     elif occ.size == (n + 7) // 8 and occ.dtype == np.uint8:
@@ -326,13 +378,11 @@ def load_cameras_npz(path: PathLike) -> list[tuple[np.ndarray, np.ndarray]]:
     for i in range(len(views)):
         if set(views[i]) != {"camera_mat", "world_mat"}:
             raise DataFormatError(path, f"view {i} needs both camera_mat_{i} and world_mat_{i}")
-        K = np.asarray(views[i]["camera_mat"], dtype=np.float32)
-        RT = np.asarray(views[i]["world_mat"], dtype=np.float32)
+        K = check_array(path, f"camera_mat_{i}", views[i]["camera_mat"], shape=(3, 3)).astype(np.float32)
+        RT = check_array(path, f"world_mat_{i}", views[i]["world_mat"]).astype(np.float32)
         if RT.shape == (4, 4) and np.allclose(RT[3], [0, 0, 0, 1]):
             RT = RT[:3]
-        if K.shape != (3, 3) or RT.shape != (3, 4):
-            raise DataFormatError(path, f"view {i}: camera_mat must be (3, 3) and world_mat (3, 4), got {K.shape} and {RT.shape}")
-        cameras.append((K, RT))
+        cameras.append((K, check_array(path, f"world_mat_{i}", RT, shape=(3, 4))))
     return cameras
 
 
@@ -365,10 +415,7 @@ def load_depth_npz(path: PathLike) -> list[np.ndarray]:
         raise DataFormatError(path, f"view indices must be 0..{len(views) - 1}, got {sorted(views)}")
     out = []
     for i in range(len(views)):
-        d = np.asarray(views[i], dtype=np.float32)
-        if d.ndim != 2 or not np.isfinite(d).all():
-            raise DataFormatError(path, f"depth_{i} must be a finite (H, W) array, got shape {d.shape}")
-        out.append(d)
+        out.append(check_array(path, f"depth_{i}", views[i], shape=(None, None)).astype(np.float32))
     return out
 
 
@@ -376,9 +423,31 @@ def load_depth_npz(path: PathLike) -> list[np.ndarray]:
 
 
 def read_split(path: PathLike) -> list[str]:
-    """Read a split list (train.lst, ...): one model id per line; blank lines are ignored."""
-    text = Path(path).read_text(encoding="utf-8")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    """Read a split list (train.lst, ...): one model id per line; blank lines are ignored.
+
+    An id given twice (it would be trained on twice as often) or holding a path
+    separator or '..' (it would reach outside its category folder) is a
+    DataFormatError naming the file and the line.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataFormatError(path, f"not a UTF-8 text file (byte {exc.start})") from None
+    ids, seen = [], {}
+    for number, line in enumerate(text.splitlines(), 1):
+        model_id = line.strip()
+        if not model_id:
+            continue
+        if "/" in model_id or "\\" in model_id or model_id in (".", ".."):
+            raise DataFormatError(path, f"line {number}: model id {model_id!r} must be a plain folder name "
+                                        "(no path separators)")
+        if model_id in seen:
+            raise DataFormatError(path, f"line {number}: model id {model_id!r} is listed twice "
+                                        f"(first on line {seen[model_id]})")
+        seen[model_id] = number
+        ids.append(model_id)
+    return ids
 
 
 def write_split(path: PathLike, ids: Iterable[str]) -> None:

@@ -18,15 +18,22 @@ Point-set predictions (models of output kind "points", e.g. PSGN) are
 vertex-only files scored on the surface metrics only: a point set has no
 inside (IoU) and no normals, so those columns print as "–".
 
-A missing or unreadable prediction is scored with worst-case values, marked
-`empty` and counted in every mean; the reason is recorded per object. A
-missing reference file is a dataset error and raises before any work starts.
+Every object goes through one per-item runner (`onet.utils.batch`): an
+exception while scoring one object is named with its file, recorded in
+`EvalResult.failures` (and failures.csv beside the tables) and the others
+go on. A missing prediction is scored with worst-case values, marked
+`missing`; a prediction that cannot be read or holds NaN/inf is scored
+worst-case too, marked `unreadable`, and counts as a failed item; both are
+counted in every mean. An object whose reference files are missing or
+corrupt cannot be scored: it is a failed item without a row. No object
+scored at all, or no prediction found at all, raises.
 
 Shards: with shard=(I, N) the dataset and input modes score every N-th object
 from the I-th and append per-object records (`onet.evaluation.records`)
 instead of writing tables; an unsharded evaluation of the same out_dir takes
 the objects it finds recorded (same settings, unchanged files) from there,
-scores the rest, and writes the tables one process would.
+scores the rest, and writes the tables one process would (a recorded
+unreadable prediction still counts as a failed item there).
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from onet.data.formats import load_pointcloud_npz, load_points_npz, read_binvox, read_metadata
+from onet.data.formats import check_array, load_pointcloud_npz, load_points_npz, read_binvox, read_metadata
 from onet.geometry.inside import inside_mesh
 from onet.geometry.mesh_files import read_mesh
 from onet.utils.ranks import Share
@@ -58,6 +65,7 @@ from onet.evaluation.tables import (
     format_markdown,
     write_tables,
 )
+from onet.utils.batch import ItemRunner, Problem
 
 MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
 INPUT_TYPES = ("voxels", "pointcloud")
@@ -79,6 +87,12 @@ class EvalResult:
     markdown: str
     files: dict[str, Path]
     problems: list[str] = field(default_factory=list)
+    failures: list[Problem] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any object failed (the batch rule of onet.utils.batch), else 0."""
+        return 1 if self.failures else 0
 
 
 # --------------------------------------------------------------------------- helpers
@@ -93,13 +107,18 @@ def _progress(iterable, *, enabled: bool, desc: str, total: int):
 
 
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (V, 3) float64, faces (F, 3) int64); raises on unreadable files."""
+    """(vertices (V, 3) float64, faces (F, 3) int64); raises naming the file when unreadable or not finite."""
     import trimesh
 
-    loaded = trimesh.load(str(path), force="mesh", process=False)
-    vertices = np.asarray(getattr(loaded, "vertices", np.zeros((0, 3))), dtype=np.float64).reshape(-1, 3)
-    faces = np.asarray(getattr(loaded, "faces", np.zeros((0, 3))), dtype=np.int64).reshape(-1, 3)
-    return vertices, faces
+    try:
+        loaded = trimesh.load(str(path), force="mesh", process=False)
+    except Exception as e:  # any parser failure means the file is unusable
+        raise ValueError(f"cannot read {path}: {e}") from None
+    vertices = check_array(path, "vertices", getattr(loaded, "vertices", np.zeros((0, 3))), shape=(None, 3))
+    faces = check_array(path, "faces", getattr(loaded, "faces", np.zeros((0, 3), np.int64)), shape=(None, 3))
+    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
+        raise ValueError(f"{path}: face indices reach outside the {len(vertices)} vertices")
+    return vertices.astype(np.float64), faces.astype(np.int64)
 
 
 def _check_items(items) -> list[tuple[str, str]]:
@@ -123,49 +142,72 @@ def _class_names(dataset_root: Path) -> dict[str, str]:
     return class_names_from_metadata(read_metadata(path)) if path.exists() else {}
 
 
-def _check_references(dataset_root: Path, items, *, need_points: bool, need_surface: bool) -> None:
-    missing = []
-    for category, model_id in items:
-        folder = dataset_root / category / model_id
-        if need_points and not (folder / "points.npz").exists():
-            missing.append(folder / "points.npz")
-        if need_surface and not ((folder / "pointcloud.npz").exists() or (folder / "mesh.ply").exists()):
-            missing.append(folder / "pointcloud.npz")
-    if missing:
-        shown = ", ".join(str(p) for p in missing[:3])
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise FileNotFoundError(
-            f"reference files missing: {shown}{more}; preprocess the dataset (onet preprocess) "
-            "or drop these objects from the split"
-        )
-
-
-def _surface_reference(folder: Path, *, n_points: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference surface points and normals: pointcloud.npz, else samples of mesh.ply."""
-    if (folder / "pointcloud.npz").exists():
-        cloud = load_pointcloud_npz(folder / "pointcloud.npz")
+def _surface_reference(folder: Path, *, n_points: int, seed: int,
+                       pointcloud_file: str = "pointcloud.npz") -> tuple[np.ndarray, np.ndarray]:
+    """Reference surface points and normals: the point cloud file, else samples of mesh.ply."""
+    if (folder / pointcloud_file).exists() or not (folder / "mesh.ply").exists():
+        cloud = load_pointcloud_npz(folder / pointcloud_file)
         return cloud["points"].astype(np.float64), cloud["normals"].astype(np.float64)
     vertices, faces = _load_mesh(folder / "mesh.ply")
     return sample_surface(vertices, faces, n_points, seed=seed + 1)
+
+
+def _score_prediction(runner: ItemRunner, name: str, path: Path, score, *, fscore_thresholds, empty_reason: str,
+                      with_iou: bool = True, with_normals: bool = True):
+    """Run `score()` (load + metrics of one prediction) through the runner.
+
+    Returns (metrics, status, reason): a failure is scored worst-case (with the
+    columns the prediction kind has), marked 'unreadable' and recorded by the
+    runner; an empty surface is 'empty'.
+    """
+    outcome = runner.run(name, path, score)
+    if not outcome.ok:
+        return (worst_case_metrics(fscore_thresholds=fscore_thresholds, with_iou=with_iou, with_normals=with_normals),
+                "unreadable", outcome.error)
+    if outcome.value.empty:
+        return outcome.value, "empty", empty_reason
+    return outcome.value, "ok", ""
+
+
+def _none_scored(runner: ItemRunner, n: int) -> RuntimeError:
+    first = runner.failures[0] if runner.failures else None
+    return RuntimeError(f"none of the {n} objects could be evaluated" +
+                        (f"; first: {first.name}: {first.reason}" if first else ""))
 
 
 def _problems(rows: list[ObjectRow]) -> list[str]:
     return [f"{r.category}/{r.model_id}: {r.reason}" for r in rows if r.reason]
 
 
-def _shard_result(rows, records: RecordStore, *, class_names, chamfer_scale) -> EvalResult:
+def _shard_result(rows, records: RecordStore, *, class_names, chamfer_scale, runner: ItemRunner) -> EvalResult:
     """A shard writes no tables: its records are merged by the final unsharded evaluation."""
     table = build_table(rows, class_names=class_names) if rows else None
     markdown = format_markdown(table, chamfer_scale=chamfer_scale) if rows else ""
     return EvalResult(rows=rows, table=table, markdown=markdown, files={"records": records.path},
-                      problems=_problems(rows))
+                      problems=_problems(rows), failures=list(runner.failures))
 
 
-def _finish(rows, out_dir, *, class_names, chamfer_scale, problems, extra) -> EvalResult:
+def _recorded(records: RecordStore, runner: ItemRunner, category: str, model_id: str, stamp, path) -> ObjectRow | None:
+    """A row an earlier shard scored; its unreadable prediction is a failed item of this run too."""
+    row = records.get(category, model_id, stamp)
+    if row is not None and row.status == "unreadable":
+        runner.fail(f"{category}/{model_id}", path, row.reason)
+    return row
+
+
+def _finish(rows, out_dir, *, class_names, chamfer_scale, problems, extra, runner: ItemRunner) -> EvalResult:
+    if not rows:
+        raise _none_scored(runner, len(runner.failures))
     table = build_table(rows, class_names=class_names)
     markdown = format_markdown(table, chamfer_scale=chamfer_scale)
-    files = write_tables(rows, table, out_dir, chamfer_scale=chamfer_scale, extra_json={"problems": problems, **extra})
-    return EvalResult(rows=rows, table=table, markdown=markdown, files=files, problems=problems)
+    failures = [{"name": p.name, "path": p.path, "reason": p.reason} for p in runner.failures]
+    files = write_tables(rows, table, out_dir, chamfer_scale=chamfer_scale,
+                         extra_json={"problems": problems, "failures": failures, **extra})
+    runner.write(out_dir)
+    if runner.failures:
+        files["failures.csv"] = Path(out_dir) / "failures.csv"
+    return EvalResult(rows=rows, table=table, markdown=markdown, files=files, problems=problems,
+                      failures=list(runner.failures))
 
 
 # --------------------------------------------------------------------------- dataset mode
@@ -183,6 +225,9 @@ def evaluate_dataset(
     seed: int = 0,
     progress: bool = True,
     chamfer_scale: float = 10,
+    points_file: str = "points.npz",
+    pointcloud_file: str = "pointcloud.npz",
+    log=None,
     shard: tuple[int, int] = (0, 1),
     prediction: str = "mesh",
     split: str | None = None,
@@ -199,71 +244,74 @@ def evaluate_dataset(
         seed: seeds the surface sampling (same seed -> same numbers).
         progress: show a tqdm bar on stderr.
         chamfer_scale: distance factor of the printed (md/tex) tables.
+        points_file, pointcloud_file: the reference files in each object folder
+            (data.points_file, data.pointcloud_file).
+        log: where failed objects are named as they happen (default: silent).
         shard: (I, N): score every N-th object from the I-th into per-object
             records, write no tables (see the module docstring).
         prediction: "mesh", or "points" for vertex-only point sets (surface metrics only).
         split: the split's name, recorded in eval.json (so runs can be compared).
+    Raises when no prediction exists at all, or no object could be scored.
     """
     if prediction not in PREDICTIONS:
         raise ValueError(f"prediction must be one of {PREDICTIONS}, got {prediction!r}")
     points_only = prediction == "points"
     dataset_root, mesh_dir = Path(dataset_root), Path(mesh_dir)
     items = _check_items(items)
-    _check_references(dataset_root, items, need_points=not points_only, need_surface=True)
     mesh_format = mesh_format.lstrip(".")
     share = Share(*shard)
     settings = {"mode": "dataset", "prediction": prediction, "mesh_dir": os.path.abspath(mesh_dir),
                 "mesh_format": mesh_format,
-                "n_points": n_points, "seed": seed, "fscore_thresholds": [float(t) for t in fscore_thresholds]}
+                "n_points": n_points, "seed": seed, "fscore_thresholds": [float(t) for t in fscore_thresholds],
+                "points_file": points_file, "pointcloud_file": pointcloud_file}
     records = RecordStore(Path(out_dir) / RECORDS_DIR, "dataset", settings, share)
+    paths = {item: mesh_dir / item[0] / f"{item[1]}.{mesh_format}" for item in items}
+    if not any(p.exists() for p in paths.values()):
+        raise FileNotFoundError(f"no predicted meshes found: none of the {len(items)} objects has a "
+                                f"{mesh_dir}/<category>/<model_id>.{mesh_format}; run `onet generate` first, "
+                                "or check the folder and mesh format")
+    runner = ItemRunner(log=log or (lambda *a: None))
 
     rows = []
     mine = share.take(items)
     for category, model_id in _progress(mine, enabled=progress, desc="eval", total=len(mine)):
-        folder = dataset_root / category / model_id
-        mesh_path = mesh_dir / category / f"{model_id}.{mesh_format}"
-        stamp = file_stamp([mesh_path, *(folder / f for f in ("points.npz", "pointcloud.npz", "mesh.ply"))])
-        recorded = records.get(category, model_id, stamp)
+        name, folder, mesh_path = f"{category}/{model_id}", dataset_root / category / model_id, paths[(category, model_id)]
+        stamp = file_stamp([mesh_path, *(folder / f for f in (points_file, pointcloud_file, "mesh.ply"))])
+        recorded = _recorded(records, runner, category, model_id, stamp, mesh_path)
         if recorded is not None:
             rows.append(recorded)
             continue
-        gt_points, gt_normals = _surface_reference(folder, n_points=n_points, seed=seed)
-        status, reason = "ok", ""
-        vertices = faces = None
+        reference = runner.run(name, folder, lambda: (
+            None if points_only else load_points_npz(folder / points_file),
+            _surface_reference(folder, n_points=n_points, seed=seed, pointcloud_file=pointcloud_file)))
+        if not reference.ok:
+            continue
+        occ, (gt_points, gt_normals) = reference.value
         if not mesh_path.exists():
-            status, reason = "missing", f"no prediction at {mesh_path}"
+            metrics, status, reason = worst_case_metrics(fscore_thresholds=fscore_thresholds, with_iou=not points_only,
+                                                         with_normals=not points_only), "missing", \
+                f"no prediction at {mesh_path}"
         else:
-            try:
-                vertices, faces = read_mesh(mesh_path) if points_only else _load_mesh(mesh_path)
-            except Exception as e:  # any parser failure means the file is unusable
-                status, reason = "unreadable", f"cannot read {mesh_path}: {e}"
-        if points_only:
-            metrics = _score_point_set(vertices if status == "ok" else None, gt_points, fscore_thresholds)
-            if metrics.empty and status == "ok":
-                status, reason = "empty", f"{mesh_path} has no points"
-        elif status == "ok":
-            occ = load_points_npz(folder / "points.npz")
-            metrics = evaluate_mesh(
-                vertices,
-                faces,
-                gt_points=gt_points,
-                gt_normals=gt_normals,
-                iou_points=occ["points"],
-                iou_occ=occ["occupancies"],
-                n_points=n_points,
-                fscore_thresholds=fscore_thresholds,
-                seed=seed,
-            )
-            if metrics.empty:
-                status, reason = "empty", f"{mesh_path} has no surface"
-        else:
-            metrics = worst_case_metrics(fscore_thresholds=fscore_thresholds)
+            def score():
+                if points_only:
+                    vertices, _ = read_mesh(mesh_path)
+                    vertices = check_array(mesh_path, "vertices", vertices, shape=(None, 3))
+                    return _score_point_set(vertices, gt_points, fscore_thresholds)
+                vertices, faces = _load_mesh(mesh_path)
+                return evaluate_mesh(vertices, faces, gt_points=gt_points, gt_normals=gt_normals,
+                                     iou_points=occ["points"], iou_occ=occ["occupancies"], n_points=n_points,
+                                     fscore_thresholds=fscore_thresholds, seed=seed)
+            metrics, status, reason = _score_prediction(
+                runner, name, mesh_path, score, fscore_thresholds=fscore_thresholds,
+                empty_reason=f"{mesh_path} has no {'points' if points_only else 'surface'}",
+                with_iou=not points_only, with_normals=not points_only)
         rows.append(ObjectRow(category, model_id, metrics, status, reason))
         if not share.whole:
             records.add(rows[-1], stamp)
 
     if not share.whole:
-        return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale)
+        return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale,
+                             runner=runner)
     return _finish(
         rows,
         out_dir,
@@ -272,6 +320,7 @@ def evaluate_dataset(
         problems=_problems(rows),
         extra={"mode": "dataset", "prediction": prediction, "dataset": str(dataset_root.resolve()), "split": split,
                "mesh_dir": str(mesh_dir), "n_points": n_points, "seed": seed},
+        runner=runner,
     )
 
 
@@ -301,96 +350,93 @@ def evaluate_inputs(
     chamfer_scale: float = 10,
     pointcloud_n: int = 300,
     pointcloud_noise: float = 0.005,
+    points_file: str = "points.npz",
+    pointcloud_file: str = "pointcloud.npz",
+    voxels_file: str = "model.binvox",
+    log=None,
     shard: tuple[int, int] = (0, 1),
     split: str | None = None,
 ) -> EvalResult:
     """Score the inputs themselves (the "Input" rows of the thesis tables).
 
-    input_type "voxels": model.binvox (32^3 over [-0.5, 0.5]^3) becomes the
+    input_type "voxels": the voxel file (32^3 over [-0.5, 0.5]^3) becomes the
     closed mesh of its occupied cells and is scored like a prediction.
-    input_type "pointcloud": pointcloud.npz subsampled to `pointcloud_n`
+    input_type "pointcloud": the point cloud file subsampled to `pointcloud_n`
     points with Gaussian noise `pointcloud_noise` (what the model sees, seeded
     per object); scored with the surface metrics only: a point cloud has no
     inside (IoU) and no normals, so those columns print as "–".
-    shard (I, N) as in `evaluate_dataset`; split: the split's name, recorded in eval.json.
+    File names as in the data.* config keys; shard (I, N) as in `evaluate_dataset`;
+    split: the split's name, recorded in eval.json.
     """
     if input_type not in INPUT_TYPES:
         raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
     dataset_root = Path(dataset_root)
     items = _check_items(items)
-    _check_references(dataset_root, items, need_points=input_type == "voxels", need_surface=True)
+    runner = ItemRunner(log=log or (lambda *a: None))
     share = Share(*shard)
     settings = {"mode": f"input:{input_type}", "n_points": n_points, "seed": seed,
                 "fscore_thresholds": [float(t) for t in fscore_thresholds], "pointcloud_n": pointcloud_n,
-                "pointcloud_noise": pointcloud_noise}
+                "pointcloud_noise": pointcloud_noise, "files": [points_file, pointcloud_file, voxels_file]}
     records = RecordStore(Path(out_dir) / RECORDS_DIR, f"input_{input_type}", settings, share)
 
     rows = []
     mine = share.take(items)
     for category, model_id in _progress(mine, enabled=progress, desc=f"eval {input_type}", total=len(mine)):
-        folder = dataset_root / category / model_id
-        stamp = file_stamp([folder / f for f in ("model.binvox", "points.npz", "pointcloud.npz", "mesh.ply")])
-        recorded = records.get(category, model_id, stamp)
+        name, folder = f"{category}/{model_id}", dataset_root / category / model_id
+        stamp = file_stamp([folder / f for f in (voxels_file, points_file, pointcloud_file, "mesh.ply")])
+        recorded = _recorded(records, runner, category, model_id, stamp, folder / voxels_file)
         if recorded is not None:
             rows.append(recorded)
             continue
-        gt_points, gt_normals = _surface_reference(folder, n_points=n_points, seed=seed)
-        status, reason = "ok", ""
+        reference = runner.run(name, folder, lambda: (
+            load_points_npz(folder / points_file) if input_type == "voxels" else None,
+            _surface_reference(folder, n_points=n_points, seed=seed, pointcloud_file=pointcloud_file)))
+        if not reference.ok:
+            continue
+        occ, (gt_points, gt_normals) = reference.value
         if input_type == "voxels":
             from onet.geometry.voxelize import voxels_to_mesh  # written alongside; heavy deps stay lazy
 
-            occ = load_points_npz(folder / "points.npz")
-            try:
-                vertices, faces = voxels_to_mesh(read_binvox(folder / "model.binvox"))
-            except FileNotFoundError:
-                vertices = faces = None
-                status, reason = "missing", f"no input at {folder / 'model.binvox'}"
-            except ValueError as e:  # DataFormatError: a corrupt binvox file
-                vertices = faces = None
-                status, reason = "unreadable", str(e)
-            metrics = evaluate_mesh(
-                vertices,
-                faces,
-                gt_points=gt_points,
-                gt_normals=gt_normals,
-                iou_points=occ["points"],
-                iou_occ=occ["occupancies"],
-                n_points=n_points,
-                fscore_thresholds=fscore_thresholds,
-                seed=seed,
-            )
-            if metrics.empty and status == "ok":
-                status, reason = "empty", "the voxel grid is empty"
+            voxel_path = folder / voxels_file
+            if not voxel_path.exists():
+                metrics, status, reason = worst_case_metrics(fscore_thresholds=fscore_thresholds), "missing", \
+                    f"no input at {voxel_path}"
+            else:
+                def score():
+                    vertices, faces = voxels_to_mesh(read_binvox(voxel_path))
+                    return evaluate_mesh(vertices, faces, gt_points=gt_points, gt_normals=gt_normals,
+                                         iou_points=occ["points"], iou_occ=occ["occupancies"], n_points=n_points,
+                                         fscore_thresholds=fscore_thresholds, seed=seed)
+                metrics, status, reason = _score_prediction(runner, name, voxel_path, score,
+                                                            fscore_thresholds=fscore_thresholds,
+                                                            empty_reason="the voxel grid is empty")
         else:
-            cloud = load_pointcloud_npz(folder / "pointcloud.npz")["points"].astype(np.float64)
-            rng = _object_seed(seed, category, model_id)
-            chosen = rng.integers(0, len(cloud), size=pointcloud_n)
-            points = cloud[chosen] + pointcloud_noise * rng.standard_normal((pointcloud_n, 3))
-            surface = surface_metrics(points, None, gt_points, None, fscore_thresholds=fscore_thresholds)
-            metrics = MeshMetrics(
-                iou=None,
-                accuracy=surface["accuracy"],
-                completeness=surface["completeness"],
-                chamfer_l1=surface["chamfer_l1"],
-                chamfer_l2=surface["chamfer_l2"],
-                normal_consistency=None,
-                fscore=surface["fscore"],
-                empty=False,
-            )
+            def score_points():
+                cloud = load_pointcloud_npz(folder / pointcloud_file)["points"].astype(np.float64)
+                rng = _object_seed(seed, category, model_id)
+                chosen = rng.integers(0, len(cloud), size=pointcloud_n)
+                points = cloud[chosen] + pointcloud_noise * rng.standard_normal((pointcloud_n, 3))
+                surface = surface_metrics(points, None, gt_points, None, fscore_thresholds=fscore_thresholds)
+                return MeshMetrics(iou=None, accuracy=surface["accuracy"], completeness=surface["completeness"],
+                                   chamfer_l1=surface["chamfer_l1"], chamfer_l2=surface["chamfer_l2"],
+                                   normal_consistency=None, fscore=surface["fscore"], empty=False)
+            outcome = runner.run(name, folder / pointcloud_file, score_points)
+            if not outcome.ok:
+                continue  # the reference cloud itself: nothing to score
+            metrics, status, reason = outcome.value, "ok", ""
         rows.append(ObjectRow(category, model_id, metrics, status, reason))
         if not share.whole:
             records.add(rows[-1], stamp)
 
     if not share.whole:
-        return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale)
+        return _shard_result(rows, records, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale,
+                             runner=runner)
     extra = {"mode": f"input:{input_type}", "dataset": str(dataset_root.resolve()), "split": split,
              "n_points": n_points, "seed": seed}
     if input_type == "pointcloud":
         extra.update(pointcloud_n=pointcloud_n, pointcloud_noise=pointcloud_noise)
-    return _finish(
-        rows, out_dir, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale, problems=_problems(rows),
-        extra=extra
-    )
+    return _finish(rows, out_dir, class_names=_class_names(dataset_root), chamfer_scale=chamfer_scale,
+                   problems=_problems(rows), extra=extra, runner=runner)
 
 
 # --------------------------------------------------------------------------- direct pairs
@@ -424,6 +470,7 @@ def evaluate_pairs(
     seed: int = 0,
     progress: bool = True,
     chamfer_scale: float = 10,
+    log=None,
 ) -> EvalResult:
     """Score predicted meshes against watertight reference meshes directly.
 
@@ -439,8 +486,8 @@ def evaluate_pairs(
     Surface metrics: `n_points` samples of each mesh with face normals.
 
     A reference without prediction is scored worst-case ("missing"); a
-    prediction without reference, or an unreadable reference, is skipped and
-    listed in `problems`.
+    prediction without reference is listed in `problems`; an unreadable
+    reference is a failed item (no row). No matching name at all raises.
     """
     pred, gt = Path(pred), Path(gt)
     if pred.is_file() != gt.is_file():
@@ -452,6 +499,12 @@ def evaluate_pairs(
         pred_files = {next(iter(gt_files)): pred}
     if not gt_files:
         raise FileNotFoundError(f"no reference meshes ({', '.join(MESH_EXTENSIONS)}) under {gt}")
+    if not set(pred_files) & set(gt_files):
+        raise FileNotFoundError(
+            f"no prediction under {pred} matches a reference under {gt} ({len(pred_files)} predictions, "
+            f"{len(gt_files)} references): meshes are matched by relative path without extension "
+            "(chair/a.ply <-> chair/a.obj, or chair/a/mesh.ply)")
+    runner = ItemRunner(log=log or (lambda *a: None))
 
     problems = [f"{key}: prediction {pred_files[key]} has no reference" for key in sorted(set(pred_files) - set(gt_files))]
     rng_points = np.random.default_rng(seed)
@@ -460,54 +513,41 @@ def evaluate_pairs(
     for key in _progress(sorted(gt_files), enabled=progress, desc="eval pairs", total=len(gt_files)):
         # the first folder level is the class; flat folders form one class "all"
         category, _, model_id = key.partition("/") if "/" in key else ("all", "", key)
-        try:
-            gt_vertices, gt_faces = _load_mesh(gt_files[key])
-        except Exception as e:
-            problems.append(f"{key}: cannot read reference {gt_files[key]}: {e}")
-            continue
-        if len(gt_faces) == 0:
-            problems.append(f"{key}: reference {gt_files[key]} has no faces")
-            continue
-        lo, hi = gt_vertices.min(axis=0), gt_vertices.max(axis=0)
-        loc, scale = (lo + hi) / 2, float((hi - lo).max())
-        if not scale > 0:
-            problems.append(f"{key}: reference {gt_files[key]} is degenerate (zero extent)")
-            continue
-        gt_vertices = (gt_vertices - loc) / scale
-        reason = ""
-        if not _is_watertight(gt_vertices, gt_faces):
-            reason = "reference not watertight: IoU is best effort"
-        gt_occ = inside_mesh(gt_vertices, gt_faces, iou_points)
-        gt_points, gt_normals = sample_surface(gt_vertices, gt_faces, n_points, seed=seed + 1)
 
-        status, vertices, faces = "ok", None, None
+        def reference():
+            vertices, faces = _load_mesh(gt_files[key])
+            if len(faces) == 0:
+                raise ValueError(f"reference {gt_files[key]} has no faces")
+            lo, hi = vertices.min(axis=0), vertices.max(axis=0)
+            loc, scale = (lo + hi) / 2, float((hi - lo).max())
+            if not scale > 0:
+                raise ValueError(f"reference {gt_files[key]} is degenerate (zero extent)")
+            vertices = (vertices - loc) / scale
+            occ = inside_mesh(vertices, faces, iou_points)
+            return loc, scale, _is_watertight(vertices, faces), occ, sample_surface(vertices, faces, n_points,
+                                                                                     seed=seed + 1)
+        ref = runner.run(key, gt_files[key], reference)
+        if not ref.ok:
+            continue
+        loc, scale, watertight, gt_occ, (gt_points, gt_normals) = ref.value
+        note = "" if watertight else "reference not watertight: IoU is best effort"
+
         if key not in pred_files:
-            status, reason = "missing", f"no prediction for {gt_files[key]}"
+            metrics, status, reason = worst_case_metrics(fscore_thresholds=fscore_thresholds), "missing", \
+                f"no prediction for {gt_files[key]}"
         else:
-            try:
+            def score():
                 vertices, faces = _load_mesh(pred_files[key])
-                vertices = (vertices - loc) / scale
-            except Exception as e:
-                status, reason = "unreadable", f"cannot read {pred_files[key]}: {e}"
-        metrics = evaluate_mesh(
-            vertices,
-            faces,
-            gt_points=gt_points,
-            gt_normals=gt_normals,
-            iou_points=iou_points,
-            iou_occ=gt_occ,
-            n_points=n_points,
-            fscore_thresholds=fscore_thresholds,
-            seed=seed,
-        )
-        if metrics.empty and status == "ok":
-            status, reason = "empty", f"{pred_files[key]} has no surface"
+                return evaluate_mesh((vertices - loc) / scale, faces, gt_points=gt_points, gt_normals=gt_normals,
+                                     iou_points=iou_points, iou_occ=gt_occ, n_points=n_points,
+                                     fscore_thresholds=fscore_thresholds, seed=seed)
+            metrics, status, reason = _score_prediction(runner, key, pred_files[key], score,
+                                                        fscore_thresholds=fscore_thresholds,
+                                                        empty_reason=f"{pred_files[key]} has no surface")
         if status != "ok":
             problems.append(f"{key}: {reason}")
-        rows.append(ObjectRow(category, model_id, metrics, status, reason))
+        rows.append(ObjectRow(category, model_id, metrics, status, reason or note))
 
-    if not rows:
-        raise ValueError("no pair could be evaluated: " + "; ".join(problems[:3]))
     return _finish(
         rows,
         out_dir,
@@ -515,6 +555,7 @@ def evaluate_pairs(
         chamfer_scale=chamfer_scale,
         problems=problems,
         extra={"mode": "pairs", "pred": str(pred), "gt": str(gt), "n_points": n_points, "seed": seed},
+        runner=runner,
     )
 
 

@@ -28,7 +28,6 @@ import csv
 import io
 import json
 import math
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,14 +138,6 @@ def _tau_name(tau: float) -> str:
     return f"tau_{tau:g}"
 
 
-def _stamp(cfg: dict, checkpoint: Path, tau: float) -> str:
-    """What the meshes of one tau depend on; a change invalidates meshes left by an earlier run."""
-    st = checkpoint.stat()
-    return json.dumps({"checkpoint": str(checkpoint.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                       "tau": tau, "generation": cfg["generation"], "data": cfg["data"], "seed": cfg["seed"]},
-                      sort_keys=True, default=str)
-
-
 def full_sweep(cfg: dict, taus, out_dir, *, device: str | None = None, progress: bool = True,
                log=print) -> tuple[dict[float, dict[str, float]], list[str]]:
     """Mesh the validation split at each tau and score the meshes.
@@ -164,7 +155,6 @@ def full_sweep(cfg: dict, taus, out_dir, *, device: str | None = None, progress:
     out_dir = Path(out_dir)
     data, ecfg = cfg["data"], cfg["evaluation"]
     items, problems = list_items(data["path"], data["val_split"], data["classes"], skip_bad=data["skip_bad"])
-    checkpoint = Path(cfg["out_dir"]) / cfg["test"]["model_file"]
     results: dict[float, dict[str, float]] = {}
     for tau in _check_taus(taus):
         tau_cfg = copy.deepcopy(cfg)
@@ -173,17 +163,14 @@ def full_sweep(cfg: dict, taus, out_dir, *, device: str | None = None, progress:
         tau_cfg["generation"]["copy_input"] = False  # the sweep only needs the meshes
         tau_cfg["generation"]["previews"] = False
         tau_dir = out_dir / _tau_name(tau)
-        stamp_path, stamp = tau_dir / "sweep_stamp.json", _stamp(tau_cfg, checkpoint, tau)
-        if (tau_dir / "meshes").is_dir() and (not stamp_path.is_file() or stamp_path.read_text() != stamp):
-            log(f"{tau_dir / 'meshes'}: made with another checkpoint or settings; regenerating")
-            shutil.rmtree(tau_dir / "meshes")
-        write_text_atomic(stamp_path, stamp)
         log(f"full sweep: tau={tau:g}")
-        generate(tau_cfg, device=device, output_dir=tau_dir, progress=progress, log=log)
+        # generate's stamp: a rerun resumes, another checkpoint or setting redoes that tau's meshes
+        generate(tau_cfg, device=device, output_dir=tau_dir, redo_if_changed=True, progress=progress, log=log)
         result = evaluate_dataset(data["path"], items, tau_dir / "meshes", tau_dir / "eval",
                                   mesh_format=cfg["generation"]["mesh_format"], n_points=ecfg["n_points"],
                                   fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"],
-                                  progress=progress)
+                                  progress=progress, points_file=data["points_file"],
+                                  pointcloud_file=data["pointcloud_file"])
         problems.extend(f"tau={tau:g}: {p}" for p in result.problems)
         means = result.table.mean_over_objects.means
         results[tau] = {"mesh_iou": means.get("iou"), "accuracy": means["accuracy"],

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from onet.data.dataset import load_image
-from onet.data.formats import DataFormatError, read_binvox
+from onet.data.formats import DataFormatError, check_array, read_binvox
 from onet.geometry.normalize import bounding_box_normalization
 
 SUFFIXES = {
@@ -98,12 +98,10 @@ def read_point_cloud(path: Path) -> np.ndarray:
         raise
     except Exception as exc:
         raise DataFormatError(path, f"cannot read point cloud ({exc})") from None
-    points = np.asarray(points)
-    if points.ndim != 2 or points.shape[1] < 3:
-        raise DataFormatError(path, f"point cloud must be an (N, 3) array, got shape {points.shape}")
-    points = points[:, :3].astype(np.float64)
+    # extra columns (normals, colours) are allowed; rows with NaN/inf (scanner holes) are dropped
+    points = check_array(path, "point cloud", points, min_columns=3, finite=False)[:, :3].astype(np.float64)
     finite = np.isfinite(points).all(axis=1)
-    points = points[finite]
+    points = check_array(path, "point cloud", points[finite], shape=(None, 3))
     if len(points) < MIN_POINTS:
         bad = "" if finite.all() else f" after dropping {int((~finite).sum())} NaN/inf points"
         raise DataFormatError(path, f"point cloud has {len(points)} usable points{bad}; at least {MIN_POINTS} needed")
@@ -125,8 +123,4 @@ def read_voxels(path: Path) -> np.ndarray:
         vox = np.load(path, allow_pickle=False)
     except Exception as exc:
         raise DataFormatError(path, f"cannot read voxel array ({exc})") from None
-    if vox.ndim != 3:
-        raise DataFormatError(path, f"voxel array must be 3D, got shape {vox.shape}")
-    if not np.isfinite(vox.astype(np.float64)).all():
-        raise DataFormatError(path, "voxel array has NaN/inf values")
-    return vox > 0.5
+    return check_array(path, "voxel array", vox, shape=(None, None, None)) > 0.5

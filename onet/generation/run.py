@@ -6,9 +6,17 @@ Output layout (inside out_dir/<generation.generation_dir>, or --output):
   inputs/<name>.png|.ply    copies of the inputs as the model saw them (test split)
   previews/<name>.png       input image beside a rendering of the mesh
   time_generation.csv       per-object stage timings (seconds)
-  failures.csv              inputs that could not be processed, with the reason
+  failures.csv              inputs that could not be processed: name, path, reason
+  warnings.csv              meshes made with a caveat (simplification missed its face target)
+  stamp.yaml                the options that made the meshes (onet.utils.stamp)
   config.yaml               the resolved config
-Finished meshes are skipped on a rerun, so an interrupted run resumes.
+Finished meshes are skipped on a rerun, so an interrupted run resumes; a rerun
+with other options (checkpoint, threshold, resolution, format, seed, ...) is
+refused unless `overwrite` (then the old outputs are cleared first; a shard
+clears only its own objects). Every object goes through the per-item rule of
+onet.utils.batch: a file that cannot be loaded or meshed is named and skipped,
+the others finish. A test-split generation also records its folder and
+format in out_dir/last_generation.yaml, where `onet eval` finds it.
 
 Several processes: under `torchrun --nproc_per_node N` each rank takes every
 N-th batch of objects (one GPU each, cuda:LOCAL_RANK), and rank 0 merges the
@@ -29,8 +37,10 @@ the predicted grid for voxel models (3D-R2N2), and for point-set models
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,10 +61,16 @@ from onet.generation.simplify import simplify_mesh
 from onet.geometry.voxelize import voxel_isosurface
 from onet.models import FIELD, POINTS, VOXELS, load_model
 from onet.models.latent import is_latent_gan
+from onet.utils.batch import ItemRunner, describe, stops_the_run, write_problems_csv
 from onet.utils.device import resolve_device
-from onet.utils.errors import UsageError
+from onet.utils.errors import ConfigError, UsageError
 from onet.utils.io import atomic_path, write_text_atomic
-from onet.utils.ranks import Launch, Share, gather_to_main, launch_info, shutdown
+from onet.utils.ranks import Launch, Share, barrier, gather_to_main, launch_info, shutdown
+from onet.utils.stamp import OptionsMismatch, check_stamp, write_stamp
+
+LAST_GENERATION = "last_generation.yaml"  # in out_dir: where the latest test-split meshes are
+OUTPUTS = ("meshes", "inputs", "previews", "time_generation.csv", "failures.csv", "warnings.csv", "config.yaml",
+           CODES_FILE)
 
 STAGES = ("encode", "evaluate", "marching_cubes", "simplify", "refine", "normals")
 TIMING_FIELDS = ["name", *STAGES, "total",
@@ -68,6 +84,7 @@ class Job:
     loc: np.ndarray = field(default_factory=lambda: np.zeros(3))
     scale: float = 1.0
     z: torch.Tensor | None = None
+    source: str = ""  # the input file or dataset folder, named when this object fails
 
 
 @dataclass
@@ -77,13 +94,20 @@ class GenerateSummary:
     existing: list[str]
     failures: list[tuple[str, str]]
     timings_path: Path | None
+    warnings: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any object failed (the batch rule of onet.utils.batch), else 0."""
+        return 1 if self.failures else 0
 
 
 def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | None = None,
              output_dir: str | Path | None = None, checkpoint: str | Path | None = None,
              mesh_format: str | None = None, samples: int | None = None, interpolate: int | None = None,
              encode: bool = False, between: list[str] | None = None,
-             shard: tuple[int, int] | None = None, progress: bool = True, log=print) -> GenerateSummary:
+             shard: tuple[int, int] | None = None, overwrite: bool = False, redo_if_changed: bool = False,
+             progress: bool = True, log=print) -> GenerateSummary:
     """Meshes for the test split, the files of `input_dir`, or `samples` prior draws (see the module docstring).
 
     Latent modes (onet.generation.posterior): `samples` draws from the VAE's prior or, for a
@@ -93,6 +117,10 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
 
     shard: (I, N) takes every N-th batch from the I-th (cluster job arrays); under
         torchrun the ranks split the work further.
+    overwrite: clear the folder's earlier outputs (a shard: its own) and redo them.
+    redo_if_changed: when the folder was made with other options, redo it instead of
+        refusing (the demo and the threshold sweep, which own their folders).
+    Returns a GenerateSummary; its exit_code is 1 when any object failed.
     """
     launch = launch_info()
     try:
@@ -100,13 +128,15 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
             progress, log = False, (lambda *a, **k: None)
         return _generate(cfg, launch, shard, device=device, input_dir=input_dir, output_dir=output_dir,
                          checkpoint=checkpoint, mesh_format=mesh_format, samples=samples, interpolate=interpolate,
-                         encode=encode, between=between, progress=progress, log=log)
+                         encode=encode, between=between, overwrite=overwrite, redo_if_changed=redo_if_changed,
+                         progress=progress, log=log)
     finally:
         shutdown(launch)
 
 
 def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, device, input_dir, output_dir, checkpoint,
-              mesh_format, samples, interpolate, encode, between, progress, log) -> GenerateSummary:
+              mesh_format, samples, interpolate, encode, between, overwrite, redo_if_changed, progress,
+              log) -> GenerateSummary:
     share = launch.share(shard)
     if (encode or samples or interpolate) and input_dir is not None:
         raise UsageError("--samples/--interpolate/--encode decode latent codes; they take no --input")
@@ -115,59 +145,100 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     if encode and (samples or interpolate):
         raise UsageError("--encode reconstructs the test split, --samples/--interpolate draw new shapes "
                          "(another folder): run them separately")
+    gcfg = cfg["generation"]
+    fmt = mesh_format or gcfg["mesh_format"]
+    input_type = cfg["data"]["input_type"]
+    # usage errors first, before the checkpoint or any data is read
+    if input_dir is None and not (samples or interpolate or encode) and input_type is None:
+        raise UsageError("this is an unconditional model (data.input_type is null): on the test split every mesh "
+                         "would be the same z = 0 shape; draw shapes with --samples N (or --interpolate STEPS), "
+                         "or reconstruct the test split through a VAE's posterior with --encode")
+    if input_dir is not None and input_type is None:
+        raise UsageError("--input needs a conditional model (data.input_type is null); use --samples N")
+    if output_dir is None:
+        suffix = "_input" if input_dir else ("_samples" if samples or interpolate else "")
+        output_dir = Path(cfg["out_dir"]) / (gcfg["generation_dir"] + suffix)
+    out = Path(output_dir)
+    if input_dir is not None:
+        inside = Path(input_dir).resolve()
+        if out.resolve() == inside or inside in out.resolve().parents:
+            raise UsageError(f"--output {out} is inside --input {input_dir}: a rerun would read its own meshes "
+                             "as new inputs; choose an output folder outside the input folder")
+
     dev = launch.device(resolve_device(device or cfg["device"]))
     sampler = None
     if is_latent_gan(cfg):  # the one dispatch: a latent GAN's codes are decoded by its VAE
         model, sampler, ckpt_path = load_latent_gan(cfg, checkpoint, dev)
     else:
         model, ckpt_path = load_model(cfg, checkpoint, dev)
-    gcfg = cfg["generation"]
-    fmt = mesh_format or gcfg["mesh_format"]
-    input_type = cfg["data"]["input_type"]
-    if output_dir is None:
-        suffix = "_input" if input_dir else ("_samples" if samples or interpolate else "")
-        output_dir = Path(cfg["out_dir"]) / (gcfg["generation_dir"] + suffix)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
-
-    failures: list[tuple[str, str]] = []
+    if model.output_kind != FIELD:  # options only a field has: refused before any input is read
+        _check_no_field_options(model, gcfg)
+    runner = ItemRunner(log=lambda *a: None)  # failures are reported after the ranks' results are gathered
+    codes = None
     if samples or interpolate or encode:
         if model.output_kind != FIELD or model.z_dim == 0:
-            raise ValueError(f"{ckpt_path}: --samples/--interpolate/--encode need a model with a latent code "
+            raise UsageError(f"{ckpt_path}: --samples/--interpolate/--encode need a model with a latent code "
                              "(model.z_dim > 0)")
         latent = latent_jobs(model, cfg, samples=samples or 0, interpolate_steps=interpolate or 0, between=between,
                              encode=encode, sampler=sampler, device=dev, progress=progress, log=log)
         jobs = [Job(name, None, z=z) for name, z in latent]
-        write_codes(out / CODES_FILE, [j.name for j in jobs], torch.stack([j.z for j in jobs]).numpy())
+        codes = ([j.name for j in jobs], torch.stack([j.z for j in jobs]).numpy())  # written once the folder is ours
         load = None
     elif input_dir is not None:
-        if input_type is None:
-            raise ValueError("--input needs a conditional model (data.input_type is null); use --samples N")
         root = Path(input_dir)
         files = find_input_files(root, input_type)
         if not files:
             raise FileNotFoundError(f"{root}: no input files of type '{input_type}' found")
-        jobs = [Job(name, None) for name in output_names(files, root)]
-        paths = {job.name: p for job, p in zip(jobs, files)}
+        jobs = [Job(name, None, source=str(p)) for name, p in zip(output_names(files, root), files)]
         data = cfg["data"]
 
         def load(job: Job) -> Job:
-            item = load_user_input(paths[job.name], root, input_type, img_size=data["img_size"],
+            item = load_user_input(Path(job.source), root, input_type, img_size=data["img_size"],
                                    pointcloud_n=data["pointcloud_n"], seed=cfg["seed"])
-            return Job(job.name, item.inputs, item.loc, item.scale)
+            return Job(job.name, item.inputs, item.loc, item.scale, source=job.source)
     else:
         data = cfg["data"]
         dataset = ShapeDataset(data["path"], data["test_split"], options=DataOptions.from_config(data),
                                classes=data["classes"], mode="test", seed=cfg["seed"])
+        if share.whole or share.index == 0:  # data.skip_bad: listed objects without a folder, reported once
+            for problem in dataset.problems:  # "<root>/<cat>/<split>.lst: lists '<id>' but ..."
+                lst = Path(problem.split(": ", 1)[0])
+                runner.fail(f"{lst.parent.name}/{problem.split(chr(39))[1]}", lst, problem)
         index = {f"{c}/{m}": i for i, (c, m) in enumerate(dataset.items)}
-        jobs = [Job(name, None) for name in index]
+        jobs = [Job(name, None, source=str(dataset.root / name)) for name in index]
 
         def load(job: Job) -> Job:
-            return Job(job.name, dataset.load_inputs(dataset.root / job.name, dataset.rng_for(index[job.name])))
+            inputs = dataset.load_inputs(dataset.root / job.name, dataset.rng_for(index[job.name]))
+            return Job(job.name, inputs, source=job.source)
 
     def mesh_path(name: str) -> Path:
         return out / "meshes" / f"{name}.{fmt}"
+
+    # the folder is claimed once the work is known (a missing input folder writes nothing); every rank
+    # compares the stamp before any of them writes it, so all refuse alike
+    options = _stamp_options(cfg, ckpt_path, fmt, input_dir, samples, interpolate, encode, between)
+    try:
+        same = check_stamp(out, "generate", options, what="meshes") if not overwrite else False
+    except OptionsMismatch as exc:
+        if not redo_if_changed:
+            raise
+        log(f"{out}: made with other options ({', '.join(exc.differences)}); generating again")
+        same, overwrite = False, True
+    barrier(launch)
+    if overwrite and shard is None and launch.is_main:
+        _clear_outputs(out)
+    elif overwrite and shard is not None:  # a job of an array clears only what it redoes; others may be running
+        mine = [j.name for b in share.take([jobs[i:i + gcfg["batch_size"]]
+                                           for i in range(0, len(jobs), gcfg["batch_size"])]) for j in b]
+        for path in _own_outputs(out, mine, fmt) | {out / f"time_generation.{share.suffix}.csv"}:
+            path.unlink(missing_ok=True)
+    if launch.is_main:
+        if not same:
+            write_stamp(out, "generate", options)
+        save_config(cfg, out / "config.yaml")
+        if codes is not None:
+            write_codes(out / CODES_FILE, *codes)
+    barrier(launch)
 
     if share.whole:
         _remove_stale_temporaries(out)
@@ -191,6 +262,21 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
         log(f"{len(existing)} meshes already in {out / 'meshes'}; generating the remaining {len(todo)}")
 
     written: list[str] = []
+
+    def finish(job: Job, mesh) -> None:
+        # the timing row goes first: the mesh, written last, marks the object finished,
+        # so a killed run never leaves a finished mesh without its row
+        timings[job.name] = mesh.timings_row
+        _write_timings(timings_path, timings)
+        _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg,
+                       threshold=cfg["test"]["threshold"])
+        target = gcfg["simplify_nfaces"]
+        if target is not None and len(mesh.faces) > target:
+            runner.warn(job.name, job.source or mesh_path(job.name),
+                        f"simplification stopped at {len(mesh.faces)} faces, above its target "
+                        f"generation.simplify_nfaces={target}")
+        written.append(job.name)
+
     bar = tqdm(total=len(todo), desc="generate", disable=not progress, dynamic_ncols=True)
     for batch_jobs in batches:
         batch = []
@@ -198,31 +284,30 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
             if load is None:
                 batch.append(job)
                 continue
-            try:
-                batch.append(load(job))
-            except (ValueError, OSError) as exc:  # DataFormatError is a ValueError
-                failures.append((job.name, str(exc)))
+            loaded = runner.run(job.name, job.source, load, job)
+            if loaded.ok:
+                batch.append(loaded.value)
+            else:
                 bar.update(1)
-        if batch:
-            for job, mesh in zip(batch, _extract_batch(model, batch, cfg, dev)):
-                # the timing row goes first: the mesh, written last, marks the object finished,
-                # so a killed run never leaves a finished mesh without its row
-                timings[job.name] = mesh.timings_row
-                _write_timings(timings_path, timings)
-                _write_outputs(out, job, mesh, fmt, input_type if load is not None else None, gcfg,
-                               threshold=cfg["test"]["threshold"])
-                written.append(job.name)
+        for job, mesh in _extract_each(model, batch, cfg, dev, runner):
+            runner.run(job.name, job.source or mesh_path(job.name), finish, job, mesh)
         bar.update(len(batch))
     bar.close()
 
     # every process of a torchrun job hands its results to rank 0, which writes the tables
-    gathered = gather_to_main(launch, (written, existing, failures))
+    gathered = gather_to_main(launch, (written, existing, runner.failures, runner.warnings))
     if not launch.is_main:
-        return GenerateSummary(out, written, existing, failures, timings_path if timings else None)
+        return GenerateSummary(out, written, existing, [(p.name, p.reason) for p in runner.failures],
+                               timings_path if timings else None)
     order = {j.name: i for i, j in enumerate(jobs)}  # report in job order, as one process would
-    written = sorted((n for w, _, _ in gathered for n in w), key=order.__getitem__)
-    existing = sorted((n for _, e, _ in gathered for n in e), key=order.__getitem__)
-    failures = sorted((f for _, _, fs in gathered for f in fs), key=lambda f: order[f[0]])
+
+    def rank(name: str) -> int:
+        return order.get(name, -1)  # listed objects without a folder come first
+    written = sorted((n for w, _, _, _ in gathered for n in w), key=rank)
+    existing = sorted((n for _, e, _, _ in gathered for n in e), key=rank)
+    problems = sorted((f for _, _, fs, _ in gathered for f in fs), key=lambda f: rank(f.name))
+    warnings = sorted((w for _, _, _, ws in gathered for w in ws), key=lambda w: rank(w.name))
+    failures = [(p.name, p.reason) for p in problems]
     if launch.distributed:
         timings_path = out / "time_generation.csv" if shard is None else timings_path
         timings = _merge_timing_shards(out, shares=None if shard is None else
@@ -230,18 +315,22 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
                                         for r in range(launch.world_size)],
                                        into=timings_path)
 
-    failures_path = out / ("failures.csv" if shard is None else f"failures.shard{shard[0]}of{shard[1]}.csv")
-    if failures:
-        buf = io.StringIO()  # csv quotes names and reasons holding commas or quotes
-        csv.writer(buf, lineterminator="\n").writerows([("name", "reason"), *failures])
-        write_text_atomic(failures_path, buf.getvalue())
-        for name, reason in failures:
-            log(f"skipped {name}: {reason}")
-    else:  # every earlier failure was retried (it has no mesh) and worked: the old list would mislead
-        failures_path.unlink(missing_ok=True)
+    tag = "" if shard is None else f".shard{shard[0]}of{shard[1]}"
+    failures_path = out / f"failures{tag}.csv"
+    for path, listed in ((failures_path, problems), (out / f"warnings{tag}.csv", warnings)):
+        if listed:
+            write_problems_csv(path, listed)
+        else:  # every earlier failure was retried (it has no mesh) and worked: the old list would mislead
+            path.unlink(missing_ok=True)
+    for p in problems:
+        log(f"skipped {p.name}: {p.reason}")
+    for w in warnings:
+        log(f"warning: {w.name}: {w.reason}")
     if shard is None:  # this run retried every shard's failures: its list replaces theirs
-        for p in out.glob("failures.shard*of*.csv"):
+        for p in [*out.glob("failures.shard*of*.csv"), *out.glob("warnings.shard*of*.csv")]:
             p.unlink(missing_ok=True)
+        if input_dir is None and not (samples or interpolate):
+            _record_last_generation(cfg, out, fmt, log)
     log(f"wrote {len(written)} meshes to {out / 'meshes'}" + (f"; {len(failures)} inputs failed (see {failures_path.name})"
                                                                if failures else ""))
     if failures and not written and not existing:
@@ -249,7 +338,106 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
         raise RuntimeError(f"none of the {len(failures)} inputs could be used; reasons in {failures_path}")
     if written:
         _log_timing_summary([timings[n] for n in written if n in timings], log)
-    return GenerateSummary(out, written, existing, failures, timings_path if timings else None)
+    return GenerateSummary(out, written, existing, failures, timings_path if timings else None,
+                           [(w.name, w.reason) for w in warnings])
+
+
+def _extract_each(model, batch: list[Job], cfg: dict, dev: torch.device, runner: ItemRunner):
+    """(job, mesh) for each job of a batch that could be meshed.
+
+    The batch is extracted together; when that fails, each object is retried
+    alone, so the one that breaks is named and the others still get meshes.
+    """
+    if not batch:
+        return []
+    try:
+        return list(zip(batch, _extract_batch(model, batch, cfg, dev)))
+    except Exception as exc:
+        if stops_the_run(exc):
+            raise
+        if len(batch) == 1:
+            runner.fail(batch[0].name, batch[0].source, describe(exc))
+            return []
+    pairs = []
+    for job in batch:
+        outcome = runner.run(job.name, job.source, _extract_batch, model, [job], cfg, dev)
+        if outcome.ok:
+            pairs.append((job, outcome.value[0]))
+    return pairs
+
+
+def _stamp_options(cfg: dict, ckpt_path: Path, fmt: str, input_dir, samples, interpolate, encode=False,
+                   between=None) -> dict:
+    """Everything the meshes depend on (not batch sizes or chunking, which change nothing in them)."""
+    gcfg, data = cfg["generation"], cfg["data"]
+    mode = ("samples" if samples or interpolate else "encode" if encode
+            else "input" if input_dir is not None else "test_split")
+    options = {
+        "mode": mode,
+        "checkpoint": str(Path(ckpt_path).resolve()),
+        "checkpoint_sha256": _file_digest(ckpt_path),
+        "mesh_format": fmt,
+        "threshold": cfg["test"]["threshold"],
+        "seed": cfg["seed"],
+        "generation": {k: gcfg[k] for k in ("resolution_0", "upsampling_steps", "safety_margin", "simplify_nfaces",
+                                             "refinement_step", "vertex_normals", "copy_input", "previews",
+                                             "save_grid")},
+    }
+    if mode == "input":
+        options["input"] = str(Path(input_dir).resolve())
+    if mode == "samples":
+        options.update(samples=samples or 0, interpolate=interpolate or 0,
+                       between=list(between) if between is not None else None)
+    if mode == "encode" or between is not None:  # the posterior means: what the latent encoder sees
+        options["encoder_points"] = {k: data[k] for k in ("path", "points_subsample", "points_file", "points_jitter")}
+    if mode not in ("samples", "encode"):  # how the inputs are turned into what the encoder sees
+        keys = {"img": ("img_size", "img_folder"), "pointcloud": ("pointcloud_n", "pointcloud_noise", "pointcloud_file"),
+                "voxels": ("voxels_file",)}.get(data["input_type"], ())
+        options["inputs"] = {k: data[k] for k in keys if mode == "test_split" or k in ("img_size", "pointcloud_n")}
+    return options
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _clear_outputs(out: Path) -> None:
+    """Remove what an earlier `onet generate` wrote into `out` (only its own files, shards' tables too)."""
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    for pattern in ("time_generation.shard*of*.csv", "failures.shard*of*.csv", "warnings.shard*of*.csv"):
+        for path in out.glob(pattern):
+            path.unlink(missing_ok=True)
+
+
+def _record_last_generation(cfg: dict, out: Path, fmt: str, log) -> None:
+    """out_dir/last_generation.yaml: where `onet eval CONFIG` finds these meshes, whatever --output said.
+
+    One entry per (split, generation.generation_dir), so a generation for another split or
+    under another generation_dir setting never redirects this one.
+    """
+    import yaml
+    path = Path(cfg["out_dir"]) / LAST_GENERATION
+    key = f"{cfg['data']['test_split']}|{cfg['generation']['generation_dir']}"
+    try:
+        records = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError):
+        records = {}
+    records = records if isinstance(records, dict) else {}
+    records[key] = {"folder": str(out.resolve()), "mesh_format": fmt}
+    try:
+        write_text_atomic(path, yaml.safe_dump(records, sort_keys=True))
+    except OSError as exc:  # a read-only out_dir (generating from someone else's checkpoint): eval takes --pred
+        log(f"warning: could not record the generation folder in {cfg['out_dir']} ({exc}); "
+            f"score it with `onet eval CONFIG --pred {out}`")
 
 
 def _remove_stale_temporaries(out: Path, only: set[Path] | None = None) -> None:
@@ -348,11 +536,15 @@ def _encode_observations(model, batch: list[Job], dev: torch.device) -> tuple[to
 
 
 def _check_no_field_options(model, gcfg: dict) -> None:
+    """ConfigError for generation options a voxel or point-set model cannot honour."""
     # refinement, vertex normals and the saved MISE grid need an occupancy field
     for key, off in (("refinement_step", 0), ("vertex_normals", "false"), ("save_grid", "false")):
         if gcfg[key]:
-            raise ValueError(f"generation.{key} needs an occupancy-field model; this is a {model.output_kind} "
-                             f"model: set generation.{key} to {off}")
+            raise ConfigError(f"generation.{key} needs an occupancy-field model; this is a {model.output_kind} "
+                              f"model: set generation.{key} to {off}")
+    if model.output_kind == POINTS and gcfg["simplify_nfaces"] is not None:
+        raise ConfigError("generation.simplify_nfaces needs a mesh; a points model predicts a point set: "
+                          "set it to null")
 
 
 def _extract_voxel_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
@@ -383,8 +575,6 @@ def _extract_point_batch(model, batch: list[Job], cfg: dict, dev: torch.device) 
     """The predicted points, as meshes without faces."""
     gcfg = cfg["generation"]
     _check_no_field_options(model, gcfg)
-    if gcfg["simplify_nfaces"] is not None:
-        raise ValueError("generation.simplify_nfaces needs a mesh; a points model predicts a point set: set it to null")
     c, t_encode = _encode_observations(model, batch, dev)
     t0 = time.perf_counter()
     with torch.no_grad():

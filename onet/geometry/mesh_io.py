@@ -41,7 +41,9 @@ def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
     the faces that use them, as are faces with an out-of-range index and
     degenerate faces (repeated index or zero area). No vertices are merged and
     no orientation is changed: watertighting does not rely on either.
-    Materials are not read (see `load_mesh_with_appearance`).
+    Materials are not read (see `load_mesh_with_appearance`). When faces
+    were dropped for NaN/inf vertices or bad indices, the mesh's
+    `metadata["onet_dropped"]` says how many (callers report it as a warning).
 
     Raises:
         MeshLoadError: the file is missing, unreadable, has no triangles, or
@@ -80,6 +82,8 @@ def load_mesh_with_appearance(path: str | os.PathLike) -> tuple[trimesh.Trimesh,
 
 
 def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance | None]:
+    if path.is_symlink() and not path.exists():
+        raise MeshLoadError(f"{path}: broken symbolic link (points to {os.readlink(path)}, which does not exist)")
     if not path.is_file():
         raise MeshLoadError(f"{path}: no such file")
     if path.suffix.lower() not in MESH_EXTENSIONS:
@@ -109,22 +113,27 @@ def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance |
     if len(faces) == 0:
         raise MeshLoadError(f"{path}: mesh has no faces")
     n_in = len(faces)
-    vertices_in, faces_in = vertices, faces
+    in_range = ((faces >= 0) & (faces < len(vertices))).all(axis=1)
+    n_nonfinite = int((~np.isfinite(vertices[faces[in_range]]).all(axis=(1, 2))).sum())
+    n_index = int((~in_range).sum())
     kept_faces, kept_vertices = _clean_indices(vertices, faces)
     vertices, faces = _apply_clean(vertices, faces, kept_faces, kept_vertices)
     if appearance is not None:
         appearance = appearance.subset(kept_faces, kept_vertices)
     if len(faces) == 0:
         # say which problem it is: NaN/inf coordinates and zero-area faces are fixed differently
-        in_range = ((faces_in >= 0) & (faces_in < len(vertices_in))).all(axis=1)
-        n_nonfinite = int((~np.isfinite(vertices_in[faces_in[in_range]]).all(axis=(1, 2))).sum())
-        n_index = int((~in_range).sum())
         reasons = [f"{n} {what}" for n, what in ((n_nonfinite, "use NaN/inf vertices"),
                                                  (n_index, "use out-of-range vertex indices"),
                                                  (n_in - n_nonfinite - n_index, "are degenerate (zero area)"))
                    if n]
         raise MeshLoadError(f"{path}: all {n_in} faces are degenerate or use NaN/inf vertices ({', '.join(reasons)})")
-    return trimesh.Trimesh(vertices=vertices, faces=faces, process=False), appearance
+    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False)
+    # corruption (not mere degenerate faces, common in CAD exports) is worth a warning to the caller
+    dropped = [f"{n} of {n_in} faces {what}" for n, what in ((n_nonfinite, "used NaN/inf vertices"),
+                                                               (n_index, "used out-of-range vertex indices")) if n]
+    if dropped:
+        mesh.metadata["onet_dropped"] = "dropped " + " and ".join(dropped)
+    return mesh, appearance
 
 
 def clean_triangles(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,12 +28,15 @@ def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
         extension, '/' -> '_') the model id. Files directly in `input_dir`
         form one category named after `input_dir` ("default" if it has none).
     Other mesh files inside a recognised ShapeNet model folder are ignored.
+    A broken symbolic link with a mesh extension is listed like a file, so the
+    run reports it by name instead of leaving it out unseen.
     """
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: input folder does not exist")
     files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and p.is_file() and not p.name.startswith(".")
+        p for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and not p.name.startswith(".")
+        and (p.is_file() or (p.is_symlink() and not p.exists()))
     )
     items: dict[tuple[str, str], InputItem] = {}
     shapenet_dirs: set[Path] = set()

@@ -18,8 +18,13 @@ Per object (`process_object`): load and clean (`onet.geometry.mesh_io.load_mesh`
     mesh.ply            the watertight normalised mesh (when save_mesh)
 
 Every file is written atomically. An object whose files are all present is
-skipped, so a killed run is finished by running it again. Per-object records
-(status, reason, stage timings) are appended to <output>/preprocess_report.jsonl
+skipped, so a killed run is finished by running it again. <output>/stamp.yaml
+records the options that made the dataset (onet.utils.stamp): a rerun with
+other options is refused unless `overwrite`, which deletes the objects of this
+shard first. Each object goes through the per-item rule of onet.utils.batch:
+any exception is recorded as that object's failure and the run goes on.
+Per-object records (status ok / warning / failed, reason, stage timings) are
+appended to <output>/preprocess_report.jsonl
 (preprocess_report.shard<i>of<n>.jsonl for shards); one JSON object a line,
 a torn last line after a kill is skipped by `read_report`.
 
@@ -35,6 +40,7 @@ import dataclasses
 import io
 import json
 import os
+import shutil
 import sys
 import time
 import zlib
@@ -49,6 +55,8 @@ import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
 from onet.preprocess.discover import InputItem, find_inputs
+from onet.utils.batch import attempt, describe, stops_the_run
+from onet.utils.stamp import claim_folder
 
 REPORT_NAME = "preprocess_report.jsonl"
 SPLITS = ("train", "val", "test")
@@ -149,7 +157,7 @@ class PreprocessOptions:
 
 @dataclass
 class ObjectResult:
-    """Outcome for one object: status is "ok", "failed" or "skipped"."""
+    """Outcome for one object: status is "ok", "warning" (done, with a caveat in reason), "failed" or "skipped"."""
 
     item: InputItem
     status: str
@@ -165,6 +173,12 @@ class PreprocessSummary:
     failures: list[tuple[InputItem, str]]
     report_path: Path
     mean_timings: dict[str, float]  # mean seconds per processed object, per stage
+    warnings: list[tuple[InputItem | None, str]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """1 when any object failed (the batch rule of onet.utils.batch), else 0."""
+        return 1 if self.failures else 0
 
 
 def object_folder(output_dir: str | os.PathLike, item: InputItem) -> Path:
@@ -187,11 +201,10 @@ def process_object(item: InputItem, output_dir: str | os.PathLike, options: Prep
         return ObjectResult(item, "skipped")
     _remove_stale_temporaries(folder, options)
     timings: dict[str, float] = {}
-    try:
-        _build_object(item, folder, options, timings)
-    except Exception as e:  # one bad object must not stop a dataset run
-        return ObjectResult(item, "failed", f"{type(e).__name__}: {e}", timings)
-    return ObjectResult(item, "ok", "", timings)
+    outcome = attempt(_build_object, item, folder, options, timings)  # one bad object must not stop a dataset run
+    if not outcome.ok:
+        return ObjectResult(item, "failed", outcome.error, timings)
+    return ObjectResult(item, "warning" if outcome.value else "ok", outcome.value or "", timings)
 
 
 def _remove_stale_temporaries(folder: Path, options: PreprocessOptions) -> None:
@@ -231,7 +244,8 @@ def near_surface_points(vertices: np.ndarray, faces: np.ndarray, n: int, sigma: 
     return np.clip(near, -0.55, 0.55).astype(np.float16).astype(np.float32)
 
 
-def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, timings: dict[str, float]) -> None:
+def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, timings: dict[str, float]) -> str:
+    """Write every file of one object; returns a warning ("" when none)."""
     # imported here so listing inputs and reading reports need none of the heavy stages
     import trimesh
     from PIL import Image
@@ -253,6 +267,7 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
             mesh, appearance = load_mesh_with_appearance(item.path)
         else:
             mesh, appearance = load_mesh(item.path), None
+        warning = mesh.metadata.get("onet_dropped", "")
         mesh, loc, scale = normalize_mesh(mesh)  # vertices move, faces keep their order: appearance still fits
     with _Timer(timings, "watertight"):
         wv, wf = make_watertight(
@@ -296,6 +311,7 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
     with _Timer(timings, "save"):
         if options.save_mesh:
             write_bytes_atomic(folder / "mesh.ply", wt.export(file_type="ply"))
+    return warning
 
 
 # --------------------------------------------------------------------------- dataset
@@ -309,11 +325,15 @@ def preprocess_dataset(
     workers: int = 1,
     shard: tuple[int, int] = (0, 1),
     progress: bool = True,
+    overwrite: bool = False,
 ) -> PreprocessSummary:
     """Preprocess every object found in `input_dir` (see `find_inputs`) into `output_dir`.
 
     Args:
         options: what to write per object.
+        overwrite: redo this shard's objects (their folders are deleted first), also
+            when the dataset was made with other options; without it a rerun with other
+            options raises OptionsMismatch (a UsageError) naming them.
         workers: processes working in parallel (each single-threaded).
         shard: (i, n) takes the objects whose index in the sorted listing is
             i modulo n, for cluster array jobs; splits cover all objects.
@@ -327,13 +347,26 @@ def preprocess_dataset(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     output_dir = Path(output_dir)
+    inside = Path(input_dir).resolve()
+    if output_dir.resolve() == inside or inside in output_dir.resolve().parents:
+        from onet.utils.errors import UsageError
+        raise UsageError(f"OUTPUT {output_dir} is inside INPUT {input_dir}: a rerun would read the meshes it wrote "
+                         "(mesh.ply) as new inputs; choose an output folder outside the input folder")
     items = find_inputs(input_dir)
     if not items:
         raise FileNotFoundError(f"{input_dir}: no mesh files found (looked for obj, off, ply, stl, glb, gltf)")
     splits = assign_splits(items, options)  # before any work: a bad --splits-from fails fast
     mine = items[i::n]
-    output_dir.mkdir(parents=True, exist_ok=True)
     report_path = output_dir / (REPORT_NAME if n == 1 else f"preprocess_report.shard{i}of{n}.jsonl")
+
+    def clear() -> None:  # the objects of this shard, and its report
+        for item in mine:
+            shutil.rmtree(object_folder(output_dir, item), ignore_errors=True)
+        report_path.unlink(missing_ok=True)
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    claim_folder(output_dir, "preprocess", _stamp_options(options), overwrite=overwrite, clear=clear,
+                 what="a dataset")
 
     results: list[ObjectResult] = []
     bar = _progress_bar(len(mine), progress)
@@ -345,18 +378,41 @@ def preprocess_dataset(
         bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
     bar.close()
 
-    write_splits(output_dir, splits, options)
-    stages = [r.timings for r in results if r.status == "ok"]
+    written = write_splits(output_dir, splits, options)
+    warnings: list[tuple[InputItem | None, str]] = [(r.item, r.reason) for r in results if r.status == "warning"]
+    warnings += [(None, w) for w in empty_split_warnings(written)]
+    stages = [r.timings for r in results if r.status in ("ok", "warning")]
     mean = {s: float(np.mean([t.get(s, 0.0) for t in stages])) for s in STAGES} if stages else {}
     failures = [(r.item, r.reason) for r in results if r.status == "failed"]
     return PreprocessSummary(
-        n_ok=sum(r.status == "ok" for r in results),
+        n_ok=sum(r.status in ("ok", "warning") for r in results),
         n_failed=len(failures),
         n_skipped=sum(r.status == "skipped" for r in results),
         failures=failures,
         report_path=report_path,
         mean_timings=mean,
+        warnings=warnings,
     )
+
+
+def _stamp_options(options: PreprocessOptions) -> dict:
+    """What the files of every object depend on: all options (the split source as an absolute path)."""
+    d = dataclasses.asdict(options)
+    if d["splits_from"] is not None:
+        d["splits_from"] = str(Path(d["splits_from"]).resolve())
+    return d
+
+
+def empty_split_warnings(splits: dict[str, dict[str, list[str]]]) -> list[str]:
+    """One line per category whose train, val or test list is empty (it trains or scores nothing there)."""
+    out = []
+    for cat, lists in sorted(splits.items()):
+        empty = [s for s in SPLITS if not lists[s]]
+        if empty:
+            n = sum(len(v) for v in lists.values())
+            out.append(f"category {cat}: the {'/'.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty "
+                       f"({n} objects in all)")
+    return out
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -394,8 +450,10 @@ def _run(items: Sequence[InputItem], output_dir: Path, options: PreprocessOption
                     yield fut.result()
                 except BrokenProcessPool:
                     raise
-                except Exception as e:  # e.g. an unpicklable result
-                    yield ObjectResult(futures[fut], "failed", f"{type(e).__name__}: {e}")
+                except Exception as e:  # e.g. an unpicklable result; a full disk stops the run
+                    if stops_the_run(e):
+                        raise
+                    yield ObjectResult(futures[fut], "failed", describe(e))
         except BrokenProcessPool:
             # a worker died (killed, out of memory, crash in native code): report what is
             # left as failed; a rerun retries it
@@ -492,11 +550,12 @@ def _given_splits(folder: Path, category: str, ids: set[str]) -> dict[str, list[
     return out
 
 
-def write_splits(output_dir: Path, splits: dict[str, dict[str, list[str]]], options: PreprocessOptions) -> None:
-    """Write <category>/{train,val,test}.lst (complete objects only) and metadata.yaml."""
+def write_splits(output_dir: Path, splits: dict[str, dict[str, list[str]]],
+                 options: PreprocessOptions) -> dict[str, dict[str, list[str]]]:
+    """Write <category>/{train,val,test}.lst (complete objects only) and metadata.yaml; returns the lists written."""
     from onet.data.formats import write_metadata, write_split
 
-    metadata = {}
+    metadata, written = {}, {}
     for cat, lists in splits.items():
         done = [
             mid for split in SPLITS for mid in lists[split]
@@ -505,11 +564,13 @@ def write_splits(output_dir: Path, splits: dict[str, dict[str, list[str]]], opti
         if not done:
             continue
         done_set = set(done)
+        written[cat] = {split: [m for m in lists[split] if m in done_set] for split in SPLITS}
         for split in SPLITS:
-            write_split(output_dir / cat / f"{split}.lst", [m for m in lists[split] if m in done_set])
+            write_split(output_dir / cat / f"{split}.lst", written[cat][split])
         metadata[cat] = {"id": cat, "name": SHAPENET_NAMES.get(cat, cat)}
     if metadata:
         write_metadata(output_dir / "metadata.yaml", metadata)
+    return written
 
 
 def options_from_dict(d: dict) -> PreprocessOptions:

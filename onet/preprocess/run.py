@@ -34,14 +34,16 @@ def run_preprocess(args, *, log=print) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     summary = preprocess_dataset(args.input, args.output, options=options, workers=args.workers,
-                                 shard=parse_shard(args.shard), progress=not args.no_progress)
+                                 shard=parse_shard(args.shard), progress=not args.no_progress,
+                                 overwrite=args.overwrite)
     log(f"preprocessed {summary.n_ok} objects, skipped {summary.n_skipped} already complete, "
         f"{summary.n_failed} failed")
     for item, reason in summary.failures:
         log(f"  failed {item.category}/{item.model_id} ({item.path}): {reason}")
-    if summary.failures:
-        log(f"failures are listed in {summary.report_path}")
+    for item, reason in summary.warnings:
+        log(f"  warning: {item.category}/{item.model_id} ({item.path}): {reason}" if item else f"  warning: {reason}")
+    if summary.failures or summary.warnings:
+        log(f"per-object records are in {summary.report_path}")
     if summary.mean_timings:
         log("mean seconds per object: " + ", ".join(f"{k} {v:.2f}" for k, v in summary.mean_timings.items()))
-    # Non-zero only when nothing could be produced at all.
-    return 1 if summary.n_ok == 0 and summary.n_skipped == 0 else 0
+    return summary.exit_code  # 1 when any object failed (onet.utils.batch)

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+import torch.distributed._functional_collectives as functional_collectives
 from torch import nn
-from torch.distributed.nn.functional import all_reduce as differentiable_all_reduce
+
+NONFINITE_STOP = "a non-finite training loss on some process"
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,39 @@ def all_reduce_mean(value: float, info: DistInfo, device: torch.device) -> float
     t = torch.tensor([value], dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return float(t.item()) / info.world_size
+
+
+def agree_to_stop(reason: str, info: DistInfo, device: torch.device, *,
+                  nonfinite: torch.Tensor | None = None) -> str:
+    """The stop decision every process follows, so no rank waits alone in a collective.
+
+    reason: this process's own answer ("" to go on); only rank 0's counts
+    (train.max_time runs on each rank's own clock, and clocks drift). With
+    `nonfinite` (a 0-dim bool tensor: this rank met a non-finite loss), a NaN
+    on any rank returns NONFINITE_STOP on every rank. One small all-reduce.
+    """
+    if not info.enabled:
+        return reason
+    flags = torch.zeros(2, dtype=torch.float32, device=device)
+    if info.is_main and reason:
+        flags[0] = 1.0
+    if nonfinite is not None:
+        flags[1] = nonfinite.to(device=device, dtype=torch.float32)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    stop, bad = flags.tolist()
+    if bad:
+        return NONFINITE_STOP
+    if not stop:
+        return ""
+    box = [reason]
+    dist.broadcast_object_list(box, src=0, device=device if device.type == "cuda" else None)
+    return box[0]
+
+
+def _differentiable_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over processes with gradients flowing back to each (the functional collectives; the older
+    torch.distributed.nn.functional warns on every call that it is deprecated)."""
+    return functional_collectives.wait_tensor(functional_collectives.all_reduce(x, "sum", dist.group.WORLD))
 
 
 def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:
@@ -102,9 +137,9 @@ class GlooSyncBatchNorm(nn.modules.batchnorm._BatchNorm):
         shape = [1, -1] + [1] * (x.dim() - 2)  # per-channel stats broadcast over (N, C, ...)
         count = x.new_tensor([x.numel() // x.shape[1]])
         dist.all_reduce(count)
-        mean = differentiable_all_reduce(x.sum(dims)) / count
+        mean = _differentiable_sum(x.sum(dims)) / count
         centred = x - mean.view(shape)
-        var = differentiable_all_reduce((centred * centred).sum(dims)) / count
+        var = _differentiable_sum((centred * centred).sum(dims)) / count
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
@@ -124,6 +159,8 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     With W processes each rank takes every W-th index of the same global batch, so
     a W-process run sees exactly the global batches of a 1-process run.
     Datasets smaller than a batch are cycled (sampling with replacement across epochs).
+    `set_epoch(epoch, start_batch=k)` skips the first k batches of that epoch: a resumed
+    run continues inside the epoch exactly where the checkpoint was written.
     """
 
     def __init__(self, n_items: int, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0):
@@ -133,9 +170,11 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
             raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world_size})")
         self.n, self.batch_size, self.rank, self.world, self.seed = n_items, batch_size, rank, world_size, seed
         self.epoch = 0
+        self.start_batch = 0
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, *, start_batch: int = 0) -> None:
         self.epoch = epoch
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
         return max(1, self.n // self.batch_size)
@@ -146,6 +185,6 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         perm = torch.randperm(self.n, generator=g)
         while len(perm) < n_needed:
             perm = torch.cat([perm, torch.randperm(self.n, generator=g)])
-        for i in range(len(self)):
+        for i in range(self.start_batch, len(self)):
             batch = perm[i * self.batch_size:(i + 1) * self.batch_size]
             yield batch[self.rank::self.world].tolist()

@@ -1,8 +1,20 @@
 """`onet train`: the training loop, top to bottom.
 
 Build data, model and optimizer; resume from out_dir/model.pt when present;
-loop over global batches; log, checkpoint and validate visibly in the loop;
+loop over global batches; log, validate and checkpoint visibly in the loop;
 stop on max_iters / max_epochs / max_time / max_cpu_time and leave a resumable checkpoint.
+
+Guarantees (issue 12):
+- Exact resume: a checkpoint holds the RNG states and the position inside the
+  epoch (`batch_in_epoch`), and the data loaders draw from their own
+  generators, so a resumed CPU run is bit-identical to an uninterrupted one.
+- A non-finite training loss stops the run with an error naming the iteration;
+  no checkpoint with non-finite parameters is ever written; a non-finite
+  validation metric stops the run and is never "best".
+- model_best.pt survives any kill: an iteration validates before it writes
+  model.pt, and a resume takes the best metric recorded in model_best.pt.
+- Ranks agree when to stop: rank 0 decides (its clock for train.max_time) and
+  every rank follows, and a non-finite loss on any rank stops all of them.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ from onet.utils.checkpoints import load_checkpoint, rng_state, save_checkpoint, 
 from onet.training.distributed import (
     DistInfo,
     GlobalBatchSampler,
+    NONFINITE_STOP,
+    agree_to_stop,
     all_reduce_mean,
     convert_sync_batchnorm,
     init_distributed,
@@ -97,6 +111,14 @@ def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
         if len(ds) == 0:
             raise RuntimeError(f"{data['path']}: the {name} split is empty")
     return train_ds, val_ds
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN/inf loss, parameter or validation metric; the message says where."""
+
+
+def _finite_state(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
 @torch.no_grad()
@@ -195,10 +217,14 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             "(write it with `onet preprocess --near-surface N`)")
     sampler = GlobalBatchSampler(len(train_ds), tcfg["batch_size"], rank=dist_info.rank,
                                  world_size=dist_info.world_size, seed=cfg["seed"])
+    # Own generators: starting a loader iteration must not draw from the global torch RNG, whose
+    # state a checkpoint restores (the loaders' draws only seed workers; items are seeded per object).
     train_loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,
-                                               num_workers=tcfg["num_workers"])
+                                               num_workers=tcfg["num_workers"],
+                                               generator=torch.Generator().manual_seed(cfg["seed"]))
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=tcfg["val_batch_size"], shuffle=False,
-                                             collate_fn=collate, num_workers=tcfg["num_workers"])
+                                             collate_fn=collate, num_workers=tcfg["num_workers"],
+                                             generator=torch.Generator().manual_seed(cfg["seed"]))
 
     # --- model and optimizer
     if tcfg["lr_schedule"] == "cosine" and tcfg["max_iters"] is None and tcfg.get("max_cpu_time") is None:
@@ -207,27 +233,35 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     if tcfg.get("max_cpu_time") is not None and dist_info.enabled:
         # each process measures its own CPU time: ranks would disagree on the lr and the stop
         raise ConfigError("train.max_cpu_time is for single-process training; use train.max_iters with torchrun")
-    model = build_model(cfg["model"]).to(dev)
-    if tcfg["model_selection_metric"] not in model.val_metrics:
+    ckpt_path, best_path = out_dir / "model.pt", out_dir / "model_best.pt"
+    # a resumed model gets every weight from model.pt: pretrained weights are never fetched for it
+    model = build_model(cfg["model"], pretrained=not ckpt_path.is_file()).to(dev)
+    if tcfg["model_selection_metric"] not in model.val_metrics:  # also checked at load (onet.config)
         raise ConfigError(f"train.model_selection_metric {tcfg['model_selection_metric']!r} is not measured for a "
                           f"{model.output_kind} model; choose one of {', '.join(model.val_metrics)}")
     if main:
         log(f"model: {type(model).__name__} ({model.output_kind}), {count_parameters(model):,} trainable parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
-    it, epoch, best, skipped_total = 0, 0, None, 0
+    it, epoch, batch_in_epoch, best, skipped_total = 0, 0, 0, None, 0
     cpu_before = 0.0  # training CPU seconds of earlier invocations (train.max_cpu_time spans resumes)
     skipped_names: set[str] = set()
-    ckpt_path, best_path = out_dir / "model.pt", out_dir / "model_best.pt"
     if ckpt_path.is_file():
         state = load_checkpoint(ckpt_path, map_location=dev)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # the model section changed since that run
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"{ckpt_path} was trained with another model than this config describes ({first}); "
+                              "resume with the config of that run (its config.yaml) or choose another out_dir") from None
         it, epoch, best = state["it"], state["epoch"], state["best_metric"]
+        batch_in_epoch = state.get("batch_in_epoch", 0)
         skipped_total = state.get("skipped", 0)
         cpu_before = state.get("cpu_seconds", 0.0)
         set_rng_state(state["rng"])
         if main:
             log(f"resuming from {ckpt_path} at iteration {it} (epoch {epoch})")
+    best = _best_so_far(best, best_path, tcfg["model_selection_mode"])
     # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
     loss_module = _LossModule(model)
     if dist_info.enabled:
@@ -240,14 +274,21 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     def checkpoint(path: Path) -> None:
+        if not _finite_state(model):
+            raise NonFiniteError(f"the model's parameters are not finite at iteration {it}; {path} was not "
+                                 f"written (the last one on disk is kept). Lower train.lr or check the data")
         save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
-                        best_metric=best, config=cfg, model_config=cfg["model"], rng=rng_state(),
-                        skipped=skipped_total, cpu_seconds=cpu_used())
+                        batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
+                        rng=rng_state(), skipped=skipped_total, cpu_seconds=cpu_used())
 
     def run_validation() -> dict:
         nonlocal best
         metrics = validate(model, val_loader, dev, cfg["test"]["threshold"])
         value = metrics[f"val_{tcfg['model_selection_metric']}"]
+        if not all(math.isfinite(metrics[f"val_{k}"]) for k in model.val_metrics):
+            shown = ", ".join(f"val_{k} {metrics[f'val_{k}']}" for k in model.val_metrics)
+            raise NonFiniteError(f"validation at iteration {it} gave {shown}: the model's outputs are not finite; "
+                                 f"{best_path} keeps its earlier state. Lower train.lr or check the data")
         better = best is None or (value > best if tcfg["model_selection_mode"] == "max" else value < best)
         if better:
             best = value
@@ -286,12 +327,24 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             return f"reached train.max_cpu_time={max_cpu_time}s"
         return ""
 
+    # the first non-finite training loss: (iteration, value); a tensor, so checking it needs no GPU sync
+    first_bad = torch.full((2,), -1.0, dtype=torch.float64, device=dev)
+
+    def check_loss(batch_names: list[str] | None) -> None:
+        bad_it, bad_value = first_bad.tolist()
+        if bad_it >= 0:
+            names = f"; objects in that batch: {', '.join(batch_names[:8])}" if batch_names else ""
+            raise NonFiniteError(f"the training loss is not finite ({bad_value}) at iteration {int(bad_it)} "
+                                 f"(epoch {epoch}); training stopped without writing a checkpoint of this state"
+                                 f"{names}. Lower train.lr, or check the data")
+
     model.train()
-    stop_reason = limit_reached()
+    stop_reason = agree_to_stop(limit_reached(), dist_info, dev)
     while not stop_reason:
-        sampler.set_epoch(epoch)
+        sampler.set_epoch(epoch, start_batch=batch_in_epoch)
         train_ds.epoch = epoch
         for batch in train_loader:
+            batch_in_epoch += 1
             skipped_total += len(batch["skipped"])
             for reason in batch["skipped"]:
                 if reason.split(":")[0] not in skipped_names and main:
@@ -310,6 +363,19 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             scaler.update()
             it += 1
             bar.update(1)
+            value = loss.detach().to(torch.float64)
+            first_bad.copy_(torch.where((first_bad[0] < 0) & ~torch.isfinite(value),
+                                        torch.stack([value.new_tensor(float(it)), value]), first_bad))
+            if dist_info.enabled:
+                # one decision for every rank, before anything is validated or written at this iteration
+                decision = agree_to_stop(limit_reached(), dist_info, dev, nonfinite=first_bad[0] >= 0)
+                if decision == NONFINITE_STOP:
+                    check_loss(None)  # this rank's own NaN, with its iteration
+                    raise NonFiniteError(f"the training loss is not finite on another process at iteration {it}; "
+                                         "training stopped without writing a checkpoint of this state")
+            elif dev.type == "cpu" or it % tcfg["print_every"] == 0 or it % tcfg["checkpoint_every"] == 0 \
+                    or it % tcfg["validate_every"] == 0:  # on a GPU only where the loop synchronises anyway
+                check_loss([f"{c}/{m}" for c, m in zip(batch["category"], batch["model_id"])])
 
             if it % tcfg["print_every"] == 0:
                 loss_value = all_reduce_mean(float(loss.detach()), dist_info, dev)
@@ -319,17 +385,20 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                                       skipped=skipped_total)
                     if tb is not None:
                         tb.add_scalar("train/loss", loss_value, it)
-            if main and it % tcfg["checkpoint_every"] == 0:
-                checkpoint(ckpt_path)
+            # validation first: a kill between the two never leaves a model.pt whose best_metric is stale
             if main and it % tcfg["validate_every"] == 0:
                 last_val = run_validation()
-            stop_reason = limit_reached()
+            if main and it % tcfg["checkpoint_every"] == 0:
+                checkpoint(ckpt_path)
+            stop_reason = decision if dist_info.enabled else limit_reached()
             if stop_reason:
                 break
         else:
             epoch += 1
-            stop_reason = limit_reached()
+            batch_in_epoch = 0
+            stop_reason = agree_to_stop(limit_reached(), dist_info, dev)
     bar.close()
+    check_loss(None)
 
     if main:
         # Always leave a model_best.pt that was validated at some point, and a resumable model.pt.
@@ -344,3 +413,19 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if tb is not None:
             tb.close()
     return TrainResult(out_dir, it, epoch, best, last_val, skipped_total, stop_reason)
+
+
+def _best_so_far(best: float | None, best_path: Path, mode: str) -> float | None:
+    """The best validation metric so far: model.pt's record, or model_best.pt's when that is better.
+
+    model_best.pt can be newer than model.pt (a kill between the two writes); a NaN
+    record (checkpoints of older versions) counts as none.
+    """
+    candidates = [b for b in (best,) if b is not None and math.isfinite(b)]
+    if best_path.is_file():
+        recorded = load_checkpoint(best_path, map_location="cpu").get("best_metric")
+        if recorded is not None and math.isfinite(recorded):
+            candidates.append(recorded)
+    if not candidates:
+        return None
+    return max(candidates) if mode == "max" else min(candidates)

@@ -8,6 +8,7 @@ where it stopped and `onet generate` needs nothing but the file.
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -38,10 +39,19 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(path: str | Path, **state) -> None:
-    """torch.save to a temporary file, fsync, then rename: a crash never leaves a torn checkpoint."""
+    """torch.save to a temporary file, fsync, then rename: a crash never leaves a torn checkpoint.
+
+    The bytes are serialised in memory first and written by Python, so a full disk
+    is an OSError naming `path` ("No space left on device"), not torch's
+    "[enforce fail at inline_container.cc]".
+    """
+    buf = io.BytesIO()
+    torch.save(state, buf)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            view = buf.getbuffer()
+            while view:  # a short write (disk filling up) leaves the rest; the next write says ENOSPC
+                view = view[f.write(view):]
             f.flush()
             os.fsync(f.fileno())
 

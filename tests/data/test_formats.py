@@ -157,3 +157,72 @@ def test_depth_npz_round_trip_and_errors(tmp_path):
     np.savez(tmp_path / "gap.npz", depth_0=np.zeros((2, 2)), depth_2=np.zeros((2, 2)))
     with pytest.raises(DataFormatError, match="0..1"):
         load_depth_npz(tmp_path / "gap.npz")
+
+
+# --------------------------------------------------------------------------- issue 12: one array check
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.mark.parametrize("loader, arrays, fragment", [
+    (load_points_npz, {"points": np.array([[0, 0, 0], [np.nan, 0, 0]], np.float16),
+                       "occupancies": np.packbits([True, False])}, "points holds 1 NaN/inf value"),
+    (load_pointcloud_npz, {"points": np.zeros((4, 3), np.float16),
+                           "normals": np.array([[0, 0, 1]] * 3 + [[np.inf, 0, 0]], np.float16)}, "normals holds"),
+    (load_points_npz, {"points": np.zeros((2, 3)), "occupancies": np.array([1, 0], np.uint8),
+                       "loc": np.array([0, np.nan, 0])}, "loc holds"),
+    (load_points_npz, {"points": np.zeros((2, 3)), "occupancies": np.array([1, 0], np.uint8),
+                       "scale": np.array(0.0)}, "scale must be positive"),
+    (load_points_npz, {"points": np.zeros((3, 100)), "occupancies": np.zeros(100, np.uint8)},
+     "looks like 100 points stored as columns"),
+    (load_points_npz, {"points": np.array([["a", "b", "c"]]), "occupancies": np.zeros(1, np.uint8)},
+     "must be a numeric array"),
+    (load_pointcloud_npz, {"points": np.zeros((0, 3)), "normals": np.zeros((0, 3))}, "points is empty (0 points)"),
+])
+def test_dataset_loaders_refuse_non_finite_and_ambiguous_arrays_naming_the_file(tmp_path, loader, arrays, fragment):
+    path = _npz(tmp_path / "object.npz", **arrays)
+    with pytest.raises(DataFormatError, match="NaN|numeric|columns|positive|empty") as err:
+        loader(path)
+    assert str(path) in str(err.value) and fragment in str(err.value)
+
+
+def test_cameras_with_nan_are_refused(tmp_path):
+    path = tmp_path / "cameras.npz"
+    np.savez(path, camera_mat_0=np.eye(3), world_mat_0=np.full((3, 4), np.nan))
+    with pytest.raises(DataFormatError, match="world_mat_0 holds 12 NaN/inf values"):
+        load_cameras_npz(path)
+
+
+def test_check_array_shapes():
+    from onet.data.formats import check_array
+    assert check_array("f", "p", np.zeros((5, 3)), shape=(None, 3)).shape == (5, 3)
+    assert check_array("f", "p", np.zeros((5, 6)), min_columns=3).shape == (5, 6)
+    with pytest.raises(DataFormatError, match=r"f: p must have shape \(N, 3\), got \(5, 2\)"):
+        check_array("f", "p", np.zeros((5, 2)), shape=(None, 3))
+    with pytest.raises(DataFormatError, match="ambiguous"):
+        check_array("f", "p", np.zeros((3, 7)), min_columns=3)
+    assert check_array("f", "p", np.full(3, np.nan), finite=False).shape == (3,)
+
+
+def test_binvox_of_another_resolution_is_refused_when_a_size_is_required(tmp_path):
+    path = tmp_path / "model.binvox"
+    write_binvox(path, np.ones((16, 16, 16), bool))
+    assert read_binvox(path).shape == (16, 16, 16)
+    with pytest.raises(DataFormatError, match=r"model.binvox: voxel grid is 16x16x16; expected 32x32x32"):
+        read_binvox(path, shape=(32, 32, 32))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a\nb\na\n", "line 3: model id 'a' is listed twice (first on line 1)"),
+    ("a\n../escape\n", "line 2: model id '../escape' must be a plain folder name"),
+    ("a\nsub\\dir\n", "must be a plain folder name"),
+])
+def test_split_lists_refuse_duplicates_and_path_separators(tmp_path, text, fragment):
+    path = tmp_path / "train.lst"
+    path.write_text(text)
+    with pytest.raises(DataFormatError, match="train.lst") as err:
+        read_split(path)
+    assert fragment in str(err.value)

@@ -87,7 +87,16 @@ def test_unreadable_prediction_and_missing_reference(dataset, tmp_path):
     assert [r.status for r in result.rows] == ["unreadable", "empty"]
     assert all(r.metrics.empty and r.metrics.iou == 0.0 for r in result.rows)
     assert result.table.mean_over_objects.n_empty == 2
-    with pytest.raises(FileNotFoundError, match="points.npz"):
+    # the unreadable prediction is a failed item (exit code 1), named with its file
+    assert [(f.name, f.path) for f in result.failures] == [("02691156/c", str(meshes / "02691156" / "c.ply"))]
+    assert result.exit_code == 1 and (tmp_path / "eval" / "failures.csv").is_file()
+    # an object without reference files cannot be scored: a failed item without a row; the others go on
+    trimesh.creation.icosphere().export(meshes / "02691156" / "zzz.ply")
+    result = evaluate_dataset(dataset, [("02691156", "zzz"), ("03001627", "a")], meshes, tmp_path / "eval",
+                              n_points=1000, progress=False)
+    assert [r.model_id for r in result.rows] == ["a"]
+    assert result.failures[0].name == "02691156/zzz" and "points.npz" in result.failures[0].reason
+    with pytest.raises(RuntimeError, match="none of the 1 objects could be evaluated.*points.npz"):
         evaluate_dataset(dataset, [("02691156", "zzz")], meshes, tmp_path / "eval", progress=False)
 
 

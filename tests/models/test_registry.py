@@ -135,3 +135,49 @@ def test_baseline_configs_build_a_model_for_their_inputs(path):
         out = model(inputs)
     n_points = model_cfg["decoder_kwargs"].get("n_points", 1024)
     assert out.shape == ((1, 32, 32, 32) if kind == VOXELS else (1, n_points, 3))
+
+
+# --------------------------------------------------------------------------- issue 12
+
+
+def _save_checkpoint(tmp_path, model_cfg, input_type):
+    from onet.utils.checkpoints import save_checkpoint
+    model = build_model(model_cfg, pretrained=False)
+    path = tmp_path / "model_best.pt"
+    save_checkpoint(path, model=model.state_dict(), model_config=model_cfg,
+                    config={"data": {"input_type": input_type}, "model": model_cfg})
+    return path, model
+
+
+def test_a_checkpoint_never_fetches_or_reads_pretrained_weights(tmp_path, monkeypatch):
+    """An image model trained from ImageNet weights is rebuilt offline: the checkpoint holds every weight."""
+    import onet.models.image as image
+    from onet.models import load_model
+    cfg = model_cfg(encoder="resnet18", encoder_kwargs={"pretrained": True}, c_dim=8,
+                    decoder_kwargs={"hidden_size": 8, "n_blocks": 1})
+    path, trained = _save_checkpoint(tmp_path, cfg, "img")
+
+    def offline(*args, **kwargs):
+        raise AssertionError("pretrained weights were fetched or read")
+
+    monkeypatch.setattr(image, "load_imagenet_state_dict", offline)
+    monkeypatch.setattr(image, "_torchvision_weights", offline)
+    model, _ = load_model({"data": {"input_type": "img"}, "model": cfg}, path, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
+
+
+def test_checkpoint_and_config_that_disagree_name_both(tmp_path):
+    from onet.models import load_model
+    from onet.utils.errors import ConfigError
+    cfg = model_cfg(encoder="voxel_simple", c_dim=8, decoder_kwargs={"hidden_size": 8, "n_blocks": 1})
+    path, _ = _save_checkpoint(tmp_path, cfg, "voxels")
+    image_cfg = {"data": {"input_type": "img"}, "model": model_cfg(encoder="resnet18", c_dim=8)}
+    with pytest.raises(ConfigError, match=r"model_best.pt and the config disagree.*'voxel_simple'.*voxels.*"
+                                          r"data.input_type 'img'"):
+        load_model(image_cfg, path, torch.device("cpu"))
+
+
+def test_constructor_refusals_are_config_errors_naming_the_component():
+    from onet.utils.errors import ConfigError
+    with pytest.raises(ConfigError, match="decoder 'cbn_resnet'.*hidden_size"):
+        build_model(model_cfg(encoder="voxel_simple", c_dim=8, decoder_kwargs={"hidden_size": 0}))

@@ -57,8 +57,12 @@ def test_tree_is_processed_and_failures_reported(tmp_path):
     assert "empty" in failed["empty"] and "no faces" in failed["nofaces"] and "NaN" in failed["allnan"]
     records = read_report(summary.report_path)
     assert {r["model_id"] for r in records if r["status"] == "failed"} == set(failed)
-    ok = [r for r in records if r["status"] == "ok"]
+    ok = [r for r in records if r["status"] in ("ok", "warning")]
     assert len(ok) == 4 and all(set(pipeline.STAGES) <= set(r["timings"]) for r in ok)
+    # NaN vertices dropped from an otherwise good mesh: finished, but reported as a warning, not "ok"
+    warned = {r["model_id"]: r["reason"] for r in records if r["status"] == "warning"}
+    assert warned == {"somenan": "dropped 1 of 13 faces used NaN/inf vertices"}
+    assert [(item.model_id, reason) for item, reason in summary.warnings if item] == list(warned.items())
 
     obj = out / "03001627" / "aaa"
     pts = load_points_npz(obj / "points.npz")

@@ -73,3 +73,89 @@ def test_debug_shows_the_traceback_for_developers(tmp_path):
     cfg = _write(tmp_path / "cfg.yaml", {**_base(tmp_path), "trian": {}})
     res = run_cli("train", cfg, "--debug")
     assert res.code == 2 and "Traceback" in res.err
+
+
+# --------------------------------------------------------------------------- issue 12: one schema with ranges
+
+
+def _outside(key: str):
+    """A value just outside the range of `key` (onet.config.RANGES), of the key's own type."""
+    from onet.config import RANGES, load_defaults
+    rng = RANGES[key]
+    section, _, leaf = key.rpartition(".")
+    default = load_defaults()
+    for part in filter(None, section.split(".")):
+        default = default[part]
+    default = default[leaf]
+    integer = isinstance(default, int) or key in ("train.max_iters", "train.max_epochs",
+                                                  "data.points_iou_subsample", "generation.simplify_nfaces")
+    if rng.low is not None:
+        bad = rng.low - 1 if rng.low_inclusive else rng.low
+    else:
+        bad = rng.high + 1 if rng.high_inclusive else rng.high
+    bad = int(bad) if integer else float(bad)
+    return f"[{bad}]" if isinstance(default, list) else bad
+
+
+def _safe(tmp_path) -> dict:
+    """_base, on a dataset path that does not exist: a value the schema let through fails fast."""
+    return {**_base(tmp_path), "data": {"path": str(tmp_path / "no_data")}}
+
+
+def _range_keys():
+    from onet.config import RANGES
+    return sorted(RANGES)
+
+
+@pytest.mark.parametrize("key", _range_keys())
+def test_every_ranged_key_refuses_a_value_outside_its_range_at_load(key, tmp_path):
+    """Zero or negative sizes, intervals and limits: exit 2 naming the key, before anything is written."""
+    value = _outside(key)
+    res = run_cli("train", _write(tmp_path / "cfg.yaml", _safe(tmp_path)), f"{key}={value}", "--no-progress")
+    assert_one_clear_error(res, 2, f"'{key}", "must be")
+    assert not (tmp_path / "out").exists()
+
+
+MORE_CASES = {
+    "kwargs_did_you_mean": (["model.encoder_kwargs={widht: 8}"],
+                            ["'model.encoder_kwargs.widht'", "did you mean 'model.encoder_kwargs.width'"]),
+    "decoder_kwargs_did_you_mean": (["model.decoder_kwargs={hidden_dim: 8}"],
+                                    ["'model.decoder_kwargs.hidden_dim'", "did you mean 'model.decoder_kwargs.hidden_size'"]),
+    "kwargs_wrong_type": (["model.decoder_kwargs={n_blocks: two}"], ["'model.decoder_kwargs.n_blocks' must be int"]),
+    "kwargs_negative": (["model.decoder_kwargs={n_blocks: -1}"], ["'model.decoder_kwargs.n_blocks' must not be negative"]),
+    "unknown_encoder": (["model.encoder=resnet19"], ["unknown encoder 'resnet19'", "did you mean 'resnet18'"]),
+    "selection_metric": (["train.model_selection_metric=chamfer"],
+                         ["train.model_selection_metric 'chamfer' is not measured for a field model", "loss, iou"]),
+    "selection_metric_unknown": (["train.model_selection_metric=f1"],
+                                 ["'train.model_selection_metric' must be one of chamfer, iou, loss"]),
+    "empty_classes": (["data.classes=[]"], ["'data.classes' must not be an empty list", "null means every category"]),
+    "class_not_a_string": (["data.classes=[1, 2]"], ["'data.classes' item 0 must be a string"]),
+    "class_twice": (["data.classes=[mug, table, mug]"], ["'data.classes' lists mug more than once"]),
+    "class_with_path": (["data.classes=[../mug]"], ["'data.classes[0]' must be a plain folder or file name"]),
+    "nan_number": (["train.lr=.nan"], ["'train.lr' must be a finite number"]),
+    "inf_limit": (["train.max_time=.inf"], ["'train.max_time' must be a finite number"]),
+    "empty_path": (["data.path="], ["'data.path' must not be null"]),
+    "blank_out_dir": (["out_dir=' '"], ["'out_dir' must not be empty"]),
+    "fscore_threshold_type": (["evaluation.fscore_thresholds=[a]"], ["'evaluation.fscore_thresholds' item 0 must be a number"]),
+    "encoder_reads_other_input": (["data.input_type=voxels"], ["model.encoder 'resnet18' reads data.input_type 'img'"]),
+    "cosine_without_horizon": (["train.max_iters=null"], ["train.lr_schedule=cosine needs train.max_iters"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MORE_CASES))
+def test_schema_cases_exit_2_naming_the_key(case, tmp_path):
+    overrides, fragments = MORE_CASES[case]
+    res = run_cli("train", _write(tmp_path / "cfg.yaml", _safe(tmp_path)), *overrides, "--no-progress")
+    assert_one_clear_error(res, 2, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_that_is_not_utf8_exits_2_naming_the_file(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("# réglages\nseed: 1\n".encode("latin-1"))
+    assert_one_clear_error(run_cli("train", path), 2, "latin1.yaml", "not a UTF-8 text file")
+
+
+def test_a_key_given_twice_exits_2(tmp_path):
+    path = _write(tmp_path / "twice.yaml", "train:\n  batch_size: 4\n  batch_size: 8\n")
+    assert_one_clear_error(run_cli("train", path), 2, "twice.yaml", "'batch_size' is given twice")

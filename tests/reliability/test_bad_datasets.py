@@ -79,8 +79,59 @@ def test_generate_on_the_test_split_skips_an_unloadable_object(trained, tiny_dat
     shutil.rmtree(data / cat / model_id / "img_choy2016")
     out = tmp_path / "gen"
     res = run_cli("generate", trained("img"), f"data.path={data}", "--output", out, "--no-progress")
-    assert res.code == 0, res.err
+    assert res.code == 1 and not res.errors(), res.err  # the others finished; one item failed: exit 1
     assert f"skipped {cat}/{model_id}:" in res.out and "image folder not found" in res.out
     assert sorted(p.relative_to(out / "meshes").as_posix() for p in (out / "meshes").rglob("*.ply")) == sorted(
         f"{c}/{m}.ply" for c, m in tests[1:])
     assert f"{cat}/{model_id}" in (out / "failures.csv").read_text()
+
+
+# --------------------------------------------------------------------------- issue 12: non-finite and mis-sized data
+
+
+def _poison_points(data, cat="table"):
+    import numpy as np
+    model_id = read_split(data / cat / "train.lst")[0]
+    path = data / cat / model_id / "points.npz"
+    with np.load(path) as f:
+        arrays = dict(f)
+    arrays["points"] = arrays["points"].copy()
+    arrays["points"][7] = np.nan
+    np.savez(path, **arrays)
+    return path, f"{cat}/{model_id}"
+
+
+def test_nan_in_points_stops_training_naming_the_file(broken, tmp_path):
+    data, cfg_path, overrides = broken
+    victim, _ = _poison_points(data)
+    res = _train(cfg_path, overrides, tmp_path / "run")
+    assert_one_clear_error(res, 1, str(victim), "points holds 3 NaN/inf values")
+    assert not (tmp_path / "run" / "model_best.pt").exists(), "no checkpoint from NaN data"
+
+
+def test_nan_in_points_is_skipped_under_skip_bad_and_the_model_stays_finite(broken, tmp_path):
+    import torch
+    from onet.utils.checkpoints import load_checkpoint
+    data, cfg_path, overrides = broken
+    _, name = _poison_points(data)
+    res = _train(cfg_path, overrides, tmp_path / "run", "data.skip_bad=true")
+    assert res.code == 0, res.err
+    assert f"skipping {name}: " in res.out and "NaN/inf" in res.out
+    for ckpt in ("model.pt", "model_best.pt"):
+        state = load_checkpoint(tmp_path / "run" / ckpt)
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_voxel_grid_of_another_size_stops_training_naming_the_file(tiny_dataset, tmp_path):
+    import numpy as np
+    from onet.data.formats import write_binvox
+    from .helpers import MODEL_CONFIGS
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    model_id = read_split(data / "mug" / "train.lst")[0]
+    victim = data / "mug" / model_id / "model.binvox"
+    write_binvox(victim, np.ones((16, 16, 16), bool))
+    cfg = {"inherit_from": str(CONFIG_DIR / MODEL_CONFIGS["voxels"][0]), "data": {"path": str(data)}}
+    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    res = _train(tmp_path / "cfg.yaml", [*SMALL, *MODEL_CONFIGS["voxels"][1]], tmp_path / "run")
+    assert_one_clear_error(res, 1, str(victim), "voxel grid is 16x16x16; expected 32x32x32")

@@ -67,3 +67,45 @@ def test_two_process_gloo_ddp_tracks_one_process(tiny_cfg, tmp_path):
     a, b = load_checkpoint(one_dir / "model.pt"), load_checkpoint(two_dir / "model.pt")
     assert a["it"] == b["it"] == 5 and a["model"].keys() == b["model"].keys()
     assert b["best_metric"] == pytest.approx(single.best_metric, abs=1e-3)
+
+
+_AGREE_SCRIPT = r'''
+import os, sys, warnings
+import torch, torch.distributed as dist
+import torch.multiprocessing as mp
+from onet.training.distributed import NONFINITE_STOP, DistInfo, GlooSyncBatchNorm, agree_to_stop
+
+def run(rank, port):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    info, cpu = DistInfo(rank, 2, rank), torch.device("cpu")
+    # train.max_time on each rank's clock: rank 1 thinks time is up, rank 0 not -> both go on
+    a = agree_to_stop("reached train.max_time=1s" if rank == 1 else "", info, cpu)
+    # rank 0 thinks time is up -> both stop, with rank 0's reason
+    b = agree_to_stop("reached train.max_time=1s" if rank == 0 else "", info, cpu)
+    # a NaN loss on rank 1 only -> both stop
+    c = agree_to_stop("", info, cpu, nonfinite=torch.tensor(rank == 1))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bn = GlooSyncBatchNorm(3).train()
+        x = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(rank), requires_grad=True)
+        bn(x).pow(2).sum().backward()
+    with open(f"{sys.argv[2]}/rank{rank}.txt", "w") as f:  # one file each: prints would interleave
+        f.write(f"{repr(a)} {repr(b)} {c == NONFINITE_STOP} {[str(w.message)[:80] for w in caught]}")
+    dist.destroy_process_group()
+
+if __name__ == "__main__":
+    mp.spawn(run, args=(int(sys.argv[1]),), nprocs=2)
+'''
+
+
+def test_ranks_follow_rank_0s_stop_decision_and_sync_bn_does_not_warn(tmp_path):
+    script = tmp_path / "agree.py"
+    script.write_text(_AGREE_SCRIPT)
+    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, str(script), str(_free_port()), str(tmp_path)], capture_output=True,
+                          text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for rank in (0, 1):  # both go on; both stop with rank 0's reason; both stop on rank 1's NaN; no warning
+        assert (tmp_path / f"rank{rank}.txt").read_text() == "'' 'reached train.max_time=1s' True []"
