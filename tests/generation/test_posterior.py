@@ -148,7 +148,7 @@ def test_posterior_mean_of_a_training_shape_decodes_to_it(tmp_path):
             f"out_dir={tmp_path / 'run'}", f"data.path={root}", "data.classes=[bottle]", "device=cpu",
             "data.points_subsample=2048", "model.z_dim=8", "model.decoder_kwargs={hidden_size: 64, n_blocks: 3}",
             "model.encoder_latent_kwargs={hidden_size: 32}", "train.batch_size=2", "train.lr=0.003",
-            "train.max_iters=500", "train.validate_every=100000", "train.checkpoint_every=100000",
+            "train.max_iters=600", "train.validate_every=100000", "train.checkpoint_every=100000",
             "train.print_every=100", "test.threshold=0.5",
         ])
         train(cfg, progress=False, log=lambda *a: None)
