@@ -149,3 +149,24 @@ def test_disk_full_while_checkpointing_keeps_the_last_checkpoint(trained, tmp_pa
     monkeypatch.undo()
     assert load_checkpoint(run / "model.pt")["it"] == 2, "the previous checkpoint is intact"
     assert not [p for p in run.iterdir() if p.name.startswith(".")]
+
+
+def test_every_output_of_train_generate_eval_follows_the_umask(trained, tmp_path):
+    """Issue 12, serious item 3: outputs were mode 0600 (mkstemp); they must get 0666 less the umask.
+
+    A umask of 027 (neither the usual 022 nor mkstemp's 0600) over a whole train -> generate -> eval run.
+    """
+    cfg, out = trained("pointcloud"), tmp_path / "run"
+    old = os.umask(0o027)
+    try:
+        for verb in ("train", "generate", "eval"):
+            res = run_cli(verb, cfg, f"out_dir={out}", "--no-progress")
+            assert res.code == 0, (verb, res.err)
+    finally:
+        os.umask(old)
+    files = _final_files(out)
+    assert {"model.pt", "config.yaml", "metrics.csv", "eval_meshes.csv", "stamp.yaml"} <= {p.name for p in files}
+    assert any(p.suffix == ".ply" for p in files)
+    wrong = {str(p.relative_to(out)): oct(os.stat(p).st_mode & 0o777) for p in files
+             if os.stat(p).st_mode & 0o777 != 0o640}
+    assert not wrong, wrong

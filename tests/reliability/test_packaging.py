@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import trimesh
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
