@@ -119,6 +119,7 @@ RANGES: dict[str, Range] = {
     "train.max_iters": AT_LEAST_1,
     "train.max_epochs": AT_LEAST_1,
     "train.max_time": POSITIVE,
+    "train.max_cpu_time": POSITIVE,
     "train.validate_every": AT_LEAST_1,
     "train.checkpoint_every": AT_LEAST_1,
     "train.print_every": AT_LEAST_1,
@@ -379,8 +380,10 @@ def validate(cfg: dict, defaults: dict | None = None, *, source: str = "config")
 def _check_across(cfg: dict) -> None:
     """Checks that involve more than one key (each names the keys involved)."""
     train, data = cfg.get("train", {}), cfg.get("data", {})
-    if train.get("lr_schedule") == "cosine" and train.get("max_iters", 0) is None:
-        raise ConfigError("train.lr_schedule=cosine needs train.max_iters (the horizon of the decay)")
+    if train.get("lr_schedule") == "cosine" and train.get("max_iters", 0) is None \
+            and train.get("max_cpu_time") is None:
+        raise ConfigError("train.lr_schedule=cosine needs train.max_iters or train.max_cpu_time "
+                          "(the horizon of the decay)")
     if "model" in cfg and "input_type" in data:
         from onet.models import NETWORKS, check_model_config, output_kind  # the registry knows each component
         check_model_config(cfg["model"], input_type=data["input_type"])

@@ -108,7 +108,9 @@ def test_selection_metric_must_be_one_the_model_measures(tiny_cfg):
     """Checked when the config is loaded (onet.config), before any data is read."""
     from onet.config import ConfigError
     with pytest.raises(ConfigError, match="model_selection_metric 'iou'.*points model.*loss, chamfer"):
-        train(cfg, progress=False, log=lambda *a: None)
+        load_config(CONFIG_DIR / "baselines" / "psgn_demo.yaml", [
+            f"out_dir={tiny_cfg['out_dir']}", f"data.path={tiny_cfg['data']['path']}",
+            "train.model_selection_metric=iou"])
 
 
 def test_max_cpu_time_stops_on_cpu_seconds(tiny_cfg):
@@ -144,6 +146,3 @@ def test_cosine_needs_a_horizon(tiny_cfg):
     tiny_cfg["train"].update(max_iters=None, max_epochs=1, lr_schedule="cosine")
     with pytest.raises(ConfigError, match="max_cpu_time"):
         train(tiny_cfg, progress=False, log=lambda *a: None)
-        load_config(CONFIG_DIR / "baselines" / "psgn_demo.yaml", [
-            f"out_dir={tiny_cfg['out_dir']}", f"data.path={tiny_cfg['data']['path']}",
-            "train.model_selection_metric=iou"])
