@@ -236,7 +236,9 @@ def run(name: str, args) -> dict:
     # these count the last call only; the trainer's budget spans the resumes)
     result["train_seconds"] = t_train
     result["train_cpu_seconds"] = cpu_train
-    result["iterations"] = _last_iteration(out / "metrics.csv")
+    # the iteration of the evaluated model (a stopped run's model_best.pt may be older than its last log row)
+    result["iterations"] = (_checkpoint_it(out / "model_best.pt") if args.skip_train
+                            else _last_iteration(out / "metrics.csv"))
     _write(done, json.dumps(result, indent=1))
     return result
 
@@ -246,6 +248,12 @@ def _checkpoint_cpu_seconds(path: Path) -> float | None:
     sys.path.insert(0, str(REPO))
     from onet.utils.checkpoints import load_checkpoint
     return load_checkpoint(path, map_location="cpu").get("cpu_seconds") if path.is_file() else None
+
+
+def _checkpoint_it(path: Path) -> int:
+    sys.path.insert(0, str(REPO))
+    from onet.utils.checkpoints import load_checkpoint
+    return int(load_checkpoint(path, map_location="cpu")["it"])
 
 
 def _write(path: Path, text: str) -> None:
