@@ -134,6 +134,11 @@ RANGES: dict[str, Range] = {
     "evaluation.n_points": AT_LEAST_1,
     "evaluation.fscore_thresholds": POSITIVE,
     "evaluation.seed": NON_NEGATIVE,
+    "latent_gan.noise_dim": AT_LEAST_1,
+    "latent_gan.hidden_size": AT_LEAST_1,
+    "latent_gan.n_layers": AT_LEAST_1,
+    "latent_gan.gamma": NON_NEGATIVE,
+    "latent_gan.ema_decay": Range(0, 1, high_inclusive=False),
 }
 # Element types of list keys (others take theirs from the default's first element).
 LIST_ITEM_TYPES: dict[str, tuple[type, ...]] = {"data.classes": (str,)}
@@ -379,7 +384,10 @@ def validate(cfg: dict, defaults: dict | None = None, *, source: str = "config")
 
 def _check_across(cfg: dict) -> None:
     """Checks that involve more than one key (each names the keys involved)."""
-    train, data = cfg.get("train", {}), cfg.get("data", {})
+    train, data, gan = cfg.get("train", {}), cfg.get("data", {}), cfg.get("latent_gan", {})
+    if gan.get("reg", "none") != "none" and gan.get("gamma") == 0:
+        raise ConfigError(f"latent_gan.gamma: 0 with latent_gan.reg={gan['reg']} is no penalty; "
+                          "set latent_gan.reg=none for the ablation, or gamma > 0")
     if train.get("lr_schedule") == "cosine" and train.get("max_iters", 0) is None \
             and train.get("max_cpu_time") is None:
         raise ConfigError("train.lr_schedule=cosine needs train.max_iters or train.max_cpu_time "
