@@ -53,6 +53,9 @@ setup(
     extras_require={
         "test": ["pytest"],
         "full": ["torchvision", "tensorboard"],
+        # generation.marching_cubes=warp (GPU marching cubes; also runs on CPUs). Pinned to the
+        # version scripts/gpu_check.sh verifies: 1.18+ wheels need CUDA 13 drivers (R580+).
+        "gpu": ["warp-lang==1.17.0"],
     },
     entry_points={"console_scripts": ["onet=onet.cli:main"]},
 )

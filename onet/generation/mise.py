@@ -7,9 +7,11 @@ that marching cubes can read directly (grid convention: onet.geometry.grid).
 
 Everything is vectorised in torch on `device`: the per-level work is a few
 boolean slicing ops over the grid plus one `nonzero`; the only Python loop is
-over chunks of network calls. Memory at 256^3 for one object: one float32
-value grid (68 MB), a few bool masks (17 MB each) and the indices of the
-points to evaluate.
+over chunks of network calls, and it never waits for the device (results are
+scattered through a sink slot instead of boolean masks, whose size the host
+would have to read back). Memory at 256^3 for one object: one float32 value
+grid (68 MB), a few bool masks (17 MB each) and the indices of the points to
+evaluate.
 """
 
 from __future__ import annotations
@@ -24,6 +26,16 @@ import torch
 from onet.geometry.grid import check_box_size, check_resolution, flat_index_to_world
 
 EvalFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class MiseGrids:
+    """The batch's grids on the device: values (B, R+1, R+1, R+1) float32 logits;
+    n_evaluated (B,) int64 network evaluations per object; n_dense = (R+1)^3."""
+
+    values: torch.Tensor
+    n_evaluated: torch.Tensor
+    n_dense: int
 
 
 @dataclass
@@ -68,6 +80,28 @@ def mise(
     upsampling_steps == 0 is plain dense evaluation at resolution_0.
     Returns one MiseResult per object at resolution resolution_0 * 2**upsampling_steps.
     """
+    grids = mise_grids(eval_fn, batch_size, resolution_0=resolution_0, upsampling_steps=upsampling_steps,
+                       threshold=threshold, box_size=box_size, points_chunk=points_chunk,
+                       safety_margin=safety_margin, device=device)
+    values_np = grids.values.cpu().numpy()
+    counts = grids.n_evaluated.cpu().tolist()
+    return [MiseResult(values=values_np[b], n_evaluated=int(counts[b]), n_dense=grids.n_dense)
+            for b in range(len(counts))]
+
+
+def mise_grids(
+    eval_fn: EvalFn,
+    batch_size: int,
+    *,
+    resolution_0: int = 32,
+    upsampling_steps: int = 2,
+    threshold: float = 0.2,
+    box_size: float = 1.1,
+    points_chunk: int = 100_000,
+    safety_margin: bool = False,
+    device: str | torch.device = "cpu",
+) -> MiseGrids:
+    """mise() with the grids left on `device` (for GPU marching cubes, or one copy of the batch)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     res = check_resolution(resolution_0)
@@ -84,7 +118,7 @@ def mise(
     B = int(batch_size)
 
     n = res + 1
-    values = torch.empty((B, n, n, n), dtype=torch.float32, device=device)
+    values = _with_sink((B, n, n, n), device)
     _evaluate_full_grid(eval_fn, values, res, box_size, points_chunk)
     n_evaluated = torch.full((B,), n**3, dtype=torch.int64, device=device)
     evaluated = torch.ones((B, n, n, n), dtype=torch.bool, device=device)
@@ -93,7 +127,7 @@ def mise(
         active = _active_cells(values > level)  # (B, R, R, R)
         if safety_margin:
             active = _dilate_cells(active)
-        values = _upsample_values(values)  # (B, 2R+1, 2R+1, 2R+1), trilinear
+        values = _upsample_values(values, out=_with_sink((B, 2 * res + 1, 2 * res + 1, 2 * res + 1), device))
         evaluated = _upsample_evaluated(evaluated)
         res *= 2
         need = _corners_of_cells(active)  # fine points of the active coarse cells
@@ -108,10 +142,30 @@ def mise(
         _evaluate_points(eval_fn, values, flat, res, box_size, points_chunk)
         del flat
 
-    n_dense = (res + 1) ** 3
-    values_np = values.cpu().numpy()
-    counts = n_evaluated.cpu().tolist()
-    return [MiseResult(values=values_np[b], n_evaluated=int(counts[b]), n_dense=n_dense) for b in range(B)]
+    return MiseGrids(values, n_evaluated, (res + 1) ** 3)
+
+
+def _with_sink(shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """An empty float32 grid whose storage has one spare slot after the last element.
+
+    `_scatter` sends the padded (invalid) entries of a call to that slot, so results
+    land with one index_put and no boolean mask, whose size the host would have to
+    read back: the loop over network calls never waits for the device.
+    """
+    numel = math.prod(shape)
+    return torch.empty(numel + 1, dtype=torch.float32, device=device)[:numel].view(shape)
+
+
+def _scatter(values: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor, out: torch.Tensor) -> None:
+    """values.view(-1)[idx[valid]] = out[valid], without a host synchronisation.
+
+    values: a grid made by `_with_sink`; idx (B, n) int64 flat indices, garbage where not
+    valid; valid (B, n) bool; out (B, n) float32. Invalid entries all go to the sink slot
+    (the values written there, in whatever order, are never read).
+    """
+    numel = values.numel()
+    flat = values.as_strided((numel + 1,), (1,))  # the grid and its sink slot; checked against the storage
+    flat[torch.where(valid, idx, numel)] = out
 
 
 def _call(eval_fn: EvalFn, points: torch.Tensor) -> torch.Tensor:
@@ -147,7 +201,6 @@ def _evaluate_points(
         return
     B = values.shape[0]
     per_object = values[0].numel()
-    flat_values = values.view(-1)
     device = values.device
     obj = torch.div(flat, per_object, rounding_mode="floor").to(torch.int64)
     counts = torch.bincount(obj, minlength=B)  # (B,)
@@ -162,7 +215,7 @@ def _evaluate_points(
         idx = flat[pos].to(torch.int64)  # (B, n) flat indices, garbage where not valid
         points = flat_index_to_world(idx % per_object, res, box_size=box_size)  # (B, n, 3)
         out = _call(eval_fn, points).to(device)  # (B, n)
-        flat_values[idx[valid]] = out[valid]
+        _scatter(values, idx, valid, out)
 
 
 def _active_cells(occ: torch.Tensor) -> torch.Tensor:
@@ -188,13 +241,13 @@ def _dilate_cells(active: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _upsample_values(values: torch.Tensor) -> torch.Tensor:
-    """(B, S, S, S) -> (B, 2S-1, 2S-1, 2S-1): exact trilinear (separable midpoints)."""
+def _upsample_values(values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, S, S, S) -> (B, 2S-1, 2S-1, 2S-1): exact trilinear (separable midpoints), into `out` if given."""
     for dim in (1, 2, 3):
         n = values.shape[dim]
         shape = list(values.shape)
         shape[dim] = 2 * n - 1
-        fine = values.new_empty(shape)
+        fine = out if dim == 3 and out is not None else values.new_empty(shape)
         _strided(fine, dim, 0, n).copy_(values)
         odd = _strided(fine, dim, 1, n - 1)
         torch.add(values.narrow(dim, 0, n - 1), values.narrow(dim, 1, n - 1), out=odd)

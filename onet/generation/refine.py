@@ -94,7 +94,9 @@ def refine_mesh(
     if n_steps == 0 or len(faces) == 0:
         return vertices.copy()
 
-    generator = torch.Generator(device="cpu").manual_seed(seed)
+    device = torch.device(device)
+    # drawn on the device itself: no host-to-device copy (and wait) per step
+    generator = torch.Generator(device=device).manual_seed(seed)
     v = torch.tensor(vertices, dtype=torch.float32, device=device).requires_grad_(True)
     f = torch.tensor(faces, dtype=torch.int64, device=device)
     adam = _Adam(v, lr=lr)
@@ -104,10 +106,10 @@ def refine_mesh(
         if n_samples_per_step is None:
             face_idx = torch.arange(n_faces, device=device)
         else:
-            face_idx = torch.randint(n_faces, (n_samples_per_step,), generator=generator).to(device)
+            face_idx = torch.randint(n_faces, (n_samples_per_step,), generator=generator, device=device)
         # uniform barycentric weights: normalised exponentials = Dirichlet(1, 1, 1)
-        weights = -torch.log(torch.rand((len(face_idx), 3), generator=generator).clamp_min_(1e-12))
-        weights = (weights / weights.sum(dim=1, keepdim=True)).to(device)  # (S, 3)
+        weights = -torch.log(torch.rand((len(face_idx), 3), generator=generator, device=device).clamp_min_(1e-12))
+        weights = weights / weights.sum(dim=1, keepdim=True)  # (S, 3)
         n_samples = len(face_idx)
 
         grad = torch.zeros_like(v)

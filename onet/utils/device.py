@@ -1,8 +1,17 @@
-"""Device resolution: `auto` means CUDA when a GPU is visible, else the CPU."""
+"""Device resolution and per-device defaults.
+
+`auto` means CUDA when a GPU is visible, else the CPU. The defaults chosen here
+by device (TF32, DataLoader workers and pinned memory) are documented in
+configs/default.yaml and the README's GPUs section.
+"""
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+from onet.utils.errors import ConfigError
 
 
 def resolve_device(name: str) -> torch.device:
@@ -12,3 +21,64 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device=cuda was asked for but no CUDA GPU is available (use --device cpu or auto)")
     return torch.device(name)
+
+
+def set_tf32(device: torch.device, enabled: bool) -> None:
+    """Let float32 matmuls and convolutions on CUDA use TF32 tensor cores (config key `tf32`).
+
+    TF32 rounds matmul inputs to a 10-bit mantissa and accumulates in fp32: on
+    Ampere and newer GPUs fp32 matmuls run several times faster, at about 1e-3
+    relative error per product. Does nothing for a CPU device (CPU matmuls are
+    untouched). Uses torch's per-backend `fp32_precision` switches (torch >= 2.9
+    refuses a mix of those and the older allow_tf32 flags); older torch gets the
+    allow_tf32 flags.
+    """
+    if torch.device(device).type != "cuda":
+        return
+    precision = "tf32" if enabled else "ieee"
+    try:
+        torch.backends.cuda.matmul.fp32_precision = precision
+        torch.backends.cudnn.conv.fp32_precision = precision
+    except AttributeError:  # torch < 2.9
+        torch.backends.cuda.matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+
+
+def loader_settings(device: torch.device, num_workers: int | None, pin_memory: bool | None,
+                    *, processes_per_node: int = 1) -> tuple[int, bool]:
+    """DataLoader (num_workers, pin_memory) for `device`; None means the device's default.
+
+    CPU: 0 workers (the training step already uses every core; loading in the main
+    process keeps runs reproducible and light) and no pinning. CUDA: pinned memory, so
+    `.to(device, non_blocking=True)` overlaps the copy with compute, and workers
+    loading the next batches while the GPU runs: min(8, CPU cores of this process's
+    share of the node), at least 1.
+    """
+    cuda = torch.device(device).type == "cuda"
+    if num_workers is not None and num_workers < 0:
+        raise ConfigError(f"config key 'train.num_workers' must be >= 0 or null, got {num_workers}")
+    if num_workers is None:
+        if cuda:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            num_workers = max(1, min(8, cores // max(1, processes_per_node) - 1))
+        else:
+            num_workers = 0
+    if pin_memory is None:
+        pin_memory = cuda
+    return int(num_workers), bool(pin_memory and cuda)
+
+
+def marching_cubes_workers(device: torch.device, workers: int | None, *, processes_per_node: int = 1) -> int:
+    """Worker processes for CPU marching cubes beside the device (generation.marching_cubes_workers).
+
+    None: on CUDA min(8, this process's share of the CPU cores - 2), leaving cores for the
+    process that feeds the GPU; on the CPU 0, since evaluation there already uses every core.
+    """
+    if workers is not None:
+        if workers < 0:
+            raise ConfigError(f"config key 'generation.marching_cubes_workers' must be >= 0 or null, got {workers}")
+        return int(workers)
+    if torch.device(device).type != "cuda":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // max(1, processes_per_node) - 2))

@@ -190,3 +190,35 @@ def test_building_blocks_match_slow_references():
     reference = torch.nn.functional.interpolate(values[:, None], size=(7, 9, 5), mode="trilinear", align_corners=True)
     assert torch.allclose(fine, reference[:, 0], atol=1e-6)
     assert torch.equal(fine[:, ::2, ::2, ::2], values)
+
+
+def test_sink_index_update_equals_the_masked_one():
+    """_scatter writes through a sink slot; the reference is the boolean-mask assignment."""
+    from onet.generation.mise import _scatter, _with_sink
+
+    g = torch.Generator().manual_seed(0)
+    shape = (3, 9, 9, 9)
+    numel = math.prod(shape)
+    values = _with_sink(shape, "cpu")
+    values.copy_(torch.randn(shape, generator=g))
+    reference = values.clone()
+    for _ in range(4):  # several calls, as in one MISE level
+        idx = torch.randperm(numel, generator=g)[:3 * 40].view(3, 40)  # distinct targets, like MISE's points
+        valid = torch.rand((3, 40), generator=g) < 0.7
+        idx = torch.where(valid, idx, torch.randint(numel, (3, 40), generator=g))  # garbage where invalid
+        out = torch.randn((3, 40), generator=g)
+        reference.view(-1)[idx[valid]] = out[valid]
+        _scatter(values, idx, valid, out)
+        assert torch.equal(values, reference)
+
+
+def test_mise_grids_stay_on_the_device_and_match_mise():
+    from onet.generation.mise import mise_grids
+
+    sdfs = [SPHERE, TORUS]
+    grids = mise_grids(batched_eval_fn(sdfs), 2, resolution_0=8, upsampling_steps=2, points_chunk=500)
+    assert isinstance(grids.values, torch.Tensor) and grids.values.shape == (2, 33, 33, 33)
+    results = mise(batched_eval_fn(sdfs), 2, resolution_0=8, upsampling_steps=2, points_chunk=500)
+    for b, result in enumerate(results):
+        assert np.array_equal(result.values, grids.values[b].numpy())
+        assert result.n_evaluated == int(grids.n_evaluated[b]) and result.n_dense == grids.n_dense == 33**3

@@ -75,3 +75,13 @@ def test_hand_written_adam_matches_torch_optim():
         ((theirs - target) ** 4).sum().backward()
         reference.step()
     assert torch.allclose(ours, theirs, atol=1e-6)
+
+
+def test_refinement_samples_are_seeded_on_the_given_device(coarse_sphere):
+    """Samples come from a generator on `device` (here the CPU, by name or torch.device)."""
+    vertices, faces = coarse_sphere
+    kwargs = dict(n_steps=3, n_samples_per_step=500)
+    a = refine_mesh(vertices, faces, field_fn(SPHERE), seed=3, device="cpu", **kwargs)
+    b = refine_mesh(vertices, faces, field_fn(SPHERE), seed=3, device=torch.device("cpu"), **kwargs)
+    c = refine_mesh(vertices, faces, field_fn(SPHERE), seed=4, device="cpu", **kwargs)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)

@@ -88,3 +88,43 @@ def test_values_exactly_at_the_level_keep_the_mesh_closed():
     vertices, faces = marching_cubes(values, 0.0)
     mesh = trimesh.Trimesh(vertices, faces)  # merges coincident vertices
     assert mesh.is_watertight and mesh.volume > 0
+
+
+@pytest.mark.parametrize("center, radius", [((0.05, -0.02, 0.01), 0.3), ((0.3, 0.0, 0.0), 0.4)],
+                         ids=["inside", "leaves the box"])
+def test_warp_marching_cubes_equals_skimage_up_to_order(center, radius):
+    """The optional GPU path (NVIDIA Warp, here on the CPU) gives the same mesh as the default."""
+    pytest.importorskip("warp", reason="optional extra: pip install -e .[gpu]")
+    import torch
+    from scipy.spatial import cKDTree
+
+    from onet.geometry.marching_cubes import marching_cubes_warp
+
+    values = grid_values(logits_fn(sphere_sdf(center, radius)), 40)
+    v_ref, f_ref = marching_cubes(values, LEVEL)
+    v_wp, f_wp = marching_cubes_warp(torch.from_numpy(values), LEVEL)
+    assert v_wp.dtype == np.float32 and f_wp.dtype == np.int64
+    # the same vertices (edge crossings) in another order ...
+    assert v_wp.shape == v_ref.shape and f_wp.shape == f_ref.shape
+    dist, match = cKDTree(v_wp).query(v_ref)
+    assert dist.max() < 1e-6 and len(np.unique(match)) == len(v_ref)  # a one-to-one match
+    # ... and as many triangles, which may split a cell's polygon along another diagonal
+    # (Warp's classic case table vs skimage's Lewiner table): the same closed surface
+    ref, wp_mesh = trimesh.Trimesh(v_ref, f_ref, process=False), trimesh.Trimesh(v_wp, f_wp, process=False)
+    assert wp_mesh.is_watertight and wp_mesh.volume > 0
+    assert wp_mesh.volume == pytest.approx(ref.volume, rel=1e-4)
+    assert wp_mesh.area == pytest.approx(ref.area, rel=1e-5)
+    # numpy input and an empty level set
+    assert np.array_equal(marching_cubes_warp(values, LEVEL)[1], f_wp)
+    v0, f0 = marching_cubes_warp(values, values.max() + 1.0)
+    assert v0.shape == (0, 3) and f0.shape == (0, 3)
+
+
+def test_warp_marching_cubes_checks_its_input():
+    pytest.importorskip("warp", reason="optional extra: pip install -e .[gpu]")
+    from onet.geometry.marching_cubes import marching_cubes_warp
+
+    with pytest.raises(ValueError, match="3D"):
+        marching_cubes_warp(np.zeros((2, 2, 1), np.float32), 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        marching_cubes_warp(np.full((3, 3, 3), np.nan, np.float32), 0.0)
