@@ -20,7 +20,15 @@ All decoders are one class, `OccupancyDecoder`, whose variants are parameters
 
 Point features are channels-last (B, T, H) throughout.
 
-Fast path. In eval mode every normalisation is a per-object affine map
+Fused path (CPU training, and CPU forwards without autograd). `forward` runs the trunk --
+every normalisation, ReLU and linear after fc_p -- as one chunked autograd
+Function (`fused.py`) with the same values, gradients and running-statistics
+updates as the plain modules, near the matmul peak; under CPU bf16 autocast
+it feeds the matmuls bf16 while statistics stay fp32. Set `fast_path = False`
+on a decoder for the plain modules (they also run on CUDA, with
+SyncBatchNorm, and under fp16 autocast).
+
+Fast eval path. In eval mode every normalisation is a per-object affine map
 x * s_b + t_b, and `relu(x * s + t) @ W + b` can be rewritten exactly as
 `clamp(x, lo, hi) @ W' + bias` with W' = diag(s_b) W per object (see `_fold`).
 `make_eval_fn` precomputes these per-object matrices and biases once per
@@ -38,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onet.models import fused
 from onet.models.layers import NORMS
 
 EvalFn = Callable[[torch.Tensor], torch.Tensor]
@@ -48,6 +57,8 @@ EvalFn = Callable[[torch.Tensor], torch.Tensor]
 # single-threaded; bigger chunks cost up to ~15%)
 _CPU_CHUNK_POINTS_PER_THREAD = 1024
 _CUDA_CHUNK_POINTS = 1 << 18
+# positions of the weight matrices in the ops of `_folded` (after the op's kind)
+_WEIGHT_SLOTS = {"res": (2, 5), "lin": (2,)}
 
 
 class DecoderBlock(nn.Module):
@@ -148,12 +159,46 @@ class OccupancyDecoder(nn.Module):
             off = self.fc_c(c) if off is None else off + self.fc_c(c)
         return off
 
+    # the fused trunk (fused.py) where it applies; False: always the plain modules
+    fast_path: bool = True
+    # points per chunk of the fused trunk (None: cache-sized); results do not depend on it
+    fused_chunk_rows: int | None = None
+
+    def _units(self, c: torch.Tensor) -> tuple[list[fused.Unit], list[str]]:
+        """The trunk as fused units (c: (B, c_dim)) and its block layout ('res' / 'lin')."""
+        units = []
+
+        def add(norm, fc):
+            gamma, beta = norm.affine(c)
+            units.append(fused.Unit(gamma, beta, norm.stats_module, fc.weight, fc.bias))
+
+        for block in self.blocks:
+            add(block.norm_0, block.fc_0)
+            if block.residual:
+                add(block.norm_1, block.fc_1)
+        add(self.norm_out, self.fc_out)
+        return units, ["res" if self.residual else "lin"] * len(self.blocks)
+
     def forward(self, p: torch.Tensor, z: torch.Tensor | None, c: torch.Tensor | None) -> torch.Tensor:
         """p: (B, T, dim); z: (B, z_dim) or None; c: (B, c_dim) or None. Returns logits (B, T)."""
         self._check(p, z, c)
         B = p.shape[0]
         if c is None:
             c = p.new_zeros(B, 0)
+        # fused in training and without autograd; an eval-mode forward with autograd (gradients
+        # w.r.t. the points, double backprop included) keeps the plain, twice-differentiable modules
+        use_fused = self.fast_path and (self.training or not torch.is_grad_enabled())
+        mm_dtype = fused.autocast_mm_dtype(p.device.type) if use_fused else False
+        if mm_dtype is not False and fused.supported(self, p):
+            w = self.fc_p.weight
+            with torch.autocast(p.device.type, enabled=False):
+                # fc_p and the offsets in full precision even under autocast: bf16 point coordinates are coarse
+                net = self.fc_p(p.to(w.dtype))  # (B, T, H)
+                off = self._offset(None if z is None else z.to(w.dtype), c.to(w.dtype))
+                if off is not None:
+                    net = net + off.unsqueeze(1)
+                units, layout = self._units(c.to(w.dtype))
+                return fused.trunk(units, layout, net, mm_dtype=mm_dtype, chunk_rows=self.fused_chunk_rows)
         net = self.fc_p(p)  # (B, T, H)
         off = self._offset(z, c)
         if off is not None:
@@ -194,22 +239,31 @@ class OccupancyDecoder(nn.Module):
 
     @torch.inference_mode()
     def make_eval_fn(
-        self, c: torch.Tensor | None, z: torch.Tensor | None = None, *, chunk_points: int | None = None
+        self, c: torch.Tensor | None, z: torch.Tensor | None = None, *, chunk_points: int | None = None,
+        precision: str = "fp32", batched: bool | None = None,
     ) -> EvalFn:
         """Fast eval-mode evaluation for a fixed batch of objects.
 
         Args:
             c: (B, c_dim) codes (None or (B, 0) when c_dim == 0).
             z: (B, z_dim) latents (None when z_dim == 0).
-            chunk_points: points of one object processed per step (default:
-                cache-sized on CPU, large on CUDA). Results do not depend on it.
+            chunk_points: points processed per step (default: cache-sized on CPU,
+                large on CUDA); per object, or over all objects when batched.
+                Results do not depend on it.
+            precision: "fp32", or "bf16": bf16 inputs to the hidden matmuls (fp32
+                accumulation), with the residual stream, fc_p and the output layer in fp32.
+            batched: one batched matmul per layer over all B objects (fewest kernel
+                launches: the default on CUDA), or one object at a time (plain 2D
+                matmuls on cache-sized chunks run closer to peak: the default on CPU).
         Returns:
-            fn(p (B, N, dim)) -> logits (B, N), an inference-mode tensor; equal to
-            `forward(p, z, c)` in eval mode up to float rounding. The closure holds a
-            snapshot of the weights: make a new one after the weights change.
+            fn(p (B, N, dim)) -> logits (B, N) float32, an inference-mode tensor; equal
+            to `forward(p, z, c)` in eval mode up to float rounding (fp32). The closure
+            holds a snapshot of the weights: make a new one after the weights change.
         """
         if self.training:
             raise RuntimeError("make_eval_fn needs eval mode (running statistics): call model.eval() first")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         w = self.fc_p.weight
         if c is None:
             if self.c_dim > 0:
@@ -222,14 +276,45 @@ class OccupancyDecoder(nn.Module):
         z = None if z is None else z.to(w)
 
         ops, lo_out, hi_out, w_out, b_out, WpT = self._folded(c, z)
-        w_out = w_out.squeeze(2).contiguous()  # (B, H)
+        w_out = w_out.contiguous()  # (B, H, 1)
+        mm_dtype = torch.bfloat16 if precision == "bf16" else w.dtype
+        low = mm_dtype != w.dtype
+        if low:  # the folded hidden weights in bf16, once
+            ops = [(kind, *(t.to(mm_dtype) if i in _WEIGHT_SLOTS[kind] else t for i, t in enumerate(rest)))
+                   for kind, *rest in ops]
         H = self.hidden_size
+        cuda = w.device.type == "cuda"
+        batched = cuda if batched is None else batched
         if chunk_points is None:
-            if w.device.type == "cuda":
+            if cuda:
                 chunk_points = _CUDA_CHUNK_POINTS
             else:
                 chunk_points = _CPU_CHUNK_POINTS_PER_THREAD * max(1, torch.get_num_threads())
         dim = self.dim
+
+        def layers(h, a, y, y2, sel):
+            """Hidden layers and output on h (rows, H) or (B, rows, H); sel picks the per-object
+            tensors (one object's 2D slices, or all of them for the batched matmuls)."""
+            mm = torch.bmm if h.dim() == 3 else torch.mm
+            for op in ops:
+                if op[0] == "res":
+                    _, lo0, hi0, W0, lo1, hi1, W1 = op
+                    torch.clamp(h, sel(lo0), sel(hi0), out=a)
+                    mm(a, sel(W0), out=y)
+                    y.clamp_(sel(lo1), sel(hi1))
+                    if low:  # the residual stream stays fp32
+                        h.add_(mm(y, sel(W1), out=y2))
+                    else:
+                        h.baddbmm_(y, sel(W1)) if h.dim() == 3 else h.addmm_(y, sel(W1))
+                else:
+                    _, lo0, hi0, W0 = op
+                    torch.clamp(h, sel(lo0), sel(hi0), out=a)
+                    if low:
+                        h.copy_(mm(a, sel(W0), out=y))
+                    else:
+                        mm(a, sel(W0), out=h)
+            torch.clamp(h, sel(lo_out), sel(hi_out), out=h)  # fp32 output layer
+            return mm(h, sel(w_out))  # (rows, 1) or (B, rows, 1)
 
         @torch.inference_mode()
         def eval_fn(p: torch.Tensor) -> torch.Tensor:
@@ -239,33 +324,32 @@ class OccupancyDecoder(nn.Module):
             p = p.to(device=w.device, dtype=w.dtype).contiguous()
             N = p.shape[1]
             logits = p.new_empty(B, N)
-            n_chunk = max(1, min(N, chunk_points))
-            # flat storage reused by every chunk; the views keep (n, H) contiguous
-            bufs = [p.new_empty(n_chunk * H) for _ in range(3)]
-            # one object at a time: plain 2D matmuls with per-object weights run
-            # closer to peak on CPU than batched bmm over small per-object blocks
+            if N == 0:
+                return logits
+            rows = max(1, min(N, chunk_points // B if batched else chunk_points))
+            lead = (B, rows) if batched else (rows,)
+            n_el = B * rows * H if batched else rows * H
+            # flat storage reused by every chunk; views keep each chunk contiguous
+            h_buf = p.new_empty(n_el)
+            a_buf, y_buf, y2_buf = (p.new_empty(n_el, dtype=mm_dtype) for _ in range(3))
+            if batched:
+                for i in range(0, N, rows):
+                    n = min(rows, N - i)
+                    h, a, y, y2 = (buf[: B * n * H].view(B, n, H) for buf in (h_buf, a_buf, y_buf, y2_buf))
+                    torch.bmm(p[:, i:i + n], WpT.expand(B, -1, -1), out=h)  # its bias is pending in the ops
+                    out = layers(h, a, y, y2, lambda t: t)  # (B, n, 1)
+                    torch.add(out.squeeze(2), b_out, out=logits[:, i:i + n])
+                return logits
             for b in range(B):
-                for i in range(0, N, n_chunk):
-                    n = min(n_chunk, N - i)
-                    h, a, y = (buf[: n * H].view(n, H) for buf in bufs)
-                    torch.mm(p[b, i : i + n], WpT, out=h)  # (n, H); its bias is pending in the ops
-                    for op in ops:
-                        if op[0] == "res":
-                            _, lo0, hi0, W0, lo1, hi1, W1 = op
-                            torch.clamp(h, lo0[b], hi0[b], out=a)
-                            torch.mm(a, W0[b], out=y)
-                            y.clamp_(lo1[b], hi1[b])
-                            h.addmm_(y, W1[b])
-                        else:
-                            _, lo0, hi0, W0 = op
-                            torch.clamp(h, lo0[b], hi0[b], out=a)
-                            torch.mm(a, W0[b], out=h)
-                    torch.clamp(h, lo_out[b], hi_out[b], out=a)
-                    torch.addmv(b_out[b], a, w_out[b], out=logits[b, i : i + n])
+                for i in range(0, N, rows):
+                    n = min(rows, N - i)
+                    h, a, y, y2 = (buf[: n * H].view(n, H) for buf in (h_buf, a_buf, y_buf, y2_buf))
+                    torch.mm(p[b, i:i + n], WpT, out=h)  # (n, H); its bias is pending in the ops
+                    out = layers(h, a, y, y2, lambda t, b=b: t[b])  # (n, 1)
+                    torch.add(out.squeeze(1), b_out[b], out=logits[b, i:i + n])
             return logits
 
         return eval_fn
-
 
     def make_field_fn(self, c: torch.Tensor | None, z: torch.Tensor | None = None) -> EvalFn:
         """Differentiable eval-mode field of ONE object, for refinement and normals.

@@ -6,9 +6,12 @@ and the fast evaluation path in `decoders.py` can run on the same layout
 without transposes.
 
 Normalisation layers used by the decoders share one interface,
-`forward(x (B, T, H), c (B, c_dim)) -> (B, T, H)`, and, for the fast eval
-path, `eval_affine(c) -> (scale (B, H), shift (B, H))`: in eval mode each of
-them is a per-object affine map x * scale_b + shift_b.
+`forward(x (B, T, H), c (B, c_dim)) -> (B, T, H)`; for the fast eval path,
+`eval_affine(c) -> (scale (B, H), shift (B, H))`: in eval mode each of them is
+a per-object affine map x * scale_b + shift_b; for the fused training path
+(`fused.py`), `affine(c) -> (gamma (B, H), beta (B, H))` applied after
+normalising with the statistics of `stats_module` (None, None and None for
+no normalisation).
 """
 
 from __future__ import annotations
@@ -61,6 +64,14 @@ class CBatchNorm(nn.Module):
         beta = self.beta(c).unsqueeze(1)  # (B, 1, H)
         return torch.addcmul(beta, x_hat, gamma)
 
+    @property
+    def stats_module(self) -> nn.BatchNorm1d:
+        return self.bn
+
+    def affine(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """gamma(c), beta(c): 2 x (B, H), applied to the normalised features."""
+        return self.gamma(c), self.beta(c)
+
     def eval_affine(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode map x -> x * scale + shift. c: (B, c_dim). Returns 2 x (B, H)."""
         inv_std = torch.rsqrt(self.bn.running_var + self.bn.eps)  # (H,)
@@ -85,6 +96,15 @@ class BatchNorm(nn.Module):
         B, T, H = x.shape
         return self.bn(x.reshape(B * T, H)).view(B, T, H)
 
+    @property
+    def stats_module(self) -> nn.BatchNorm1d:
+        return self.bn
+
+    def affine(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch norm's weight and bias for every object: 2 x (B, H)."""
+        B = c.shape[0]
+        return self.bn.weight.expand(B, -1), self.bn.bias.expand(B, -1)
+
     def eval_affine(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Eval-mode map x -> x * scale + shift, the same for every object. Returns 2 x (B, H)."""
         inv_std = torch.rsqrt(self.bn.running_var + self.bn.eps)
@@ -103,6 +123,11 @@ class NoNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return x
+
+    stats_module = None
+
+    def affine(self, c: torch.Tensor) -> tuple[None, None]:
+        return None, None
 
     def eval_affine(self, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B = c.shape[0]

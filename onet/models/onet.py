@@ -108,14 +108,15 @@ class OccupancyNetwork(nn.Module):
         z = self.get_z_from_prior(B, sample=sample, device=p.device)
         return self.decode(p, z, c)
 
-    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+    def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss for points batch["points"] (B, T, 3) with occupancies batch["points.occ"]
         (B, T), given the observations batch["inputs"].
 
         BCE with logits summed over points and averaged over the batch, plus (for
         the VAE) KL(q(z | p, occ, c) || N(0, I)) averaged over the batch, with a
         reparameterised sample of z.
-        Returns (loss scalar, {"loss", "rec", "kl"} as floats).
+        Returns (loss scalar, {"loss", "rec", "kl"} as detached 0-d tensors: converting them to
+        floats would wait for the device every step, so callers do it only when they log).
         """
         p, occ, inputs = batch["points"], batch["points.occ"], batch["inputs"]
         B = p.shape[0]
@@ -132,7 +133,7 @@ class OccupancyNetwork(nn.Module):
         logits = self.decode(p, z, c)
         rec = F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(dim=1).mean()
         loss = rec + kl
-        return loss, {"loss": loss.item(), "rec": rec.item(), "kl": kl.item()}
+        return loss, {"loss": loss.detach(), "rec": rec.detach(), "kl": kl.detach()}
 
     def validation_metrics(self, batch: dict, threshold: float) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss", the BCE summed over batch["points"], and "iou" at probability

@@ -95,6 +95,34 @@ def test_make_eval_fn_is_exact_in_float64(name):
     torch.testing.assert_close(dec.make_eval_fn(c, z, chunk_points=100)(p), ref, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_batched_eval_fn_equals_per_object(name):
+    """One batched matmul per layer over all objects (the CUDA default) = one object at a time."""
+    dec = randomized(DECODERS[name](z_dim=2, c_dim=6, hidden_size=32, n_blocks=3), 6, 2)
+    c, z = torch.randn(4, 6), torch.randn(4, 2)
+    p = 1.1 * torch.rand(4, 531, 3) - 0.55
+    per_object = dec.make_eval_fn(c, z, batched=False, chunk_points=200)(p)
+    for chunk in (None, 4 * 100):  # all points at once; chunks of 100 points per object
+        torch.testing.assert_close(dec.make_eval_fn(c, z, batched=True, chunk_points=chunk)(p), per_object,
+                                   atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="precision"):
+        dec.make_eval_fn(c, z, precision="fp16")
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_bf16_eval_fn_is_close_to_fp32(batched):
+    dec = randomized(DECODERS["cbn_resnet"](c_dim=6, hidden_size=64, n_blocks=5), 6, 0)
+    c = torch.randn(3, 6)
+    p = 1.1 * torch.rand(3, 2000, 3) - 0.55
+    ref = dec.make_eval_fn(c)(p)
+    out = dec.make_eval_fn(c, precision="bf16", batched=batched)(p)
+    assert out.dtype == torch.float32
+    err = (out - ref).abs()
+    # bf16 matmul inputs (8 significant bits) over 10 layers: small, not float rounding
+    assert 0 < err.mean() < 0.01 * ref.abs().mean() + 1e-3
+    assert ((out > 0) != (ref > 0)).float().mean() < 0.01
+
+
 def test_fold_handles_positive_negative_and_zero_scales():
     x = torch.randn(2, 50, 4, dtype=torch.float64)
     s = torch.tensor([[2.0, -3.0, 0.0, 1e-300], [-0.5, 0.0, 4.0, 1.0]], dtype=torch.float64)

@@ -34,15 +34,16 @@ def test_vae_shapes_and_kl_term():
         model.encoder_latent.fc_mean.bias.fill_(1.0)
     loss, stats = model.compute_loss({"points": p, "points.occ": occ, "inputs": x})
     assert set(stats) == {"loss", "rec", "kl"}
-    assert stats["kl"] > 0
-    assert loss.item() == pytest.approx(stats["rec"] + stats["kl"], rel=1e-5)
+    assert all(isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad for v in stats.values())
+    assert stats["kl"].item() > 0
+    assert loss.item() == pytest.approx(stats["rec"].item() + stats["kl"].item(), rel=1e-5)
     # KL(N(1, 1) || N(0, 1)) = 0.5 per dimension when logstd is 0
     with torch.no_grad():
         for lin in (model.encoder_latent.fc_mean, model.encoder_latent.fc_logstd):
             lin.weight.zero_()
         model.encoder_latent.fc_logstd.bias.zero_()
     _, stats = model.compute_loss({"points": p, "points.occ": occ, "inputs": x})
-    assert stats["kl"] == pytest.approx(0.5 * 5, rel=1e-5)
+    assert stats["kl"].item() == pytest.approx(0.5 * 5, rel=1e-5)
 
 
 def test_reconstruction_loss_is_bce_summed_over_points_mean_over_batch():
@@ -56,7 +57,7 @@ def test_reconstruction_loss_is_bce_summed_over_points_mean_over_batch():
                                         "inputs": torch.zeros(2, 32, 32, 32)})
     expected = (3 * -torch.log(torch.sigmoid(torch.tensor(0.5))) + 7 * -torch.log(torch.sigmoid(torch.tensor(-0.5))))
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
-    assert stats["kl"] == 0.0
+    assert stats["kl"].item() == 0.0
 
 
 def test_gradient_reaches_the_encoder_in_a_training_step():

@@ -1,0 +1,429 @@
+"""Fast path of the occupancy decoders on CPU: the trunk as one chunked, recomputing autograd Function.
+
+Run as plain modules, a CBN-ResNet decoder makes a dozen whole-tensor passes
+per linear layer (batch norm, affine, ReLU, linear forward; as many again
+backward) over (B*T, H) activations far larger than the CPU caches, so most
+of a training step waits on memory (about 20% of the matmul peak measured).
+Here every "unit" -- normalise, per-object affine, ReLU, linear (+ skip) --
+runs over cache-sized chunks of points: the elementwise work happens on data
+that is still in cache right before or after the chunk's matmul, and the
+statistics of a unit's output for the next normalisation are accumulated on
+the way (one pass, shifted sums). Only each normalisation's input is stored;
+the ReLU output is recomputed in the backward pass.
+
+Backward of one unit y = relu(x_hat * g_b + b_b) @ W^T + c, x_hat = (x - mean) * rstd:
+pass 1 (chunked) recomputes a = relu(...), accumulates dW, dc, the per-object
+sums S1_b = sum dz, S2_b = sum dz * x (dz = da * [a > 0], da = dy @ W) and
+stores dz; pass 2 (chunked) writes dx = rstd * (g_b dz - mean(g dz) - x_hat
+mean(g dz x_hat)) with both means taken from S1, S2 (train mode; in eval mode
+the statistics are constants and dx = rstd * g_b * dz). dgamma_b =
+rstd (S2_b - mean S1_b), dbeta_b = S1_b.
+
+Semantics are those of the plain modules (DESIGN §5), checked value by value
+and gradient by gradient in tests/models/test_fused.py: batch statistics over
+batch and points with biased variance for normalising, running statistics
+updated with the unbiased variance and the module's momentum, eval mode with
+running statistics.
+
+Precision: `mm_dtype=torch.bfloat16` feeds the matmuls bf16 inputs (fp32
+accumulation inside the kernel); statistics, the residual stream and all
+reductions stay fp32, and the ReLU -> linear intermediate is stored in bf16.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Rows of one chunk per torch CPU thread for H = 256 (scaled by 256 / H): a
+# chunk's handful of (rows, H) float32 buffers then stay in the caches while
+# each thread's matmul block is still big enough to run near peak.
+CHUNK_ROWS_PER_THREAD_H256 = 1024
+
+_threshold_backward = torch.ops.aten.threshold_backward
+
+
+@dataclass
+class Unit:
+    """One normalise-affine-ReLU-linear unit of a decoder.
+
+    gamma, beta: (B, H_in) per-object scale and shift after normalising
+        (None for an unnormalised unit: a = relu(x)).
+    bn: the nn.BatchNorm1d holding running statistics (None when unnormalised).
+    weight: (H_out, H_in); bias: (H_out,).
+    """
+
+    gamma: torch.Tensor | None
+    beta: torch.Tensor | None
+    bn: nn.BatchNorm1d | None
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    @property
+    def normalized(self) -> bool:
+        return self.bn is not None
+
+
+def autocast_mm_dtype(device_type: str) -> torch.dtype | None | bool:
+    """Matmul dtype of the fused trunk under the current autocast state.
+
+    None (the parameters' dtype) without autocast, bfloat16 under bf16 autocast;
+    False (use the plain modules) under any other autocast dtype.
+    """
+    if not torch.is_autocast_enabled(device_type):
+        return None
+    dtype = torch.get_autocast_dtype(device_type)
+    return dtype if dtype == torch.bfloat16 else False
+
+
+def supported(decoder: nn.Module, p: torch.Tensor) -> bool:
+    """Whether the fused trunk reproduces `decoder`'s plain modules on points p (B, T, dim).
+
+    CPU only (on CUDA the plain modules are memory-bound far less and kernel
+    launches matter more), float32 parameters, plain BatchNorm1d modules
+    (SyncBatchNorm needs its collective) with a fixed momentum, and more than one
+    value per channel in training (the plain modules raise there).
+    """
+    if p.device.type != "cpu" or decoder.fc_p.weight.dtype not in (torch.float32, torch.float64) or p.shape[1] == 0:
+        return False
+    for m in decoder.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if type(m) is not nn.BatchNorm1d or m.momentum is None or not m.track_running_stats:
+                return False
+            if m.running_mean is None or (m.training and p.shape[0] * p.shape[1] < 2):
+                return False
+    return True
+
+
+def chunk_plan(B: int, T: int, rows: int) -> list[tuple[int, int, int, int]]:
+    """Chunks (b0, b1, t0, t1) of a (B, T, H) tensor: whole objects, or parts of one.
+
+    Each chunk x[b0:b1, t0:t1] is contiguous (b1 - b0 == 1 or the whole T), so
+    it reshapes to (rows, H) without a copy, and belongs to one object or to
+    whole objects, so per-object affine maps broadcast over it.
+    """
+    rows = max(1, rows)
+    if T >= rows:
+        n = math.ceil(T / rows)
+        step = math.ceil(T / n)  # even parts, no tiny ragged one
+        return [(b, b + 1, t0, min(T, t0 + step)) for b in range(B) for t0 in range(0, T, step)]
+    per = max(1, rows // T)
+    return [(b0, min(B, b0 + per), 0, T) for b0 in range(0, B, per)]
+
+
+def default_chunk_rows(hidden: int) -> int:
+    return max(64, CHUNK_ROWS_PER_THREAD_H256 * 256 // max(1, hidden)) * max(1, torch.get_num_threads())
+
+
+class _Stats:
+    """Per-channel batch mean and variance accumulated chunk by chunk in one pass.
+
+    Sums of (x - K) and (x - K)^2 with K = the first row seen: K is a sample of
+    the distribution, so the variance suffers no cancellation even when the
+    mean is far from 0; chunk sums are fp32, their totals fp64.
+    """
+
+    def __init__(self, H: int, scratch: torch.Tensor):
+        self.dtype = scratch.dtype
+        self.K = None
+        self.s1 = torch.zeros(H, dtype=torch.float64)
+        self.s2 = torch.zeros(H, dtype=torch.float64)
+        self.n = 0
+        self.scratch = scratch  # flat float32 buffer of at least rows * H
+
+    def add(self, y: torch.Tensor) -> None:
+        """y: (n, H) chunk (any float dtype)."""
+        n, H = y.shape
+        if self.K is None:
+            self.K = y[0].to(self.dtype, copy=True)
+        d = self.scratch[: n * H].view(n, H)
+        torch.sub(y, self.K, out=d)
+        self.s1 += d.sum(0)
+        d.mul_(d)
+        self.s2 += d.sum(0)
+        self.n += n
+
+    def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and biased variance (H,) in the activations' dtype."""
+        m = self.s1 / self.n
+        var = (self.s2 / self.n - m * m).clamp_min_(0)
+        return (self.K.double() + m).to(self.dtype), var.to(self.dtype)
+
+
+def _update_running(bn: nn.BatchNorm1d, mean: torch.Tensor, var: torch.Tensor, n: int) -> None:
+    """BatchNorm1d's train-mode update: momentum average of the mean and the unbiased variance."""
+    with torch.no_grad():
+        bn.num_batches_tracked.add_(1)
+        m = bn.momentum
+        bn.running_mean.mul_(1 - m).add_(mean, alpha=m)
+        bn.running_var.mul_(1 - m).add_(var * (n / (n - 1)), alpha=m)
+
+
+class _Plan:
+    """Shapes, chunks and reusable scratch buffers of one trunk call."""
+
+    def __init__(self, B: int, T: int, H: int, chunk_rows: int, dtype: torch.dtype, mm_dtype: torch.dtype):
+        self.B, self.T, self.H = B, T, H
+        self.dtype = dtype  # of activations, statistics and gradients (float32, or float64 in tests)
+        self.chunks = chunk_plan(B, T, chunk_rows)
+        self.rows = max((b1 - b0) * (t1 - t0) for b0, b1, t0, t1 in self.chunks)
+        self.mm_dtype = mm_dtype
+        n = self.rows * H
+        self.a = torch.empty(n, dtype=mm_dtype)  # ReLU output, the matmul's input
+        self.f = torch.empty(n, dtype=dtype)  # scratch: statistics, products
+        self.m = torch.empty(n, dtype=mm_dtype)  # matmul output / gradient in mm dtype
+
+    def view(self, buf: torch.Tensor, n: int, cols: int) -> torch.Tensor:
+        return buf[: n * cols].view(n, cols)
+
+
+def _affine(gamma, beta, mean, rstd):
+    """Per-object scale s and shift t (B, H_in) with relu(x_hat * gamma + beta) = relu(x * s + t)."""
+    if gamma is None:
+        return None, None
+    s = gamma * rstd
+    return s, beta - mean * s
+
+
+def _act(plan: _Plan, xc: torch.Tensor, s, t, b0: int, b1: int) -> torch.Tensor:
+    """relu(x * s_b + t_b) of a chunk xc (nb, t, H_in) into the scratch; returns (n, H_in)."""
+    nb, tt, H = xc.shape
+    a = plan.view(plan.a, nb * tt, H).view(nb, tt, H)
+    if s is None:
+        a.copy_(xc)
+    else:
+        torch.addcmul(t[b0:b1].unsqueeze(1), xc, s[b0:b1].unsqueeze(1), out=a)
+    a.relu_()
+    return a.view(nb * tt, H)
+
+
+def _unit_forward(plan: _Plan, x: torch.Tensor, s, t, out: torch.Tensor, skip: torch.Tensor | None,
+                  stats: _Stats | None, wT: torch.Tensor, bias: torch.Tensor) -> None:
+    """out[...] = skip + relu(x * s + t) @ wT + bias, chunk by chunk; accumulate stats of out.
+
+    x: (B, T, H_in); out, skip: (B, T, H_out); wT (H_in, H_out), bias in mm dtype.
+    """
+    H_out = out.shape[2]
+    low = plan.mm_dtype != plan.dtype
+    for b0, b1, t0, t1 in plan.chunks:
+        a = _act(plan, x[b0:b1, t0:t1], s, t, b0, b1)
+        n = a.shape[0]
+        oc = out[b0:b1, t0:t1].reshape(n, H_out)
+        if skip is None:
+            torch.addmm(bias, a, wT, out=oc)
+        elif not low:
+            torch.addmm(skip[b0:b1, t0:t1].reshape(n, H_out), a, wT, out=oc)
+            oc.add_(bias)
+        else:  # fp32 residual stream: the bf16 product is added in fp32
+            y = plan.view(plan.m, n, H_out)
+            torch.addmm(bias, a, wT, out=y)
+            torch.add(skip[b0:b1, t0:t1].reshape(n, H_out), y, out=oc)
+        if stats is not None:
+            stats.add(oc)
+
+
+def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: torch.Tensor, dz: torch.Tensor,
+                   w: torch.Tensor, batch_stats: bool, add: torch.Tensor | None):
+    """Gradients of one unit. x: (B, T, H_in) its input; dy: (B, T, H_out) its output's gradient.
+
+    Writes dx (+ `add`, the skip gradient, when given) into `dz` (B, T, H_in, float32),
+    which may be dy itself (each chunk of dy is used up before that chunk of dz is written)
+    but not `add`. w: (H_out, H_in) in mm dtype; gamma, s, t: (B, H_in) or None (unnormalised).
+    Returns (dgamma, dbeta, dweight, dbias); dgamma/dbeta are None for an unnormalised unit.
+    """
+    B, T, H_in = x.shape
+    H_out = dy.shape[2]
+    low = plan.mm_dtype != plan.dtype
+    normalized = gamma is not None
+    zeros = dict(dtype=plan.dtype)
+    dwT = torch.zeros(H_in, H_out, **zeros)
+    db = torch.zeros(H_out, **zeros)
+    S1 = torch.zeros(B, H_in, **zeros) if normalized else None  # per-object sums of dz
+    S2 = torch.zeros(B, H_in, **zeros) if normalized else None  # per-object sums of dz * x
+    # pass 1: recompute the activation; weight gradients; dz and its per-object sums
+    for b0, b1, t0, t1 in plan.chunks:
+        xc = x[b0:b1, t0:t1]
+        a = _act(plan, xc, s, t, b0, b1)
+        n = a.shape[0]
+        dyc = dy[b0:b1, t0:t1].reshape(n, H_out)
+        db += dyc.sum(0)
+        if low:
+            dym = plan.view(plan.m, n, H_out)
+            dym.copy_(dyc)
+            dwT += torch.mm(a.t(), dym)  # bf16 chunk product, fp32 total
+            da = torch.mm(dym, w)
+        else:
+            dwT.addmm_(a.t(), dyc)
+            da = torch.mm(dyc, w, out=plan.view(plan.f, n, H_in))
+        dzc = dz[b0:b1, t0:t1].reshape(n, H_in)
+        if low:
+            dzc.copy_(_threshold_backward(da, a, 0))
+        else:
+            _threshold_backward.grad_input(da, a, 0, grad_input=dzc)
+        if normalized:
+            nb = b1 - b0
+            dz3 = dzc.view(nb, -1, H_in)
+            S1[b0:b1] += dz3.sum(1)
+            prod = plan.view(plan.f, n, H_in).view(nb, -1, H_in)
+            torch.mul(dz3, xc, out=prod)
+            S2[b0:b1] += prod.sum(1)
+    if not normalized:  # a = relu(x): dx = dz
+        if add is not None:
+            dz.add_(add)
+        return None, None, dwT.t(), db
+    dgamma = rstd * (S2 - mean * S1)
+    dbeta = S1
+    # pass 2: dx = s_b dz (+ the batch-statistics terms v * x + c0) (+ the skip gradient)
+    if batch_stats:
+        N = B * T
+        m1 = (gamma * S1).sum(0) / N  # mean of dx_hat over all points
+        m2 = (gamma * dgamma).sum(0) / N  # mean of dx_hat * x_hat
+        v = -rstd * rstd * m2
+        c0 = -rstd * m1 - v * mean
+    for b0, b1, t0, t1 in plan.chunks:
+        xc = x[b0:b1, t0:t1]
+        dzc = dz[b0:b1, t0:t1]
+        sb = s[b0:b1].unsqueeze(1)
+        if batch_stats:
+            nb, tt, _ = xc.shape
+            r = plan.view(plan.f, nb * tt, H_in).view(nb, tt, H_in)
+            if add is not None:
+                torch.addcmul(add[b0:b1, t0:t1], xc, v, out=r)
+                r.add_(c0)
+            else:
+                torch.addcmul(c0, xc, v, out=r)
+            torch.addcmul(r, dzc, sb, out=dzc)
+        elif add is not None:
+            torch.addcmul(add[b0:b1, t0:t1], dzc, sb, out=dzc)
+        else:
+            dzc.mul_(sb)
+    return dgamma, dbeta, dwT.t(), db
+
+
+class _Trunk(torch.autograd.Function):
+    """logits (B, T) of the decoder trunk from its first point features h0 (B, T, H).
+
+    Blocks are "res" (unit 0, unit 1, skip) or "lin" (one unit, no skip); the
+    last unit is the output layer (H_out = 1). Parameters come as a flat tuple,
+    four per unit: gamma, beta, weight, bias (gamma/beta None when unnormalised).
+    """
+
+    @staticmethod
+    @torch.autocast("cpu", enabled=False)
+    def forward(ctx, meta, h0, *params):
+        bns, layout, mm_dtype, chunk_rows = meta
+        B, T, H = h0.shape
+        n_units = len(bns)
+        gammas, betas = params[0::4], params[1::4]
+        wTs = [w.detach().t().to(mm_dtype) for w in params[2::4]]
+        biases = [b.detach().to(mm_dtype) for b in params[3::4]]
+        plan = _Plan(B, T, H, chunk_rows, h0.dtype, mm_dtype)
+        low = mm_dtype != h0.dtype
+
+        def batch_stats(k: int) -> bool:
+            return k < n_units and bns[k] is not None and bns[k].training
+
+        def new_stats(k: int) -> _Stats | None:
+            return _Stats(H, plan.f) if batch_stats(k) else None
+
+        norms = []  # per unit: (mean, rstd, s, t, batch statistics?)
+
+        def normalisation(k: int, stats: _Stats | None) -> tuple:
+            bn = bns[k]
+            if bn is None:
+                mean = rstd = None
+            elif stats is not None:
+                mean, var = stats.mean_var()
+                _update_running(bn, mean, var, stats.n)
+                rstd = torch.rsqrt(var + bn.eps)
+            else:
+                mean, rstd = bn.running_mean.detach().clone(), torch.rsqrt(bn.running_var + bn.eps)
+            g = None if gammas[k] is None else gammas[k].detach()
+            b = None if betas[k] is None else betas[k].detach()
+            s, t = _affine(g, b, mean, rstd)
+            norms.append((mean, rstd, s, t, stats is not None))
+            return s, t
+
+        stats = new_stats(0)  # statistics of the trunk's input, for the first unit
+        if stats is not None:
+            for b0, b1, t0, t1 in plan.chunks:
+                stats.add(h0[b0:b1, t0:t1].reshape(-1, H))
+        h = h0.detach()
+        saved_x = []  # the input of every unit
+        k = 0
+        for kind in layout:
+            s, t = normalisation(k, stats)
+            if kind == "res":
+                y0 = torch.empty(B, T, H, dtype=mm_dtype)  # bf16 mode: stored in bf16
+                stats = new_stats(k + 1)
+                _unit_forward(plan, h, s, t, y0, None, stats, wTs[k], biases[k])
+                s, t = normalisation(k + 1, stats)
+                h_new = torch.empty(B, T, H, dtype=h0.dtype)
+                stats = new_stats(k + 2)
+                _unit_forward(plan, y0, s, t, h_new, h, stats, wTs[k + 1], biases[k + 1])
+                saved_x += [h, y0]
+                k += 2
+            else:
+                h_new = torch.empty(B, T, H, dtype=h0.dtype)
+                stats = new_stats(k + 1)
+                _unit_forward(plan, h, s, t, h_new, None, stats, wTs[k], biases[k])
+                saved_x.append(h)
+                k += 1
+            h = h_new
+        s, t = normalisation(k, stats)  # the output layer, H -> 1
+        y = torch.empty(B, T, 1, dtype=mm_dtype)
+        _unit_forward(plan, h, s, t, y, None, None, wTs[k], biases[k])
+        saved_x.append(h)
+
+        ctx.meta, ctx.plan, ctx.saved_x, ctx.norms = meta, plan, saved_x, norms
+        ctx.gammas = [None if g is None else g.detach() for g in gammas]
+        ctx.ws = [w.detach().to(mm_dtype) for w in params[2::4]]  # (H_out, H_in)
+        return y.view(B, T).to(h0.dtype) if low else y.view(B, T)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dlogits):
+        bns, layout, _, _ = ctx.meta
+        plan, saved_x, norms = ctx.plan, ctx.saved_x, ctx.norms
+        B, T, H = plan.B, plan.T, plan.H
+        grads: list = [None] * (4 * len(bns))
+
+        def unit_grads(k: int, dy: torch.Tensor, dz: torch.Tensor, add: torch.Tensor | None) -> None:
+            mean, rstd, s, t, batch = norms[k]
+            grads[4 * k: 4 * k + 4] = _unit_backward(plan, saved_x[k], ctx.gammas[k], s, t, mean, rstd, dy, dz,
+                                                     ctx.ws[k], batch, add)
+
+        k = len(bns) - 1
+        dh = torch.empty(B, T, H, dtype=plan.dtype)  # gradient of the residual stream
+        other = torch.empty_like(dh)
+        unit_grads(k, dlogits.contiguous().view(B, T, 1).to(plan.dtype), dh, None)
+        for kind in reversed(layout):
+            if kind == "res":
+                k -= 2
+                unit_grads(k + 1, dh, other, None)  # other: gradient of y0
+                unit_grads(k, other, other, dh)  # other: dh (the skip) + dx of unit 0
+                dh, other = other, dh
+            else:
+                k -= 1
+                unit_grads(k, dh, dh, None)
+        return (None, dh, *grads)
+
+
+def trunk(units: list[Unit], layout: list[str], h0: torch.Tensor, *, mm_dtype: torch.dtype | None = None,
+          chunk_rows: int | None = None) -> torch.Tensor:
+    """Decoder trunk on first point features h0 (B, T, H) -> logits (B, T), fused and chunked.
+
+    units: every unit in order (two per "res" block, one per "lin" block, then
+    the output unit with H_out = 1); layout: "res" / "lin" per block. A unit
+    whose BatchNorm1d is training normalises with batch statistics and updates
+    the running ones, like the plain modules; otherwise it uses the running ones.
+    """
+    rows = chunk_rows or default_chunk_rows(h0.shape[2])
+    mm_dtype = mm_dtype or h0.dtype
+    params = []
+    for u in units:
+        params += [u.gamma, u.beta, u.weight, u.bias]
+    return _Trunk.apply(([u.bn for u in units], list(layout), mm_dtype, rows), h0.contiguous(), *params)

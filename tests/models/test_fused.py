@@ -1,0 +1,186 @@
+"""Fused decoder trunk (onet/models/fused.py) against the plain modules: values, gradients,
+running statistics, in train and eval mode, for every decoder and chunking."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from onet.models import DECODERS, fused
+
+
+def pair(name, z_dim, *, dtype=torch.float64, hidden=24, n_blocks=3, seed=0):
+    """(fused decoder, plain copy) with perturbed parameters and non-trivial running statistics."""
+    c_dim = 0 if name == "simple" and z_dim == 0 else 5
+    torch.manual_seed(seed)
+    dec = DECODERS[name](z_dim=z_dim, c_dim=c_dim, hidden_size=hidden, n_blocks=n_blocks).to(dtype)
+    with torch.no_grad():
+        for q in dec.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+        for m in dec.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                m.running_mean.normal_(0, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+    ref = copy.deepcopy(dec)
+    ref.fast_path = False
+    return dec, ref, c_dim
+
+
+def inputs(B, T, c_dim, z_dim, dtype, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    p = (torch.rand(B, T, 3, generator=g) - 0.5).to(dtype).requires_grad_(True)
+    c = torch.randn(B, c_dim, generator=g).to(dtype).requires_grad_(True)
+    z = torch.randn(B, z_dim, generator=g).to(dtype).requires_grad_(True) if z_dim else None
+    occ = (torch.rand(B, T, generator=g) < 0.4).to(dtype)
+    return p, c, z, occ
+
+
+def step(dec, p, c, z, occ):
+    """Logits and the gradients of the training loss w.r.t. every parameter and input."""
+    dec.zero_grad(set_to_none=True)
+    for t in (p, c, z):
+        if t is not None:
+            t.grad = None
+    logits = dec(p, z, c)
+    F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1).mean().backward()
+    grads = {k: q.grad for k, q in dec.named_parameters() if q.grad is not None}
+    grads.update(p=p.grad, c=c.grad if c.shape[1] else None, z=None if z is None else z.grad)
+    return logits.detach(), grads
+
+
+def assert_same(a, b, **tol):
+    assert a.keys() == b.keys()
+    for k in a:
+        if a[k] is None or b[k] is None:
+            assert a[k] is None and b[k] is None, k
+        else:
+            torch.testing.assert_close(a[k], b[k], **tol, msg=lambda m, k=k: f"{k}: {m}")
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("z_dim", [0, 3])
+@pytest.mark.parametrize("chunk_rows", [None, 16, 150])  # one chunk; parts of objects; two whole objects
+def test_train_step_equals_plain_modules(name, z_dim, chunk_rows):
+    dec, ref, c_dim = pair(name, z_dim)
+    dec.fused_chunk_rows = chunk_rows
+    dec.train(), ref.train()
+    for it in range(2):  # the second step normalises with statistics the first one updated
+        p, c, z, occ = inputs(4, 75, c_dim, z_dim, torch.float64, seed=it)
+        out, grads = step(dec, p, c, z, occ)
+        out_ref, grads_ref = step(ref, p, c, z, occ)
+        torch.testing.assert_close(out, out_ref, atol=1e-10, rtol=1e-10)
+        assert_same(grads, grads_ref, atol=1e-10, rtol=1e-10)
+        # running means, unbiased running variances, num_batches_tracked
+        assert_same(dec.state_dict(), ref.state_dict(), atol=1e-12, rtol=1e-12)
+    assert int(dec.state_dict().get("norm_out.bn.num_batches_tracked", 2)) == 2
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_eval_mode_values_and_gradients_equal_plain_modules(name):
+    """Eval mode: running statistics; the fused Function's gradients (used directly here, since an
+    eval-mode forward with autograd runs the plain modules) equal the plain modules'."""
+    dec, ref, c_dim = pair(name, 3)
+    dec.eval(), ref.eval()
+    dec.fused_chunk_rows = 32
+    p, c, z, occ = inputs(3, 50, c_dim, 3, torch.float64)
+    with torch.no_grad():  # the path validation takes
+        torch.testing.assert_close(dec(p, z, c), ref(p, z, c), atol=1e-10, rtol=1e-10)
+    state = copy.deepcopy(dec.state_dict())
+
+    def trunk_forward(p, z, c):
+        net = dec.fc_p(p)
+        off = dec._offset(z, c if c_dim else c[:, :0])
+        net = net if off is None else net + off.unsqueeze(1)
+        return fused.trunk(*dec._units(c if c_dim else c[:, :0]), net, chunk_rows=32)
+
+    dec.forward = trunk_forward
+    out, grads = step(dec, p, c, z, occ)
+    out_ref, grads_ref = step(ref, p, c, z, occ)
+    torch.testing.assert_close(out, out_ref, atol=1e-10, rtol=1e-10)
+    assert_same(grads, grads_ref, atol=1e-10, rtol=1e-10)
+    assert_same(dec.state_dict(), state, atol=0, rtol=0)  # eval mode leaves running statistics alone
+
+
+def test_float32_close_to_plain_and_chunking_does_not_matter():
+    dec, ref, c_dim = pair("cbn_resnet", 0, dtype=torch.float32, hidden=32)
+    dec.train(), ref.train()
+    p, c, z, occ = inputs(6, 300, c_dim, 0, torch.float32)
+    out, grads = step(dec, p, c, z, occ)
+    out_ref, grads_ref = step(ref, p, c, z, occ)
+    torch.testing.assert_close(out, out_ref, atol=1e-4, rtol=1e-4)
+    assert_same(grads, grads_ref, atol=2e-4, rtol=1e-3)
+    dec.fused_chunk_rows = 64
+    out_chunked, grads_chunked = step(copy.deepcopy(dec), p, c, z, occ)
+    torch.testing.assert_close(out_chunked, out, atol=1e-5, rtol=1e-5)
+
+
+def test_batch_statistics_are_exact_far_from_zero():
+    """Features whose mean is 1e4 times their spread: the one-pass statistics must not cancel.
+    Fused and plain float32 against the same decoder in float64: the fused error is no larger."""
+    dec, ref, c_dim = pair("cbn_resnet", 0, dtype=torch.float32, hidden=16, n_blocks=1)
+    with torch.no_grad():
+        for m in (dec, ref):
+            m.fc_p.bias.fill_(300.0)
+            m.fc_p.weight.mul_(0.03)
+    exact = copy.deepcopy(ref).double()
+    dec.train(), ref.train(), exact.train()
+    p, c, z, occ = inputs(4, 200, c_dim, 0, torch.float32)
+    out, _ = step(dec, p, c, z, occ)
+    out_ref, _ = step(ref, p, c, z, occ)
+    out_exact, _ = step(exact, p.detach().double().requires_grad_(True), c.detach().double().requires_grad_(True),
+                        None, occ.double())
+    assert (out.double() - out_exact).abs().max() <= (out_ref.double() - out_exact).abs().max()
+    var, var_exact = dec.blocks[0].norm_0.bn.running_var, exact.blocks[0].norm_0.bn.running_var
+    assert ((var.double() - var_exact) / var_exact).abs().max() < 1e-5
+
+
+def test_bf16_autocast_keeps_statistics_fp32_and_stays_close():
+    dec, ref, c_dim = pair("cbn_resnet", 0, dtype=torch.float32, hidden=64)
+    dec.train(), ref.train()
+    p, c, z, occ = inputs(4, 256, c_dim, 0, torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = dec(p, z, c)
+    assert out.dtype == torch.float32
+    with torch.no_grad():
+        out_ref = ref(p, z, c)
+    # bf16 matmul inputs: about 3 significant digits per layer
+    assert (out - out_ref).abs().mean() < 0.02 * out_ref.abs().mean()
+    for (k, a), b in zip(dec.state_dict().items(), ref.state_dict().values()):
+        assert a.dtype == b.dtype, k  # running statistics stay fp32
+        if "running" in k:
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.05)
+    F.binary_cross_entropy_with_logits(out, occ).backward()
+    assert all(q.grad is not None and q.grad.dtype == torch.float32 for q in dec.parameters())
+
+
+def test_fused_path_falls_back_where_it_does_not_apply():
+    dec, _, c_dim = pair("cbn_resnet", 0, dtype=torch.float32)
+    p = torch.rand(2, 10, 3)
+    assert fused.supported(dec, p)
+    sync = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(dec))
+    assert not fused.supported(sync, p)  # needs its collective
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert fused.autocast_mm_dtype("cpu") is False
+    assert fused.autocast_mm_dtype("cpu") is None
+    dec.train()
+    assert not fused.supported(dec, torch.rand(1, 1, 3))  # the plain modules raise for one value
+
+
+def test_fused_training_forward_refuses_double_backprop():
+    dec, _, c_dim = pair("cbn_resnet", 0, dtype=torch.float32)
+    dec.train()
+    p = (torch.rand(2, 20, 3) - 0.5).requires_grad_(True)
+    (g,) = torch.autograd.grad(dec(p, None, torch.randn(2, c_dim)).sum(), p, create_graph=True)
+    with pytest.raises(RuntimeError):
+        torch.autograd.grad(g.sum(), p)
+
+
+@pytest.mark.parametrize("B, T, rows", [(3, 10, 4), (5, 7, 15), (2, 8, 100), (1, 1, 1)])
+def test_chunk_plan_covers_every_point_once_within_objects(B, T, rows):
+    seen = torch.zeros(B, T, dtype=torch.int64)
+    for b0, b1, t0, t1 in fused.chunk_plan(B, T, rows):
+        assert b1 - b0 == 1 or (t0, t1) == (0, T)  # contiguous, per-object broadcastable
+        assert (b1 - b0) * (t1 - t0) <= max(rows, T if b1 - b0 == 1 else rows)
+        seen[b0:b1, t0:t1] += 1
+    assert torch.equal(seen, torch.ones_like(seen))
