@@ -68,6 +68,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda"),
     "data.input_type": ("img", "pointcloud", "voxels"),
     "train.model_selection_mode": ("max", "min"),
+    "train.precision": ("fp32", "bf16", "auto"),  # onet.utils.precision
+    "generation.precision": ("fp32", "bf16", "auto"),
     "train.lr_schedule": ("constant", "cosine"),
     # the val_* numbers validation computes (which ones a model measures: _check_across)
     "train.model_selection_metric": ("chamfer", "iou", "loss"),

@@ -64,6 +64,7 @@ from onet.models.latent import is_latent_gan
 from onet.utils.batch import ItemRunner, describe, stops_the_run, write_problems_csv
 from onet.utils.device import resolve_device
 from onet.utils.errors import ConfigError, UsageError
+from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path, write_text_atomic
 from onet.utils.ranks import Launch, Share, barrier, gather_to_main, launch_info, shutdown
 from onet.utils.stamp import OptionsMismatch, check_stamp, write_stamp
@@ -166,6 +167,11 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
                              "as new inputs; choose an output folder outside the input folder")
 
     dev = launch.device(resolve_device(device or cfg["device"]))
+    # generation.precision auto -> what this device runs; the saved config.yaml records it
+    precision, why = resolve_precision(cfg["generation"]["precision"], dev, key="generation.precision")
+    cfg = {**cfg, "generation": {**cfg["generation"], "precision": precision}}
+    gcfg = cfg["generation"]
+    log(f"generation precision: {precision} ({why})")
     sampler = None
     if is_latent_gan(cfg):  # the one dispatch: a latent GAN's codes are decoded by its VAE
         model, sampler, ckpt_path = load_latent_gan(cfg, checkpoint, dev)
@@ -514,7 +520,7 @@ def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) 
     if need_field:
         field_fns = [model.make_field_fn(c[i:i + 1], z[i:i + 1]) for i in range(len(batch))]
     meshes = extract_meshes(
-        model.make_eval_fn(c, z), len(batch), field_fns=field_fns,
+        model.make_eval_fn(c, z, precision=gcfg["precision"]), len(batch), field_fns=field_fns,
         resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],
         threshold=cfg["test"]["threshold"], box_size=1.1, points_chunk=gcfg["points_chunk"],
         safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],

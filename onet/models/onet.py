@@ -146,14 +146,15 @@ class OccupancyNetwork(nn.Module):
         return {"loss": loss, "iou": iou_per_threshold(logits, occ, [threshold])[:, 0].to(p.device)}
 
     def make_eval_fn(
-        self, c: torch.Tensor, z: torch.Tensor | None = None, *, chunk_points: int | None = None
+        self, c: torch.Tensor, z: torch.Tensor | None = None, *, chunk_points: int | None = None,
+        precision: str = "fp32", batched: bool | None = None,
     ) -> Callable[[torch.Tensor], torch.Tensor]:
         """Fast inference closure for mesh extraction (eval mode only).
 
         Args:
             c: (B, c_dim) codes from `encode_inputs` ((B, 0) when unconditional).
             z: (B, z_dim), default the prior mean (zeros).
-            chunk_points: see `OccupancyDecoder.make_eval_fn`.
+            chunk_points, precision, batched: see `OccupancyDecoder.make_eval_fn`.
         Returns:
             fn(p (B, N, 3)) -> logits (B, N), equal to `decode(p, z, c)` in eval mode
             up to float rounding; runs under inference_mode.
@@ -165,7 +166,7 @@ class OccupancyNetwork(nn.Module):
             z = self.get_z_from_prior(B, sample=False, device=c.device) if z is None else z
         else:
             z = None
-        return self.decoder.make_eval_fn(c, z, chunk_points=chunk_points)
+        return self.decoder.make_eval_fn(c, z, chunk_points=chunk_points, precision=precision, batched=batched)
 
     def make_field_fn(self, c: torch.Tensor, z: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
         """Differentiable field of one object for refinement and vertex normals (eval mode only).

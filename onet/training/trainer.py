@@ -46,6 +46,7 @@ from onet.training.distributed import (
     shutdown_distributed,
 )
 from onet.utils.device import resolve_device
+from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path
 
 LOG_FIELDS = ["it", "epoch", "time", "loss", "val_loss", "val_iou", "val_chamfer", "skipped"]
@@ -195,7 +196,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     out_dir = Path(cfg["out_dir"])
     main = dist_info.is_main
     seed_everything(cfg["seed"] + dist_info.rank)
+    # train.precision auto -> what this device runs; config.yaml records the resolved value
+    precision, why = resolve_precision(tcfg["precision"], dev, key="train.precision")
+    cfg = {**cfg, "train": {**tcfg, "precision": precision}}
+    tcfg = cfg["train"]
     if main:
+        log(f"training precision: {precision} ({why})")
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
 
@@ -271,6 +277,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
     use_amp = tcfg["amp"] and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "bf16":  # bf16 autocast on any device (the fused decoder trunk follows it on CPUs)
+        use_amp, amp_dtype = True, torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
 
     def checkpoint(path: Path) -> None:
