@@ -95,6 +95,9 @@ def refine_mesh(
         return vertices.copy()
 
     device = torch.device(device)
+    # a field whose gradient is piecewise constant (onet's ReLU decoders, see
+    # `_first_order_loss`) needs no double backprop: its second-order term is zero
+    piecewise_linear = bool(getattr(field_fn, "piecewise_linear", False))
     # drawn on the device itself: no host-to-device copy (and wait) per step
     generator = torch.Generator(device=device).manual_seed(seed)
     v = torch.tensor(vertices, dtype=torch.float32, device=device).requires_grad_(True)
@@ -120,15 +123,44 @@ def refine_mesh(
             points = (w.unsqueeze(-1) * corners).sum(dim=1)  # (S, 3)
             face_normal = torch.linalg.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
             face_normal = face_normal / (face_normal.norm(dim=-1, keepdim=True) + 1e-10)
-            logits, field_normal = _outward_normals_of_field(points, field_fn, create_graph=True)
-            loss_level = ((torch.sigmoid(logits) - threshold) ** 2).sum()
-            loss_normal = ((field_normal - face_normal) ** 2).sum(dim=-1).sum()
-            loss = (loss_level + normal_weight * loss_normal) / n_samples  # chunks add up to the mean
+            if piecewise_linear:
+                loss = _first_order_loss(points, face_normal, field_fn, threshold, normal_weight)
+            else:
+                logits, field_normal = _outward_normals_of_field(points, field_fn, create_graph=True)
+                loss_level = ((torch.sigmoid(logits) - threshold) ** 2).sum()
+                loss_normal = ((field_normal - face_normal) ** 2).sum(dim=-1).sum()
+                loss = loss_level + normal_weight * loss_normal
+            loss = loss / n_samples  # chunks add up to the mean
             # w.r.t. the vertices only: no gradients for the network's weights
             grad += torch.autograd.grad(loss, v)[0]
         adam.step(grad)
 
     return v.detach().cpu().numpy().astype(np.float32)
+
+
+def _first_order_loss(points: torch.Tensor, face_normal: torch.Tensor, field_fn: FieldFn, threshold: float,
+                      normal_weight: float) -> torch.Tensor:
+    """A loss with the refinement loss's gradient w.r.t. points (S, 3) and face normals (S, 3),
+    for a field whose gradient is piecewise constant in p (a ReLU network: constant
+    between the kinks of its activations, i.e. almost everywhere).
+
+    There the field normal -grad f / |grad f| has zero derivative, so the normal term
+    varies only through the face normals, and d/dp (sigmoid(f) - tau)^2 =
+    2 (sigmoid(f) - tau) sigmoid'(f) grad f. One forward and one backward pass through
+    the network give grad f; the double backprop of the general loss (its second-order
+    term, exactly zero here) is skipped. Sum over the points, like the general loss.
+    """
+    p = points.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = field_fn(p.unsqueeze(0))
+        if logits.shape != (1, p.shape[0]):
+            raise ValueError(f"field_fn must return logits of shape (1, {p.shape[0]}), got {tuple(logits.shape)}")
+        (grad_f,) = torch.autograd.grad(logits.sum(), p)
+    with torch.no_grad():
+        prob = torch.sigmoid(logits[0])
+        d_level = (2 * (prob - threshold) * prob * (1 - prob)).unsqueeze(1) * grad_f  # (S, 3)
+        field_normal = -grad_f / (grad_f.norm(dim=-1, keepdim=True) + 1e-10)
+    return (points * d_level).sum() + normal_weight * ((field_normal - face_normal) ** 2).sum()
 
 
 class _Adam:

@@ -518,7 +518,8 @@ def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) 
     need_field = gcfg["refinement_step"] > 0 or gcfg["vertex_normals"]
     field_fns = None
     if need_field:
-        field_fns = [model.make_field_fn(c[i:i + 1], z[i:i + 1]) for i in range(len(batch))]
+        field_fns = [model.make_field_fn(c[i:i + 1], z[i:i + 1], precision=gcfg["precision"])
+                     for i in range(len(batch))]
     meshes = extract_meshes(
         model.make_eval_fn(c, z, precision=gcfg["precision"]), len(batch), field_fns=field_fns,
         resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],

@@ -351,12 +351,15 @@ class OccupancyDecoder(nn.Module):
 
         return eval_fn
 
-    def make_field_fn(self, c: torch.Tensor | None, z: torch.Tensor | None = None) -> EvalFn:
+    def make_field_fn(self, c: torch.Tensor | None, z: torch.Tensor | None = None, *,
+                      precision: str = "fp32") -> EvalFn:
         """Differentiable eval-mode field of ONE object, for refinement and normals.
 
         Args:
             c: (1, c_dim) code (None or (1, 0) when c_dim == 0).
             z: (1, z_dim) latent (None when z_dim == 0).
+            precision: "fp32", or "bf16": bf16 inputs to the hidden matmuls (forward and
+                backward), the residual stream, fc_p and the output layer in fp32.
         Returns:
             fn(p (1, N, dim)) -> logits (1, N), equal to `forward(p, z, c)` in eval
             mode up to float rounding and differentiable w.r.t. p (double backprop
@@ -374,6 +377,8 @@ class OccupancyDecoder(nn.Module):
             c = w.new_zeros(1, 0)
         if c.shape[0] != 1:
             raise ValueError(f"make_field_fn is for one object: c must be (1, {self.c_dim}), got {tuple(c.shape)}")
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
         self._check(w.new_zeros(1, 0, self.dim), z, c)
         # plain (not inference) tensors even if called under inference_mode, so
         # that autograd can save them as constants of the graph
@@ -382,7 +387,14 @@ class OccupancyDecoder(nn.Module):
             ops, lo_out, hi_out, W_out, b_out, WpT = self._folded(c.to(w).clone(), z)
             ops = [(op[0], *(t[0] for t in op[1:])) for op in ops]  # drop the batch dim: all 2D
             lo_out, hi_out, W_out, b_out = lo_out[0], hi_out[0], W_out[0].contiguous(), b_out[0]  # W_out (H, 1)
+            if precision == "bf16":
+                ops = [(kind, *(t.to(torch.bfloat16) if i in _WEIGHT_SLOTS[kind] else t for i, t in enumerate(rest)))
+                       for kind, *rest in ops]
         dim = self.dim
+
+        def mm(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
+            """x @ W in W's dtype (bf16 inputs when W is bf16); the result in x's dtype."""
+            return (x.to(W.dtype) @ W).to(x.dtype)
 
         def field_fn(p: torch.Tensor) -> torch.Tensor:
             """p: (1, N, dim) points. Returns logits (1, N), differentiable w.r.t. p."""
@@ -392,14 +404,17 @@ class OccupancyDecoder(nn.Module):
             for op in ops:
                 if op[0] == "res":
                     _, lo0, hi0, W0, lo1, hi1, W1 = op
-                    y = _clamp(_clamp(h, lo0, hi0) @ W0, lo1, hi1)
-                    h = torch.addmm(h, y, W1)
+                    y = _clamp(mm(_clamp(h, lo0, hi0), W0), lo1, hi1)
+                    h = h + mm(y, W1) if precision == "bf16" else torch.addmm(h, y, W1)
                 else:
                     _, lo0, hi0, W0 = op
-                    h = _clamp(h, lo0, hi0) @ W0
+                    h = mm(_clamp(h, lo0, hi0), W0)
             out = torch.addmm(b_out, _clamp(h, lo_out, hi_out), W_out)  # (N, 1)
             return out.view(1, -1)
 
+        # clamps and matmuls: the gradient w.r.t. p is piecewise constant, which lets
+        # refinement skip double backprop (onet.generation.refine._first_order_loss)
+        field_fn.piecewise_linear = True
         return field_fn
 
 

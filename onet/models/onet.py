@@ -168,12 +168,14 @@ class OccupancyNetwork(nn.Module):
             z = None
         return self.decoder.make_eval_fn(c, z, chunk_points=chunk_points, precision=precision, batched=batched)
 
-    def make_field_fn(self, c: torch.Tensor, z: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    def make_field_fn(self, c: torch.Tensor, z: torch.Tensor | None = None, *,
+                      precision: str = "fp32") -> Callable[[torch.Tensor], torch.Tensor]:
         """Differentiable field of one object for refinement and vertex normals (eval mode only).
 
         Args:
             c: (1, c_dim) code from `encode_inputs` ((1, 0) when unconditional).
             z: (1, z_dim), default the prior mean (zeros); ignored when z_dim == 0.
+            precision: "fp32" or "bf16", see `OccupancyDecoder.make_field_fn`.
         Returns:
             fn(p (1, N, 3)) -> logits (1, N), equal to `decode(p, z, c)` in eval mode up
             to float rounding and differentiable w.r.t. p; see
@@ -185,4 +187,4 @@ class OccupancyNetwork(nn.Module):
             z = self.get_z_from_prior(1, sample=False, device=c.device) if z is None else z
         else:
             z = None
-        return self.decoder.make_field_fn(c, z)
+        return self.decoder.make_field_fn(c, z, precision=precision)

@@ -85,3 +85,26 @@ def test_refinement_samples_are_seeded_on_the_given_device(coarse_sphere):
     b = refine_mesh(vertices, faces, field_fn(SPHERE), seed=3, device=torch.device("cpu"), **kwargs)
     c = refine_mesh(vertices, faces, field_fn(SPHERE), seed=4, device="cpu", **kwargs)
     assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_piecewise_linear_field_skips_double_backprop_with_the_same_result(coarse_sphere):
+    """The folded decoder field is piecewise linear: the first-order loss moves the vertices
+    exactly like the double-backprop loss (whose second-order term is zero there)."""
+    from onet.models import DECODERS
+
+    torch.manual_seed(0)
+    dec = DECODERS["cbn_resnet"](c_dim=4, hidden_size=32, n_blocks=2)
+    with torch.no_grad():
+        for q in dec.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    fast = dec.eval().make_field_fn(torch.randn(1, 4))
+    assert fast.piecewise_linear
+
+    def general(p):  # the same field without the marker: refinement double-backprops
+        return fast(p)
+
+    vertices, faces = coarse_sphere
+    a = refine_mesh(vertices, faces, fast, n_steps=5, lr=1e-3, seed=3)
+    b = refine_mesh(vertices, faces, general, n_steps=5, lr=1e-3, seed=3)
+    assert np.abs(a - vertices).max() > 1e-3  # the vertices did move
+    np.testing.assert_allclose(a, b, atol=1e-6)

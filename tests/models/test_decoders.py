@@ -220,3 +220,17 @@ def test_make_field_fn_requires_eval_mode_and_one_object():
     fn = dec.make_field_fn(torch.randn(1, 4))
     with pytest.raises(ValueError, match=r"\(1, N, 3\)"):
         fn(torch.rand(2, 10, 3))
+
+
+def test_bf16_field_fn_is_close_to_fp32_and_differentiable():
+    dec = randomized(DECODERS["cbn_resnet"](c_dim=5, hidden_size=64, n_blocks=3), 5, 0)
+    c = torch.randn(1, 5)
+    p = 1.1 * torch.rand(1, 800, 3) - 0.55
+    ref = _field_quantities(dec.make_field_fn(c), p)
+    out = _field_quantities(dec.make_field_fn(c, precision="bf16"), p)
+    assert all(t.dtype == torch.float32 for t in out)
+    # bf16 matmul inputs: logits within a few per mille; gradients within several percent
+    # (near a kink of the piecewise-linear field the rounding can switch the linear piece)
+    for a, b, rel in zip(out[:2], ref[:2], (0.02, 0.1)):
+        assert (a - b).abs().mean() < rel * b.abs().mean()
+    assert dec.make_field_fn(c, precision="bf16").piecewise_linear
