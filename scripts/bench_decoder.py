@@ -1,12 +1,14 @@
 """Benchmark of the fast decoder path against the fp32 matmul peak.
 
     python scripts/bench_decoder.py [--n-points 100000] [--batch 1 2 4 8] [--repeats 3] [--threads T] [--clock wall|cpu]
+                                    [--device cpu|cuda] [--precision fp32|bf16]
 
 Prints the GFLOP/s of a (N, 256) x (256, 256) matmul, and of the same work
 done as (2048, 256) x (256, 256) blocks (the "peak" the decoder can reach: its
 work is almost all such matmuls; % peak uses the better of the two), and the achieved GFLOP/s of
 `make_eval_fn` and of plain `decode` for the default CBN-ResNet decoder
-(hidden 256, 5 blocks, c_dim 256), counting only the decoder's linear layers.
+(hidden 256, 5 blocks, c_dim 256), counting only the decoder's linear layers,
+on --device in --precision (bf16: bf16 matmul inputs, against the bf16 peak).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 import torch
 
 from onet.models.decoders import CBNResnetDecoder
+
 
 def _timed(fn, clock) -> float:
     t0 = clock()
@@ -29,8 +32,8 @@ def decoder_flops_per_point(dim: int = 3, hidden: int = 256, n_blocks: int = 5) 
     return 2 * (dim * hidden + 2 * n_blocks * hidden * hidden + hidden)
 
 
-def make_decoder() -> CBNResnetDecoder:
-    """The default CBN-ResNet decoder in eval mode, with non-trivial gamma/beta and running statistics."""
+def make_decoder(device: str | torch.device = "cpu") -> CBNResnetDecoder:
+    """The default CBN-ResNet decoder in eval mode on `device`, with non-trivial gamma/beta and running statistics."""
     torch.manual_seed(0)
     dec = CBNResnetDecoder(c_dim=256)
     with torch.no_grad():
@@ -40,21 +43,38 @@ def make_decoder() -> CBNResnetDecoder:
                 m.beta.weight.normal_(0, 0.02)
                 m.bn.running_mean.normal_(0, 0.5)
                 m.bn.running_var.uniform_(0.5, 2.0)
-    return dec.eval()
+    return dec.to(device).eval()
 
 
-def measure(dec: CBNResnetDecoder, B: int, N: int, repeats: int, clock=time.perf_counter) -> dict:
-    """Seconds of make_eval_fn on (B, N, 3) points and the matmul peaks (GFLOP/s), best of `repeats`.
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(dec: CBNResnetDecoder, B: int, N: int, repeats: int, clock=time.perf_counter, *,
+            precision: str = "fp32") -> dict:
+    """Seconds of make_eval_fn on (B, N, 3) points and the matmul peaks (GFLOP/s), best of `repeats`,
+    on the decoder's device.
 
     The machine may be shared: the peak matmuls are timed interleaved with each
     decoder run, so the ratio compares like with like. Peak = the better of one
     (N, 256) x (256, 256) matmul and the same work done as (2048, 256) x (256, 256)
-    matmuls (the cache-sized blocks the fast path uses)."""
-    a = torch.randn(N, 256)
-    w = torch.randn(256, 256)
-    out = torch.empty(N, 256)
+    matmuls (the cache-sized blocks the CPU fast path uses), in the precision's dtype
+    (bf16: bf16 inputs; TF32 off for fp32 on CUDA)."""
+    device = dec.fc_p.weight.device
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a = torch.randn(N, 256, device=device).to(dtype)
+    w = torch.randn(256, 256, device=device).to(dtype)
+    out = torch.empty(N, 256, device=device, dtype=dtype)
     rows = min(2048, N)
     a_s, out_s = a[:rows].contiguous(), out[:rows]
+
+    def timed(fn):
+        _sync(device)
+        t0 = clock()
+        fn()
+        _sync(device)
+        return clock() - t0
 
     def mm_big():
         torch.mm(a, w, out=out)
@@ -63,16 +83,21 @@ def measure(dec: CBNResnetDecoder, B: int, N: int, repeats: int, clock=time.perf
         for _ in range(N // rows):
             torch.mm(a_s, w, out=out_s)
 
-    c = torch.randn(B, 256)
-    p = torch.rand(B, N, 3) - 0.5
-    fn = dec.make_eval_fn(c)
-    fn(p)
-    mm_small()
-    t_fast = t_big = t_small = float("inf")
-    for _ in range(repeats):
-        t_big = min(t_big, _timed(mm_big, clock))
-        t_small = min(t_small, _timed(mm_small, clock) * N / (N // rows * rows))
-        t_fast = min(t_fast, _timed(lambda: fn(p), clock))
+    c = torch.randn(B, 256, device=device)
+    p = torch.rand(B, N, 3, device=device) - 0.5
+    fn = dec.make_eval_fn(c, precision=precision)
+    tf32 = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        fn(p)
+        mm_small()
+        t_fast = t_big = t_small = float("inf")
+        for _ in range(repeats):
+            t_big = min(t_big, timed(mm_big))
+            t_small = min(t_small, timed(mm_small) * N / (N // rows * rows))
+            t_fast = min(t_fast, timed(lambda: fn(p)))
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = tf32
     gflops = B * N * decoder_flops_per_point() / t_fast / 1e9
     peak_big = 2 * N * 256 * 256 / t_big / 1e9
     peak_small = 2 * N * 256 * 256 / t_small / 1e9
@@ -81,12 +106,26 @@ def measure(dec: CBNResnetDecoder, B: int, N: int, repeats: int, clock=time.perf
 
 
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
-    """The decoder figure as a row {stage, figure, value, unit, note}: make_eval_fn on
-    100k points of one object against the interleaved fp32 matmul peak (CPU)."""
+    """Decoder figures as rows {stage, figure, value, unit, note}: make_eval_fn on 100k points
+    of one object on the CPU in fp32 (against the interleaved fp32 matmul peak) and bf16 (its
+    speed against fp32); with device "cuda", the same on the GPU for a batch of 32 objects."""
     # best of several short runs: on a shared machine the best is the one least disturbed
-    r = measure(make_decoder(), 1, 100_000, 5 if quick else 10)
-    return [{"stage": "decoder", "figure": "decoder % of matmul peak (make_eval_fn, 100k points)", "value": r["pct"],
-             "unit": "%", "note": f"{r['gflops']:.1f} of {max(r['peak_big'], r['peak_small']):.1f} GFLOP/s"}]
+    repeats = 5 if quick else 10
+    rows = []
+    for dev in ["cpu"] + (["cuda"] if device == "cuda" else []):
+        B, N = (1, 100_000) if dev == "cpu" else (32, 100_000)
+        dec = make_decoder(dev)
+        r = measure(dec, B, N, repeats)
+        rb = measure(dec, B, N, repeats, precision="bf16")
+        where = f"{dev.upper()}, {B} x {N // 1000}k points"
+        rows += [
+            {"stage": "decoder", "figure": f"decoder % of matmul peak (make_eval_fn, {where})", "value": r["pct"],
+             "unit": "%", "note": f"{r['gflops']:.1f} of {max(r['peak_big'], r['peak_small']):.1f} GFLOP/s"},
+            {"stage": "decoder", "figure": f"decoder bf16/fp32 speed (make_eval_fn, {where})",
+             "value": r["t_fast"] / rb["t_fast"], "unit": "x",
+             "note": f"bf16 {rb['gflops']:.1f} GFLOP/s = {rb['pct']:.0f}% of the bf16 matmul peak"},
+        ]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,17 +136,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                         help="cpu: process CPU time, steadier on a shared machine (use with --threads 1)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--slow", action="store_true", help="also time plain decode()")
     args = parser.parse_args(argv)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    dec = make_decoder()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda but torch sees no CUDA GPU")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.device}, {args.precision}")
+    dec = make_decoder(args.device)
     header = f"{'B':>3} {'points':>9} {'fast s':>8} {'GFLOP/s':>8} {'mm N':>7} {'mm 2048':>8} {'% peak':>7}"
     print(header + ("  decode s" if args.slow else ""))
     for B in args.batch:
-        r = measure(dec, B, args.n_points, args.repeats, clock)
+        r = measure(dec, B, args.n_points, args.repeats, clock, precision=args.precision)
         line = (f"{B:>3} {B * args.n_points:>9} {r['t_fast']:>8.3f} {r['gflops']:>8.1f} {r['peak_big']:>7.1f}"
                 f" {r['peak_small']:>8.1f} {r['pct']:>6.1f}%")
         if args.slow:

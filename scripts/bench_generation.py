@@ -91,7 +91,8 @@ def decoder_flops_per_point(hidden: int, n_blocks: int = 5, dim: int = 3) -> int
 
 def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int, device: str = "cpu"):
     """(eval_fn for B objects, eval_fn and differentiable field_fn for one object) of a
-    random-weight image model plus the chair, on `device`, or None with a message."""
+    random-weight image model plus the chair, on `device`, and the model (for the decoder's
+    own field fns), or None with a message."""
     try:
         from onet.models import build_model
 
@@ -132,7 +133,7 @@ def build_model_field(hidden: int, c_dim: int, width: int, batch_size: int, devi
     def field_fn_1(points: torch.Tensor) -> torch.Tensor:
         return chair_logits(points) + scale * net_field_1(points)
 
-    return eval_fn, eval_fn_1, field_fn_1
+    return eval_fn, eval_fn_1, field_fn_1, (model, c[:1])
 
 
 def best_of(repeats: int, fn):
@@ -277,7 +278,12 @@ def gpu_meshes_per_second(batch: int, device: str, repeats: int) -> tuple[float,
     if fields is None:
         raise RuntimeError("the image model is not available")
     eval_fn = fields[0]
-    options = dict(resolution_0=32, upsampling_steps=2, threshold=THRESHOLD, points_chunk=2_000_000, device=device)
+    # the points per network call of `onet generate` (generation.points_chunk), not a bigger
+    # one: a larger chunk would overstate what users get
+    from onet.config import load_defaults
+
+    points_chunk = load_defaults()["generation"]["points_chunk"]
+    options = dict(resolution_0=32, upsampling_steps=2, threshold=THRESHOLD, points_chunk=points_chunk, device=device)
     extract_meshes(eval_fn, batch, **options)  # warm-up (kernels, allocator)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -304,9 +310,14 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     if fields is None:
         rows.append(_fig("extraction", "MISE ms/mesh at 128^3, full image decoder", None, "ms", "model unavailable"))
     else:
-        eval_fn, eval_fn_1, field_fn_1 = fields
+        eval_fn, eval_fn_1, field_fn_1, (model, c_1) = fields
         eval_fn(torch.zeros(1, 10_000, 3))  # warm-up
         flops = decoder_flops_per_point(256)
+        # refinement and normals through the decoder's own folded field fn, as `onet generate`
+        # runs them (piecewise linear: no double backprop); the chair+decoder field would
+        # take the general double-backprop path. The cost per step does not depend on where
+        # the random decoder's level set pulls the vertices.
+        field_fn_1 = model.make_field_fn(c_1)
         # the whole pipeline at 128^3; quick: 3 refinement steps, scaled to 30 (steps cost the same),
         # and its MISE run stands for the MISE figures too
         refine_steps = 3 if quick else 30
@@ -349,11 +360,19 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
         est = f"timed over {refine_steps} steps, scaled to 30" if refine_steps != 30 else ""
         rows += [
             _fig("refine", "simplify to 5000 faces, ms/mesh", 1e3 * t["simplify"], "ms"),
-            _fig("refine", "refine 30 steps, ms/mesh (full image decoder)", 1e3 * t["refine"] * scale, "ms", est),
+            _fig("refine", "refine 30 steps, ms/mesh (full image decoder)", 1e3 * t["refine"] * scale, "ms",
+                 f"{len(piped.faces)} faces" + (f"; {est}" if est else "")),
             _fig("refine", "vertex normals from the field, ms/mesh", 1e3 * t["normals"], "ms"),
             _fig("refine", "full pipeline ms/mesh at 128^3 (MISE, MC, simplify, refine, normals)",
                  1e3 * (sum(t.values()) + t["refine"] * (scale - 1)), "ms", est),
         ]
+        # the same refinement through the bf16 field fn (generation.precision=bf16)
+        from onet.generation.refine import refine_mesh
+
+        bf16_field = model.make_field_fn(c_1, precision="bf16")
+        t_bf16, _ = best_of(1, lambda: refine_mesh(piped.vertices, piped.faces, bf16_field, n_steps=refine_steps))
+        rows.append(_fig("refine", "refine 30 steps, ms/mesh, bf16 field (full image decoder)", 1e3 * t_bf16 * scale,
+                         "ms", f"{t['refine'] / t_bf16:.2f}x the fp32 speed" + (f"; {est}" if est else "")))
 
     if device == "cuda":
         batch = 8 if quick else 32
@@ -420,7 +439,7 @@ def main(argv: list[str] | None = None) -> None:
         fields = build_model_field(hidden, c_dim, width, args.batch_size)
         if fields is None:
             continue
-        eval_fn, eval_fn_1, field_fn_1 = fields
+        eval_fn, eval_fn_1, field_fn_1, _ = fields
         eval_fn(torch.zeros(args.batch_size, 10_000, 3))  # warm-up
         bench_field(label, eval_fn, decoder_flops_per_point(hidden), resolutions, args, peak)
         if args.pipeline:

@@ -1,25 +1,31 @@
-"""Benchmark training throughput of the thesis models, and the decoder's share of the matmul peak.
+"""Benchmark training steps of the thesis models against their FLOP bound.
 
-    python scripts/bench_train.py                              # paper batch sizes (64), CPU and CUDA
-    python scripts/bench_train.py --batch-size 4 --iters 3     # a quick look on a CPU
-    python scripts/bench_train.py --configs img voxels --device cuda --amp both
+    python scripts/bench_train.py                              # paper batch sizes (64), CPU (and CUDA)
+    python scripts/bench_train.py --batch-size 4 --iters 1     # a quick look on a CPU
+    python scripts/bench_train.py --configs img voxels --device cuda --precision fp32 amp
 
 For each config (configs/<name>.yaml, the full thesis models) one training
 step is Adam on the config's loss over random tensors of the right shapes:
 occupancy points (B, T, 3) with T = data.points_subsample (2048; 1024 for
 voxels) and the observation (images (B, 3, 224, 224), point clouds (B, 300, 3),
 voxels (B, 32, 32, 32), nothing for the unconditional VAE). No dataset or data
-loading is involved: this is the model's own speed.
+loading is involved: this is the model's own speed, as `onet train` runs it
+(same autocast, GradScaler and decoder path for each precision).
 
-Columns: iterations/s and occupancy points/s of the whole step; then the
-decoder alone (forward + backward of the decoder on a fixed code c): its
-matmul FLOP rate and that rate as a fraction of the fp32 matmul peak measured
-in the same run (torch.mm of two square matrices; --peak-size). Decoder FLOPs
-are counted from the shapes of every nn.Linear call in one decoder forward
-(2 * in * out per row), and forward + backward is taken as 3x forward. AMP rows
-also give the fraction of the low-precision (bf16/fp16) matmul peak. ImageNet
-weights are never loaded (random init: same speed). Prints a table; never
-asserts.
+Precisions: fp32; bf16 (train.precision=bf16: bf16 autocast, on the CPU too);
+amp (train.amp on CUDA: fp16 autocast with a GradScaler, bf16 where supported).
+
+FLOP bound: every linear and convolution of the forward and backward pass
+(the nominal FLOPs of the model as the plain modules run it, counted by
+torch.utils.flop_counter on a batch of 2 and scaled to B; the encoder
+included) at the fp32 matmul peak measured in the same run (torch.mm of two
+square matrices, --peak-size; TF32 off). step/bound = step time / that bound.
+The decoder alone (forward + backward on a fixed code c) gives its FLOP rate
+as a percentage of the same peak. ImageNet weights are never loaded (random
+init: same speed). Prints a table; never asserts.
+
+`measure_train_step` and `measure_peaks` are the functions to reuse (the GPU
+check script times training steps with them).
 """
 
 from __future__ import annotations
@@ -31,13 +37,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
 from onet.models import build_model, count_parameters  # noqa: E402
+from onet.utils.precision import autocast  # noqa: E402
 
 CONFIGS = ["img", "pointcloud", "voxels", "unconditional"]
+PRECISIONS = ("fp32", "bf16", "amp")
 
 
 def _sync(device: torch.device) -> None:
@@ -72,23 +81,15 @@ def matmul_peak(device: torch.device, dtype: torch.dtype, n: int, repeats: int =
     return 2 * n**3 / t
 
 
-def decoder_forward_flops(decoder: nn.Module, *args) -> int:
-    """Matmul FLOPs of one decoder forward: 2 * in * out per row of every nn.Linear call."""
-    total = 0
-
-    def hook(module, inputs, output):
-        nonlocal total
-        rows = inputs[0].numel() // module.in_features
-        total += 2 * rows * module.in_features * module.out_features
-
-    handles = [m.register_forward_hook(hook) for m in decoder.modules() if isinstance(m, nn.Linear)]
-    try:
-        with torch.no_grad():
-            decoder(*args)
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+def measure_peaks(devices: list[torch.device], peak_size: int | None = None) -> dict:
+    """{(device type, dtype): FLOP/s} of square matmuls: fp32 and bf16 everywhere, plus fp16 on CUDA."""
+    peaks = {}
+    for dev in devices:
+        n = peak_size or (8192 if dev.type == "cuda" else 2048)
+        dtypes = [torch.float32, torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
+        for dtype in dtypes:
+            peaks[dev.type, dtype] = matmul_peak(dev, dtype, n)
+    return peaks
 
 
 def random_batch(cfg: dict, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -111,23 +112,62 @@ def random_batch(cfg: dict, batch_size: int, device: torch.device) -> tuple[torc
     return p.to(device), occ.to(device), inputs.to(device)
 
 
-def bench_config(name: str, device: torch.device, amp: bool, batch_size: int | None, iters: int,
-                 repeats: int, peaks: dict) -> dict:
+def build(name: str, device: torch.device) -> tuple[dict, nn.Module]:
+    """configs/<name>.yaml and its model in train mode on `device` (random init, no downloads)."""
     cfg = load_config(CONFIG_DIR / f"{name}.yaml")
     model_cfg = dict(cfg["model"])
     if "pretrained" in model_cfg["encoder_kwargs"]:  # random init: no download, same speed
         model_cfg["encoder_kwargs"] = {**model_cfg["encoder_kwargs"], "pretrained": False}
-    B = batch_size or cfg["train"]["batch_size"]
     torch.manual_seed(0)
-    model = build_model(model_cfg).to(device).train()
+    return cfg, build_model(model_cfg).to(device).train()
+
+
+def nominal_flops(fn, model: nn.Module, scale: float) -> int:
+    """FLOPs of every linear/matmul and convolution that fn() runs through the plain modules
+    (decoder fast path off: its chunked matmuls do the same work), times `scale`."""
+    fast = model.decoder.fast_path
+    model.decoder.fast_path = False
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        model.decoder.fast_path = fast
+        model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops() * scale)
+
+
+def measure_train_step(name: str, device: str | torch.device = "cpu", *, precision: str = "fp32",
+                       batch_size: int | None = None, iters: int = 1, repeats: int = 2) -> dict:
+    """Time one training step of configs/<name>.yaml on `device` as `onet train` runs it.
+
+    precision: fp32, bf16 (train.precision=bf16) or amp (train.amp, CUDA only).
+    batch_size: objects per step (default: the config's train.batch_size).
+    Returns {"config", "device", "precision", "B", "T", "params", "seconds" (best of
+    `repeats` averages over `iters` steps), "flops" (nominal forward + backward FLOPs
+    of the step: every linear and convolution, encoder included),
+    "decoder_seconds", "decoder_flops" (the decoder's forward + backward alone on a
+    fixed code), "peak_gpu_mb" (CUDA) }.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "amp" and device.type != "cuda":
+        raise ValueError("precision 'amp' (train.amp) is CUDA only; use bf16 on a CPU")
+    cfg, model = build(name, device)
+    B = batch_size or cfg["train"]["batch_size"]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["train"]["lr"])
     p, occ, inputs = random_batch(cfg, B, device)
-    amp_dtype = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
+    if precision == "amp":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        context = lambda: torch.autocast(device.type, dtype=amp_dtype)  # noqa: E731
+    else:
+        amp_dtype = torch.bfloat16 if precision == "bf16" else None
+        context = lambda: autocast(precision, device)  # noqa: E731
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        with context():
             loss, _ = model.compute_loss({"points": p, "points.occ": occ, "inputs": inputs})
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -139,57 +179,67 @@ def bench_config(name: str, device: torch.device, amp: bool, batch_size: int | N
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    t_step = _best_time(steps, device, repeats) / iters
+    seconds = _best_time(steps, device, repeats) / iters
     gpu_mb = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
 
     # the decoder alone, forward + backward, on a fixed code (and latent)
     decoder = model.decoder
     with torch.no_grad():
-        c = model.encode_inputs(inputs, batch_size=B).detach()
+        c = model.encode_inputs(inputs, batch_size=B).detach().float()
     z = torch.randn(B, model.z_dim, device=device) if model.z_dim > 0 else None
 
-    def decoder_step():
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
-            logits = decoder(p, z, c)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), occ, reduction="none").sum(-1).mean()
-        loss.backward()
+    def decoder_step(n: int = B):
+        with context():
+            logits = decoder(p[:n], None if z is None else z[:n], c[:n])
+        nn.functional.binary_cross_entropy_with_logits(logits.float(), occ[:n], reduction="none").sum(-1).mean().backward()
 
     def decoder_steps():
         for _ in range(iters):
             decoder_step()
 
-    t_dec = _best_time(decoder_steps, device, repeats) / iters
-    flops = 3 * decoder_forward_flops(decoder, p, z, c)
-    T = p.shape[1]
-    row = {
-        "config": name, "device": device.type, "amp": "bf16" if amp and amp_dtype == torch.bfloat16 else
-        ("fp16" if amp else "fp32"), "params": count_parameters(model), "B": B, "T": T,
-        "it/s": 1 / t_step, "points/s": B * T / t_step, "dec share": t_dec / t_step,
-        "dec GFLOP/s": flops / t_dec / 1e9, "% fp32 peak": 100 * flops / t_dec / peaks[device.type, torch.float32],
-        "% amp peak": 100 * flops / t_dec / peaks[device.type, amp_dtype] if amp else None,
-        # the step against the decoder's FLOP bound: its forward + backward FLOPs at the matmul peak
-        "step/bound": t_step / (flops / peaks[device.type, amp_dtype if amp else torch.float32]),
-        "peak GPU MB": gpu_mb,
-    }
-    return row
+    decoder_seconds = _best_time(decoder_steps, device, repeats) / iters
+    small = min(B, 2)  # FLOPs are linear in the batch: count on 2 objects, scale to B
+
+    def small_step():
+        loss, _ = model.compute_loss(p[:small], occ[:small], inputs[:small])
+        loss.backward()
+
+    flops = nominal_flops(small_step, model, B / small)
+    decoder_flops = nominal_flops(lambda: decoder_step(small), model, B / small)
+    return {"config": name, "device": device.type, "precision": precision, "B": B, "T": p.shape[1],
+            "params": count_parameters(model), "seconds": seconds, "flops": flops,
+            "decoder_seconds": decoder_seconds, "decoder_flops": decoder_flops, "peak_gpu_mb": gpu_mb}
+
+
+def with_peak(r: dict, peaks: dict) -> dict:
+    """The measurement with its rates against the fp32 matmul peak of its device."""
+    peak = peaks[r["device"], torch.float32]
+    return dict(r, **{
+        "it/s": 1 / r["seconds"], "points/s": r["B"] * r["T"] / r["seconds"],
+        "GFLOP/s": r["flops"] / r["seconds"] / 1e9,
+        "step/bound": r["seconds"] / (r["flops"] / peak),
+        "dec share": r["decoder_seconds"] / r["seconds"],
+        "dec GFLOP/s": r["decoder_flops"] / r["decoder_seconds"] / 1e9,
+        "dec % fp32 peak": 100 * r["decoder_flops"] / r["decoder_seconds"] / peak,
+    })
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = [("config", "{:<13}"), ("device", "{:<6}"), ("amp", "{:<4}"), ("params", "{:>6.1f}M"), ("B", "{:>4}"),
-            ("T", "{:>5}"), ("it/s", "{:>8.2f}"), ("points/s", "{:>10.0f}"), ("dec share", "{:>9.0%}"),
-            ("dec GFLOP/s", "{:>11.1f}"), ("% fp32 peak", "{:>11.1f}"), ("% amp peak", "{:>10}"),
-            ("step/bound", "{:>10.1f}")]
-    widths = [len(fmt.format(0 if k not in ("config", "device", "amp", "% amp peak") else "")) for k, fmt in cols]
-    print("  ".join(f"{k:>{w}}" if i > 2 else f"{k:<{w}}" for i, ((k, _), w) in enumerate(zip(cols, widths))))
+    cols = [("config", "{:<13}"), ("device", "{:<6}"), ("precision", "{:<9}"), ("params", "{:>6.1f}M"),
+            ("B", "{:>4}"), ("T", "{:>5}"), ("it/s", "{:>8.3f}"), ("points/s", "{:>10.0f}"),
+            ("GFLOP/s", "{:>8.1f}"), ("step/bound", "{:>10.2f}"), ("dec share", "{:>9.0%}"),
+            ("dec GFLOP/s", "{:>11.1f}"), ("dec % fp32 peak", "{:>15.1f}")]
+    head = []
+    for k, fmt in cols:
+        width = len(fmt.format(0 if k not in ("config", "device", "precision") else ""))
+        head.append(f"{k:<{max(width, len(k))}}" if k in ("config", "device", "precision") else f"{k:>{max(width, len(k))}}")
+    print("  ".join(head))
     for r in rows:
         cells = []
-        for k, fmt in cols:
-            v = r[k]
-            if k == "params":
-                v = v / 1e6
-            if k == "% amp peak":
-                v = "-" if v is None else f"{v:.1f}"
-            cells.append(fmt.format(v))
+        for (k, fmt), h in zip(cols, head):
+            v = r[k] / 1e6 if k == "params" else r[k]
+            text = fmt.format(v)
+            cells.append(f"{text:<{len(h)}}" if k in ("config", "device", "precision") else f"{text:>{len(h)}}")
         print("  ".join(cells), flush=True)
 
 
@@ -198,12 +248,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=CONFIGS, help="configs to time")
     parser.add_argument("--batch-size", type=int, default=None,
                         help="objects per step (default: the config's train.batch_size, 64 as in the paper)")
-    parser.add_argument("--iters", type=int, default=5, help="timed steps per measurement (default 5)")
+    parser.add_argument("--iters", type=int, default=2, help="timed steps per measurement (default 2)")
     parser.add_argument("--repeats", type=int, default=2, help="measurements, best kept (default 2)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto: CPU, and CUDA too when a GPU is present")
-    parser.add_argument("--amp", choices=["off", "on", "both"], default="both",
-                        help="mixed precision on CUDA rows (CPU rows are always fp32; default both)")
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=None,
+                        help="precisions to time (default: fp32 bf16 on the CPU; fp32 amp bf16 on CUDA)")
     parser.add_argument("--peak-size", type=int, default=None,
                         help="side of the square matmul for the peak (default 2048 on CPU, 8192 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -228,64 +278,69 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for dev in devices:
-        amps = [False] if dev.type == "cpu" else {"off": [False], "on": [True], "both": [False, True]}[args.amp]
-        for amp in amps:
+        precisions = args.precision or (["fp32", "bf16"] if dev.type == "cpu" else ["fp32", "amp", "bf16"])
+        for precision in precisions:
+            if precision == "amp" and dev.type != "cuda":
+                continue
             for name in args.configs:
                 try:
-                    rows.append(bench_config(name, dev, amp, args.batch_size, args.iters, args.repeats, peaks))
+                    r = measure_train_step(name, dev, precision=precision, batch_size=args.batch_size,
+                                           iters=args.iters, repeats=args.repeats)
                 except ConfigError as exc:  # report and go on: the other configs are still worth timing
                     print(f"skipped {name}: {exc}", flush=True)
+                    continue
+                rows.append(with_peak(r, peaks))
     print_table(rows)
-    print("\ndec share: decoder forward+backward time / whole training step (encoder, loss, Adam included)")
-    print("step/bound: step time / (decoder forward+backward FLOPs at the matmul peak of the row's precision)")
+    print("\nstep/bound: step time / (forward + backward FLOPs of every linear and convolution at the fp32 peak)")
+    print("dec share: decoder forward+backward time / whole training step (encoder, loss, Adam included)")
 
 
 def _fig(stage: str, figure: str, value, unit: str, note: str = "") -> dict:
     return {"stage": stage, "figure": figure, "value": value, "unit": unit, "note": note}
 
 
-def measure_peaks(devices: list[torch.device], peak_size: int | None = None) -> dict:
-    """{(device type, dtype): FLOP/s} of square matmuls: fp32 everywhere, plus bf16/fp16 on CUDA."""
-    peaks = {}
-    for dev in devices:
-        n = peak_size or (8192 if dev.type == "cuda" else 2048)
-        dtypes = [torch.float32]
-        if dev.type == "cuda":
-            dtypes.append(torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-        for dtype in dtypes:
-            peaks[dev.type, dtype] = matmul_peak(dev, dtype, n)
-    return peaks
-
-
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     """Training figures as rows {stage, figure, value, unit, note}: for img, pointcloud and
-    voxels on CPU (and on CUDA with and without AMP when device is "cuda"), it/s and
-    points/s at the paper's batch size (quick: 4 on CPU), the decoder's share of the fp32
-    matmul peak and the step time against the decoder's FLOP bound."""
+    voxels on CPU in fp32 and bf16 (and on CUDA in fp32 and amp when device is "cuda"):
+    it/s at the paper's batch size (quick: 4 on CPU), the step time against its FLOP bound
+    (encoder and decoder), the decoder's forward + backward as a share of the fp32 matmul
+    peak, and the bf16 / fp32 speed ratio."""
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if device == "cuda" else [])
     peaks = measure_peaks(devices)
-    rows = [_fig("train", "fp32 matmul peak, 2048^2, CPU", peaks["cpu", torch.float32] / 1e9, "GFLOP/s")]
+    rows = [_fig("train", "fp32 matmul peak, 2048^2, CPU", peaks["cpu", torch.float32] / 1e9, "GFLOP/s"),
+            _fig("train", "bf16 matmul peak, 2048^2, CPU", peaks["cpu", torch.bfloat16] / 1e9, "GFLOP/s")]
     for dev in devices:
-        amps = [False] if dev.type == "cpu" else [False, True]
+        precisions = ["fp32", "bf16"] if dev.type == "cpu" else ["fp32", "amp"]
         batch = 4 if quick and dev.type == "cpu" else None
         iters, repeats = (1, 1) if quick else (1, 2)
-        for amp in amps:
-            for name in ("img", "pointcloud", "voxels"):
+        for name in ("img", "pointcloud", "voxels"):
+            measured = {}
+            for precision in precisions:
                 try:
-                    r = bench_config(name, dev, amp, batch, iters, repeats, peaks)
+                    r = with_peak(measure_train_step(name, dev, precision=precision, batch_size=batch,
+                                                     iters=iters, repeats=repeats), peaks)
                 except ConfigError as exc:
                     rows.append(_fig("train", f"{name} it/s", None, "it/s", f"skipped: {exc}"))
-                    continue
-                where = f"{r['device'].upper()} {r['amp']}, B={r['B']}"
-                rows += [
-                    _fig("train", f"{name} it/s, {where}", r["it/s"], "it/s", f"{r['points/s']:.0f} points/s"),
-                    _fig("train", f"{name} decoder % of {'fp32' if not amp else r['amp']} matmul peak, {where}",
-                         r["% amp peak"] if amp else r["% fp32 peak"], "%", f"{r['dec GFLOP/s']:.1f} GFLOP/s"),
-                    _fig("train", f"{name} train step time / decoder FLOP bound, {where}", r["step/bound"], "x",
-                         f"decoder {r['dec share']:.0%} of the step"),
-                ]
-                if r["peak GPU MB"] is not None:
-                    rows.append(_fig("train", f"{name} peak GPU memory, {where}", r["peak GPU MB"], "MB"))
+                    break
+                measured[precision] = r
+                where = f"{dev.type.upper()} {precision}, B={r['B']}"
+                rows.append(_fig("train", f"{name} it/s, {where}", r["it/s"], "it/s",
+                                 f"{r['points/s']:.0f} points/s, {r['GFLOP/s']:.0f} GFLOP/s"))
+                if precision == "fp32":
+                    rows += [
+                        _fig("train", f"{name} decoder fwd+bwd % of fp32 matmul peak, {where}", r["dec % fp32 peak"],
+                             "%", f"{r['dec GFLOP/s']:.1f} GFLOP/s; decoder {r['dec share']:.0%} of the step"),
+                        _fig("train", f"{name} train step / FLOP bound, {where}", r["step/bound"], "x",
+                             f"{r['flops'] / 1e9:.0f} GFLOP per step (encoder + decoder, fwd + bwd)"),
+                    ]
+            if len(measured) == 2:
+                fast = [p for p in measured if p != "fp32"][0]
+                ratio = measured["fp32"]["seconds"] / measured[fast]["seconds"]
+                rows.append(_fig("train", f"{name} {fast}/fp32 step speed, {dev.type.upper()}, "
+                                          f"B={measured['fp32']['B']}", ratio, "x",
+                                 f"fp32 {measured['fp32']['seconds']:.2f} s, {fast} {measured[fast]['seconds']:.2f} s"))
+            if dev.type == "cuda" and "fp32" in measured and measured["fp32"]["peak_gpu_mb"] is not None:
+                rows.append(_fig("train", f"{name} peak GPU memory, CUDA fp32", measured["fp32"]["peak_gpu_mb"], "MB"))
     return rows
 
 

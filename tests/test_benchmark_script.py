@@ -39,3 +39,13 @@ def test_figures_are_judged_against_their_aims():
     info = bench.judge(row("load s/object", 0.1, "s"), False)
     assert (info["aim"], info["met"]) == ("-", "-")
     assert bench.format_value(row("x", 1234.4, "ms")) == "1234 ms"
+    # issue 13: training against its FLOP bound, bf16 accuracy guard, refinement
+    step = bench.judge(row("img train step / FLOP bound, CPU fp32, B=64", 1.8, "x"), False)
+    assert (step["aim"], step["met"]) == ("<= 2x", "yes")
+    assert bench.judge(row("pointcloud decoder fwd+bwd % of fp32 matmul peak, CPU fp32, B=64", 55.0, "%"),
+                       False)["met"] == "NO"
+    assert bench.judge(row("bf16 - fp32 demo val IoU, same iterations", -0.008, "IoU diff"), False)["met"] == "yes"
+    assert bench.judge(row("bf16 - fp32 demo val IoU, same iterations", -0.02, "IoU diff"), False)["met"] == "NO"
+    assert bench.judge(row("bf16 meshes IoU with fp32 meshes, demo test split", 0.995, "IoU"), False)["met"] == "yes"
+    assert bench.judge(row("voxels bf16/fp32 step speed, CPU, B=64", 0.9, "x"), False)["met"] == "NO"
+    assert bench.judge(row("refine 30 steps, ms/mesh (full image decoder)", 1400.0, "ms"), False)["met"] == "yes"

@@ -169,3 +169,26 @@ def maxpool_concat(net: torch.Tensor) -> torch.Tensor:
     """PointNet max-pool/expand/concat: (B, T, H) -> (B, T, 2H)."""
     pooled = net.max(dim=1, keepdim=True).values.expand_as(net)  # (B, T, H)
     return torch.cat([net, pooled], dim=2)
+
+
+def maxpool_concat_block(block: ResnetBlockFC, net: torch.Tensor) -> torch.Tensor:
+    """block(maxpool_concat(net)) without building the concatenation: (B, T, h) -> (B, T, size_out).
+
+    block must take 2h features. Its linears split into the columns for the point
+    features and for the pooled ones: linear([net, pooled]) = net @ W_a^T +
+    pooled @ W_b^T, and the pooled half is one vector per object, so it costs a
+    (B, h) matmul instead of a (B*T, h) one and no (B, T, 2h) tensor is written
+    (the same values up to float rounding; 40% fewer FLOPs in a 2h -> h block).
+    """
+    h = net.shape[2]
+    if block.fc_0.in_features != 2 * h:
+        raise ValueError(f"block takes {block.fc_0.in_features} features, expected 2 x {h}")
+    pooled = net.max(dim=1).values  # (B, h)
+    w0 = block.fc_0.weight
+    per_object = F.linear(F.relu(pooled), w0[:, h:], block.fc_0.bias).unsqueeze(1)  # (B, 1, size_h)
+    hidden = F.linear(F.relu(net), w0[:, :h]) + per_object  # (B, T, size_h)
+    dx = block.fc_1(F.relu(hidden))
+    if block.shortcut is None:  # size_out == 2h: the identity on the concatenation
+        return torch.cat([net, pooled.unsqueeze(1).expand_as(net)], dim=2) + dx
+    ws = block.shortcut.weight
+    return F.linear(net, ws[:, :h]) + (F.linear(pooled, ws[:, h:]).unsqueeze(1) + dx)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from onet.models.layers import ResnetBlockFC, maxpool_concat
+from onet.models.layers import ResnetBlockFC, maxpool_concat, maxpool_concat_block
 
 
 def _check_points(p: torch.Tensor, dim: int, name: str = "points") -> None:
@@ -45,7 +45,7 @@ class ResnetPointnet(nn.Module):
         _check_points(p, self.dim)
         net = self.blocks[0](self.fc_pos(p))  # (B, T, h)
         for block in self.blocks[1:]:
-            net = block(maxpool_concat(net))  # (B, T, 2h) -> (B, T, h)
+            net = maxpool_concat_block(block, net)  # = block(maxpool_concat(net)): (B, T, h) -> (B, T, h)
         net = net.max(dim=1).values  # (B, h)
         return self.fc_c(F.relu(net))
 
