@@ -102,7 +102,7 @@ RUN_DIR is a config's out_dir (after `onet eval`) or an eval folder holding eval
 """,
     "demo": """examples:
   onet demo                       # synthetic data -> train -> generate -> eval, on CPU
-  onet demo --out out/demo train.max_time=120     # a shorter training run
+  onet demo --out out/demo train.max_iters=300    # a shorter training run
 """,
 }
 
@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("demo", "Run everything end to end on a built-in synthetic dataset, on CPU, in minutes.")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="overrides of configs/demo.yaml (e.g. train.max_time=120 for a shorter run)")
+                   help="overrides of configs/demo.yaml (e.g. train.max_iters=300 for a shorter run)")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
     p.add_argument("--objects-per-class", type=int, default=60, help="synthetic objects per class (default 60)")
     p.add_argument("--data", default="data/synthetic", help="where the synthetic dataset is built or reused")

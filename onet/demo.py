@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -43,6 +44,57 @@ def make_image_folder(dataset_root: Path, items: list[tuple[str, str]], folder: 
     return written
 
 
+def estimate_training(cfg: dict, *, n_steps: int = 3) -> tuple[float, float]:
+    """(seconds per training iteration, seconds per validation) of `cfg` on this machine, now.
+
+    Times a few Adam steps of a fresh copy of the configured model on real batches of the
+    training split (loading included) and one validation batch, scaled to the validation
+    split. The copy is thrown away; training itself reseeds, so its result does not change.
+    """
+    import torch
+
+    from onet.data.dataset import DataOptions, ShapeDataset, collate
+    from onet.models import build_model
+    from onet.utils.device import resolve_device
+    from onet.utils.precision import autocast, resolve_precision
+
+    data, tcfg = cfg["data"], cfg["train"]
+    dev = resolve_device(cfg["device"])
+    options = DataOptions.from_config(data)
+    train_ds, val_ds = (ShapeDataset(data["path"], data[f"{split}_split"], options=options, classes=data["classes"],
+                                     mode=split, seed=cfg["seed"]) for split in ("train", "val"))
+    precision, _ = resolve_precision(tcfg["precision"], dev)
+    model = build_model(cfg["model"]).to(dev).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
+    B = tcfg["batch_size"]
+
+    def batch(ds, start: int, n: int) -> dict:
+        b = collate([ds[i % len(ds)] for i in range(start, start + n)])
+        return {k: b[k].to(dev) for k in ("points", "points.occ", "inputs")}
+
+    def step(k: int) -> None:
+        b = batch(train_ds, k * B, B)
+        with autocast(precision, dev):
+            loss, _ = model.compute_loss(b["points"], b["points.occ"], b["inputs"])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    step(0)  # warm-up
+    start = time.perf_counter()
+    for k in range(1, n_steps + 1):
+        step(k)
+    per_step = (time.perf_counter() - start) / n_steps
+    model.eval()
+    n_val = min(tcfg["val_batch_size"], len(val_ds))
+    start = time.perf_counter()
+    with torch.no_grad():
+        b = batch(val_ds, 0, n_val)
+        model(b["points"], b["inputs"], sample=False)
+    per_validation = (time.perf_counter() - start) * math.ceil(len(val_ds) / max(n_val, 1))
+    return per_step, per_validation
+
+
 def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/synthetic", config: str | None = None,
              overrides: list[str] | tuple[str, ...] = (), n_per_class: int = DEMO_OBJECTS_PER_CLASS,
              classes: list[str] | None = None, n_views: int = 24, img_size: int = 137, n_points: int = 100000,
@@ -64,6 +116,16 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
                             img_size=img_size, n_points=n_points, n_surface=n_points, progress=progress)
 
     _banner(f"2/4 training the single-image model of {config or 'configs/demo.yaml'} into {out_dir}", log)
+    tcfg = cfg["train"]
+    if tcfg["max_iters"] is not None:
+        # a fixed number of iterations (not a time cap) so the result does not depend on the
+        # machine's load; say up front how long it should take here
+        per_step, per_validation = estimate_training(cfg)
+        n_validations = math.ceil(tcfg["max_iters"] / tcfg["validate_every"])
+        minutes = (tcfg["max_iters"] * per_step + n_validations * per_validation) / 60
+        log(f"training {tcfg['max_iters']} iterations: about {minutes:.1f} min on this machine "
+            f"({per_step:.2f} s per iteration, {n_validations} validations of {per_validation:.1f} s; "
+            "timed just now)")
     result = train(cfg, progress=progress, log=log)
 
     _banner("3/4 generating meshes", log)
