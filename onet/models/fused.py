@@ -123,33 +123,36 @@ class _Stats:
 
     Sums of (x - K) and (x - K)^2 with K = the first row seen: K is a sample of
     the distribution, so the variance suffers no cancellation even when the
-    mean is far from 0; chunk sums are fp32, their totals fp64.
+    mean is far from 0. Chunk sums go into rows of a buffer (no tiny ops per
+    chunk) and are added up in fp64 at the end.
     """
 
-    def __init__(self, H: int, scratch: torch.Tensor):
+    def __init__(self, H: int, n_chunks: int, scratch: torch.Tensor):
         self.dtype = scratch.dtype
         self.K = None
-        self.s1 = torch.zeros(H, dtype=torch.float64)
-        self.s2 = torch.zeros(H, dtype=torch.float64)
+        self.sums = torch.empty(2, n_chunks, H, dtype=scratch.dtype)
+        self.i = 0
         self.n = 0
-        self.scratch = scratch  # flat float32 buffer of at least rows * H
+        self.scratch = scratch  # flat buffer of at least rows * H
 
     def add(self, y: torch.Tensor) -> None:
-        """y: (n, H) chunk (any float dtype)."""
+        """y: (n, H) chunk (any float dtype); chunks come in order, each once."""
         n, H = y.shape
         if self.K is None:
             self.K = y[0].to(self.dtype, copy=True)
         d = self.scratch[: n * H].view(n, H)
         torch.sub(y, self.K, out=d)
-        self.s1 += d.sum(0)
+        torch.sum(d, 0, out=self.sums[0, self.i])
         d.mul_(d)
-        self.s2 += d.sum(0)
+        torch.sum(d, 0, out=self.sums[1, self.i])
+        self.i += 1
         self.n += n
 
     def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and biased variance (H,) in the activations' dtype."""
-        m = self.s1 / self.n
-        var = (self.s2 / self.n - m * m).clamp_min_(0)
+        s1, s2 = self.sums[:, : self.i].double().sum(1)
+        m = s1 / self.n
+        var = (s2 / self.n - m * m).clamp_min_(0)
         return (self.K.double() + m).to(self.dtype), var.to(self.dtype)
 
 
@@ -170,6 +173,11 @@ class _Plan:
         self.dtype = dtype  # of activations, statistics and gradients (float32, or float64 in tests)
         self.chunks = chunk_plan(B, T, chunk_rows)
         self.rows = max((b1 - b0) * (t1 - t0) for b0, b1, t0, t1 in self.chunks)
+        # per-object partial sums of the backward pass: one row per (chunk, object in it)
+        self.part_start = [0]
+        for b0, b1, _, _ in self.chunks:
+            self.part_start.append(self.part_start[-1] + b1 - b0)
+        self.part_object = torch.cat([torch.arange(b0, b1) for b0, b1, _, _ in self.chunks])
         self.mm_dtype = mm_dtype
         n = self.rows * H
         self.a = torch.empty(n, dtype=mm_dtype)  # ReLU output, the matmul's input
@@ -178,6 +186,13 @@ class _Plan:
 
     def view(self, buf: torch.Tensor, n: int, cols: int) -> torch.Tensor:
         return buf[: n * cols].view(n, cols)
+
+    def stats(self, H: int) -> _Stats:
+        return _Stats(H, len(self.chunks), self.f)
+
+    def per_object(self, parts: torch.Tensor) -> torch.Tensor:
+        """(parts, H) partial sums -> (B, H) sums per object."""
+        return parts.new_zeros(self.B, parts.shape[1]).index_add_(0, self.part_object, parts)
 
 
 def _affine(gamma, beta, mean, rstd):
@@ -238,18 +253,18 @@ def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: to
     H_out = dy.shape[2]
     low = plan.mm_dtype != plan.dtype
     normalized = gamma is not None
-    zeros = dict(dtype=plan.dtype)
-    dwT = torch.zeros(H_in, H_out, **zeros)
-    db = torch.zeros(H_out, **zeros)
-    S1 = torch.zeros(B, H_in, **zeros) if normalized else None  # per-object sums of dz
-    S2 = torch.zeros(B, H_in, **zeros) if normalized else None  # per-object sums of dz * x
+    dwT = torch.zeros(H_in, H_out, dtype=plan.dtype)
+    db_parts = torch.empty(len(plan.chunks), H_out, dtype=plan.dtype)
+    n_parts = plan.part_start[-1]
+    # per (chunk, object) sums of dz and dz * x
+    S_parts = torch.empty(2, n_parts, H_in, dtype=plan.dtype) if normalized else None
     # pass 1: recompute the activation; weight gradients; dz and its per-object sums
-    for b0, b1, t0, t1 in plan.chunks:
+    for i, (b0, b1, t0, t1) in enumerate(plan.chunks):
         xc = x[b0:b1, t0:t1]
         a = _act(plan, xc, s, t, b0, b1)
         n = a.shape[0]
         dyc = dy[b0:b1, t0:t1].reshape(n, H_out)
-        db += dyc.sum(0)
+        torch.sum(dyc, 0, out=db_parts[i])
         if low:
             dym = plan.view(plan.m, n, H_out)
             dym.copy_(dyc)
@@ -265,15 +280,18 @@ def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: to
             _threshold_backward.grad_input(da, a, 0, grad_input=dzc)
         if normalized:
             nb = b1 - b0
+            rows = slice(plan.part_start[i], plan.part_start[i + 1])
             dz3 = dzc.view(nb, -1, H_in)
-            S1[b0:b1] += dz3.sum(1)
+            torch.sum(dz3, 1, out=S_parts[0, rows])
             prod = plan.view(plan.f, n, H_in).view(nb, -1, H_in)
             torch.mul(dz3, xc, out=prod)
-            S2[b0:b1] += prod.sum(1)
+            torch.sum(prod, 1, out=S_parts[1, rows])
+    db = db_parts.sum(0)
     if not normalized:  # a = relu(x): dx = dz
         if add is not None:
             dz.add_(add)
         return None, None, dwT.t(), db
+    S1, S2 = plan.per_object(S_parts[0]), plan.per_object(S_parts[1])
     dgamma = rstd * (S2 - mean * S1)
     dbeta = S1
     # pass 2: dx = s_b dz (+ the batch-statistics terms v * x + c0) (+ the skip gradient)
@@ -327,7 +345,7 @@ class _Trunk(torch.autograd.Function):
             return k < n_units and bns[k] is not None and bns[k].training
 
         def new_stats(k: int) -> _Stats | None:
-            return _Stats(H, plan.f) if batch_stats(k) else None
+            return plan.stats(H) if batch_stats(k) else None
 
         norms = []  # per unit: (mean, rstd, s, t, batch statistics?)
 
