@@ -75,7 +75,7 @@ def estimate_training(cfg: dict, *, n_steps: int = 3) -> tuple[float, float]:
     def step(k: int) -> None:
         b = batch(train_ds, k * B, B)
         with autocast(precision, dev):
-            loss, _ = model.compute_loss(b["points"], b["points.occ"], b["inputs"])
+            loss, _ = model.compute_loss(b)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -201,7 +201,7 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
     small = min(B, 2)  # FLOPs are linear in the batch: count on 2 objects, scale to B
 
     def small_step():
-        loss, _ = model.compute_loss(p[:small], occ[:small], inputs[:small])
+        loss, _ = model.compute_loss({"points": p[:small], "points.occ": occ[:small], "inputs": inputs[:small]})
         loss.backward()
 
     flops = nominal_flops(small_step, model, B / small)
