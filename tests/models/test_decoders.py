@@ -111,6 +111,7 @@ def test_batched_eval_fn_equals_per_object(name):
 
 @pytest.mark.parametrize("batched", [False, True])
 def test_bf16_eval_fn_is_close_to_fp32(batched):
+    torch.manual_seed(0)  # the error depends on the weights: fixed ones, whatever ran before
     dec = randomized(DECODERS["cbn_resnet"](c_dim=6, hidden_size=64, n_blocks=5), 6, 0)
     c = torch.randn(3, 6)
     p = 1.1 * torch.rand(3, 2000, 3) - 0.55
@@ -118,8 +119,10 @@ def test_bf16_eval_fn_is_close_to_fp32(batched):
     out = dec.make_eval_fn(c, precision="bf16", batched=batched)(p)
     assert out.dtype == torch.float32
     err = (out - ref).abs()
-    # bf16 matmul inputs (8 significant bits) over 10 layers: small, not float rounding
-    assert 0 < err.mean() < 0.01 * ref.abs().mean() + 1e-3
+    # bf16 matmul inputs (8 significant bits) over 10 layers: small, not float rounding. The
+    # error follows the hidden activations' scale, not the logits' (0.002-0.006 over seeds 0-7
+    # whether the mean |logit| was 0.3 or 1.1): an absolute bound
+    assert 0 < err.mean() < 0.01
     assert ((out > 0) != (ref > 0)).float().mean() < 0.01
 
 
