@@ -24,19 +24,9 @@ import math
 from dataclasses import dataclass
 
 from onet.compare.results import MethodResult
+from onet.evaluation import DISTANCE_KEYS, DISTANCE_UNIT, METRIC_KEYS, METRIC_LABELS, THESIS_KEYS, UNDEFINED
 
-DEFAULT_METRICS = ("iou", "chamfer_l1", "normal_consistency")
-_BASE_METRICS = ("iou", "chamfer_l1", "normal_consistency", "accuracy", "completeness")
-DISTANCE_METRICS = ("chamfer_l1", "accuracy", "completeness")
-_LABELS = {
-    "iou": "IoU",
-    "chamfer_l1": "Chamfer-L1",
-    "normal_consistency": "Normal Consistency",
-    "accuracy": "Accuracy",
-    "completeness": "Completeness",
-}
-UNDEFINED = "–"
-DISTANCE_UNIT = "box units (the normalised object's longest bounding-box edge is 1)"
+DEFAULT_METRICS = THESIS_KEYS
 
 
 @dataclass
@@ -58,7 +48,7 @@ def available_metrics(methods: list[MethodResult]) -> list[str]:
     """Metric keys any of the methods reports, in table order (F-scores after completeness)."""
     present = {k for m in methods for k, v in m.mean.items() if v is not None}
     fscores = sorted((k for k in present if k.startswith("fscore@")), key=lambda k: float(k.split("@")[1]))
-    return [k for k in _BASE_METRICS if k in present] + fscores
+    return [k for k in METRIC_KEYS if k in present] + fscores
 
 
 def resolve_metrics(requested: list[str] | None, methods: list[MethodResult]) -> list[str]:
@@ -68,7 +58,7 @@ def resolve_metrics(requested: list[str] | None, methods: list[MethodResult]) ->
         return list(DEFAULT_METRICS)
     if requested == ["all"]:
         return available
-    valid = list(_BASE_METRICS) + [k for k in available if k.startswith("fscore@")]
+    valid = list(METRIC_KEYS) + [k for k in available if k.startswith("fscore@")]
     unknown = [k for k in requested if k not in valid]
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(valid)} or all")
@@ -78,8 +68,8 @@ def resolve_metrics(requested: list[str] | None, methods: list[MethodResult]) ->
 def metric_label(key: str, chamfer_scale: float) -> str:
     if key.startswith("fscore@"):
         return f"F-score@{float(key.split('@')[1]) * 100:g}%"
-    label = _LABELS[key]
-    if key in DISTANCE_METRICS and chamfer_scale != 1:
+    label = METRIC_LABELS[key]
+    if key in DISTANCE_KEYS and chamfer_scale != 1:
         label += f" x{chamfer_scale:g}"
     return label
 
@@ -88,7 +78,7 @@ def format_value(key: str, value: float | None, chamfer_scale: float) -> str:
     """A cell as `onet eval` prints it: three decimals, distances scaled; "–" when not defined."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return UNDEFINED
-    return f"{value * (chamfer_scale if key in DISTANCE_METRICS else 1):.3f}"
+    return f"{value * (chamfer_scale if key in DISTANCE_KEYS else 1):.3f}"
 
 
 def caption(comparison: Comparison, *, per_class: bool) -> str:

@@ -32,12 +32,12 @@ from onet.evaluation.metrics import MeshMetrics
 from onet.utils.io import write_text_atomic
 
 # metric keys in table order; F-score keys ("fscore@0.01") follow "completeness"
-_BASE_KEYS = ("iou", "chamfer_l1", "normal_consistency", "accuracy", "completeness")
+METRIC_KEYS = ("iou", "chamfer_l1", "normal_consistency", "accuracy", "completeness")
 # the columns of the thesis's tables, printed even where undefined ("–")
-_THESIS_KEYS = ("iou", "chamfer_l1", "normal_consistency")
+THESIS_KEYS = ("iou", "chamfer_l1", "normal_consistency")
 UNDEFINED = "–"
-_DISTANCE_KEYS = ("chamfer_l1", "accuracy", "completeness")
-_LABELS = {
+DISTANCE_KEYS = ("chamfer_l1", "accuracy", "completeness")
+METRIC_LABELS = {
     "iou": "IoU",
     "chamfer_l1": "Chamfer-L1",
     "normal_consistency": "Normal Consistency",
@@ -130,7 +130,7 @@ def build_table(rows: list[ObjectRow], *, class_names: dict[str, str] | None = N
     class_names = class_names or {}
     thresholds = tuple(sorted({t for r in rows for t in r.metrics.fscore}))
     flats = [metrics_to_dict(r.metrics) for r in rows]
-    candidates = list(_BASE_KEYS) + [fscore_key(t) for t in thresholds] + ["chamfer_l2"]
+    candidates = list(METRIC_KEYS) + [fscore_key(t) for t in thresholds] + ["chamfer_l2"]
     # a column is shown when it applies to some object (not None)
     columns = [k for k in candidates if any(f.get(k) is not None for f in flats)]
 
@@ -154,8 +154,8 @@ def build_table(rows: list[ObjectRow], *, class_names: dict[str, str] | None = N
 def _label(key: str, chamfer_scale: float) -> str:
     if key.startswith("fscore@"):
         return f"F-score@{float(key.split('@')[1]) * 100:g}%"
-    label = _LABELS[key]
-    if key in _DISTANCE_KEYS and chamfer_scale != 1:
+    label = METRIC_LABELS[key]
+    if key in DISTANCE_KEYS and chamfer_scale != 1:
         label += f" x{chamfer_scale:g}"
     return label
 
@@ -173,7 +173,7 @@ def unit_caption(chamfer_scale: float = 10) -> str:
 
 def _display_columns(table: ResultTable) -> list[str]:
     # Chamfer-L2 lives in CSV/JSON only, as in the thesis tables
-    base = [k for k in _BASE_KEYS if k in table.columns or k in _THESIS_KEYS]
+    base = [k for k in METRIC_KEYS if k in table.columns or k in THESIS_KEYS]
     return base + [k for k in table.columns if k.startswith("fscore@")]
 
 
@@ -186,7 +186,7 @@ def _formatted_rows(table: ResultTable, chamfer_scale: float) -> list[list[str]]
             if value is None or math.isnan(value):
                 cells.append(UNDEFINED)
                 continue
-            cells.append(f"{value * (chamfer_scale if k in _DISTANCE_KEYS else 1):.3f}")
+            cells.append(f"{value * (chamfer_scale if k in DISTANCE_KEYS else 1):.3f}")
         cells += [str(row.count), str(row.n_empty)]
         out.append(cells)
     return out

@@ -10,12 +10,12 @@ metrics only (accuracy, completeness, Chamfer-L1, F-score).
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from onet.models.direct import DirectPredictor
 from onet.models.kinds import POINTS
 
 
@@ -66,7 +66,7 @@ def chamfer_terms(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
     return d.min(dim=2).values, d.min(dim=1).values
 
 
-class PSGN(nn.Module):
+class PSGN(DirectPredictor):
     """Encoder + point decoder: observation -> a fixed-size point set (output kind "points").
 
     Args:
@@ -76,26 +76,6 @@ class PSGN(nn.Module):
 
     output_kind = POINTS
     val_metrics = ("loss", "chamfer")
-
-    def __init__(self, encoder: nn.Module, decoder: PSGNDecoder):
-        super().__init__()
-        if getattr(encoder, "c_dim", decoder.c_dim) != decoder.c_dim:
-            raise ValueError(f"encoder c_dim {encoder.c_dim} != decoder c_dim {decoder.c_dim}")
-        self.c_dim = decoder.c_dim
-        self.encoder = encoder
-        self.decoder = decoder
-
-    def encode_inputs(self, inputs: Any) -> torch.Tensor:
-        """The encoder's input (images (B, 3, H, W), points (B, N, 3), ...) -> c (B, c_dim)."""
-        return self.encoder(inputs)
-
-    def decode(self, c: torch.Tensor) -> torch.Tensor:
-        """c (B, c_dim) -> points (B, n_points, 3)."""
-        return self.decoder(c)
-
-    def forward(self, inputs: Any) -> torch.Tensor:
-        """Predicted points (B, n_points, 3) for a batch of observations."""
-        return self.decode(self.encode_inputs(inputs))
 
     @staticmethod
     def _chamfer_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -13,13 +13,13 @@ i is centred at (i + 0.5) / 32 - 0.5, so the grid covers [-0.5, 0.5]^3.
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from onet.geometry.iou import iou_per_threshold
+from onet.models.direct import DirectPredictor
 from onet.models.kinds import VOXELS
 
 # the grid the decoder starts from; three 2x up-convolutions then reach 32
@@ -84,7 +84,7 @@ def probabilities_at_points(probabilities: torch.Tensor, p: torch.Tensor) -> tor
     return values.view(p.shape[0], p.shape[1])
 
 
-class R2N2(nn.Module):
+class R2N2(DirectPredictor):
     """Encoder + voxel decoder: observation -> 32^3 occupancy logits (output kind "voxels").
 
     Args:
@@ -94,26 +94,6 @@ class R2N2(nn.Module):
 
     output_kind = VOXELS
     val_metrics = ("loss", "iou")
-
-    def __init__(self, encoder: nn.Module, decoder: R2N2Decoder):
-        super().__init__()
-        if getattr(encoder, "c_dim", decoder.c_dim) != decoder.c_dim:
-            raise ValueError(f"encoder c_dim {encoder.c_dim} != decoder c_dim {decoder.c_dim}")
-        self.c_dim = decoder.c_dim
-        self.encoder = encoder
-        self.decoder = decoder
-
-    def encode_inputs(self, inputs: Any) -> torch.Tensor:
-        """The encoder's input (images (B, 3, H, W), points (B, N, 3), voxels (B, 32, 32, 32)) -> c (B, c_dim)."""
-        return self.encoder(inputs)
-
-    def decode(self, c: torch.Tensor) -> torch.Tensor:
-        """c (B, c_dim) -> occupancy logits (B, 32, 32, 32)."""
-        return self.decoder(c)
-
-    def forward(self, inputs: Any) -> torch.Tensor:
-        """Occupancy logits (B, 32, 32, 32) for a batch of observations."""
-        return self.decode(self.encode_inputs(inputs))
 
     def _voxel_bce(self, logits: torch.Tensor, voxels: torch.Tensor) -> torch.Tensor:
         if voxels.shape != logits.shape:
