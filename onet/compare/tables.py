@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 from onet.compare.results import MethodResult
-from onet.evaluation import DISTANCE_KEYS, DISTANCE_UNIT, METRIC_KEYS, METRIC_LABELS, THESIS_KEYS, UNDEFINED
+from onet.evaluation import DISTANCE_KEYS, DISTANCE_UNIT, METRIC_KEYS, THESIS_KEYS, UNDEFINED, metric_label
 
 DEFAULT_METRICS = THESIS_KEYS
 
@@ -63,15 +63,6 @@ def resolve_metrics(requested: list[str] | None, methods: list[MethodResult]) ->
     if unknown:
         raise ValueError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(valid)} or all")
     return list(requested)
-
-
-def metric_label(key: str, chamfer_scale: float) -> str:
-    if key.startswith("fscore@"):
-        return f"F-score@{float(key.split('@')[1]) * 100:g}%"
-    label = METRIC_LABELS[key]
-    if key in DISTANCE_KEYS and chamfer_scale != 1:
-        label += f" x{chamfer_scale:g}"
-    return label
 
 
 def format_value(key: str, value: float | None, chamfer_scale: float) -> str:

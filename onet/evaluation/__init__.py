@@ -4,7 +4,7 @@ Public entry points (other stages and the CLI use only these):
     evaluate_dataset(...), evaluate_inputs(...), evaluate_pairs(...) -> EvalResult
     run_sweep(cfg, ...)       threshold sweep on the validation split
     run_eval(cfg, args)       the CLI verb's glue
-    METRIC_KEYS, THESIS_KEYS, DISTANCE_KEYS, METRIC_LABELS, UNDEFINED, DISTANCE_UNIT
+    METRIC_KEYS, THESIS_KEYS, DISTANCE_KEYS, METRIC_LABELS, UNDEFINED, DISTANCE_UNIT, metric_label
                               the metric names and units every table of results shares
 """
 
@@ -12,7 +12,7 @@ from onet.evaluation.evaluate import EvalResult, evaluate_dataset, evaluate_inpu
 from onet.evaluation.run import run_eval
 from onet.evaluation.sweep import run_sweep
 from onet.evaluation.tables import (DISTANCE_KEYS, DISTANCE_UNIT, METRIC_KEYS, METRIC_LABELS, THESIS_KEYS,
-                                    UNDEFINED)
+                                    UNDEFINED, metric_label)
 
 __all__ = ["DISTANCE_KEYS", "DISTANCE_UNIT", "METRIC_KEYS", "METRIC_LABELS", "THESIS_KEYS", "UNDEFINED",
-           "EvalResult", "evaluate_dataset", "evaluate_inputs", "evaluate_pairs", "run_eval", "run_sweep"]
+           "metric_label", "EvalResult", "evaluate_dataset", "evaluate_inputs", "evaluate_pairs", "run_eval", "run_sweep"]

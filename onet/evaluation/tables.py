@@ -151,7 +151,8 @@ def build_table(rows: list[ObjectRow], *, class_names: dict[str, str] | None = N
     return ResultTable(classes, over_classes, over_objects, columns, thresholds)
 
 
-def _label(key: str, chamfer_scale: float) -> str:
+def metric_label(key: str, chamfer_scale: float) -> str:
+    """A metric's column title: its name, the F-score threshold in %, the distance scale factor."""
     if key.startswith("fscore@"):
         return f"F-score@{float(key.split('@')[1]) * 100:g}%"
     label = METRIC_LABELS[key]
@@ -194,7 +195,7 @@ def _formatted_rows(table: ResultTable, chamfer_scale: float) -> list[list[str]]
 
 def format_markdown(table: ResultTable, *, chamfer_scale: float = 10) -> str:
     """A Markdown table with a caption line stating the distance unit."""
-    header = ["Class"] + [_label(k, chamfer_scale) for k in _display_columns(table)] + ["Count", "Empty"]
+    header = ["Class"] + [metric_label(k, chamfer_scale) for k in _display_columns(table)] + ["Count", "Empty"]
     lines = [unit_caption(chamfer_scale), "", "| " + " | ".join(header) + " |"]
     lines.append("|" + "|".join([":---"] + ["---:"] * (len(header) - 1)) + "|")
     for cells in _formatted_rows(table, chamfer_scale):
@@ -211,7 +212,7 @@ def _latex_escape(text: str) -> str:
 
 def format_latex(table: ResultTable, *, chamfer_scale: float = 10) -> str:
     """A booktabs LaTeX table whose caption states the distance unit."""
-    header = ["Class"] + [_label(k, chamfer_scale) for k in _display_columns(table)] + ["Count", "Empty"]
+    header = ["Class"] + [metric_label(k, chamfer_scale) for k in _display_columns(table)] + ["Count", "Empty"]
     rows = _formatted_rows(table, chamfer_scale)
     lines = [
         r"\begin{table}",
