@@ -30,7 +30,6 @@ exact-assignment W1 between EMA samples and the training codes (standardised).
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 import time
@@ -45,36 +44,16 @@ from onet.data.dataset import ensure_builtin_dataset, list_items
 from onet.gan import GameConfig, ema_update, gan_step, make_ema, make_optimizer, wasserstein1
 from onet.generation import encode_shapes
 from onet.models.latent import build_latent_networks, file_digest, load_vae
-from onet.training.trainer import TrainResult, learning_rate, seed_everything
+from onet.training.trainer import MetricsLog, TrainResult, learning_rate, seed_everything
 from onet.utils.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from onet.utils.device import resolve_device
 from onet.utils.errors import ConfigError, UsageError
-from onet.utils.io import atomic_path, savez_atomic
+from onet.utils.io import savez_atomic
 
 LOG_FIELDS = ["it", "epoch", "time", "loss_d", "loss_g", "d_real", "d_fake", "grad_real", "grad_fake", "grad_d", "w1"]
 CODES_NAME = "codes.npz"  # the standardisation's source: the training split's posterior means
 W1_SAMPLES = 1024  # cap of the W1 diagnostic's sample size (exact assignment is O(n^3))
 STD_FLOOR = 1e-4  # a latent dimension the VAE left unused has (almost) no spread across shapes
-
-
-def _metrics_log(path: Path, resume_it: int):
-    """metrics.csv opened for appending; on resume, rows past the checkpoint (or a torn last line) are dropped."""
-    rows = []
-    if path.is_file() and resume_it > 0:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                try:
-                    if int(row["it"]) <= resume_it and None not in row.values():
-                        rows.append(row)
-                except (KeyError, TypeError, ValueError):
-                    break
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, LOG_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
-    handle = open(path, "a", newline="")
-    return handle, csv.DictWriter(handle, LOG_FIELDS, extrasaction="ignore")
 
 
 def training_codes(cfg: dict, vae, vae_path: Path, digest: str, out_dir: Path, device: torch.device, *,
@@ -196,7 +175,7 @@ def _train_latent_gan(cfg: dict, *, device: str | None, progress: bool, log) -> 
     w1_data = x_data[torch.randperm(n_codes, generator=g_w1)[:n_w1].to(dev)].cpu().numpy()
     w1_noise = torch.randn(n_w1, hp["noise_dim"], generator=g_w1).to(dev)
 
-    handle, metrics = _metrics_log(out_dir / "metrics.csv", it)
+    metrics = MetricsLog(out_dir / "metrics.csv", it, fields=LOG_FIELDS)
     max_iters, max_time, max_epochs = tcfg["max_iters"], tcfg["max_time"], tcfg["max_epochs"]
 
     def epoch_of(i: int) -> int:
@@ -247,14 +226,13 @@ def _train_latent_gan(cfg: dict, *, device: str | None, progress: bool, log) -> 
                 row["w1"] = last_w1
                 log(f"[it {it}] W1(EMA samples, training codes) {last_w1:.4f} (standardised units)")
             if row is not None:
-                metrics.writerow(row)
-                handle.flush()
+                metrics.write(**row)
             if it % tcfg["checkpoint_every"] == 0:
                 checkpoint()
             stop_reason = limit_reached()
     finally:
         bar.close()
-        handle.close()
+        metrics.close()
     checkpoint()
     log(f"training stopped: {stop_reason}; checkpoint {ckpt_path}")
     return TrainResult(out_dir, it, epoch_of(it), None, None if last_w1 is None else {"w1": last_w1}, 0, stop_reason)

@@ -142,10 +142,13 @@ def validate(model: nn.Module, loader, device: torch.device, threshold: float) -
 
 
 class MetricsLog:
-    """metrics.csv in out_dir; on resume, rows past the checkpoint (or a torn last line) are dropped."""
+    """metrics.csv in out_dir; on resume, rows past the checkpoint (or a torn last line) are dropped.
 
-    def __init__(self, path: Path, resume_it: int):
-        self.path = path
+    `fields` are the columns (the trainer's by default; the latent GAN logs its own).
+    """
+
+    def __init__(self, path: Path, resume_it: int, fields: list[str] = LOG_FIELDS):
+        self.path, self.fields = path, fields
         rows = []
         if path.is_file() and resume_it > 0:
             with open(path, newline="") as f:
@@ -157,14 +160,14 @@ class MetricsLog:
                         break
         with atomic_path(path) as tmp:
             with open(tmp, "w", newline="") as f:
-                writer = csv.DictWriter(f, LOG_FIELDS)
+                writer = csv.DictWriter(f, fields, extrasaction="ignore")
                 writer.writeheader()
                 writer.writerows(rows)
         self.file = open(path, "a", newline="")
-        self.writer = csv.DictWriter(self.file, LOG_FIELDS)
+        self.writer = csv.DictWriter(self.file, fields)
 
     def write(self, **row) -> None:
-        self.writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+        self.writer.writerow({k: row.get(k, "") for k in self.fields})
         self.file.flush()
 
     def close(self) -> None:
