@@ -61,6 +61,9 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.max_cpu_time": (int, float),
     "generation.simplify_nfaces": (int,),
     "latent_gan.vae_dir": (str,),
+    "train.num_workers": (int,),  # null: chosen by device (onet.utils.device.loader_settings)
+    "train.pin_memory": (bool,),
+    "generation.marching_cubes_workers": (int,),
 }
 # Keys whose value is a free-form mapping handed to a builder that validates it.
 FREE_FORM = {"model.encoder_kwargs", "model.decoder_kwargs", "model.encoder_latent_kwargs"}
@@ -77,6 +80,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "latent_gan.loss": ("ns", "standard"),
     "latent_gan.reg": ("r1", "r2", "none"),
     "latent_gan.optimizer": ("rmsprop", "adam"),
+    "generation.marching_cubes": ("skimage", "warp"),
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
 
@@ -126,11 +130,13 @@ RANGES: dict[str, Range] = {
     "train.checkpoint_every": AT_LEAST_1,
     "train.print_every": AT_LEAST_1,
     "train.num_workers": NON_NEGATIVE,
+    "train.val_points_chunk": AT_LEAST_1,
     "test.threshold": Range(0, 1, low_inclusive=False, high_inclusive=False),
     "generation.resolution_0": Range(2),
     "generation.upsampling_steps": NON_NEGATIVE,
     "generation.batch_size": AT_LEAST_1,
     "generation.points_chunk": AT_LEAST_1,
+    "generation.marching_cubes_workers": NON_NEGATIVE,
     "generation.simplify_nfaces": Range(4),
     "generation.refinement_step": NON_NEGATIVE,
     "evaluation.n_points": AT_LEAST_1,

@@ -118,17 +118,19 @@ def sweep_iou(model, loader, thresholds=DEFAULT_TAUS, device="cpu") -> dict[floa
     return {tau: float(ious[:, k].mean()) for k, tau in enumerate(_check_taus(thresholds))}
 
 
-def val_loader(cfg: dict) -> torch.utils.data.DataLoader:
+def val_loader(cfg: dict, device: str | torch.device = "cpu") -> torch.utils.data.DataLoader:
     """The validation split exactly as `onet train` validates on it (seeded per object)."""
     from onet.data.dataset import DataOptions, ShapeDataset, collate
+    from onet.utils.device import loader_settings
 
     data = cfg["data"]
     dataset = ShapeDataset(data["path"], data["val_split"], options=DataOptions.from_config(data),
                            classes=data["classes"], mode="val", seed=cfg["seed"])
     if len(dataset) == 0:
         raise RuntimeError(f"{data['path']}: the validation split '{data['val_split']}' is empty")
+    workers, pin = loader_settings(device, cfg["train"]["num_workers"], cfg["train"]["pin_memory"])
     return torch.utils.data.DataLoader(dataset, batch_size=cfg["train"]["val_batch_size"], shuffle=False,
-                                       collate_fn=collate, num_workers=cfg["train"]["num_workers"])
+                                       collate_fn=collate, num_workers=workers, pin_memory=pin)
 
 
 # --------------------------------------------------------------------------- full sweep
@@ -393,16 +395,17 @@ def sweep(cfg: dict, *, full: bool = False, output=None, thresholds=DEFAULT_TAUS
     one (what the final benchmark measures), the point IoU otherwise.
     """
     from onet.models import load_model
-    from onet.utils.device import resolve_device
+    from onet.utils.device import resolve_device, set_tf32
 
     dev = resolve_device(device or cfg["device"])
+    set_tf32(dev, cfg["tf32"])
     out = Path(output) if output else Path(cfg["out_dir"]) / cfg["evaluation"]["eval_dir"] / "sweep"
     full_taus = _check_taus(full_thresholds) if full else []
     taus = _check_taus(list(thresholds) + full_taus)
 
     model, ckpt = load_model(cfg, None, dev)
     log(f"fast sweep: {len(taus)} thresholds, model {ckpt}, split '{cfg['data']['val_split']}'")
-    ious, skipped = object_ious(model, val_loader(cfg), taus, dev)
+    ious, skipped = object_ious(model, val_loader(cfg, dev), taus, dev)
     problems = [f"skipped {s}" for s in skipped]
     rows = [{"tau": t, "iou": float(ious[:, k].mean()), **{key: None for key in FULL_KEYS}}
             for k, t in enumerate(taus)]

@@ -4,7 +4,8 @@ Every model class names its kind in a class attribute `output_kind`, and
 provides the same three methods, so the trainer needs no case analysis:
 
     compute_loss(batch) -> (loss scalar, {name: float or detached 0-d tensor})  training
-    validation_metrics(batch, threshold) -> {name: (B,) tensor} validation, per object
+    validation_metrics(batch, threshold, points_chunk=None) -> {name: (B,) tensor}
+                                                                validation, per object
     val_metrics: tuple of the names validation_metrics returns
 
 `batch` is the collated dict of `onet.data.dataset.ShapeDataset` items on the

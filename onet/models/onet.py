@@ -135,13 +135,20 @@ class OccupancyNetwork(nn.Module):
         loss = rec + kl
         return loss, {"loss": loss.detach(), "rec": rec.detach(), "kl": kl.detach()}
 
-    def validation_metrics(self, batch: dict, threshold: float) -> dict[str, torch.Tensor]:
+    def validation_metrics(self, batch: dict, threshold: float, *,
+                           points_chunk: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss", the BCE summed over batch["points"], and "iou" at probability
-        `threshold` against batch["points.occ"]; z is the prior mean."""
+        `threshold` against batch["points.occ"]; z is the prior mean.
+
+        points_chunk: decode at most this many points (over the batch) per call: in eval
+        mode every point is decoded on its own, so only the memory changes (100k points x
+        a batch of objects through the plain forward is gigabytes of activations)."""
         p, occ = batch["points"], batch["points.occ"]
-        c = self.encode_inputs(batch["inputs"], batch_size=p.shape[0])
-        z = self.get_z_from_prior(p.shape[0], sample=False, device=p.device)
-        logits = self.decode(p, z, c)
+        B, T = p.shape[:2]
+        c = self.encode_inputs(batch["inputs"], batch_size=B)
+        z = self.get_z_from_prior(B, sample=False, device=p.device)
+        step = T if points_chunk is None else max(1, points_chunk // B)
+        logits = torch.cat([self.decode(p[:, i:i + step], z, c) for i in range(0, T, step)], dim=1)
         loss = F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1)
         return {"loss": loss, "iou": iou_per_threshold(logits, occ, [threshold])[:, 0].to(p.device)}
 

@@ -89,12 +89,13 @@ class PSGN(DirectPredictor):
         if target.dim() != 3 or target.shape[-1] != 3:
             raise ValueError(f"target points must be (B, M, 3), got {tuple(target.shape)}")
         loss = self._chamfer_loss(self(batch["inputs"]), target).mean()
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
-    def validation_metrics(self, batch: dict, threshold: float) -> dict[str, torch.Tensor]:
+    def validation_metrics(self, batch: dict, threshold: float, *,
+                           points_chunk: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss" (the training loss) and "chamfer", the Chamfer-L1 of
         onet.evaluation (mean of the two mean Euclidean nearest-neighbour distances) to
-        batch["pointcloud"]. `threshold` is unused: a point set has no occupancy to cut."""
+        batch["pointcloud"]. `threshold` and `points_chunk` are unused: a point set has no occupancy to cut."""
         pred, target = self(batch["inputs"]), batch["pointcloud"]
         to_target, to_pred = chamfer_terms(pred, target)
         chamfer_l1 = 0.5 * (to_target.sqrt().mean(1) + to_pred.sqrt().mean(1))

@@ -105,11 +105,13 @@ class R2N2(DirectPredictor):
     def compute_loss(self, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """BCE with logits against batch["voxels"] (B, 32, 32, 32), summed over voxels, mean over the batch."""
         loss = self._voxel_bce(self(batch["inputs"]), batch["voxels"]).mean()
-        return loss, {"loss": loss.item()}
+        return loss, {"loss": loss.detach()}
 
-    def validation_metrics(self, batch: dict, threshold: float) -> dict[str, torch.Tensor]:
+    def validation_metrics(self, batch: dict, threshold: float, *,
+                           points_chunk: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss" (the training loss) and "iou" at batch["points"] against
-        batch["points.occ"], the grid's probabilities interpolated at the points and cut at `threshold`."""
+        batch["points.occ"], the grid's probabilities interpolated at the points and cut at `threshold`
+        (a lookup in one grid: `points_chunk` is unused)."""
         logits = self(batch["inputs"])
         p, occ = batch["points"], batch["points.occ"]
         probs = probabilities_at_points(torch.sigmoid(logits), p)

@@ -2,12 +2,18 @@
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them training runs in one
 process. NCCL is used on CUDA, gloo on CPU (which is how the tests run DDP).
+
+Every collective here is entered by all ranks at the same point of the loop, or
+the run hangs: decisions that depend on one rank's data or clock (a skipped batch,
+train.max_time) are agreed first (`agree`), on CPU tensors over a gloo group so
+that a CUDA run does not wait for the GPU to drain.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -22,6 +28,9 @@ class DistInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    local_world_size: int = 1
+    # gloo group for small CPU-side agreements (the default group itself on CPU runs)
+    cpu_group: Any = field(default=None, compare=False, repr=False)
 
     @property
     def enabled(self) -> bool:
@@ -36,12 +45,14 @@ def init_distributed(device_type: str) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     if device_type == "cuda":
-        torch.cuda.set_device(info.local_rank)
-    return info
+        torch.cuda.set_device(local_rank)
+    cpu_group = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
+    return DistInfo(int(os.environ["RANK"]), world, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                    cpu_group)
 
 
 def shutdown_distributed(info: DistInfo) -> None:
@@ -88,6 +99,57 @@ def _differentiable_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum over processes with gradients flowing back to each (the functional collectives; the older
     torch.distributed.nn.functional warns on every call that it is deprecated)."""
     return functional_collectives.wait_tensor(functional_collectives.all_reduce(x, "sum", dist.group.WORLD))
+
+
+def all_reduce_sum(values: Sequence[float], info: DistInfo, device: torch.device) -> list[float]:
+    """Element-wise sums over all processes (float64), e.g. of validation sums and counts."""
+    if not info.enabled:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def agree(flags: Sequence[int], info: DistInfo) -> list[int]:
+    """Element-wise sums of small integers over all processes, on the CPU.
+
+    Used so that every rank takes the same branch: a batch one rank could not load
+    is skipped by all (sum > 0), train.max_time is judged by one clock. Runs over a
+    gloo group, so on CUDA it neither synchronises nor waits for the GPU.
+    """
+    if not info.enabled:
+        return [int(f) for f in flags]
+    t = torch.tensor([int(f) for f in flags], dtype=torch.int64)
+    dist.all_reduce(t, group=info.cpu_group)
+    return t.tolist()
+
+
+def all_gather_objects(obj: Any, info: DistInfo) -> list:
+    """[rank 0's obj, rank 1's obj, ...] on every rank (picklable objects, e.g. RNG states)."""
+    if not info.enabled:
+        return [obj]
+    out: list = [None] * info.world_size
+    dist.all_gather_object(out, obj, group=info.cpu_group)
+    return out
+
+
+def once_per_node(fn: Callable[[], None], info: DistInfo) -> None:
+    """Run `fn` (idempotent, e.g. build a dataset unless it exists) so that every node has its result.
+
+    Global rank 0 runs it first while the others wait; then the first process of every
+    other node runs it, which finds the result and returns at once on a shared file
+    system and builds a node-local copy without one. Nodes never build the same folder
+    concurrently, so a shared file system is not required.
+    """
+    if not info.enabled:
+        fn()
+        return
+    if info.rank == 0:
+        fn()
+    dist.barrier(group=info.cpu_group)
+    if info.local_rank == 0 and info.rank != 0:
+        fn()
+    dist.barrier(group=info.cpu_group)
 
 
 def convert_sync_batchnorm(module: nn.Module, device_type: str) -> nn.Module:

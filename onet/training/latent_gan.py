@@ -149,7 +149,8 @@ def _train_latent_gan(cfg: dict, *, device: str | None, progress: bool, log) -> 
         opt_g.load_state_dict(state["opt_g"])
         opt_d.load_state_dict(state["opt_d"])
         it = state["it"]
-        set_rng_state(state["rng"])
+        for note in set_rng_state(state["rng"], dev):
+            log(note)
         log(f"resuming from {ckpt_path} at iteration {it}")
     log(f"latent GAN on {n_codes} codes (z_dim {z_dim}) of {vae_path}: {game.loss} loss, reg {game.reg}"
         + (f" (gamma {game.gamma}, thesis convention gamma/2 E||grad D||^2)" if game.reg != "none" else "")
@@ -158,7 +159,7 @@ def _train_latent_gan(cfg: dict, *, device: str | None, progress: bool, log) -> 
     def checkpoint() -> None:
         save_checkpoint(ckpt_path, generator=G.state_dict(), discriminator=D.state_dict(),
                         generator_ema=G_ema.state_dict(), opt_g=opt_g.state_dict(), opt_d=opt_d.state_dict(), it=it,
-                        rng=rng_state(), config=cfg, latent_gan=hp, code_mean=mean.cpu(), code_std=std.cpu(),
+                        rng=rng_state(dev), config=cfg, latent_gan=hp, code_mean=mean.cpu(), code_std=std.cpu(),
                         vae_checkpoint=str(vae_path), vae_digest=digest)
 
     batch = tcfg["batch_size"]

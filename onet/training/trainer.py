@@ -15,6 +15,11 @@ Guarantees (issue 12):
   model.pt, and a resume takes the best metric recorded in model_best.pt.
 - Ranks agree when to stop: rank 0 decides (its clock for train.max_time) and
   every rank follows, and a non-finite loss on any rank stops all of them.
+
+On several processes (issue 19): a batch skipped on one rank is skipped by all
+(`agree`), every rank validates its share of the objects in chunks of points,
+checkpoints hold each rank's own RNG state (restored for the ranks that exist
+on resume), and the built-in dataset is built once per node.
 """
 
 from __future__ import annotations
@@ -34,18 +39,22 @@ from tqdm import tqdm
 from onet.config import ConfigError, save_config
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
 from onet.models import build_model, count_parameters, data_targets
-from onet.utils.checkpoints import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
     DistInfo,
     GlobalBatchSampler,
     NONFINITE_STOP,
+    agree,
     agree_to_stop,
+    all_gather_objects,
     all_reduce_mean,
+    all_reduce_sum,
     convert_sync_batchnorm,
     init_distributed,
+    once_per_node,
     shutdown_distributed,
 )
-from onet.utils.device import resolve_device
+from onet.utils.device import loader_settings, resolve_device, set_tf32
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path
 
@@ -123,22 +132,33 @@ def _finite_state(model: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader, device: torch.device, threshold: float) -> dict:
+def validate(model: nn.Module, loader, device: torch.device, threshold: float, *,
+             points_chunk: int | None = None, dist_info: DistInfo = DistInfo()) -> dict:
     """Means over val objects of the model's validation metrics ("val_" + each of model.val_metrics:
-    loss and IoU at probability `threshold`, or loss and Chamfer-L1 for point sets)."""
+    loss and IoU at probability `threshold`, or loss and Chamfer-L1 for point sets).
+
+    points_chunk: at most this many points (over the batch) per decoder call (see the
+        model's validation_metrics); chunking changes only memory, not the values.
+    dist_info: with several processes each validates its share of the objects (its
+        loader's) and the sums are all-reduced, so every rank returns the same numbers.
+    """
     model.eval()
-    values: dict[str, list[float]] = {name: [] for name in model.val_metrics}
-    skipped = 0
+    sums = {name: 0.0 for name in model.val_metrics}
+    count, skipped = 0, 0
     for batch in loader:
         skipped += len(batch["skipped"])
         if "points" not in batch:
             continue
-        for name, per_object in model.validation_metrics(to_device(batch, device), threshold).items():
-            values[name].extend(per_object.tolist())
+        per_object = model.validation_metrics(to_device(batch, device), threshold, points_chunk=points_chunk)
+        for name, values in per_object.items():
+            sums[name] += float(values.double().sum())
+        count += batch["points"].shape[0]
     model.train()
-    if not values["loss"]:
+    names = list(sums)
+    *totals, count, skipped = all_reduce_sum([*(sums[n] for n in names), count, skipped], dist_info, device)
+    if not count:
         raise RuntimeError("validation split produced no loadable objects")
-    return {**{f"val_{name}": float(np.mean(v)) for name, v in values.items()}, "val_skipped": skipped}
+    return {**{f"val_{n}": t / count for n, t in zip(names, totals)}, "val_skipped": int(skipped)}
 
 
 class MetricsLog:
@@ -189,6 +209,7 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
     dist_info: DistInfo = init_distributed(dev.type)
     if dev.type == "cuda" and dist_info.enabled:
         dev = torch.device("cuda", dist_info.local_rank)
+    set_tf32(dev, cfg["tf32"])
     try:
         return _train(cfg, tcfg, dev, dist_info, progress, log)
     finally:
@@ -209,10 +230,9 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         save_config(cfg, out_dir / "config.yaml")
 
     # --- data
-    if main:
-        ensure_builtin_dataset(cfg["data"]["path"], seed=cfg["seed"], progress=progress, log=log)
-    if dist_info.enabled:
-        torch.distributed.barrier()  # other ranks wait for the dataset rank 0 may be building
+    # built once per node (not only by rank 0), so nodes without a shared file system get it too
+    once_per_node(lambda: ensure_builtin_dataset(cfg["data"]["path"], seed=cfg["seed"], progress=progress,
+                                                 log=log), dist_info)
     train_ds, val_ds = make_datasets(cfg)
     for name, ds in (("train", train_ds), ("val", val_ds)):
         if main and ds.problems:  # data.skip_bad=true: say what was left out, never silently
@@ -226,13 +246,17 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             "(write it with `onet preprocess --near-surface N`)")
     sampler = GlobalBatchSampler(len(train_ds), tcfg["batch_size"], rank=dist_info.rank,
                                  world_size=dist_info.world_size, seed=cfg["seed"])
+    workers, pin = loader_settings(dev, tcfg["num_workers"], tcfg["pin_memory"],
+                                   processes_per_node=dist_info.local_world_size)
     # Own generators: starting a loader iteration must not draw from the global torch RNG, whose
     # state a checkpoint restores (the loaders' draws only seed workers; items are seeded per object).
     train_loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,
-                                               num_workers=tcfg["num_workers"],
+                                               num_workers=workers, pin_memory=pin,
                                                generator=torch.Generator().manual_seed(cfg["seed"]))
-    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=tcfg["val_batch_size"], shuffle=False,
-                                             collate_fn=collate, num_workers=tcfg["num_workers"],
+    # every rank validates its share of the objects (sums are all-reduced in validate)
+    val_loader = torch.utils.data.DataLoader(val_ds, batch_size=tcfg["val_batch_size"], collate_fn=collate,
+                                             sampler=range(dist_info.rank, len(val_ds), dist_info.world_size),
+                                             num_workers=workers, pin_memory=pin,
                                              generator=torch.Generator().manual_seed(cfg["seed"]))
 
     # --- model and optimizer
@@ -254,22 +278,29 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     it, epoch, batch_in_epoch, best, skipped_total = 0, 0, 0, None, 0
     cpu_before = 0.0  # training CPU seconds of earlier invocations (train.max_cpu_time spans resumes)
     skipped_names: set[str] = set()
+    resume = None
     if ckpt_path.is_file():
-        state = load_checkpoint(ckpt_path, map_location=dev)
+        # on the CPU: the optimizer then moves exp_avg & co. to the parameters' device but keeps
+        # Adam's `step` counters on the CPU, where updating them costs no GPU synchronisation
+        resume = load_checkpoint(ckpt_path, map_location="cpu")
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            model.load_state_dict(resume["model"])
+            optimizer.load_state_dict(resume["optimizer"])
         except (RuntimeError, ValueError, KeyError) as exc:  # the model section changed since that run
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{ckpt_path} was trained with another model than this config describes ({first}); "
                               "resume with the config of that run (its config.yaml) or choose another out_dir") from None
-        it, epoch, best = state["it"], state["epoch"], state["best_metric"]
-        batch_in_epoch = state.get("batch_in_epoch", 0)
-        skipped_total = state.get("skipped", 0)
-        cpu_before = state.get("cpu_seconds", 0.0)
-        set_rng_state(state["rng"])
+        it, epoch, best = resume["it"], resume["epoch"], resume["best_metric"]
+        batch_in_epoch = resume.get("batch_in_epoch", 0)
+        skipped_total = resume.get("skipped", 0)
+        cpu_before = resume.get("cpu_seconds", 0.0)
+        own = rank_rng_state(resume["rng"], dist_info.rank)
+        notes = set_rng_state(own, dev) if own is not None else [
+            f"rank {dist_info.rank}: the checkpoint holds no random state for this rank; it keeps its seeded streams"]
         if main:
             log(f"resuming from {ckpt_path} at iteration {it} (epoch {epoch})")
+        for note in notes:
+            log(note)
     best = _best_so_far(best, best_path, tcfg["model_selection_mode"])
     # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
     loss_module = _LossModule(model)
@@ -283,18 +314,26 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     if precision == "bf16":  # bf16 autocast on any device (the fused decoder trunk follows it on CPUs)
         use_amp, amp_dtype = True, torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    if resume is not None and scaler.is_enabled() and resume.get("scaler"):
+        scaler.load_state_dict(resume["scaler"])  # fp16: resume with the loss scale reached, not 2**16
+    resume = None
 
     def checkpoint(path: Path) -> None:
-        if not _finite_state(model):
+        """Called by every rank (the RNG states are gathered); rank 0 writes."""
+        if not _finite_state(model):  # replicas hold the same weights: every rank raises here together
             raise NonFiniteError(f"the model's parameters are not finite at iteration {it}; {path} was not "
                                  f"written (the last one on disk is kept). Lower train.lr or check the data")
-        save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
-                        batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
-                        rng=rng_state(), skipped=skipped_total, cpu_seconds=cpu_used())
+        rngs = all_gather_objects(rng_state(dev), dist_info)  # index = rank
+        if main:
+            save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
+                            batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
+                            rng=rngs, scaler=scaler.state_dict(), skipped=skipped_total, cpu_seconds=cpu_used())
 
     def run_validation() -> dict:
+        """Called by every rank: each validates its share, all get the same metrics and decision."""
         nonlocal best
-        metrics = validate(model, val_loader, dev, cfg["test"]["threshold"])
+        metrics = validate(model, val_loader, dev, cfg["test"]["threshold"], points_chunk=tcfg["val_points_chunk"],
+                           dist_info=dist_info)
         value = metrics[f"val_{tcfg['model_selection_metric']}"]
         if not all(math.isfinite(metrics[f"val_{k}"]) for k in model.val_metrics):
             shown = ", ".join(f"val_{k} {metrics[f'val_{k}']}" for k in model.val_metrics)
@@ -304,6 +343,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if better:
             best = value
             checkpoint(best_path)
+        if not main:
+            return metrics
         shown = "  ".join(f"val_{name} {metrics[f'val_{name}']:.4f}" for name in model.val_metrics)
         log(f"[it {it}] {shown}"
             + ("  (new best)" if better else "") + (f"  skipped {metrics['val_skipped']}" if metrics["val_skipped"] else ""))
@@ -330,6 +371,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             return f"reached train.max_iters={max_iters}"
         if max_epochs is not None and epoch >= max_epochs:
             return f"reached train.max_epochs={max_epochs}"
+        # clocks differ between ranks: rank 0's decides (agree_to_stop), all stop at the same iteration
         if max_time is not None and time.time() - t_start >= max_time:
             return f"reached train.max_time={max_time}s"
         # CPU seconds of this process, all its threads (not DataLoader worker processes): a budget
@@ -356,12 +398,17 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         train_ds.epoch = epoch
         for batch in train_loader:
             batch_in_epoch += 1
-            skipped_total += len(batch["skipped"])
+            n_skipped, n_empty = len(batch["skipped"]), int("points" not in batch)
+            if dist_info.enabled and cfg["data"]["skip_bad"]:
+                # a rank whose whole batch was skipped must not leave the others alone in the
+                # step's collectives: all ranks skip it together (and count skipped loads globally)
+                n_skipped, n_empty = agree([n_skipped, n_empty], dist_info)
+            skipped_total += n_skipped
             for reason in batch["skipped"]:
                 if reason.split(":")[0] not in skipped_names and main:
                     log(f"skipping {reason}")
                 skipped_names.add(reason.split(":")[0])
-            if "points" not in batch:
+            if n_empty:
                 continue
             batch = to_device(batch, dev)
             optimizer.zero_grad(set_to_none=True)
@@ -397,9 +444,9 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                     if tb is not None:
                         tb.add_scalar("train/loss", loss_value, it)
             # validation first: a kill between the two never leaves a model.pt whose best_metric is stale
-            if main and it % tcfg["validate_every"] == 0:
+            if it % tcfg["validate_every"] == 0:
                 last_val = run_validation()
-            if main and it % tcfg["checkpoint_every"] == 0:
+            if it % tcfg["checkpoint_every"] == 0:
                 checkpoint(ckpt_path)
             stop_reason = decision if dist_info.enabled else limit_reached()
             if stop_reason:
@@ -411,11 +458,11 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     bar.close()
     check_loss(None)
 
+    # Always leave a model_best.pt that was validated at some point, and a resumable model.pt.
+    if agree([last_val is None or (main and not best_path.is_file())], dist_info)[0]:
+        last_val = run_validation()
+    checkpoint(ckpt_path)
     if main:
-        # Always leave a model_best.pt that was validated at some point, and a resumable model.pt.
-        if last_val is None or not best_path.is_file():
-            last_val = run_validation()
-        checkpoint(ckpt_path)
         if skipped_total:
             log(f"skipped {skipped_total} training loads of {len(skipped_names)} bad objects "
                 f"(data.skip_bad=true): {', '.join(sorted(skipped_names)[:10])}")
