@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 import yaml
 
 from onet.training import train
@@ -34,6 +35,46 @@ def test_global_batch_sampler_splits_the_same_global_batches():
         GlobalBatchSampler(10, 5, world_size=2)
 
 
+def _torchrun(cfg: dict, tmp_path, nproc: int = 2) -> subprocess.CompletedProcess:
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+           "127.0.0.1", "--master_port", str(_free_port()), "-m", "onet", "train", str(cfg_path), "--device", "cpu",
+           "--no-progress"]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_all_ranks_skip_a_batch_one_rank_could_not_load(tiny_cfg, tiny_dataset, tmp_path):
+    """2 gloo processes, 1 object each per step, one training object broken (data.skip_bad=true).
+
+    The rank that draws it has an empty batch. Unless both ranks agree to skip that step,
+    that rank runs one step fewer per epoch than the other, whose extra gradient all-reduce
+    then has no partner: the run hangs (here: the subprocess times out).
+    """
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    first = (data / "mug" / "train.lst").read_text().split()[0]
+    (data / "mug" / first / "points.npz").write_bytes(b"garbage")
+    n_train = sum(len((data / c / "train.lst").read_text().split()) for c in ("mug", "table"))
+    tiny_cfg["data"].update(path=str(data), skip_bad=True)
+    tiny_cfg["train"].update(max_iters=None, max_epochs=2, batch_size=2, print_every=1, validate_every=3,
+                             checkpoint_every=1000)
+    tiny_cfg["out_dir"] = str(tmp_path / "run")
+    done = _torchrun(tiny_cfg, tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    ckpt = load_checkpoint(tmp_path / "run" / "model.pt")
+    assert ckpt["skipped"] > 0 and ckpt["epoch"] == 2
+    assert ckpt["it"] == 2 * (n_train // 2) - ckpt["skipped"]  # every bad load cost one whole global step
+    assert f"mug/{first}" in done.stdout + done.stderr  # named once, by rank 0
+    # each rank saved its own random streams (seeded seed + rank), not rank 0's twice
+    assert len(ckpt["rng"]) == 2 and not torch.equal(ckpt["rng"][0]["torch"], ckpt["rng"][1]["torch"])
+    assert sorted(_losses(tmp_path / "run")) == list(range(1, ckpt["it"] + 1))
+
+
 def test_two_process_gloo_ddp_tracks_one_process(tiny_cfg, tmp_path):
     """Same global batch (4 = 2 x 2): the per-iteration losses agree to float rounding.
 
@@ -48,14 +89,7 @@ def test_two_process_gloo_ddp_tracks_one_process(tiny_cfg, tmp_path):
     single = train(tiny_cfg, device="cpu", progress=False, log=lambda *a: None)
 
     tiny_cfg["out_dir"] = str(two_dir)
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(yaml.safe_dump(tiny_cfg))
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env["OMP_NUM_THREADS"] = "1"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), "-m", "onet", "train", str(cfg_path), "--device", "cpu",
-           "--no-progress"]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    done = _torchrun(tiny_cfg, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     one, two = _losses(one_dir), _losses(two_dir)

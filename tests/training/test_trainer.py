@@ -146,3 +146,22 @@ def test_cosine_needs_a_horizon(tiny_cfg):
     tiny_cfg["train"].update(max_iters=None, max_epochs=1, lr_schedule="cosine")
     with pytest.raises(ConfigError, match="max_cpu_time"):
         train(tiny_cfg, progress=False, log=lambda *a: None)
+
+
+def test_chunked_validation_equals_unchunked(tiny_cfg):
+    """Decoding the validation points in chunks (train.val_points_chunk) changes memory, not numbers."""
+    from onet.data.dataset import collate
+    from onet.models import build_model
+    from onet.training.trainer import make_datasets, validate
+
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg["model"])
+    model.train()
+    _, val_ds = make_datasets(tiny_cfg)
+    loader = torch.utils.data.DataLoader(val_ds, batch_size=3, collate_fn=collate)
+    whole = validate(model, loader, torch.device("cpu"), 0.2)
+    chunked = validate(model, loader, torch.device("cpu"), 0.2, points_chunk=7)  # 2 points per object per call
+    assert model.training  # validate puts the model back into training mode
+    assert chunked["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-6)
+    assert chunked["val_iou"] == pytest.approx(whole["val_iou"], abs=1e-12)
+    assert 0.0 <= whole["val_iou"] <= 1.0 and whole["val_skipped"] == 0
