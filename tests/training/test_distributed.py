@@ -61,7 +61,7 @@ def test_all_ranks_skip_a_batch_one_rank_could_not_load(tiny_cfg, tiny_dataset, 
     (data / "mug" / first / "points.npz").write_bytes(b"garbage")
     n_train = sum(len((data / c / "train.lst").read_text().split()) for c in ("mug", "table"))
     tiny_cfg["data"].update(path=str(data), skip_bad=True)
-    tiny_cfg["train"].update(max_iters=None, max_epochs=2, batch_size=2, print_every=1, validate_every=3,
+    tiny_cfg["train"].update(max_iters=None, max_epochs=2, lr_schedule="constant", batch_size=2, print_every=1, validate_every=3,
                              checkpoint_every=1000)
     tiny_cfg["out_dir"] = str(tmp_path / "run")
     done = _torchrun(tiny_cfg, tmp_path)
