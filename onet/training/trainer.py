@@ -457,6 +457,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             stop_reason = agree_to_stop(limit_reached(), dist_info, dev)
     bar.close()
     check_loss(None)
+    if dist_info.enabled:
+        # every rank must have run the same steps, or their collectives paired up wrongly
+        steps = all_gather_objects(it, dist_info)
+        if len(set(steps)) != 1:
+            raise RuntimeError(f"the processes ran different numbers of training steps {steps}: "
+                               "their gradient all-reduces did not pair up")
 
     # Always leave a model_best.pt that was validated at some point, and a resumable model.pt.
     if agree([last_val is None or (main and not best_path.is_file())], dist_info)[0]:
