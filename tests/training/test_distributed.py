@@ -2,6 +2,7 @@
 
 import csv
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -43,7 +44,16 @@ def _torchrun(cfg: dict, tmp_path, nproc: int = 2) -> subprocess.CompletedProces
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
            "127.0.0.1", "--master_port", str(_free_port()), "-m", "onet", "train", str(cfg_path), "--device", "cpu",
            "--no-progress"]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    # own process group, so a hung run's workers are killed with torchrun, never left behind
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail("torchrun did not finish in 300 s (a collective without a partner hangs):\n" + err[-3000:])
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_all_ranks_skip_a_batch_one_rank_could_not_load(tiny_cfg, tiny_dataset, tmp_path):
