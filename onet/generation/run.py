@@ -39,9 +39,11 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 import shutil
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,7 +55,7 @@ from onet.config import save_config
 from onet.data.dataset import DataOptions, ShapeDataset
 from onet.geometry.mesh_files import export_mesh
 from onet.generation.grids import save_grid
-from onet.generation.extractor import STAGES as EXTRACT_STAGES, ExtractedMesh, extract_meshes
+from onet.generation.extractor import STAGES as EXTRACT_STAGES, ExtractedMesh, ExtractionBatch, extract_batches
 from onet.generation.inputs import find_input_files, load_user_input, output_names
 from onet.generation.posterior import CODES_FILE, latent_jobs, load_latent_gan, write_codes
 from onet.generation.preview import save_preview
@@ -62,7 +64,7 @@ from onet.geometry.voxelize import voxel_isosurface
 from onet.models import FIELD, POINTS, VOXELS, load_model
 from onet.models.latent import is_latent_gan
 from onet.utils.batch import ItemRunner, describe, stops_the_run, write_problems_csv
-from onet.utils.device import resolve_device
+from onet.utils.device import marching_cubes_workers, resolve_device, set_tf32
 from onet.utils.errors import ConfigError, UsageError
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path, write_text_atomic
@@ -172,6 +174,7 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     cfg = {**cfg, "generation": {**cfg["generation"], "precision": precision}}
     gcfg = cfg["generation"]
     log(f"generation precision: {precision} ({why})")
+    set_tf32(dev, cfg["tf32"])
     sampler = None
     if is_latent_gan(cfg):  # the one dispatch: a latent GAN's codes are decoded by its VAE
         model, sampler, ckpt_path = load_latent_gan(cfg, checkpoint, dev)
@@ -284,18 +287,25 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
         written.append(job.name)
 
     bar = tqdm(total=len(todo), desc="generate", disable=not progress, dynamic_ncols=True)
-    for batch_jobs in batches:
-        batch = []
-        for job in batch_jobs:
-            if load is None:
-                batch.append(job)
-                continue
-            loaded = runner.run(job.name, job.source, load, job)
-            if loaded.ok:
-                batch.append(loaded.value)
-            else:
-                bar.update(1)
-        for job, mesh in _extract_each(model, batch, cfg, dev, runner):
+
+    def loaded_batches():
+        """The batches with their inputs loaded; an input that cannot be loaded is a per-item failure."""
+        for batch_jobs in batches:
+            batch = []
+            for job in batch_jobs:
+                if load is None:
+                    batch.append(job)
+                    continue
+                loaded = runner.run(job.name, job.source, load, job)
+                if loaded.ok:
+                    batch.append(loaded.value)
+                else:
+                    bar.update(1)
+            if batch:
+                yield batch
+
+    for batch, pairs in _extracted(model, loaded_batches(), cfg, dev, runner):
+        for job, mesh in pairs:
             runner.run(job.name, job.source or mesh_path(job.name), finish, job, mesh)
         bar.update(len(batch))
     bar.close()
@@ -348,6 +358,43 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
                            [(w.name, w.reason) for w in warnings])
 
 
+def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner):
+    """(batch, [(job, mesh), ...]) for each batch of loaded jobs, in order.
+
+    With marching-cubes workers (generation.marching_cubes_workers; by default on CUDA
+    only) the CPU marching cubes of batch k runs in worker processes while the device
+    evaluates batch k+1 (extract_batches). When that pipeline fails, the batches in
+    flight are extracted again one at a time (`_extract_each` names the object that
+    breaks) and the pipeline restarts with the next batch.
+    """
+    gcfg = cfg["generation"]
+    workers = marching_cubes_workers(dev, gcfg["marching_cubes_workers"],
+                                     processes_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    if model.output_kind != FIELD or workers == 0 or gcfg["marching_cubes"] != "skimage":
+        for batch in batches:
+            yield batch, _extract_each(model, batch, cfg, dev, runner)
+        return
+    batches, in_flight = iter(batches), deque()
+
+    def encoded():
+        for batch in batches:
+            in_flight.append(batch)
+            yield _encode_field_batch(model, batch, cfg, dev)
+
+    while True:
+        try:
+            for (batch, t_encode), meshes in extract_batches(encoded(), **_extraction_options(cfg, dev, workers)):
+                in_flight.popleft()
+                yield batch, list(zip(batch, _add_timing_rows(batch, meshes, t_encode)))
+            return
+        except Exception as exc:
+            if stops_the_run(exc):
+                raise
+        while in_flight:
+            batch = in_flight.popleft()
+            yield batch, _extract_each(model, batch, cfg, dev, runner)
+
+
 def _extract_each(model, batch: list[Job], cfg: dict, dev: torch.device, runner: ItemRunner):
     """(job, mesh) for each job of a batch that could be meshed.
 
@@ -387,7 +434,7 @@ def _stamp_options(cfg: dict, ckpt_path: Path, fmt: str, input_dir, samples, int
         "seed": cfg["seed"],
         "generation": {k: gcfg[k] for k in ("resolution_0", "upsampling_steps", "safety_margin", "simplify_nfaces",
                                              "refinement_step", "vertex_normals", "copy_input", "previews",
-                                             "save_grid")},
+                                             "save_grid", "marching_cubes")},
     }
     if mode == "input":
         options["input"] = str(Path(input_dir).resolve())
@@ -500,6 +547,25 @@ def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> lis
 
 
 def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
+    """MISE and marching cubes for one batch, in this process."""
+    [((batch, t_encode), meshes)] = extract_batches([_encode_field_batch(model, batch, cfg, dev)],
+                                                    **_extraction_options(cfg, dev, workers=0))
+    return _add_timing_rows(batch, meshes, t_encode)
+
+
+def _extraction_options(cfg: dict, dev: torch.device, workers: int) -> dict:
+    gcfg = cfg["generation"]
+    return dict(resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],
+                threshold=cfg["test"]["threshold"], box_size=1.1, points_chunk=gcfg["points_chunk"],
+                safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],
+                refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"],
+                keep_grids=gcfg["save_grid"], marching_cubes_backend=gcfg["marching_cubes"],
+                workers=workers, device=dev)
+
+
+def _encode_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> ExtractionBatch:
+    """Encode a batch's inputs for MISE; the payload (jobs, encode seconds per object) comes back
+    with the meshes."""
     gcfg = cfg["generation"]
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -515,19 +581,12 @@ def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) 
     if dev.type == "cuda":
         torch.cuda.synchronize()
     t_encode = (time.perf_counter() - t0) / len(batch)
-    need_field = gcfg["refinement_step"] > 0 or gcfg["vertex_normals"]
     field_fns = None
-    if need_field:
+    if gcfg["refinement_step"] > 0 or gcfg["vertex_normals"]:
         field_fns = [model.make_field_fn(c[i:i + 1], z[i:i + 1], precision=gcfg["precision"])
                      for i in range(len(batch))]
-    meshes = extract_meshes(
-        model.make_eval_fn(c, z, precision=gcfg["precision"]), len(batch), field_fns=field_fns,
-        resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],
-        threshold=cfg["test"]["threshold"], box_size=1.1, points_chunk=gcfg["points_chunk"],
-        safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],
-        refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"],
-        keep_grids=gcfg["save_grid"], device=dev)
-    return _add_timing_rows(batch, meshes, t_encode)
+    return ExtractionBatch(model.make_eval_fn(c, z, precision=gcfg["precision"]), len(batch), field_fns,
+                           payload=(batch, t_encode))
 
 
 def _encode_observations(model, batch: list[Job], dev: torch.device) -> tuple[torch.Tensor, float]:
