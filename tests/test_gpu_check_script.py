@@ -1,0 +1,72 @@
+"""scripts/gpu_check.sh and its Python half: options, and the helpers that compute the table's figures.
+
+The check itself needs minutes (a GPU run, or `--dry-run` on a CPU) and runs only by hand.
+"""
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("gpu_check_script", SCRIPTS / "gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shell_script_parses_and_answers_its_options():
+    assert subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_check.sh")]).returncode == 0
+    out = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--dry-run" in out.stdout
+    bad = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh"), "--fast"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "unknown option '--fast'" in bad.stderr
+    if shutil.which("shellcheck"):
+        lint = subprocess.run(["shellcheck", str(SCRIPTS / "gpu_check.sh")], capture_output=True, text=True)
+        assert lint.returncode == 0, lint.stdout
+
+
+def test_python_half_answers_help():
+    out = subprocess.run([sys.executable, str(SCRIPTS / "gpu_check.py"), "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "--dry-run" in out.stdout
+
+
+def test_steady_iteration_rate_skips_start_up(tmp_path):
+    check = _load()
+    path = tmp_path / "metrics.csv"
+    rows = ["it,epoch,time,loss,val_loss,val_iou,skipped", "1,0,30.0,1.0,,,0", "2,0,30.5,1.0,,,0",
+            "2,0,31.0,,1.0,0.5,0", "3,0,31.0,1.0,,,0", "4,0,31.5,1.0,,,0"]
+    path.write_text("\n".join(rows) + "\n")
+    # iterations 2 -> 4 took 1 s; the 30 s before iteration 1 (start-up) and the validation row do not count
+    assert check.steady_it_per_s(path, skip=2) == pytest.approx(2.0)
+
+
+def test_table_marks_failures(capsys):
+    check = _load()
+    table = check.Table()
+    table.add("a", True, "1 it/s", "")
+    table.add("b", None, "not run")
+    assert not table.failed
+    table.add("c", False, "ValueError: x")
+    table.print()
+    out = capsys.readouterr().out
+    assert table.failed and "| c " in out and "FAIL" in out
+
+
+def test_step_flops_counts_forward_and_backward():
+    from onet.config import CONFIG_DIR, load_config
+
+    check = _load()
+    cfg = load_config(CONFIG_DIR / "demo.yaml", check.TRAIN_OVERRIDES_CPU)
+    flops = check.step_flops(cfg, torch.device("cpu"))
+    # at least the decoder's linears: forward + backward = 3 x (2 * points * in * out) per layer
+    points = cfg["train"]["batch_size"] * cfg["data"]["points_subsample"]
+    assert flops > 3 * 2 * points * 32 * 32
