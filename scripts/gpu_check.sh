@@ -4,13 +4,14 @@
 #   bash scripts/gpu_check.sh             # a CUDA machine: install, then run (<= 5 minutes of checks)
 #   bash scripts/gpu_check.sh --dry-run   # any machine: no install, every step small on the CPU
 #
-# On a CUDA machine it makes a virtual environment .gpu-venv (it sees the system's
-# packages, so a preinstalled CUDA torch is reused), installs the CUDA build of torch
-# from the package index when no CUDA torch is there, then the project with pip
-# (`pip install -e .[gpu]`: NVIDIA Warp for GPU marching cubes). Offline machines:
-# ONET_WHEELS=DIR installs from a folder of wheels instead (pip --no-index).
-# Then scripts/gpu_check.py runs the checks and prints the table; the exit code is
-# 1 when a check failed. What each row means: the docstring of scripts/gpu_check.py.
+# Install: when the python found (PYTHON, default python3) already has a CUDA torch,
+# onet goes into that environment; otherwise into a new .gpu-venv, with the CUDA build
+# of torch from the package index. Then `pip install -e .[gpu]` (NVIDIA Warp for GPU
+# marching cubes). Offline: ONET_WHEELS=DIR installs the wheels in DIR (the project's
+# dependencies, e.g. from `pip download -d DIR trimesh PyMCubes pykdtree fast-simplification
+# embreex manifold3d rtree warp-lang==1.17.0` on a networked machine) and the project
+# without fetching anything. Then scripts/gpu_check.py runs the checks and prints the
+# table; the exit code is 1 when a check failed (rows: see scripts/gpu_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,34 +45,34 @@ if ! command -v nvidia-smi > /dev/null; then
 fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || true
 
-pip_install() {
-    if [ -n "${ONET_WHEELS:-}" ]; then
-        python -m pip install --quiet --no-index --find-links "$ONET_WHEELS" "$@"
-    else
-        python -m pip install --quiet "$@"
-    fi
+has_cuda_torch() {
+    "$1" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null
 }
 
-if [ ! -x .gpu-venv/bin/python ]; then
-    "$python" -m venv --system-site-packages .gpu-venv
-fi
-# shellcheck disable=SC1091
-. .gpu-venv/bin/activate
-if python -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' 2> /dev/null; then
-    echo "gpu_check.sh: using the installed CUDA torch $(python -c 'import torch; print(torch.__version__)')"
+if has_cuda_torch "$python"; then
+    echo "gpu_check.sh: installing into $python's environment, which has CUDA torch" \
+         "$("$python" -c 'import torch; print(torch.__version__)')"
+    pip=("$python" -m pip)
 else
-    # the package index's Linux torch wheels are the CUDA builds
-    echo "gpu_check.sh: installing the CUDA build of torch"
-    pip_install --upgrade "torch>=2.4" || echo "gpu_check.sh: torch install failed; going on with what is there"
+    [ -x .gpu-venv/bin/python ] || "$python" -m venv --system-site-packages .gpu-venv
+    python=.gpu-venv/bin/python
+    pip=("$python" -m pip)
+    if [ -z "${ONET_WHEELS:-}" ] && ! has_cuda_torch "$python"; then
+        # the package index's Linux torch wheels are the CUDA builds
+        echo "gpu_check.sh: installing the CUDA build of torch into .gpu-venv"
+        "${pip[@]}" install --quiet --upgrade "torch>=2.4"
+    fi
 fi
-echo "gpu_check.sh: installing onet (pip install -e .[gpu])"
-if ! pip_install -e ".[gpu]"; then
-    echo "gpu_check.sh: could not install every package (offline? set ONET_WHEELS=DIR);" \
-         "trying the project alone and the packages already there"
-    python -m pip install --quiet --no-deps --no-build-isolation -e . || true
+if [ -n "${ONET_WHEELS:-}" ]; then
+    echo "gpu_check.sh: offline install from $ONET_WHEELS"
+    "${pip[@]}" install --quiet --no-index --no-deps "$ONET_WHEELS"/*.whl
+    "${pip[@]}" install --quiet --no-index --no-deps --no-build-isolation -e .
+else
+    echo "gpu_check.sh: installing onet (pip install -e .[gpu])"
+    "${pip[@]}" install --quiet -e ".[gpu]"
 fi
-python - << 'EOF' || { echo "gpu_check.sh: missing packages above: install them or carry wheels (ONET_WHEELS)" >&2; exit 1; }
-import importlib, sys
+"$python" - << 'EOF' || { echo "gpu_check.sh: missing packages above: install them or carry wheels (ONET_WHEELS)" >&2; exit 1; }
+import importlib.util, sys
 missing = [m for m in ("torch", "numpy", "scipy", "trimesh", "skimage", "pykdtree", "yaml", "tqdm", "PIL",
                        "fast_simplification", "embreex", "manifold3d", "rtree") if importlib.util.find_spec(m) is None]
 if missing:
@@ -80,4 +81,4 @@ if missing:
 EOF
 
 export PYTHONUNBUFFERED=1
-python scripts/gpu_check.py ${work_args[@]+"${work_args[@]}"}
+"$python" scripts/gpu_check.py ${work_args[@]+"${work_args[@]}"}
