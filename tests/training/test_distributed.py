@@ -153,3 +153,57 @@ def test_ranks_follow_rank_0s_stop_decision_and_sync_bn_does_not_warn(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):  # both go on; both stop with rank 0's reason; both stop on rank 1's NaN; no warning
         assert (tmp_path / f"rank{rank}.txt").read_text() == "'' 'reached train.max_time=1s' True []"
+
+
+_ONCE_PER_NODE = """
+import sys, time
+from pathlib import Path
+from onet.training.distributed import init_distributed, once_per_node, shutdown_distributed
+
+info = init_distributed("cpu")
+folder, log = Path(sys.argv[1]), Path(sys.argv[2])
+
+def build():  # idempotent, like ensure_builtin_dataset: returns at once when the folder is complete
+    if (folder / "done").is_file():
+        return
+    with open(log, "a") as f:
+        f.write(f"start {info.rank}\\n")
+    time.sleep(0.5)  # long enough that a concurrent build by the other node would interleave
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "done").write_text(str(info.rank))
+    with open(log, "a") as f:
+        f.write(f"end {info.rank}\\n")
+
+once_per_node(build, info)
+assert (folder / "done").is_file(), f"rank {info.rank}: {folder} was not built"
+shutdown_distributed(info)
+"""
+
+
+@pytest.mark.parametrize("shared_fs", [False, True])
+def test_dataset_is_built_once_per_node(tmp_path, shared_fs):
+    """Two nodes of one process each (both LOCAL_RANK 0), gloo: without a shared file system
+    each node builds its own copy, one node after the other; with one, the second finds it."""
+    port, log = _free_port(), tmp_path / "log.txt"
+    folders = [tmp_path / "shared"] * 2 if shared_fs else [tmp_path / f"node{r}" for r in range(2)]
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "1",
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, "-c", _ONCE_PER_NODE, str(folders[rank]), str(log)], env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      start_new_session=True))
+    for proc in procs:
+        try:
+            _, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            for p in procs:
+                os.killpg(p.pid, signal.SIGKILL)
+            pytest.fail("once_per_node did not finish in 120 s")
+        assert proc.returncode == 0, err[-3000:]
+    events = log.read_text().split("\n")[:-1]
+    if shared_fs:
+        assert events == ["start 0", "end 0"]
+    else:
+        assert events == ["start 0", "end 0", "start 1", "end 1"]
+        assert all((f / "done").is_file() for f in folders)
