@@ -3,6 +3,7 @@
 #
 #   bash scripts/gpu_check.sh             # a CUDA machine: install, then run (<= 5 minutes of checks)
 #   bash scripts/gpu_check.sh --dry-run   # any machine: no install, every step small on the CPU
+#   --work DIR                            # keep the runs, meshes and tables in DIR (default: removed)
 #
 # Install: when the python found (PYTHON, default python3) already has a CUDA torch,
 # onet goes into that environment; otherwise into a new .gpu-venv, with the CUDA build
@@ -21,7 +22,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --dry-run | --cpu) dry_run=1 ;;
         --work) work_args=(--work "$2"); shift ;;
-        -h | --help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h | --help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "gpu_check.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
     shift
