@@ -81,5 +81,13 @@ if missing:
     sys.exit(1)
 EOF
 
+if ! has_cuda_torch "$python"; then
+    # nvidia-smi sees a GPU: a CPU-only run here would pass every row and measure nothing
+    echo "gpu_check.sh: torch $("$python" -c 'import torch; print(torch.__version__)') in $python sees no CUDA" \
+         "GPU, although nvidia-smi does: install a CUDA build of torch that this driver supports" \
+         "(or put its wheel in ONET_WHEELS) and run again" >&2
+    exit 1
+fi
+
 export PYTHONUNBUFFERED=1
 "$python" scripts/gpu_check.py ${work_args[@]+"${work_args[@]}"}
