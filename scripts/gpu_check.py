@@ -122,7 +122,7 @@ def step_flops(cfg: dict, dev: torch.device) -> float:
     occ = (torch.rand(B, T, device=dev) > 0.5).float()
     inputs = torch.rand(B, 3, size, size, device=dev)
     with FlopCounterMode(display=False) as counter:
-        loss, _ = model.compute_loss(p, occ, inputs)
+        loss, _ = model.compute_loss({"points": p, "points.occ": occ, "inputs": inputs})
         loss.backward()
     return float(counter.get_total_flops())
 
