@@ -121,3 +121,37 @@ def test_shards_then_an_unsharded_run_merge_meshes_timings_and_failures(trained_
     assert not list(out.glob("*.shard*"))
     skip = ("config.yaml", "time_generation.csv")
     assert _files(out, skip) == _files(tmp_path / "one", skip)
+
+
+def test_marching_cubes_workers_write_the_meshes_of_one_process(trained_cfg, tmp_path):
+    """generation.marching_cubes_workers (the CUDA default, forced here on the CPU): the same files."""
+    quiet = dict(device="cpu", progress=False, log=lambda *a: None)
+    serial = generate(trained_cfg, output_dir=tmp_path / "serial", **quiet)
+    trained_cfg["generation"]["marching_cubes_workers"] = 2
+    overlapped = generate(trained_cfg, output_dir=tmp_path / "workers", **quiet)
+    assert overlapped.written == serial.written and len(serial.written) >= 4
+    skip = ("config.yaml", "time_generation.csv")
+    assert _files(tmp_path / "workers", skip) == _files(tmp_path / "serial", skip)
+
+
+def test_a_failure_inside_the_worker_pipeline_skips_only_its_object(trained_cfg, tmp_path, monkeypatch):
+    """An object that breaks in the overlapped pipeline is named; its batch-mate and later batches still
+    get their meshes (the batches in flight are redone one object at a time)."""
+    import onet.generation.run as run
+
+    real = run._encode_field_batch
+    names = sorted(generate(trained_cfg, output_dir=tmp_path / "ref", device="cpu", progress=False,
+                            log=lambda *a: None).written)
+    bad = names[1]  # second object of the first batch (batch_size 2)
+
+    def breaks_on_bad(model, batch, cfg, dev):
+        if any(job.name == bad for job in batch):
+            raise ValueError(f"cannot encode {bad}")
+        return real(model, batch, cfg, dev)
+
+    monkeypatch.setattr(run, "_encode_field_batch", breaks_on_bad)
+    trained_cfg["generation"]["marching_cubes_workers"] = 1
+    result = generate(trained_cfg, output_dir=tmp_path / "out", device="cpu", progress=False, log=lambda *a: None)
+    assert [f[0] for f in result.failures] == [bad] and "cannot encode" in result.failures[0][1]
+    assert sorted(result.written) == [n for n in names if n != bad]
+    assert (tmp_path / "out" / "failures.csv").is_file()

@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 import yaml
 
 from onet.config import CONFIG_DIR, load_config
