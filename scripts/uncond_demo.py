@@ -155,28 +155,21 @@ def main() -> None:
 
 
 def scores(args, vae_dir: Path, chosen: list[dict], test_items) -> list:
+    from dataclasses import replace
+
     from onet.config import load_config
-    from onet.data.dataset import list_items
-    from onet.evaluation.generative import compare, dataset_set, mesh_folder_set, write_generative_tables
-    from onet.generation import encode_shapes
-    from onet.models.latent import load_vae
+    from onet.evaluation.generative import compare, dataset_references, mesh_folder_set, write_generative_tables
 
     cfg = load_config(REPO / VAE_CONFIG, [f"out_dir={vae_dir}", f"data.path={args.data}", *args.set])
-    d, n_points, seed = cfg["data"], cfg["evaluation"]["generative_n_points"], cfg["evaluation"]["seed"]
-    vae, _ = load_vae(cfg)
-    enc = dict(n_points=d["points_subsample"], points_file=d["points_file"], seed=cfg["seed"])
-    reference = dataset_set(args.data, test_items, n_points=n_points, seed=seed, label="test split",
-                            codes=encode_shapes(vae, args.data, test_items, **enc))
-    train_items, _ = list_items(args.data, "train", ["sofa"])
-    pick = sorted(np.random.default_rng(seed).permutation(len(train_items))[:len(test_items)])
-    train_items = [train_items[i] for i in pick]
+    n_points, seed = cfg["evaluation"]["generative_n_points"], cfg["evaluation"]["seed"]
+    # the references exactly as `onet eval --generative` builds them (codes encoded as --encode does)
+    reference, train_split = dataset_references(cfg, len(test_items), codes=True)
     sets = [mesh_folder_set(vae_dir / "generation_samples", n_points=n_points, seed=seed, label="VAE prior N(0, I)")]
     for r in chosen:
         label = (f"latent GAN, R1 γ={r['gamma']:g}" if r["reg"] == "r1" else "latent GAN, no R1") + f", seed {r['seed']}"
         sets.append(mesh_folder_set(Path(args.out) / r["name"] / "generation_samples", n_points=n_points, seed=seed,
                                     label=label))
-    sets.append(dataset_set(args.data, train_items, n_points=n_points, seed=seed, label="train split (reference)",
-                            codes=encode_shapes(vae, args.data, train_items, **enc)))
+    sets.append(replace(train_split, label="train split (reference)"))
     rows = [compare(s, reference) for s in sets]
     write_generative_tables(rows, Path(args.out) / "generative", reference="test split")
     return rows

@@ -371,12 +371,43 @@ def write_generative_tables(rows: list[GenerativeRow], out_dir: str | Path, *, r
 # --------------------------------------------------------------------------- the CLI mode
 
 
-def run_generative(cfg: dict, args, *, log=print) -> int:
-    """`onet eval CONFIG --generative [--pred DIR]` (samples against the test split, codes from the config's VAE)
-    or `onet eval --generative --pred DIR --gt DIR` (any two folders of meshes)."""
+def dataset_references(cfg: dict, n_train: int, *, codes: bool, progress: bool = False,
+                       log=print) -> tuple[ShapeSet, ShapeSet]:
+    """(test split, n_train shapes of the train split) of cfg's dataset as ShapeSets, the references of
+    a generative table; with `codes`, each shape's posterior-mean code from the config's VAE.
+
+    The train-split shapes are a seeded pick (evaluation.seed) of as many shapes as the sampler drew
+    (MMD and COV depend on the set size): the row a perfect sampler would match. Codes are encoded as
+    `onet generate --encode` does (data.points_subsample points, data.points_jitter, seeded per shape).
+    """
     from onet.data.dataset import list_items
     from onet.generation import encode_shapes
     from onet.models.latent import load_vae
+
+    data, n_points, seed = cfg["data"], cfg["evaluation"]["generative_n_points"], cfg["evaluation"]["seed"]
+    items, skipped = list_items(data["path"], data["test_split"], data["classes"], skip_bad=data["skip_bad"])
+    train_items, skipped_train = list_items(data["path"], data["train_split"], data["classes"],
+                                            skip_bad=data["skip_bad"])
+    for problem in skipped + skipped_train:
+        log(f"warning: {problem}")
+    pick = np.random.default_rng(seed).permutation(len(train_items))[:n_train]
+    train_items = [train_items[i] for i in sorted(pick)]
+    test_codes = train_codes = None
+    if codes:
+        vae, _ = load_vae(cfg)
+        enc = dict(n_points=data["points_subsample"], points_file=data["points_file"],
+                   jitter=data["points_jitter"], seed=cfg["seed"], progress=progress)
+        test_codes = encode_shapes(vae, data["path"], items, **enc)
+        train_codes = encode_shapes(vae, data["path"], train_items, **enc)
+    return (dataset_set(data["path"], items, n_points=n_points, seed=seed, label=f"{data['test_split']} split",
+                        codes=test_codes),
+            dataset_set(data["path"], train_items, n_points=n_points, seed=seed,
+                        label=f"{data['train_split']} split", codes=train_codes))
+
+
+def run_generative(cfg: dict, args, *, log=print) -> int:
+    """`onet eval CONFIG --generative [--pred DIR]` (samples against the test split, codes from the config's VAE)
+    or `onet eval --generative --pred DIR --gt DIR` (any two folders of meshes)."""
     from onet.utils.errors import UsageError
 
     ecfg = cfg["evaluation"]
@@ -392,27 +423,9 @@ def run_generative(cfg: dict, args, *, log=print) -> int:
         pred = Path(args.pred or Path(cfg["out_dir"]) / (cfg["generation"]["generation_dir"] + "_samples"))
         generated = mesh_folder_set(pred, n_points=n_points, seed=seed, label=Path(cfg["out_dir"]).name,
                                     progress=progress)
-        data = cfg["data"]
-        items, skipped = list_items(data["path"], data["test_split"], data["classes"], skip_bad=data["skip_bad"])
-        train_items, skipped_train = list_items(data["path"], data["train_split"], data["classes"],
-                                                skip_bad=data["skip_bad"])
-        for problem in skipped + skipped_train:
-            log(f"warning: {problem}")
-        # "train split": as many training shapes as there are samples (MMD and COV depend on the set size),
-        # the reference a perfect sampler would match
-        pick = np.random.default_rng(seed).permutation(len(train_items))[:len(generated)]
-        train_items = [train_items[i] for i in sorted(pick)]
-        codes = train_codes = None
-        if generated.codes is not None:  # the codes of the dataset shapes, from the VAE that decodes the samples
-            vae, _ = load_vae(cfg)
-            enc = dict(n_points=data["points_subsample"], points_file=data["points_file"],
-                       jitter=data["points_jitter"], seed=cfg["seed"], progress=progress)
-            codes = encode_shapes(vae, data["path"], items, **enc)
-            train_codes = encode_shapes(vae, data["path"], train_items, **enc)
-        reference = dataset_set(data["path"], items, n_points=n_points, seed=seed,
-                                label=f"{data['test_split']} split", codes=codes)
-        others.append(dataset_set(data["path"], train_items, n_points=n_points, seed=seed,
-                                  label=f"{data['train_split']} split", codes=train_codes))
+        reference, train_reference = dataset_references(cfg, len(generated), codes=generated.codes is not None,
+                                                        progress=progress, log=log)
+        others.append(train_reference)
         out = Path(args.output or Path(cfg["out_dir"]) / ecfg["eval_dir"] / "generative")
     rows = [compare(s, reference, progress=progress) for s in [generated, *others]]
     problems = generated.problems + reference.problems
