@@ -81,7 +81,8 @@ def measure(quick: bool = False, iters: int | None = None, work: Path | None = N
     for precision in ("fp32", "bf16"):
         cfg["generation"]["precision"] = precision
         start = time.perf_counter()
-        summary = generate(cfg, output_dir=work / f"meshes_{precision}", progress=False, log=lambda *a: None)
+        summary = generate(cfg, output_dir=work / f"meshes_{precision}", overwrite=True, progress=False,
+                           log=lambda *a: None)
         results[f"generate_{precision}_s"] = time.perf_counter() - start
         meshes[precision] = {p.relative_to(summary.out_dir / "meshes"): read_mesh(p)
                              for p in sorted((summary.out_dir / "meshes").rglob("*.ply"))}

@@ -279,9 +279,10 @@ class OccupancyDecoder(nn.Module):
         w_out = w_out.contiguous()  # (B, H, 1)
         mm_dtype = torch.bfloat16 if precision == "bf16" else w.dtype
         low = mm_dtype != w.dtype
-        if low:  # the folded hidden weights in bf16, once
-            ops = [(kind, *(t.to(mm_dtype) if i in _WEIGHT_SLOTS[kind] else t for i, t in enumerate(rest)))
-                   for kind, *rest in ops]
+        if low:  # centred inputs (`_centered`), the hidden weights in bf16, once
+            ops, lo_out, hi_out, w_out, b_out = _centered(ops, lo_out, hi_out, w_out, b_out)
+            ops = [(kind, *(t.to(mm_dtype) if i in _CENTERED_WEIGHT_SLOTS[kind] else t
+                            for i, t in enumerate(rest))) for kind, *rest in ops]
         H = self.hidden_size
         cuda = w.device.type == "cuda"
         batched = cuda if batched is None else batched
@@ -294,25 +295,30 @@ class OccupancyDecoder(nn.Module):
 
         def layers(h, a, y, y2, sel):
             """Hidden layers and output on h (rows, H) or (B, rows, H); sel picks the per-object
-            tensors (one object's 2D slices, or all of them for the batched matmuls)."""
+            tensors (one object's 2D slices, or all of them for the batched matmuls). bf16: y2 is
+            an fp32 scratch buffer and the ops are `_centered`'s."""
             mm = torch.bmm if h.dim() == 3 else torch.mm
             for op in ops:
-                if op[0] == "res":
+                if low:  # the residual stream and the centring stay fp32; matmul inputs bf16
+                    torch.sub(h, sel(op[1]), out=y2)
+                    torch.clamp(y2, sel(op[2]), sel(op[3]), out=a)
+                    if op[0] == "res":
+                        _, _, _, _, W0, q1, lo1, hi1, W1 = op
+                        torch.add(mm(a, sel(W0), out=y), sel(q1), out=y2)
+                        torch.clamp(y2, sel(lo1), sel(hi1), out=a)
+                        h.add_(mm(a, sel(W1), out=y))
+                    else:
+                        h.copy_(mm(a, sel(op[4]), out=y))
+                elif op[0] == "res":
                     _, lo0, hi0, W0, lo1, hi1, W1 = op
                     torch.clamp(h, sel(lo0), sel(hi0), out=a)
                     mm(a, sel(W0), out=y)
                     y.clamp_(sel(lo1), sel(hi1))
-                    if low:  # the residual stream stays fp32
-                        h.add_(mm(y, sel(W1), out=y2))
-                    else:
-                        h.baddbmm_(y, sel(W1)) if h.dim() == 3 else h.addmm_(y, sel(W1))
+                    h.baddbmm_(y, sel(W1)) if h.dim() == 3 else h.addmm_(y, sel(W1))
                 else:
                     _, lo0, hi0, W0 = op
                     torch.clamp(h, sel(lo0), sel(hi0), out=a)
-                    if low:
-                        h.copy_(mm(a, sel(W0), out=y))
-                    else:
-                        mm(a, sel(W0), out=h)
+                    mm(a, sel(W0), out=h)
             torch.clamp(h, sel(lo_out), sel(hi_out), out=h)  # fp32 output layer
             return mm(h, sel(w_out))  # (rows, 1) or (B, rows, 1)
 
@@ -331,7 +337,8 @@ class OccupancyDecoder(nn.Module):
             n_el = B * rows * H if batched else rows * H
             # flat storage reused by every chunk; views keep each chunk contiguous
             h_buf = p.new_empty(n_el)
-            a_buf, y_buf, y2_buf = (p.new_empty(n_el, dtype=mm_dtype) for _ in range(3))
+            a_buf, y_buf = (p.new_empty(n_el, dtype=mm_dtype) for _ in range(2))
+            y2_buf = p.new_empty(n_el)  # fp32: the centring scratch of the bf16 path (unused in fp32)
             if batched:
                 for i in range(0, N, rows):
                     n = min(rows, N - i)
@@ -385,10 +392,14 @@ class OccupancyDecoder(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             z = None if z is None else z.to(w).clone()
             ops, lo_out, hi_out, W_out, b_out, WpT = self._folded(c.to(w).clone(), z)
+            slots = _WEIGHT_SLOTS
+            if precision == "bf16":  # centred inputs, as in make_eval_fn
+                ops, lo_out, hi_out, W_out, b_out = _centered(ops, lo_out, hi_out, W_out, b_out)
+                slots = _CENTERED_WEIGHT_SLOTS
             ops = [(op[0], *(t[0] for t in op[1:])) for op in ops]  # drop the batch dim: all 2D
             lo_out, hi_out, W_out, b_out = lo_out[0], hi_out[0], W_out[0].contiguous(), b_out[0]  # W_out (H, 1)
             if precision == "bf16":
-                ops = [(kind, *(t.to(torch.bfloat16) if i in _WEIGHT_SLOTS[kind] else t for i, t in enumerate(rest)))
+                ops = [(kind, *(t.to(torch.bfloat16) if i in slots[kind] else t for i, t in enumerate(rest)))
                        for kind, *rest in ops]
         dim = self.dim
 
@@ -402,10 +413,17 @@ class OccupancyDecoder(nn.Module):
                 raise ValueError(f"p must be (1, N, {dim}), got {tuple(p.shape)}")
             h = p[0].to(device=w.device, dtype=w.dtype) @ WpT  # (N, H)
             for op in ops:
-                if op[0] == "res":
+                if precision == "bf16":  # `_centered`'s ops
+                    a = _clamp(h - op[1], op[2], op[3])
+                    if op[0] == "res":
+                        _, _, _, _, W0, q1, lo1, hi1, W1 = op
+                        h = h + mm(_clamp(mm(a, W0) + q1, lo1, hi1), W1)
+                    else:
+                        h = mm(a, op[4])
+                elif op[0] == "res":
                     _, lo0, hi0, W0, lo1, hi1, W1 = op
                     y = _clamp(mm(_clamp(h, lo0, hi0), W0), lo1, hi1)
-                    h = h + mm(y, W1) if precision == "bf16" else torch.addmm(h, y, W1)
+                    h = torch.addmm(h, y, W1)
                 else:
                     _, lo0, hi0, W0 = op
                     h = mm(_clamp(h, lo0, hi0), W0)
@@ -466,6 +484,45 @@ def _fold(
     W = (s_eff.unsqueeze(2) * wT.unsqueeze(0)).contiguous()  # (B, H_in, H_out)
     bias = const @ wT + b
     return lo.unsqueeze(1), hi.unsqueeze(1), W, bias
+
+
+def _centered(ops, lo_out, hi_out, W_out, b_out):
+    """The folded network of `_folded` rewritten for bf16 matmul inputs: each clamp's input is
+    shifted by its ReLU threshold m, so what is rounded to bf16 is clamp(x, lo, hi) - m =
+    relu(x * s + t) / s, the activation itself (what autocast rounds), not x, whose per-channel
+    offset can dwarf its spread (rounding x measured 40x the logit error of autocast).
+
+    Exact in real arithmetic: clamp(x, lo, hi) @ W = (clamp(x - m, lo - m, hi - m)) @ W + m @ W,
+    with lo - m, hi - m in {0, +-inf}. The constant m @ W terms are folded forward, so the
+    residual stream h is stored minus a per-object constant K (shifting later thresholds).
+    Returns ops ('res', m0, lo0, hi0, W0, q1, lo1, hi1, W1) / ('lin', m0, lo0, hi0, W0) to run as
+        a = clamp(h - m0, lo0, hi0); y = clamp(a @ W0 + q1, lo1, hi1); h += y @ W1   (res)
+        h = clamp(h - m0, lo0, hi0) @ W0                                            (lin)
+    and the output layer's lo, hi, W, bias (`out = clamp(h, lo, hi) @ W + bias`).
+    """
+    def threshold(lo, hi):
+        m = torch.where(torch.isfinite(lo), lo, torch.where(torch.isfinite(hi), hi, torch.zeros_like(lo)))
+        inf = torch.full_like(lo, float("inf"))
+        return m, torch.where(torch.isfinite(lo), 0.0, -inf), torch.where(torch.isfinite(hi), 0.0, inf)
+
+    K = torch.zeros_like(lo_out)  # (B, 1, H): h_true = h + K
+    out = []
+    for op in ops:
+        m0, lo0, hi0 = threshold(op[1], op[2])
+        W0 = op[3]
+        k0 = torch.bmm(m0, W0)  # (B, 1, H)
+        if op[0] == "res":
+            m1, lo1, hi1 = threshold(op[4], op[5])
+            out.append(("res", m0 - K, lo0, hi0, W0, k0 - m1, lo1, hi1, op[6]))
+            K = K + torch.bmm(m1, op[6])
+        else:
+            out.append(("lin", m0 - K, lo0, hi0, W0))
+            K = k0
+    return out, lo_out - K, hi_out - K, W_out, b_out + torch.bmm(K, W_out).squeeze(2)
+
+
+# positions of the weight matrices in the ops of `_centered` (after the op's kind)
+_CENTERED_WEIGHT_SLOTS = {"res": (3, 7), "lin": (3,)}
 
 
 class CBNResnetDecoder(OccupancyDecoder):

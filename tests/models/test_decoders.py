@@ -126,6 +126,27 @@ def test_bf16_eval_fn_is_close_to_fp32(batched):
     assert ((out > 0) != (ref > 0)).float().mean() < 0.01
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_bf16_eval_and_field_fns_round_activations_not_raw_features(batched):
+    """Channels switched off far from 0 (thresholds near 100, as trained decoders have): the
+    folded bf16 path must round the activations (0 there), as autocast does, not the raw
+    features; rounding those cost 200x autocast's logit error before the inputs were centred."""
+    torch.manual_seed(0)
+    dec = randomized(DECODERS["cbn_resnet"](c_dim=6, hidden_size=64, n_blocks=5), 6, 0)
+    with torch.no_grad():  # every other channel of every norm: relu(x * s + t) = 0 for all points
+        for norm in [n for b in dec.blocks for n in (b.norm_0, b.norm_1)] + [dec.norm_out]:
+            norm.bn.running_mean[::2] += 100.37
+    c = torch.randn(3, 6)
+    p = 1.1 * torch.rand(3, 2000, 3) - 0.55
+    with torch.no_grad():
+        ref = dec(p, None, c)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            autocast_err = (dec(p, None, c).float() - ref).abs().mean()
+    eval_err = (dec.make_eval_fn(c, precision="bf16", batched=batched)(p) - ref).abs().mean()
+    field_err = (dec.make_field_fn(c[:1], precision="bf16")(p[:1]).detach() - ref[:1]).abs().mean()
+    assert 0 < eval_err < 2 * autocast_err and 0 < field_err < 2 * autocast_err
+
+
 def test_fold_handles_positive_negative_and_zero_scales():
     x = torch.randn(2, 50, 4, dtype=torch.float64)
     s = torch.tensor([[2.0, -3.0, 0.0, 1e-300], [-0.5, 0.0, 4.0, 1.0]], dtype=torch.float64)
