@@ -26,6 +26,8 @@ def tiny_cfg(tiny_dataset, tmp_path):
         "model.c_dim=16", "train.batch_size=4", "train.max_iters=4", "train.validate_every=2",
         "train.checkpoint_every=2", "train.print_every=1", "train.max_time=null",
         "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.n_points=2000",
+        # configs/demo.yaml says auto: pinned, so the suite computes the same on CPUs with and without bf16
+        "train.precision=fp32", "generation.precision=fp32",
     ])
 
 

@@ -15,6 +15,7 @@ SMALL = [
     "train.batch_size=4", "train.max_iters=2", "train.validate_every=2", "train.checkpoint_every=2",
     "train.print_every=1", "train.max_time=null", "train.num_workers=0",
     "generation.resolution_0=8", "generation.upsampling_steps=1",
+    "train.precision=fp32", "generation.precision=fp32",  # demo.yaml's auto, pinned: the same on every CPU
 ]
 MODEL_CONFIGS = {
     "img": ("demo.yaml", ["data.img_size=32", "model.encoder_kwargs={width: 8, pretrained: false}"]),
