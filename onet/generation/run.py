@@ -159,7 +159,9 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     if input_dir is not None and input_type is None:
         raise UsageError("--input needs a conditional model (data.input_type is null); use --samples N")
     if output_dir is None:
-        suffix = "_input" if input_dir else ("_samples" if samples or interpolate else "")
+        # prior draws and interpolations are different meshes: their own folders, so one after the
+        # other needs no --overwrite
+        suffix = "_input" if input_dir else "_samples" if samples else "_interpolation" if interpolate else ""
         output_dir = Path(cfg["out_dir"]) / (gcfg["generation_dir"] + suffix)
     out = Path(output_dir)
     if input_dir is not None:

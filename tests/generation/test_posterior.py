@@ -1,6 +1,7 @@
 """VAE posterior tools: encoding dataset shapes, `onet generate --encode / --interpolate --between`, the
 latent GAN's samples, codes.npz, and an overfit VAE whose posterior means decode to its training shapes."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -164,3 +165,15 @@ def test_posterior_mean_of_a_training_shape_decodes_to_it(tmp_path):
             assert iou >= 0.8, f"{m}: IoU {iou:.3f} of the decoded posterior mean with the training shape"
     finally:
         torch.set_num_threads(threads)
+
+
+def test_samples_then_interpolation_go_to_their_own_default_folders(tiny_vae_cfg, tmp_path):
+    """--samples and --interpolate make different meshes: each has its own default folder, so running
+    one after the other needs no --overwrite and keeps both."""
+    out_dir = tmp_path / "run"
+    shutil.copytree(tiny_vae_cfg["out_dir"], out_dir)
+    path = _cfg_file({**tiny_vae_cfg, "out_dir": str(out_dir)}, tmp_path)
+    assert _run("generate", path, "--samples", 2) == 0
+    assert _run("generate", path, "--interpolate", 3) == 0
+    assert sorted(read_codes(out_dir / "generation_samples" / "codes.npz")) == ["sample_000", "sample_001"]
+    assert len(read_codes(out_dir / "generation_interpolation" / "codes.npz")) == 3
