@@ -39,7 +39,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 import re
 import shutil
 import time
@@ -306,7 +305,7 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
             if batch:
                 yield batch
 
-    for batch, pairs in _extracted(model, loaded_batches(), cfg, dev, runner):
+    for batch, pairs in _extracted(model, loaded_batches(), cfg, dev, runner, launch.local_world_size):
         for job, mesh in pairs:
             runner.run(job.name, job.source or mesh_path(job.name), finish, job, mesh)
         bar.update(len(batch))
@@ -360,7 +359,7 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
                            [(w.name, w.reason) for w in warnings])
 
 
-def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner):
+def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner, processes_per_node: int = 1):
     """(batch, [(job, mesh), ...]) for each batch of loaded jobs, in order.
 
     With marching-cubes workers (generation.marching_cubes_workers; by default on CUDA
@@ -370,8 +369,7 @@ def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner)
     breaks) and the pipeline restarts with the next batch.
     """
     gcfg = cfg["generation"]
-    workers = marching_cubes_workers(dev, gcfg["marching_cubes_workers"],
-                                     processes_per_node=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    workers = marching_cubes_workers(dev, gcfg["marching_cubes_workers"], processes_per_node=processes_per_node)
     if model.output_kind != FIELD or workers == 0 or gcfg["marching_cubes"] != "skimage":
         for batch in batches:
             yield batch, _extract_each(model, batch, cfg, dev, runner)

@@ -4,9 +4,9 @@ torchrun sets RANK / WORLD_SIZE / LOCAL_RANK; without them training runs in one
 process. NCCL is used on CUDA, gloo on CPU (which is how the tests run DDP).
 
 Every collective here is entered by all ranks at the same point of the loop, or
-the run hangs: decisions that depend on one rank's data or clock (a skipped batch,
-train.max_time) are agreed first (`agree`), on CPU tensors over a gloo group so
-that a CUDA run does not wait for the GPU to drain.
+the run hangs: decisions that depend on one rank's data or clock are agreed first
+(a skipped batch with `agree`, on CPU tensors over a gloo group so that a CUDA run
+does not wait for the GPU to drain; when to stop with `agree_to_stop`).
 """
 
 from __future__ import annotations
@@ -113,9 +113,9 @@ def all_reduce_sum(values: Sequence[float], info: DistInfo, device: torch.device
 def agree(flags: Sequence[int], info: DistInfo) -> list[int]:
     """Element-wise sums of small integers over all processes, on the CPU.
 
-    Used so that every rank takes the same branch: a batch one rank could not load
-    is skipped by all (sum > 0), train.max_time is judged by one clock. Runs over a
-    gloo group, so on CUDA it neither synchronises nor waits for the GPU.
+    Used so that every rank takes the same branch, e.g. a batch one rank could not
+    load is skipped by all (sum > 0). Runs over a gloo group, so on CUDA it neither
+    synchronises nor waits for the GPU.
     """
     if not info.enabled:
         return [int(f) for f in flags]

@@ -57,6 +57,7 @@ class Launch:
     world_size: int = 1
     local_rank: int = 0
     owns_group: bool = False  # launch_info() created the process group, so shutdown() ends it
+    local_world_size: int = 1  # processes on this node: they share its CPU cores
 
     @property
     def distributed(self) -> bool:
@@ -95,7 +96,8 @@ def launch_info() -> Launch:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="gloo", timeout=_GROUP_TIMEOUT)
-    return Launch(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), owns)
+    return Launch(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")), owns,
+                  int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 
 
 def barrier(launch: Launch) -> None:
