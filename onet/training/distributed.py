@@ -17,7 +17,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.distributed as dist
-import torch.distributed._functional_collectives as functional_collectives
 from torch import nn
 
 NONFINITE_STOP = "a non-finite training loss on some process"
@@ -95,10 +94,30 @@ def agree_to_stop(reason: str, info: DistInfo, device: torch.device, *,
     return box[0]
 
 
+class _SumOverProcesses(torch.autograd.Function):
+    """Sum over processes; the gradient of each input is the sum of all processes' output gradients.
+
+    Blocking all-reduces in both directions: nothing is left in flight for the process group's
+    worker threads (torch's functional collectives could leave asynchronous work behind, and a
+    process that then destroyed its group aborted with "terminate called without an active
+    exception"). Also avoids torch.distributed.nn.functional, which warns on every call.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 def _differentiable_sum(x: torch.Tensor) -> torch.Tensor:
-    """Sum over processes with gradients flowing back to each (the functional collectives; the older
-    torch.distributed.nn.functional warns on every call that it is deprecated)."""
-    return functional_collectives.wait_tensor(functional_collectives.all_reduce(x, "sum", dist.group.WORLD))
+    return _SumOverProcesses.apply(x)
 
 
 def all_reduce_sum(values: Sequence[float], info: DistInfo, device: torch.device) -> list[float]:

@@ -132,10 +132,16 @@ def run(rank, port):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         bn = GlooSyncBatchNorm(3).train()
-        x = torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(rank), requires_grad=True)
-        bn(x).pow(2).sum().backward()
+        xs = [torch.randn(4, 3, 5, generator=torch.Generator().manual_seed(r)) for r in range(2)]
+        w = torch.randn(8, 3, 5, generator=torch.Generator().manual_seed(9))  # a loss that is not symmetric
+        x = xs[rank].clone().requires_grad_()
+        (bn(x) * w[4 * rank:4 * rank + 4]).sum().backward()
+    # the same global batch through plain batch norm in one process: outputs' gradients must match
+    whole = torch.cat(xs).requires_grad_()
+    (torch.nn.BatchNorm1d(3).train()(whole) * w).sum().backward()
+    grad_ok = torch.allclose(x.grad, whole.grad[4 * rank:4 * rank + 4], atol=1e-5)
     with open(f"{sys.argv[2]}/rank{rank}.txt", "w") as f:  # one file each: prints would interleave
-        f.write(f"{repr(a)} {repr(b)} {c == NONFINITE_STOP} {[str(w.message)[:80] for w in caught]}")
+        f.write(f"{repr(a)} {repr(b)} {c == NONFINITE_STOP} {[str(w.message)[:80] for w in caught]} {grad_ok}")
     dist.destroy_process_group()
 
 if __name__ == "__main__":
@@ -151,8 +157,9 @@ def test_ranks_follow_rank_0s_stop_decision_and_sync_bn_does_not_warn(tmp_path):
     done = subprocess.run([sys.executable, str(script), str(_free_port()), str(tmp_path)], capture_output=True,
                           text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    for rank in (0, 1):  # both go on; both stop with rank 0's reason; both stop on rank 1's NaN; no warning
-        assert (tmp_path / f"rank{rank}.txt").read_text() == "'' 'reached train.max_time=1s' True []"
+    for rank in (0, 1):  # both go on; both stop with rank 0's reason; both stop on rank 1's NaN; no warning;
+        # gradients of the synchronised batch norm flow across processes like one process's
+        assert (tmp_path / f"rank{rank}.txt").read_text() == "'' 'reached train.max_time=1s' True [] True"
 
 
 _ONCE_PER_NODE = """
