@@ -4,8 +4,10 @@ Every model class names its kind in a class attribute `output_kind`, and
 provides the same three methods, so the trainer needs no case analysis:
 
     compute_loss(batch) -> (loss scalar, {name: float or detached 0-d tensor})  training
-    validation_metrics(batch, threshold, points_chunk=None) -> {name: (B,) tensor}
+    validation_metrics(batch, threshold, points_chunk=None, encode_points=None) -> {name: (B,) tensor}
                                                                 validation, per object
+                                                                (encode_points: data.points_subsample,
+                                                                for a VAE's latent encoder)
     val_metrics: tuple of the names validation_metrics returns
 
 `batch` is the collated dict of `onet.data.dataset.ShapeDataset` items on the

@@ -91,8 +91,8 @@ class PSGN(DirectPredictor):
         loss = self._chamfer_loss(self(batch["inputs"]), target).mean()
         return loss, {"loss": loss.detach()}
 
-    def validation_metrics(self, batch: dict, threshold: float, *,
-                           points_chunk: int | None = None) -> dict[str, torch.Tensor]:
+    def validation_metrics(self, batch: dict, threshold: float, *, points_chunk: int | None = None,
+                           encode_points: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss" (the training loss) and "chamfer", the Chamfer-L1 of
         onet.evaluation (mean of the two mean Euclidean nearest-neighbour distances) to
         batch["pointcloud"]. `threshold` and `points_chunk` are unused: a point set has no occupancy to cut."""

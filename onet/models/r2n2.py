@@ -107,8 +107,8 @@ class R2N2(DirectPredictor):
         loss = self._voxel_bce(self(batch["inputs"]), batch["voxels"]).mean()
         return loss, {"loss": loss.detach()}
 
-    def validation_metrics(self, batch: dict, threshold: float, *,
-                           points_chunk: int | None = None) -> dict[str, torch.Tensor]:
+    def validation_metrics(self, batch: dict, threshold: float, *, points_chunk: int | None = None,
+                           encode_points: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss" (the training loss) and "iou" at batch["points"] against
         batch["points.occ"], the grid's probabilities interpolated at the points and cut at `threshold`
         (a lookup in one grid: `points_chunk` is unused)."""

@@ -133,12 +133,15 @@ def _finite_state(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def validate(model: nn.Module, loader, device: torch.device, threshold: float, *,
-             points_chunk: int | None = None, dist_info: DistInfo = DistInfo()) -> dict:
+             points_chunk: int | None = None, encode_points: int | None = None,
+             dist_info: DistInfo = DistInfo()) -> dict:
     """Means over val objects of the model's validation metrics ("val_" + each of model.val_metrics:
     loss and IoU at probability `threshold`, or loss and Chamfer-L1 for point sets).
 
     points_chunk: at most this many points (over the batch) per decoder call (see the
         model's validation_metrics); chunking changes only memory, not the values.
+    encode_points: a VAE encodes each object from this many of its points (data.points_subsample,
+        as in training) and is scored through the posterior mean.
     dist_info: with several processes each validates its share of the objects (its
         loader's) and the sums are all-reduced, so every rank returns the same numbers.
     """
@@ -149,7 +152,8 @@ def validate(model: nn.Module, loader, device: torch.device, threshold: float, *
         skipped += len(batch["skipped"])
         if "points" not in batch:
             continue
-        per_object = model.validation_metrics(to_device(batch, device), threshold, points_chunk=points_chunk)
+        per_object = model.validation_metrics(to_device(batch, device), threshold, points_chunk=points_chunk,
+                                              encode_points=encode_points)
         for name, values in per_object.items():
             sums[name] += float(values.double().sum())
         count += batch["points"].shape[0]
@@ -333,7 +337,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         """Called by every rank: each validates its share, all get the same metrics and decision."""
         nonlocal best
         metrics = validate(model, val_loader, dev, cfg["test"]["threshold"], points_chunk=tcfg["val_points_chunk"],
-                           dist_info=dist_info)
+                           encode_points=cfg["data"]["points_subsample"], dist_info=dist_info)
         value = metrics[f"val_{tcfg['model_selection_metric']}"]
         if not all(math.isfinite(metrics[f"val_{k}"]) for k in model.val_metrics):
             shown = ", ".join(f"val_{k} {metrics[f'val_{k}']}" for k in model.val_metrics)

@@ -115,3 +115,33 @@ def test_model_make_eval_fn_matches_decode_with_default_z():
         ref = model(p, x, sample=False)
     out = model.make_eval_fn(c)(p)
     torch.testing.assert_close(out, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_vae_validation_scores_the_reconstruction_through_the_posterior_mean():
+    """Two shapes that are each other's complement (x > 0 vs x < 0): a VAE that learned them
+    reconstructs both through q(z | points), while its prior mean z = 0 can only draw one
+    compromise, so validation on the prior mean would rate the model near chance."""
+    torch.manual_seed(0)
+    model = build_model(model_cfg(decoder="simple", decoder_kwargs={"hidden_size": 32}, z_dim=2,
+                                  encoder_latent="pointnet_latent", encoder_latent_kwargs={"hidden_size": 32}))
+    p = torch.rand(2, 512, 3) - 0.5
+    occ = torch.stack([(p[0, :, 0] > 0), (p[1, :, 0] < 0)]).float()
+    batch = {"points": p, "points.occ": occ, "inputs": None}
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(300):
+        loss, _ = model.compute_loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        got = model.validation_metrics(batch, 0.5, encode_points=256, points_chunk=300)
+        z, logstd = model.infer_z(p[:, :256], occ[:, :256], model.encode_inputs(None, batch_size=2))
+        prior = model.decode(p, torch.zeros(2, 2), None)
+    assert got["iou"].min() > 0.9
+    prior_iou = ((prior > 0) & (occ > 0)).sum(1) / ((prior > 0) | (occ > 0)).sum(1).clamp(min=1)
+    assert prior_iou.mean() < 0.7  # what validation on the prior mean would have reported
+    # loss = BCE at the posterior mean, summed over points, + KL: a negative ELBO per object
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(model.decode(p, z, None), occ, reduction="none").sum(1)
+    kl = (0.5 * (torch.exp(2 * logstd) + z**2 - 1) - logstd).sum(1)
+    torch.testing.assert_close(got["loss"], (bce + kl).detach(), rtol=1e-4, atol=1e-3)
