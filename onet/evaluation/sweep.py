@@ -35,6 +35,9 @@ import numpy as np
 import torch
 
 from onet.geometry.iou import iou_per_threshold
+from onet.models.kinds import FIELD
+from onet.utils.device import to_device
+from onet.utils.errors import UsageError
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 
 # 0.05, 0.10, ..., 0.95; the paper's 0.2 is on the grid
@@ -80,8 +83,12 @@ def _check_taus(thresholds) -> list[float]:
 
 
 @torch.no_grad()
-def object_ious(model, loader, thresholds, device) -> tuple[np.ndarray, list[str]]:
+def object_ious(model, loader, thresholds, device, *, points_chunk: int | None = None,
+                encode_points: int | None = None) -> tuple[np.ndarray, list[str]]:
     """One pass of `model` over `loader`: IoU of every object at every tau.
+
+    The logits are `model.validation_logits` (points_chunk, encode_points: see there), as
+    `onet train` validates: a VAE is scored through its posterior mean.
 
     The IoU at each tau comes from the same logits, so the network runs once
     whatever the number of thresholds. Per batch only the intersection and
@@ -97,24 +104,23 @@ def object_ious(model, loader, thresholds, device) -> tuple[np.ndarray, list[str
         skipped.extend(batch["skipped"])
         if "points" not in batch:
             continue
-        p = batch["points"].to(device)  # (B, T, 3)
-        occ = batch["points.occ"].to(device)  # (B, T)
-        c = model.encode_inputs(batch["inputs"].to(device), batch_size=p.shape[0])
-        z = model.get_z_from_prior(p.shape[0], sample=False, device=device)
-        logits = model.decode(p, z, c)  # (B, T)
-        rows.append(iou_per_threshold(logits, occ, taus).numpy())
+        batch = to_device(batch, device)
+        # exactly as training validates (a VAE through its posterior mean)
+        logits, _ = model.validation_logits(batch, points_chunk=points_chunk, encode_points=encode_points)
+        rows.append(iou_per_threshold(logits, batch["points.occ"], taus).cpu().numpy())
     if not rows:
         raise RuntimeError("the validation split produced no loadable objects: nothing to sweep")
     return np.concatenate(rows, axis=0), skipped
 
 
-def sweep_iou(model, loader, thresholds=DEFAULT_TAUS, device="cpu") -> dict[float, float]:
+def sweep_iou(model, loader, thresholds=DEFAULT_TAUS, device="cpu", *,
+              encode_points: int | None = None) -> dict[float, float]:
     """Mean IoU over objects at each threshold: {tau: iou}, one network pass (see `object_ious`).
 
     loader yields collated ShapeDataset batches (points, points.occ, inputs),
     e.g. the validation split with mode="val".
     """
-    ious, _ = object_ious(model, loader, thresholds, device)
+    ious, _ = object_ious(model, loader, thresholds, device, encode_points=encode_points)
     return {tau: float(ious[:, k].mean()) for k, tau in enumerate(_check_taus(thresholds))}
 
 
@@ -404,8 +410,12 @@ def sweep(cfg: dict, *, full: bool = False, output=None, thresholds=DEFAULT_TAUS
     taus = _check_taus(list(thresholds) + full_taus)
 
     model, ckpt = load_model(cfg, None, dev)
+    if model.output_kind != FIELD:
+        raise UsageError(f"{ckpt}: a {model.output_kind} model ({cfg['model']['decoder']} decoder) has no occupancy "
+                         "field to sweep; the threshold sweep is for occupancy networks")
     log(f"fast sweep: {len(taus)} thresholds, model {ckpt}, split '{cfg['data']['val_split']}'")
-    ious, skipped = object_ious(model, val_loader(cfg, dev), taus, dev)
+    ious, skipped = object_ious(model, val_loader(cfg, dev), taus, dev, points_chunk=cfg["train"]["val_points_chunk"],
+                                encode_points=cfg["data"]["points_subsample"])
     problems = [f"skipped {s}" for s in skipped]
     rows = [{"tau": t, "iou": float(ious[:, k].mean()), **{key: None for key in FULL_KEYS}}
             for k, t in enumerate(taus)]

@@ -135,21 +135,21 @@ class OccupancyNetwork(nn.Module):
         loss = rec + kl
         return loss, {"loss": loss.detach(), "rec": rec.detach(), "kl": kl.detach()}
 
-    def validation_metrics(self, batch: dict, threshold: float, *, points_chunk: int | None = None,
-                           encode_points: int | None = None) -> dict[str, torch.Tensor]:
-        """Per object (B,): "loss", the BCE summed over batch["points"], and "iou" at probability
-        `threshold` against batch["points.occ"].
+    def validation_logits(self, batch: dict, *, points_chunk: int | None = None,
+                          encode_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits (B, T) at batch["points"] as validation scores them, and the KL term per object (B,).
 
         z: for a VAE (a latent encoder), the posterior mean of q(z | the first `encode_points`
         of the object's points and occupancies) — the reconstruction `onet generate --encode`
-        scores — and "loss" adds the KL term (a negative ELBO). The prior mean (the reference
-        code's choice) would score the decoder's mean shape, which is best when z is ignored,
-        so model selection would favour a collapsed posterior. Otherwise the prior mean.
+        scores — with its KL to the prior; zeros KL otherwise, and z the prior mean. The prior
+        mean for a VAE (the reference code's choice) would score the decoder's mean shape,
+        which is best when z is ignored, so model selection would favour a collapsed posterior.
         encode_points: the number of points the latent encoder saw in training
             (data.points_subsample; its max-pooling depends on it); None: all of them.
         points_chunk: decode at most this many points (over the batch) per call: in eval
             mode every point is decoded on its own, so only the memory changes (100k points x
-            a batch of objects through the plain forward is gigabytes of activations)."""
+            a batch of objects through the plain forward is gigabytes of activations).
+        """
         p, occ = batch["points"], batch["points.occ"]
         B, T = p.shape[:2]
         c = self.encode_inputs(batch["inputs"], batch_size=B)
@@ -162,9 +162,17 @@ class OccupancyNetwork(nn.Module):
         else:
             z = self.get_z_from_prior(B, sample=False, device=p.device)
         step = T if points_chunk is None else max(1, points_chunk // B)
-        logits = torch.cat([self.decode(p[:, i:i + step], z, c) for i in range(0, T, step)], dim=1)
+        return torch.cat([self.decode(p[:, i:i + step], z, c) for i in range(0, T, step)], dim=1), kl
+
+    def validation_metrics(self, batch: dict, threshold: float, *, points_chunk: int | None = None,
+                           encode_points: int | None = None) -> dict[str, torch.Tensor]:
+        """Per object (B,): "loss", the BCE summed over batch["points"] (+ the KL term for a
+        VAE: a negative ELBO), and "iou" at probability `threshold` against
+        batch["points.occ"]; the logits of `validation_logits` (its arguments)."""
+        logits, kl = self.validation_logits(batch, points_chunk=points_chunk, encode_points=encode_points)
+        occ = batch["points.occ"]
         loss = F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(-1) + kl
-        return {"loss": loss, "iou": iou_per_threshold(logits, occ, [threshold])[:, 0].to(p.device)}
+        return {"loss": loss, "iou": iou_per_threshold(logits, occ, [threshold])[:, 0].to(logits.device)}
 
     def make_eval_fn(
         self, c: torch.Tensor, z: torch.Tensor | None = None, *, chunk_points: int | None = None,

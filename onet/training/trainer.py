@@ -54,7 +54,7 @@ from onet.training.distributed import (
     once_per_node,
     shutdown_distributed,
 )
-from onet.utils.device import loader_settings, resolve_device, set_tf32
+from onet.utils.device import loader_settings, resolve_device, set_tf32, to_device
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path
 
@@ -87,11 +87,6 @@ class _LossModule(nn.Module):
 
     def forward(self, batch: dict):
         return self.model.compute_loss(batch)
-
-
-def to_device(batch: dict, device: torch.device) -> dict:
-    """The batch with its tensors on `device` (names and other entries as they are)."""
-    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def learning_rate(tcfg: dict, it: int, cpu_seconds: float = 0.0) -> float:

@@ -82,3 +82,8 @@ def marching_cubes_workers(device: torch.device, workers: int | None, *, process
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, cores // max(1, processes_per_node) - 2))
+
+
+def to_device(batch: dict, device: torch.device | str) -> dict:
+    """The batch with its tensors on `device` (names and other entries as they are)."""
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -132,3 +132,28 @@ def test_full_sweep_meshes_and_scores_each_tau(trained_cfg, tmp_path):
         assert math.isclose(r["chamfer_l1"], (r["accuracy"] + r["completeness"]) / 2, rel_tol=1e-6)
     header = next(csv.reader(open(out / "sweep.csv")))
     assert header == ["tau", "iou", "mesh_iou", "accuracy", "completeness", "chamfer_l1", "normal_consistency"]
+
+
+def test_vae_sweep_scores_the_posterior_mean_like_training_validation(tiny_vae_cfg, tmp_path):
+    """A VAE is swept through the posterior means of the validation shapes, as `onet train`
+    validates it, not at the prior mean z = 0."""
+    from onet.training.trainer import validate
+    from onet.utils.checkpoints import load_checkpoint, save_checkpoint
+
+    cfg = copy.deepcopy(tiny_vae_cfg)
+    cfg["out_dir"] = str(tmp_path / "run")
+    state = load_checkpoint(f"{tiny_vae_cfg['out_dir']}/{cfg['test']['model_file']}")
+    # after 2 training steps the decoder barely reads z: make z matter, so the two choices differ
+    state["model"]["decoder.fc_z.weight"] = 30 * torch.randn_like(state["model"]["decoder.fc_z.weight"])
+    state["model"]["encoder_latent.fc_mean.bias"] = torch.randn_like(state["model"]["encoder_latent.fc_mean.bias"])
+    save_checkpoint(tmp_path / "run" / cfg["test"]["model_file"], **state)
+
+    tau = cfg["test"]["threshold"]
+    result = sweep(cfg, thresholds=[tau, 0.5], output=tmp_path / "sweep", progress=False, log=quiet)
+    model, _ = load_model(cfg, None, torch.device("cpu"))
+    posterior = validate(model, val_loader(cfg), torch.device("cpu"), tau,
+                         encode_points=cfg["data"]["points_subsample"])["val_iou"]
+    model.encoder_latent = None  # validation at the prior mean
+    prior = validate(model, val_loader(cfg), torch.device("cpu"), tau)["val_iou"]
+    assert abs(posterior - prior) > 1e-3
+    assert {r["tau"]: r["iou"] for r in result.rows}[tau] == pytest.approx(posterior, abs=1e-9)
