@@ -1,5 +1,6 @@
 """The command line as a user runs it: help, exit codes, one smoke run per verb."""
 
+import json
 import subprocess
 import sys
 
@@ -107,6 +108,12 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert code == 0
     text = "\n".join(lines)
     assert "IoU" in text and "demo finished" in text
+    # tau chosen on the validation split (the fast sweep) and used for the meshes
+    chosen = float(text.split("threshold tau = ")[1].split(",")[0])
+    sweep = json.loads((tmp_path / "demo" / "eval" / "sweep" / "sweep.json").read_text())
+    assert chosen == sweep["best_tau"]
+    stamp = yaml.safe_load((tmp_path / "demo" / "generation" / "stamp.yaml").read_text())
+    assert stamp["options"]["threshold"] == chosen
     assert list((tmp_path / "demo" / "generation_input" / "meshes").glob("*.ply"))
     assert list((tmp_path / "demo" / "generation" / "previews").rglob("*.png"))
 
