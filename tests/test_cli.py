@@ -108,6 +108,7 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert code == 0
     text = "\n".join(lines)
     assert "IoU" in text and "demo finished" in text
+    assert "training 2 iterations: about" in text and "s of first reads; timed just now" in text
     # tau chosen on the validation split (the fast sweep) and used for the meshes
     chosen = float(text.split("threshold tau = ")[1].split(",")[0])
     sweep = json.loads((tmp_path / "demo" / "eval" / "sweep" / "sweep.json").read_text())
