@@ -114,9 +114,9 @@ def choose_threshold(cfg: dict, *, progress: bool = True, log=print) -> float:
     a validation set"; it found 0.2 for its models). The demo's smaller, briefly trained model
     prefers a higher tau (0.3-0.4 on three runs: +0.02-0.03 validation IoU). The test split is not read.
     """
-    from onet.evaluation.sweep import sweep
+    from onet.evaluation import sweep_thresholds
 
-    result = sweep(cfg, progress=progress, log=lambda *a: None)
+    result = sweep_thresholds(cfg, progress=progress, log=lambda *a: None)
     ious = {r["tau"]: r["iou"] for r in result.rows}
     old = float(cfg["test"]["threshold"])
     at_old = f"; {ious[old]:.3f} at the config's {old:g}" if old in ious else ""
