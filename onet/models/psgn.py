@@ -95,7 +95,8 @@ class PSGN(DirectPredictor):
                            encode_points: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss" (the training loss) and "chamfer", the Chamfer-L1 of
         onet.evaluation (mean of the two mean Euclidean nearest-neighbour distances) to
-        batch["pointcloud"]. `threshold` and `points_chunk` are unused: a point set has no occupancy to cut."""
+        batch["pointcloud"]. `threshold`, `points_chunk` and `encode_points` are unused: a point
+        set has no occupancy to cut and no latent code."""
         pred, target = self(batch["inputs"]), batch["pointcloud"]
         to_target, to_pred = chamfer_terms(pred, target)
         chamfer_l1 = 0.5 * (to_target.sqrt().mean(1) + to_pred.sqrt().mean(1))

@@ -111,7 +111,7 @@ class R2N2(DirectPredictor):
                            encode_points: int | None = None) -> dict[str, torch.Tensor]:
         """Per object (B,): "loss" (the training loss) and "iou" at batch["points"] against
         batch["points.occ"], the grid's probabilities interpolated at the points and cut at `threshold`
-        (a lookup in one grid: `points_chunk` is unused)."""
+        (a lookup in one grid: `points_chunk` is unused; no latent code: `encode_points` is unused)."""
         logits = self(batch["inputs"])
         p, occ = batch["points"], batch["points.occ"]
         probs = probabilities_at_points(torch.sigmoid(logits), p)
