@@ -57,8 +57,6 @@ EvalFn = Callable[[torch.Tensor], torch.Tensor]
 # single-threaded; bigger chunks cost up to ~15%)
 _CPU_CHUNK_POINTS_PER_THREAD = 1024
 _CUDA_CHUNK_POINTS = 1 << 18
-# positions of the weight matrices in the ops of `_folded` (after the op's kind)
-_WEIGHT_SLOTS = {"res": (2, 5), "lin": (2,)}
 
 
 class DecoderBlock(nn.Module):
@@ -280,9 +278,7 @@ class OccupancyDecoder(nn.Module):
         mm_dtype = torch.bfloat16 if precision == "bf16" else w.dtype
         low = mm_dtype != w.dtype
         if low:  # centred inputs (`_centered`), the hidden weights in bf16, once
-            ops, lo_out, hi_out, w_out, b_out = _centered(ops, lo_out, hi_out, w_out, b_out)
-            ops = [(kind, *(t.to(mm_dtype) if i in _CENTERED_WEIGHT_SLOTS[kind] else t
-                            for i, t in enumerate(rest))) for kind, *rest in ops]
+            ops, lo_out, hi_out, w_out, b_out = _centered(ops, lo_out, hi_out, w_out, b_out, mm_dtype)
         H = self.hidden_size
         cuda = w.device.type == "cuda"
         batched = cuda if batched is None else batched
@@ -392,15 +388,10 @@ class OccupancyDecoder(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             z = None if z is None else z.to(w).clone()
             ops, lo_out, hi_out, W_out, b_out, WpT = self._folded(c.to(w).clone(), z)
-            slots = _WEIGHT_SLOTS
-            if precision == "bf16":  # centred inputs, as in make_eval_fn
-                ops, lo_out, hi_out, W_out, b_out = _centered(ops, lo_out, hi_out, W_out, b_out)
-                slots = _CENTERED_WEIGHT_SLOTS
+            if precision == "bf16":  # centred inputs and bf16 hidden weights, as in make_eval_fn
+                ops, lo_out, hi_out, W_out, b_out = _centered(ops, lo_out, hi_out, W_out, b_out, torch.bfloat16)
             ops = [(op[0], *(t[0] for t in op[1:])) for op in ops]  # drop the batch dim: all 2D
             lo_out, hi_out, W_out, b_out = lo_out[0], hi_out[0], W_out[0].contiguous(), b_out[0]  # W_out (H, 1)
-            if precision == "bf16":
-                ops = [(kind, *(t.to(torch.bfloat16) if i in slots[kind] else t for i, t in enumerate(rest)))
-                       for kind, *rest in ops]
         dim = self.dim
 
         def mm(x: torch.Tensor, W: torch.Tensor) -> torch.Tensor:
@@ -486,7 +477,7 @@ def _fold(
     return lo.unsqueeze(1), hi.unsqueeze(1), W, bias
 
 
-def _centered(ops, lo_out, hi_out, W_out, b_out):
+def _centered(ops, lo_out, hi_out, W_out, b_out, mm_dtype: torch.dtype):
     """The folded network of `_folded` rewritten for bf16 matmul inputs: each clamp's input is
     shifted by its ReLU threshold m, so what is rounded to bf16 is clamp(x, lo, hi) - m =
     relu(x * s + t) / s, the activation itself (what autocast rounds), not x, whose per-channel
@@ -498,7 +489,8 @@ def _centered(ops, lo_out, hi_out, W_out, b_out):
     Returns ops ('res', m0, lo0, hi0, W0, q1, lo1, hi1, W1) / ('lin', m0, lo0, hi0, W0) to run as
         a = clamp(h - m0, lo0, hi0); y = clamp(a @ W0 + q1, lo1, hi1); h += y @ W1   (res)
         h = clamp(h - m0, lo0, hi0) @ W0                                            (lin)
-    and the output layer's lo, hi, W, bias (`out = clamp(h, lo, hi) @ W + bias`).
+    and the output layer's lo, hi, W, bias (`out = clamp(h, lo, hi) @ W + bias`). The hidden
+    weights W0, W1 are returned in `mm_dtype` (the output layer stays in its own dtype).
     """
     def threshold(lo, hi):
         m = torch.where(torch.isfinite(lo), lo, torch.where(torch.isfinite(hi), hi, torch.zeros_like(lo)))
@@ -513,16 +505,12 @@ def _centered(ops, lo_out, hi_out, W_out, b_out):
         k0 = torch.bmm(m0, W0)  # (B, 1, H)
         if op[0] == "res":
             m1, lo1, hi1 = threshold(op[4], op[5])
-            out.append(("res", m0 - K, lo0, hi0, W0, k0 - m1, lo1, hi1, op[6]))
+            out.append(("res", m0 - K, lo0, hi0, W0.to(mm_dtype), k0 - m1, lo1, hi1, op[6].to(mm_dtype)))
             K = K + torch.bmm(m1, op[6])
         else:
-            out.append(("lin", m0 - K, lo0, hi0, W0))
+            out.append(("lin", m0 - K, lo0, hi0, W0.to(mm_dtype)))
             K = k0
     return out, lo_out - K, hi_out - K, W_out, b_out + torch.bmm(K, W_out).squeeze(2)
-
-
-# positions of the weight matrices in the ops of `_centered` (after the op's kind)
-_CENTERED_WEIGHT_SLOTS = {"res": (3, 7), "lin": (3,)}
 
 
 class CBNResnetDecoder(OccupancyDecoder):

@@ -125,8 +125,7 @@ class OccupancyNetwork(nn.Module):
         if self.z_dim > 0:
             mean, logstd = self.infer_z(p, occ, c)
             z = mean + torch.exp(logstd) * torch.randn_like(mean)
-            # closed-form KL(N(mean, std^2) || N(0, 1)), summed over latent dimensions
-            kl = (0.5 * (torch.exp(2 * logstd) + mean**2 - 1) - logstd).sum(dim=1).mean()
+            kl = _kl_to_prior(mean, logstd).mean()
         else:
             z = None
             kl = p.new_zeros(())
@@ -158,7 +157,7 @@ class OccupancyNetwork(nn.Module):
             n = T if encode_points is None else max(1, min(T, int(encode_points)))
             # the dataset's points are a uniform random draw, so the first n are one too
             z, logstd = self.infer_z(p[:, :n], occ[:, :n].to(p.dtype), c)
-            kl = (0.5 * (torch.exp(2 * logstd) + z**2 - 1) - logstd).sum(dim=1)
+            kl = _kl_to_prior(z, logstd)
         else:
             z = self.get_z_from_prior(B, sample=False, device=p.device)
         step = T if points_chunk is None else max(1, points_chunk // B)
@@ -217,3 +216,8 @@ class OccupancyNetwork(nn.Module):
         else:
             z = None
         return self.decoder.make_field_fn(c, z, precision=precision)
+
+
+def _kl_to_prior(mean: torch.Tensor, logstd: torch.Tensor) -> torch.Tensor:
+    """Closed-form KL(N(mean, std^2) || N(0, I)) per object (B,), summed over the latent dimensions."""
+    return (0.5 * (torch.exp(2 * logstd) + mean**2 - 1) - logstd).sum(dim=1)
