@@ -13,9 +13,10 @@ script rebuilds everything:
 Runs (each trains for `--cpu-budget` CPU seconds of its training process with
 `--threads` threads, 3,600 = 30 minutes of 2 cores, then generates and evaluates
 the test split; `--parallel` trains them side by side):
-    pc_cpu      configs/pointcloud_cpu.yaml (near-surface ratio of the config)
-    pc_cpu_r0   the same with data.points_near_surface_ratio=0 (the near-surface comparison)
-    img_cpu     configs/img_cpu.yaml
+    pc_cpu         configs/pointcloud_cpu.yaml (local features; near-surface ratio of the config)
+    pc_cpu_r0      the same with data.points_near_surface_ratio=0 (the near-surface comparison)
+    pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
+    img_cpu        configs/img_cpu.yaml
 The tables print each run beside the `onet eval --eval-input` baseline (the
 300 noisy input points). A point cloud has no normals, so the input's normal
 consistency is scored here with normals estimated from the points themselves
@@ -64,6 +65,7 @@ RUNS = {
     "pc_cpu": ("configs/pointcloud_cpu.yaml", []),
     "pc_cpu_r0": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
+    "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }
 
 

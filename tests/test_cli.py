@@ -175,3 +175,31 @@ def test_preprocess_near_surface_flags_and_training_mix(tmp_path):
     res = run("train", "configs/pointcloud.yaml", f"out_dir={tmp_path / 'bad'}", f"data.path={out}",
               "data.points_near_surface_ratio=2")
     assert res.returncode == 2 and "data.points_near_surface_ratio" in res.stderr
+
+
+def test_cpu_point_cloud_config_trains_generates_and_evaluates(tmp_path):
+    """configs/pointcloud_cpu.yaml (local features: planes that `make_eval_fn`, refinement and
+    normals read instead of a code vector) through train -> generate -> eval, shrunk."""
+    import trimesh
+    src = tmp_path / "meshes" / "things"
+    src.mkdir(parents=True)
+    for i in range(5):
+        trimesh.creation.box(extents=(0.8, 0.3 + 0.1 * i, 0.4)).export(src / f"box_{i}.obj")
+    data = tmp_path / "dataset"
+    res = run("preprocess", tmp_path / "meshes", data, "--n-points", 2000, "--n-surface", 1000, "--n-views", 1,
+              "--img-size", 32, "--watertight-resolution", 32, "--near-surface", 500, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    common = [f"data.path={data}", f"out_dir={tmp_path / 'run'}", "train.max_cpu_time=null", "train.max_iters=3",
+              "train.batch_size=2", "data.points_subsample=128", "data.points_iou_subsample=500",
+              "model.encoder_kwargs={hidden_dim: 8, plane_resolution: 8, unet_levels: 2, unet_channels: 4}",
+              "model.decoder_kwargs={hidden_size: 8, n_blocks: 2}", "model.c_dim=8",
+              "generation.resolution_0=8", "generation.upsampling_steps=1", "generation.refinement_step=2",
+              "generation.vertex_normals=true", "evaluation.n_points=2000", "--no-progress"]
+    res = run("train", "configs/pointcloud_cpu.yaml", *common)
+    assert res.returncode == 0, res.stderr
+    res = run("generate", "configs/pointcloud_cpu.yaml", *common)
+    assert res.returncode == 0, res.stderr
+    assert len(list((tmp_path / "run" / "generation" / "meshes").rglob("*.ply"))) >= 1
+    res = run("eval", "configs/pointcloud_cpu.yaml", *common)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "run" / "eval" / "eval.json").is_file()

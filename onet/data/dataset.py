@@ -203,6 +203,7 @@ class ShapeDataset(torch.utils.data.Dataset):
         self.items = items
         self.epoch = 0
         self._points_cache: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        self._cloud_cache: dict[Path, np.ndarray] = {}  # input surface points (cache_points)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -311,9 +312,13 @@ class ShapeDataset(torch.utils.data.Dataset):
             return load_image(files[view], opt.img_size, rng=rng, augment=opt.img_augment and self.mode == "train")
         if opt.input_type == "pointcloud":
             path = folder / opt.pointcloud_file
-            pc = load_pointcloud_npz(path)
+            surface = self._cloud_cache.get(path)
+            if surface is None:
+                surface = load_pointcloud_npz(path)["points"]
+                if opt.cache_points:  # the input cloud is drawn anew each epoch from the same points
+                    self._cloud_cache[path] = surface
             try:
-                return pointcloud_input(pc["points"], opt.pointcloud_n, opt.pointcloud_noise, rng)
+                return pointcloud_input(surface, opt.pointcloud_n, opt.pointcloud_noise, rng)
             except ValueError as exc:
                 raise DataFormatError(path, str(exc)) from None
         if opt.input_type == "voxels":

@@ -32,6 +32,7 @@ from onet.models.decoders import (
 )
 from onet.models.embedding import ShapeEmbedding
 from onet.models.image import PretrainedWeightsUnavailable, ResNet18Encoder
+from onet.models.local import LocalDecoder, TriplanePointnet
 from onet.models.kinds import FIELD, OUTPUT_KINDS, POINTS, TARGETS, VOXELS
 from onet.models.onet import OccupancyNetwork
 from onet.models.pointnet import LatentPointnet, ResnetPointnet, SimplePointnet
@@ -46,6 +47,8 @@ ENCODERS = {
     "pointnet_resnet": ResnetPointnet,
     "pointnet_simple": SimplePointnet,
     "voxel_simple": VoxelEncoder,
+    # local features (three planes) for the `local` decoder: learns from few objects (models/local.py)
+    "pointnet_triplane": TriplanePointnet,
 }
 
 DECODERS = {
@@ -53,6 +56,7 @@ DECODERS = {
     "batchnorm": BatchNormDecoder,
     "cbn_noresnet": CBNNoResnetDecoder,
     "simple": SimpleDecoder,
+    "local": LocalDecoder,
     # baselines (thesis App. E.2): their decoders predict a voxel grid / a point set, not a field
     "r2n2": R2N2Decoder,
     "psgn": PSGNDecoder,
@@ -69,12 +73,18 @@ LATENT_ENCODERS = {
     "pointnet_latent": LatentPointnet,
 }
 
+# encoders whose output is feature planes (B, 3, c_dim, R, R), and the decoders that read them
+# (instead of a code vector (B, c_dim)): they only fit each other
+PLANE_ENCODERS = frozenset({"pointnet_triplane"})
+PLANE_DECODERS = frozenset({"local"})
+
 # The observation each encoder reads (data.input_type); a mismatch is a config error at load time.
 ENCODER_INPUTS = {
     "resnet18": "img",
     "pointnet_resnet": "pointcloud",
     "pointnet_simple": "pointcloud",
     "voxel_simple": "voxels",
+    "pointnet_triplane": "pointcloud",
 }
 
 MODEL_KEYS = (
@@ -83,7 +93,7 @@ MODEL_KEYS = (
 )
 
 __all__ = [
-    "ENCODERS", "DECODERS", "LATENT_ENCODERS", "NETWORKS", "MODEL_KEYS", "ENCODER_INPUTS",
+    "ENCODERS", "DECODERS", "LATENT_ENCODERS", "PLANE_ENCODERS", "PLANE_DECODERS", "NETWORKS", "MODEL_KEYS", "ENCODER_INPUTS",
     "build_model", "check_model_config", "count_parameters", "load_model", "output_kind", "data_targets",
     "OccupancyNetwork", "OccupancyDecoder", "R2N2", "PSGN", "ShapeEmbedding", "PretrainedWeightsUnavailable",
     "FIELD", "VOXELS", "POINTS", "OUTPUT_KINDS",
@@ -183,6 +193,7 @@ def check_model_config(model_cfg: dict[str, Any], *, input_type: str | None | ob
             raise ConfigError(f"model.encoder_latent {lat_name!r} needs model.z_dim > 0, got {z_dim}")
         _check_kwargs("decoder", DECODERS, dec_name, model_cfg.get("decoder_kwargs"),
                       {"z_dim": z_dim, "c_dim": c_dim})
+        _check_local_pair(enc_name, dec_name, model_cfg)
     if enc_name is not None:
         _check_kwargs("encoder", ENCODERS, enc_name, model_cfg.get("encoder_kwargs"), {"c_dim": c_dim})
     elif model_cfg.get("encoder_kwargs"):
@@ -200,6 +211,21 @@ def check_model_config(model_cfg: dict[str, Any], *, input_type: str | None | ob
         if enc_name is not None and enc_name in ENCODER_INPUTS and wanted != input_type:
             raise ConfigError(f"model.encoder {enc_name!r} reads data.input_type {wanted!r}, "
                               f"but data.input_type is {input_type!r}")
+
+
+def _check_local_pair(enc_name: Any, dec_name: Any, model_cfg: dict[str, Any]) -> None:
+    """Plane decoders read feature planes, which only the plane encoders make (and only they read)."""
+    plane_encoder = enc_name in PLANE_ENCODERS
+    if (dec_name in PLANE_DECODERS) != plane_encoder:
+        raise ConfigError(
+            f"model.encoder {enc_name!r} and model.decoder {dec_name!r} do not fit: decoder "
+            f"{' / '.join(sorted(PLANE_DECODERS))} reads the feature planes of {' / '.join(sorted(PLANE_ENCODERS))}, "
+            "and those encoders feed only it")
+    if plane_encoder:
+        pads = [(model_cfg.get(f"{k}_kwargs") or {}).get("padding", 0.1) for k in ("encoder", "decoder")]
+        if pads[0] != pads[1]:
+            raise ConfigError(f"model.encoder_kwargs.padding {pads[0]} != model.decoder_kwargs.padding {pads[1]}: "
+                              "encoder and decoder must map the box to the planes alike")
 
 
 def _build(kind: str, registry: dict[str, type], name: str, kwargs: dict[str, Any] | None,

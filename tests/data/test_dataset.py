@@ -176,6 +176,24 @@ def test_pointcloud_input_is_300_noisy_surface_points(published):
     assert float((clean.norm(dim=1) - truth[item["category"], item["model_id"]]["radius"]).abs().max()) < 1e-3
 
 
+def test_cache_points_keeps_the_input_cloud_and_draws_the_same_items(published, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(published[0], root)
+    opts = dict(input_type="pointcloud", points_subsample=256)
+    plain = ShapeDataset(root, "train", options=_options(**opts), seed=3)
+    cached = ShapeDataset(root, "train", options=_options(**opts, cache_points=True), seed=3)
+    first = [cached[i] for i in range(len(cached))]
+    for i, item in enumerate(first):
+        for key in ("points", "points.occ", "inputs"):
+            assert torch.equal(item[key], plain[i][key])
+    for cat, mid in cached.items:  # the files are read once: epoch 2 runs without them
+        for name in ("points.npz", "pointcloud.npz"):
+            (root / cat / mid / name).unlink()
+    cached.epoch = 1
+    again = cached[0]
+    assert again["inputs"].shape == (300, 3) and not torch.equal(again["inputs"], first[0]["inputs"])
+
+
 def test_val_sampling_is_seeded_and_training_sampling_is_not_repeated(published):
     root, _ = published
     opts = _options(input_type="pointcloud", points_iou_subsample=500)

@@ -3,12 +3,14 @@
 import pytest
 import torch
 
-from onet.models import DECODERS, FIELD, output_kind
+from onet.models import DECODERS, FIELD, PLANE_DECODERS, output_kind
 from onet.models.decoders import OccupancyDecoder, _fold
 from onet.models.layers import CBatchNorm
 
 # the occupancy decoders (the baselines' decoders in the registry predict voxels / points)
-FIELD_DECODERS = sorted(name for name in DECODERS if output_kind({"decoder": name}) == FIELD)
+# decoders of a code vector c (B, c_dim); the plane decoders have their own tests (test_local.py)
+FIELD_DECODERS = sorted(name for name in DECODERS if output_kind({"decoder": name}) == FIELD
+                        and name not in PLANE_DECODERS)
 
 
 def randomized(decoder, c_dim, z_dim, scale=0.1, seed=0):

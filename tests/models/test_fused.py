@@ -7,10 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from onet.models import DECODERS, FIELD, fused, output_kind
+from onet.models import DECODERS, FIELD, PLANE_DECODERS, fused, output_kind
 
 # the occupancy-field decoders (the baselines' decoders have no fused path)
-FIELD_DECODERS = sorted(name for name in DECODERS if output_kind({"decoder": name}) == FIELD)
+# the fused trunk is the code-vector decoders' (the plane decoders have none)
+FIELD_DECODERS = sorted(name for name in DECODERS if output_kind({"decoder": name}) == FIELD
+                        and name not in PLANE_DECODERS)
 
 
 def pair(name, z_dim, *, dtype=torch.float64, hidden=24, n_blocks=3, seed=0):

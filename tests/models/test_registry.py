@@ -26,8 +26,8 @@ def model_cfg(**overrides):
 
 
 def test_registries_are_plain_dicts():
-    assert set(ENCODERS) == {"resnet18", "pointnet_resnet", "pointnet_simple", "voxel_simple"}
-    assert set(DECODERS) == {"cbn_resnet", "batchnorm", "cbn_noresnet", "simple", "r2n2", "psgn"}
+    assert set(ENCODERS) == {"resnet18", "pointnet_resnet", "pointnet_simple", "voxel_simple", "pointnet_triplane"}
+    assert set(DECODERS) == {"cbn_resnet", "batchnorm", "cbn_noresnet", "simple", "r2n2", "psgn", "local"}
     assert set(LATENT_ENCODERS) == {"pointnet_latent"}
     assert all(isinstance(r, dict) for r in (ENCODERS, DECODERS, LATENT_ENCODERS))
 

@@ -1,0 +1,147 @@
+"""The local-feature model (models/local.py): planes, pooling, sampling, eval closures, config checks."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from onet.models import build_model, check_model_config
+from onet.models.local import PLANES, LocalDecoder, TriplanePointnet, plane_cells, sample_planes
+from onet.utils.errors import ConfigError
+
+LOCAL = {"encoder": "pointnet_triplane", "decoder": "local", "c_dim": 8, "z_dim": 0,
+         "encoder_kwargs": {"hidden_dim": 8, "plane_resolution": 8, "unet_levels": 2, "unet_channels": 4},
+         "decoder_kwargs": {"hidden_size": 8, "n_blocks": 2}}
+
+
+def test_sampling_at_cell_centres_reads_the_cell_that_pooling_writes():
+    torch.manual_seed(0)
+    R, pad = 8, 0.1
+    planes = torch.randn(1, 3, 2, R, R)
+    # cell centres in [0, 1] -> box coordinates
+    idx = torch.randint(0, R, (1, 50, 3))
+    p = ((idx + 0.5) / R - 0.5) * (1 + pad)
+    cells = plane_cells(p, R, pad)  # (1, 3, 50)
+    want = sum(planes[0, k].reshape(2, R * R)[:, cells[0, k]] for k in range(3)).t()  # (50, 2)
+    assert torch.allclose(sample_planes(planes, p, pad)[0], want, atol=1e-5)
+    # the first axis of a plane indexes its columns
+    a, b = PLANES[0]
+    assert torch.equal(cells[0, 0], idx[0, :, b] * R + idx[0, :, a])
+
+
+def test_plane_features_are_cell_means_and_ignore_point_order():
+    torch.manual_seed(0)
+    enc = TriplanePointnet(c_dim=3, hidden_dim=4, n_blocks=1, plane_resolution=4, unet_levels=0)
+    p = torch.rand(2, 40, 3) - 0.5
+    planes = enc(p)
+    assert planes.shape == (2, 3, 3, 4, 4)
+    perm = torch.randperm(40)
+    assert torch.allclose(enc(p[:, perm]), planes, atol=1e-6)
+    feats = enc.fc_c(enc.blocks[0](enc.fc_pos(p)))  # (2, 40, 3): one block, no pooling
+    cells = plane_cells(p, 4, 0.1)
+    for k in range(3):
+        flat = planes[:, k].reshape(2, 3, 16)
+        for cell in cells[0, k].unique():
+            inside = cells[0, k] == cell
+            assert torch.allclose(flat[0, :, cell], feats[0, inside].mean(0), atol=1e-6)
+        empty = torch.ones(16, dtype=torch.bool)
+        empty[cells[0, k]] = False
+        assert torch.all(flat[0][:, empty] == 0)
+
+
+def test_local_pooling_mixes_only_points_that_share_a_cell():
+    torch.manual_seed(0)
+    enc = TriplanePointnet(c_dim=2, hidden_dim=4, n_blocks=2, plane_resolution=4, unet_levels=0)
+    for prm in enc.parameters():  # fc_1 starts at zero: give the blocks an effect
+        torch.nn.init.normal_(prm, std=0.5)
+    # two points in opposite corner cells (no plane cell in common) and a third one sharing their cells
+    p = torch.tensor([[[-0.45, -0.45, -0.45], [0.45, 0.45, 0.45]]])
+    base = enc(p)
+    moved = p.clone()
+    moved[0, 1] = torch.tensor([0.40, 0.40, 0.40])  # same cells, other position
+    out = enc(moved)
+    cells = plane_cells(p, 4, 0.1)[0, :, 0]
+    for k in range(3):
+        # the first point's cells do not see the second point move
+        assert torch.allclose(out[0, k].reshape(2, 16)[:, cells[k]], base[0, k].reshape(2, 16)[:, cells[k]])
+
+
+def test_eval_closures_equal_the_forward_and_are_differentiable():
+    torch.manual_seed(0)
+    model = build_model(LOCAL).eval()
+    x = torch.rand(3, 100, 3) - 0.5
+    p = 1.1 * (torch.rand(3, 500, 3) - 0.5)
+    c = model.encode_inputs(x)
+    with torch.no_grad():
+        want = model.decode(p, None, c)
+    fn = model.make_eval_fn(c, chunk_points=128)
+    assert torch.allclose(fn(p), want, atol=1e-6)
+    assert fn(p[:, :0]).shape == (3, 0)
+    low = model.make_eval_fn(c, precision="bf16")(p)
+    assert (low - want).abs().max() < 0.05 * want.abs().max() + 1e-3
+    field = model.make_field_fn(c[1:2])
+    q = p[1:2, :20].clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(field(q).sum(), q)
+    eps = 1e-3
+    e = torch.zeros_like(q)
+    e[0, :, 0] = eps
+    with torch.no_grad():
+        fd = (field(q + e) - field(q - e)) / (2 * eps)
+    assert torch.allclose(g[0, :, 0], fd[0], atol=2e-2, rtol=2e-2)
+    with pytest.raises(ValueError, match="3, 8, R, R"):
+        model.decoder(p, None, torch.zeros(3, 8))
+
+
+def test_training_step_reaches_every_parameter():
+    torch.manual_seed(0)
+    model = build_model(LOCAL).train()
+    batch = {"points": torch.rand(2, 64, 3) - 0.5, "points.occ": (torch.rand(2, 64) < 0.5).float(),
+             "inputs": torch.rand(2, 100, 3) - 0.5}
+    loss, parts = model.compute_loss(batch)
+    loss.backward()
+    # fc_1 of every ResNet block starts at 0, so the layers before it get no gradient in step 1;
+    # everything else does
+    missing = [n for n, prm in model.named_parameters()
+               if (prm.grad is None or prm.grad.abs().sum() == 0) and "fc_0" not in n]
+    assert not missing
+
+
+def test_overfits_two_shapes_from_their_point_clouds():
+    """A box and a ball, told apart only by their point clouds: the local model learns both."""
+    torch.manual_seed(0)
+    cfg = {**LOCAL, "encoder_kwargs": {**LOCAL["encoder_kwargs"], "plane_resolution": 16},
+           "decoder_kwargs": {"hidden_size": 16, "n_blocks": 2}}
+    model = build_model(cfg)
+    n = 2000
+    q = 1.1 * (torch.rand(2, n, 3) - 0.5)
+    occ = torch.stack([(q[0].abs() < 0.3).all(1), q[1].norm(dim=1) < 0.4]).float()
+    d = torch.randn(300, 3)
+    sphere = 0.4 * d / d.norm(dim=1, keepdim=True)
+    face = torch.randint(0, 3, (300,))
+    cube = 0.6 * (torch.rand(300, 3) - 0.5)
+    cube[torch.arange(300), face] = 0.3 * torch.sign(torch.randn(300))
+    inputs = torch.stack([cube, sphere])
+    opt = torch.optim.Adam(model.parameters(), 3e-3)
+    for _ in range(150):
+        loss, _ = model.compute_loss({"points": q, "points.occ": occ, "inputs": inputs})
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        pred = model(q, inputs) > 0
+    iou = (pred & occ.bool()).sum(1) / (pred | occ.bool()).sum(1)
+    assert iou.min() > 0.85, iou
+
+
+def test_config_pairs_the_local_decoder_with_a_plane_encoder():
+    check_model_config(LOCAL, input_type="pointcloud")
+    with pytest.raises(ConfigError, match="do not fit"):
+        check_model_config({**LOCAL, "encoder": "pointnet_resnet", "encoder_kwargs": {}})
+    with pytest.raises(ConfigError, match="do not fit"):
+        check_model_config({**LOCAL, "decoder": "cbn_resnet", "decoder_kwargs": {}})
+    with pytest.raises(ConfigError, match="padding"):
+        check_model_config({**LOCAL, "decoder_kwargs": {"padding": 0.2}})
+    with pytest.raises(ConfigError, match="plane_resolution"):
+        build_model({**LOCAL, "encoder_kwargs": {"plane_resolution": 6, "unet_levels": 3}})
+    with pytest.raises(ConfigError, match="reads data.input_type 'pointcloud'"):
+        check_model_config(LOCAL, input_type="img")
