@@ -47,6 +47,7 @@ class DataOptions:
     img_folder: str = "img_choy2016"
     img_size: int = 224
     img_augment: bool = False
+    augment_symmetries: bool = False
     pointcloud_file: str = "pointcloud.npz"
     pointcloud_n: int = 300
     pointcloud_noise: float = 0.005
@@ -58,10 +59,13 @@ class DataOptions:
     targets: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        from onet.utils.errors import ConfigError
         if not 0.0 <= self.points_near_surface_ratio <= 1.0:
-            from onet.utils.errors import ConfigError
             raise ConfigError(f"config key 'data.points_near_surface_ratio' must be in [0, 1], "
                               f"got {self.points_near_surface_ratio!r}")
+        if self.augment_symmetries and self.input_type == "img":
+            raise ConfigError("config key 'data.augment_symmetries' needs point-cloud or voxel inputs (or none): "
+                              "an image cannot be turned with its object's points; set it to false")
 
     @classmethod
     def from_config(cls, data_cfg: dict, *, targets: tuple[str, ...] = ()) -> "DataOptions":
@@ -262,6 +266,10 @@ class ShapeDataset(torch.utils.data.Dataset):
                                                       0.0, rng)
             except ValueError as exc:
                 raise DataFormatError(path, str(exc)) from None
+        if opt.augment_symmetries and self.mode == "train":
+            # its own stream: the draws above are the same with and without augmentation
+            k = int(np.random.default_rng(_seed_for(self.seed, "augment", self.epoch, cat, model_id)).integers(8))
+            item = turn_about_up_axis(item, k, input_type=opt.input_type)
         return item
 
     def n_near_surface(self, n: int | None, folder: Path) -> int:
@@ -325,6 +333,39 @@ class ShapeDataset(torch.utils.data.Dataset):
             vox = read_binvox(folder / opt.voxels_file, shape=(VOXEL_RESOLUTION,) * 3)
             return torch.from_numpy(vox.astype(np.float32))
         return torch.empty(0)
+
+
+def turn_about_up_axis(item: dict, k: int, *, input_type: str | None) -> dict:
+    """Symmetry k (0-7) of the square about the up axis y: swap x and z when k & 1, then negate
+    x when k & 2 and z when k & 4, on every 3-D field of an item alike (points, point-cloud inputs
+    and targets, voxel grids [x, y, z]). The unit box maps onto itself, so occupancies stay right.
+    k = 0 is the identity."""
+    if not k:
+        return item
+
+    def points(p: torch.Tensor) -> torch.Tensor:
+        p = p[:, [2, 1, 0]] if k & 1 else p.clone()
+        if k & 2:
+            p[:, 0] = -p[:, 0]
+        if k & 4:
+            p[:, 2] = -p[:, 2]
+        return p
+
+    def grid(v: torch.Tensor) -> torch.Tensor:
+        v = v.permute(2, 1, 0) if k & 1 else v
+        dims = [d for d, bit in ((0, 2), (2, 4)) if k & bit]
+        return (v.flip(dims) if dims else v).contiguous()
+
+    out = {**item, "points": points(item["points"])}
+    if input_type == "pointcloud":
+        out["inputs"] = points(item["inputs"])
+    elif input_type == "voxels":
+        out["inputs"] = grid(item["inputs"])
+    if "pointcloud" in item:
+        out["pointcloud"] = points(item["pointcloud"])
+    if "voxels" in item:
+        out["voxels"] = grid(item["voxels"])
+    return out
 
 
 def collate(batch: list[dict]) -> dict:

@@ -398,3 +398,41 @@ def test_baseline_targets_are_loaded_only_when_asked_for(published):
     # noise-free samples of the stored surface (a sphere of the object's radius)
     np.testing.assert_allclose(item["pointcloud"].norm(dim=1).numpy(), gt["radius"], atol=2e-3)
     assert torch.equal(item["points"], plain["points"]) and torch.equal(item["inputs"], plain["inputs"])
+
+
+def test_symmetries_about_the_up_axis_turn_points_and_grids_alike():
+    from onet.data.dataset import turn_about_up_axis
+    gen = torch.Generator().manual_seed(0)
+    grid = (torch.rand(32, 32, 32, generator=gen) < 0.3).float()  # asymmetric [x, y, z] grid
+    idx = torch.randint(0, 32, (500, 3), generator=gen)
+    centres = (idx.float() + 0.5) / 32 - 0.5
+    item = {"points": centres, "inputs": centres[:100].clone(), "voxels": grid, "points.occ": grid[tuple(idx.t())]}
+    seen = set()
+    for k in range(8):
+        out = turn_about_up_axis(item, k, input_type="pointcloud")
+        assert torch.equal(out["points"][:, 1], centres[:, 1])  # y is the axis
+        assert torch.equal(out["inputs"], out["points"][:100])
+        back = ((out["points"] + 0.5) * 32 - 0.5).round().long()
+        assert torch.equal(out["voxels"][tuple(back.t())], item["points.occ"])  # grid and points agree
+        seen.add(tuple(out["points"][0].tolist()) + tuple(out["points"][1].tolist()))
+    assert len(seen) == 8 and turn_about_up_axis(item, 0, input_type="pointcloud") is item
+
+
+def test_augmentation_in_training_only_and_not_with_images(published):
+    root, _ = published
+    opts = dict(input_type="pointcloud", points_subsample=300)
+    plain = ShapeDataset(root, "train", options=_options(**opts), seed=1)
+    turned = ShapeDataset(root, "train", options=_options(**opts, augment_symmetries=True), seed=1)
+    changed = 0
+    for i in range(len(plain)):
+        a, b = plain[i], turned[i]
+        # the same draws, turned: y and the norms stay, the occupancies are the same
+        assert torch.equal(a["points.occ"], b["points.occ"])
+        assert torch.allclose(a["points"].norm(dim=1), b["points"].norm(dim=1))
+        assert torch.equal(a["points"][:, 1], b["points"][:, 1]) and torch.equal(a["inputs"][:, 1], b["inputs"][:, 1])
+        changed += not torch.equal(a["points"], b["points"])
+    assert changed >= 1
+    val = ShapeDataset(root, "val", options=_options(**opts, augment_symmetries=True), mode="val")
+    assert torch.equal(val[0]["points"], ShapeDataset(root, "val", options=_options(**opts), mode="val")[0]["points"])
+    with pytest.raises(ValueError, match="data.augment_symmetries"):
+        _options(input_type="img", augment_symmetries=True)
