@@ -194,17 +194,20 @@ def group_d_loss(D: "StackedMLP", kind: str, xr: torch.Tensor, fake: torch.Tenso
         out = D(torch.cat([xr, fake], 1)).squeeze(-1)                          # (R, 2B)
         dr, df = out[:, :B], out[:, B:]
         return (F.softplus(-dr).mean(1) + F.softplus(df).mean(1)).sum()
-    if kind == "zc":   # R1 on data or R2 on fakes: one forward, the penalty from its half
-        x = torch.cat([xr, fake], 1).requires_grad_(True)
-        out = D(x).squeeze(-1)
-        dr, df = out[:, :B], out[:, B:]
-        sq = input_grad_sq(out, x, sample_ndim=2)                              # (R, 2B) ||∇_x d||²
-        sq = torch.where(on_fake, sq[:, B:], sq[:, :B])
+    # The penalty's double backward runs only through the samples it is taken on (a forward
+    # over all samples at once would carry every row through it: 1.5-2x the work)
+    if kind == "zc":   # R1 on data or R2 on fakes, per run
+        pen_on_fake = on_fake.unsqueeze(-1)                                    # (R, 1, 1)
+        x = torch.where(pen_on_fake, fake, xr).requires_grad_(True)
+        out = D(x).squeeze(-1)                                                 # (R, B), penalised half
+        other = D(torch.where(pen_on_fake, xr, fake)).squeeze(-1)
+        dr, df = torch.where(on_fake, other, out), torch.where(on_fake, out, other)
+        sq = input_grad_sq(out, x, sample_ndim=2)                              # (R, B) ||∇_x d||²
         return (F.softplus(-dr).mean(1) + F.softplus(df).mean(1) + 0.5 * gamma * sq.mean(1)).sum()
     xi = (t * xr + (1 - t) * fake).requires_grad_(True)                       # WGAN-GP on interpolates
-    out = D(torch.cat([xr, fake, xi], 1)).squeeze(-1)                          # (R, 3B)
-    dr, df, di = out[:, :B], out[:, B:2 * B], out[:, 2 * B:]
-    norm = input_grad_sq(di, xi, sample_ndim=2).clamp_min(1e-12).sqrt()
+    out = D(torch.cat([xr, fake], 1)).squeeze(-1)                              # (R, 2B)
+    dr, df = out[:, :B], out[:, B:]
+    norm = input_grad_sq(D(xi).squeeze(-1), xi, sample_ndim=2).clamp_min(1e-12).sqrt()
     return (df.mean(1) - dr.mean(1) + gamma * (norm - 1).pow(2).mean(1)).sum()
 
 
