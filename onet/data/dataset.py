@@ -10,6 +10,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -206,8 +207,7 @@ class ShapeDataset(torch.utils.data.Dataset):
             self.problems = []
         self.items = items
         self.epoch = 0
-        self._points_cache: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
-        self._cloud_cache: dict[Path, np.ndarray] = {}  # input surface points (cache_points)
+        self._file_cache: dict[Path, Any] = {}  # arrays read from each file (data.cache_points)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -291,13 +291,18 @@ class ShapeDataset(torch.utils.data.Dataset):
         name = self.options.points_near_surface_file
         return sum(not (self.root / cat / mid / name).is_file() for cat, mid in self.items)
 
+    def _cached(self, path: Path, read: Callable[[Path], Any]) -> Any:
+        """read(path), kept in memory after the first call when data.cache_points is set."""
+        if path in self._file_cache:
+            return self._file_cache[path]
+        value = read(path)
+        if self.options.cache_points:
+            self._file_cache[path] = value
+        return value
+
     def _points(self, idx: int, folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(points (N, 3) float32, occupancies (N,) bool) of one occupancy file, cached when asked."""
-        if (idx, name) in self._points_cache:
-            return self._points_cache[(idx, name)]
-        pts = load_points_npz(folder / name)
-        if self.options.cache_points:
-            self._points_cache[(idx, name)] = (pts["points"], pts["occupancies"])
+        pts = self._cached(folder / name, load_points_npz)
         return pts["points"], pts["occupancies"]
 
     def load_inputs(self, folder: Path, rng: np.random.Generator) -> torch.Tensor:
@@ -320,11 +325,8 @@ class ShapeDataset(torch.utils.data.Dataset):
             return load_image(files[view], opt.img_size, rng=rng, augment=opt.img_augment and self.mode == "train")
         if opt.input_type == "pointcloud":
             path = folder / opt.pointcloud_file
-            surface = self._cloud_cache.get(path)
-            if surface is None:
-                surface = load_pointcloud_npz(path)["points"]
-                if opt.cache_points:  # the input cloud is drawn anew each epoch from the same points
-                    self._cloud_cache[path] = surface
+            # the input cloud is drawn anew each epoch from the same surface points
+            surface = self._cached(path, lambda p: load_pointcloud_npz(p)["points"])
             try:
                 return pointcloud_input(surface, opt.pointcloud_n, opt.pointcloud_noise, rng)
             except ValueError as exc:

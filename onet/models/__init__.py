@@ -222,7 +222,10 @@ def _check_local_pair(enc_name: Any, dec_name: Any, model_cfg: dict[str, Any]) -
             f"{' / '.join(sorted(PLANE_DECODERS))} reads the feature planes of {' / '.join(sorted(PLANE_ENCODERS))}, "
             "and those encoders feed only it")
     if plane_encoder:
-        pads = [(model_cfg.get(f"{k}_kwargs") or {}).get("padding", 0.1) for k in ("encoder", "decoder")]
+        # each side's padding as configured, else its constructor's default
+        pads = [(model_cfg.get(f"{k}_kwargs") or {}).get(
+                    "padding", inspect.signature(registry[name]).parameters["padding"].default)
+                for k, registry, name in (("encoder", ENCODERS, enc_name), ("decoder", DECODERS, dec_name))]
         if pads[0] != pads[1]:
             raise ConfigError(f"model.encoder_kwargs.padding {pads[0]} != model.decoder_kwargs.padding {pads[1]}: "
                               "encoder and decoder must map the box to the planes alike")
