@@ -28,9 +28,10 @@ Distributions (Fig. 8.1 shows them only as pictures; our parameters):
 
 Speed: the runs of one architecture and one kind (unregularised, R1/R2,
 WGAN-GP n_d = 1, WGAN-GP n_d = 5) are slices of one set of stacked weights
-(R, in, out); a step of all of them is a handful of batched matmuls
-(torch.baddbmm), with per-run learning rates, per-run masks choosing SGD or
-RMSProp and R1 or R2, and no work spent on penalties a run does not have.
+(R, in, out); a step of all of them is a handful of batched matmuls with
+hand-derived gradients (onet.gan.stacked, penalties' double backward
+included), per-run learning rates, per-run masks choosing SGD or RMSProp and
+R1 or R2, and no work spent on penalties a run does not have.
 """
 
 from __future__ import annotations
@@ -48,11 +49,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from onet.gan.metrics import wasserstein1
 from onet.gan.plot import COLORS, Figure
-from onet.gan.regularizers import input_grad_sq
+from onet.gan.stacked import StackedMLP, d_grads, flatten, g_grads, sample
+from onet.utils.device import keep_freed_memory
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 
 DISTRIBUTIONS = ("gaussian", "line", "circle", "four-lines", "four-squares", "eight")
@@ -139,30 +140,6 @@ def grid_runs(grid: Grid, methods, distributions) -> list[Run]:
     return runs
 
 
-class StackedMLP:
-    """R independent 4-layer MLPs in -> H -> H -> H -> out ('leaky': LeakyReLU(0.2), 'tanh'), stacked weights."""
-
-    def __init__(self, r: int, d_in: int, width: int, d_out: int, act: str, gen: torch.Generator, device):
-        dims = [d_in, width, width, width, d_out]
-        self.params = []
-        for a, b in zip(dims[:-1], dims[1:]):   # PyTorch's nn.Linear initialisation, per run
-            bound = 1 / math.sqrt(a)
-            w = (torch.rand(r, a, b, generator=gen, device=device) * 2 - 1) * bound
-            bias = (torch.rand(r, 1, b, generator=gen, device=device) * 2 - 1) * bound
-            self.params += [w.requires_grad_(True), bias.requires_grad_(True)]
-        self.act = act
-
-    def __call__(self, x: torch.Tensor, params=None) -> torch.Tensor:
-        """x (R, B, d_in) -> (R, B, d_out)."""
-        p = self.params if params is None else params
-        h = x
-        for i in range(0, len(p), 2):
-            h = torch.baddbmm(p[i + 1], h, p[i])
-            if i + 2 < len(p):
-                h = torch.tanh(h) if self.act == "tanh" else F.leaky_relu(h, 0.2)
-        return h
-
-
 class BatchedOptimizer:
     """Per-run SGD or RMSProp (α = 0.99, ε = 1e-8) with per-run learning rates, as masked tensor ops."""
 
@@ -185,32 +162,6 @@ def group_kind(method: str) -> str:
     return "none" if method == "unreg" else ("gp" if method.startswith("wgan") else "zc")
 
 
-def group_d_loss(D: "StackedMLP", kind: str, xr: torch.Tensor, fake: torch.Tensor, gamma: torch.Tensor,
-                 on_fake: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-    """Sum over runs of each run's discriminator loss + penalty. xr, fake: (R, B, 2); gamma (R,);
-    on_fake (R, 1) bool (R2 instead of R1); t (R, B, 1) interpolation weights for 'gp'. A scalar."""
-    B = xr.shape[1]
-    if kind == "none":
-        out = D(torch.cat([xr, fake], 1)).squeeze(-1)                          # (R, 2B)
-        dr, df = out[:, :B], out[:, B:]
-        return (F.softplus(-dr).mean(1) + F.softplus(df).mean(1)).sum()
-    # The penalty's double backward runs only through the samples it is taken on (a forward
-    # over all samples at once would carry every row through it: 1.5-2x the work)
-    if kind == "zc":   # R1 on data or R2 on fakes, per run
-        pen_on_fake = on_fake.unsqueeze(-1)                                    # (R, 1, 1)
-        x = torch.where(pen_on_fake, fake, xr).requires_grad_(True)
-        out = D(x).squeeze(-1)                                                 # (R, B), penalised half
-        other = D(torch.where(pen_on_fake, xr, fake)).squeeze(-1)
-        dr, df = torch.where(on_fake, other, out), torch.where(on_fake, out, other)
-        sq = input_grad_sq(out, x, sample_ndim=2)                              # (R, B) ||∇_x d||²
-        return (F.softplus(-dr).mean(1) + F.softplus(df).mean(1) + 0.5 * gamma * sq.mean(1)).sum()
-    xi = (t * xr + (1 - t) * fake).requires_grad_(True)                       # WGAN-GP on interpolates
-    out = D(torch.cat([xr, fake], 1)).squeeze(-1)                              # (R, 2B)
-    dr, df = out[:, :B], out[:, B:]
-    norm = input_grad_sq(D(xi).squeeze(-1), xi, sample_ndim=2).clamp_min(1e-12).sqrt()
-    return (df.mean(1) - dr.mean(1) + gamma * (norm - 1).pow(2).mean(1)).sum()
-
-
 def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, progress: bool = True):
     """Train runs that share architecture, group kind and n_d as one program.
 
@@ -223,13 +174,14 @@ def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, pro
     if any(group_kind(x.method) != kind or x.arch != runs[0].arch for x in runs):
         raise ValueError("train_group needs runs of one architecture and one group kind")
     gen = torch.Generator(device=device).manual_seed(seed)
-    G = StackedMLP(r, Z_DIM, width, 2, runs[0].act, gen, device)
-    D = StackedMLP(r, 2, width, 1, runs[0].act, gen, device)
+    act = runs[0].act
+    G = StackedMLP(r, Z_DIM, width, 2, act, gen, device)
+    D = StackedMLP(r, 2, width, 1, act, gen, device)
     col = lambda vals: torch.tensor(vals, dtype=torch.float32, device=device)  # noqa: E731
     lr, rms = col([x.lr for x in runs]), col([float(x.opt == "rmsprop") for x in runs])
     gamma = col([x.gamma for x in runs])
     on_fake = torch.tensor([x.method == "r2" for x in runs], device=device).view(r, 1)
-    opt_g, opt_d = BatchedOptimizer(G.params, lr, rms), BatchedOptimizer(D.params, lr, rms)
+    opt_g, opt_d = BatchedOptimizer([G.flat], lr, rms), BatchedOptimizer([D.flat], lr, rms)
     dist_idx = {d: torch.tensor([i for i, x in enumerate(runs) if x.dist == d], device=device)
                 for d in sorted(set(x.dist for x in runs))}
     B = grid.batch
@@ -244,19 +196,16 @@ def train_group(runs: list[Run], grid: Grid, n_d: int, *, seed: int, device, pro
     select, snaps = [], []
     for it in tqdm(range(1, grid.iters + 1), desc=f"{runs[0].arch} {kind} n_d {n_d}: {r} GANs",
                    disable=not progress, leave=False, mininterval=2):
-        # generator step: each run's mean loss (NS softplus(-d), or WGAN -d), summed over runs
+        # generator step: each run's mean loss (NS softplus(-d), or WGAN -d), summed over runs;
+        # gradients hand-derived in onet.gan.stacked (autograd's graphs cost more than the matmuls here)
         z = torch.randn(r, B, Z_DIM, generator=gen, device=device)
-        d_fake = D(G(z)).squeeze(-1)
-        loss_g = (-d_fake if kind == "gp" else F.softplus(-d_fake)).mean(1).sum()
-        opt_g.step(torch.autograd.grad(loss_g, G.params))
+        opt_g.step([flatten(g_grads(G.params, D.params, act, z, wgan=kind == "gp"))])
         for k in range(n_d):
             zk = z if k == 0 else torch.randn(r, B, Z_DIM, generator=gen, device=device)
-            with torch.no_grad():
-                fake = G(zk)
+            fake = sample(G.params, zk, act)
             xr = real(B)
             t = torch.rand(r, B, 1, generator=gen, device=device) if kind == "gp" else None
-            loss = group_d_loss(D, kind, xr, fake, gamma, on_fake, t)
-            opt_d.step(torch.autograd.grad(loss, D.params))
+            opt_d.step([flatten(d_grads(D.params, act, kind, xr, fake, gamma, on_fake, t))])
         if it in ckpts:
             with torch.no_grad():
                 snap = [p.detach().cpu().clone() for p in G.params]
@@ -271,6 +220,7 @@ def _train_job(job, progress: bool = False):
     """One group in a (possibly separate, single-threaded) process: (select, snapshots, seconds)."""
     runs, grid, n_d, seed, device = job
     torch.set_num_threads(1)
+    keep_freed_memory()
     t = time.time()
     sel, sn = train_group(runs, grid, n_d, seed=seed, device=torch.device(device), progress=progress)
     return sel, sn, time.time() - t
