@@ -269,6 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "four-squares, eight (default all)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="compute device (default cpu)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--compile", choices=["auto", "on", "off"], default="auto",
+                   help="torch.compile each group's steps (needs a C++ compiler; falls back to eager when it "
+                        "cannot build); auto: on from 10,000 iterations, so the full grid but not --quick")
     g.add_argument("--out", default="out/gan/bench2d", help="output folder (default out/gan/bench2d)")
     # ---- end onet gan ----
 

@@ -62,6 +62,6 @@ def run_gan(args) -> int:
                     methods=parse_names("--methods", args.methods, METHODS),
                     distributions=parse_names("--distributions", args.distributions, DISTRIBUTIONS),
                     iters=None if args.iters is None else _count("--iters", args.iters, 10),
-                    seed=args.seed, progress=not args.no_progress)
+                    seed=args.seed, progress=not args.no_progress, compile=args.compile)
         return 0
     raise UsageError(f"unknown game {args.game}")

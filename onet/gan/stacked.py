@@ -57,10 +57,8 @@ class StackedMLP:
         dims = [d_in] + [width] * (layers - 1) + [d_out]
         shapes = [s for a, b in zip(dims[:-1], dims[1:]) for s in ((a, b), (1, b))]
         self.flat = torch.empty(r, sum(a * b for a, b in shapes), device=device, dtype=dtype)
-        self.params, off = [], 0
-        for a, b in shapes:
-            self.params.append(self.flat[:, off:off + a * b].view(r, a, b))
-            off += a * b
+        self.layout = tuple(shapes)
+        self.params = views(self.flat, self.layout)
         with torch.no_grad():   # PyTorch's nn.Linear initialisation, per run
             for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
                 bound = 1 / math.sqrt(a)
@@ -78,6 +76,15 @@ class StackedMLP:
             if i + 2 < len(p):
                 h = torch.sigmoid(2 * h) * 2 - 1 if self.act == "tanh" else torch.nn.functional.leaky_relu(h, SLOPE)
         return h.transpose(1, 2)
+
+
+def views(flat: torch.Tensor, layout) -> list[torch.Tensor]:
+    """The parameter tensors [W1, b1, ...] (R, a, b) inside a flat (R, P) buffer with layout ((a, b), ...)."""
+    out, off = [], 0
+    for a, b in layout:
+        out.append(flat[:, off:off + a * b].view(flat.shape[0], a, b))
+        off += a * b
+    return out
 
 
 # Everything below is feature-major: activations (R, features, N) with the N samples as columns.

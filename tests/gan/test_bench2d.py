@@ -70,3 +70,37 @@ def test_run_bench2d_tiny_grid_writes_tables_and_resumes(tmp_path):
     again = B.run_bench2d(print_fn=lines.append, workers=1, **kw)
     assert any("already trained" in s for s in lines)
     assert [b["w1_select"] for b in again.best] == [b["w1_select"] for b in res.best]
+
+
+def _small_group():
+    runs = [r for r in B.grid_runs(B.QUICK, ("r1", "r2"), ("line", "eight")) if r.act == "tanh"]
+    return runs, B.Grid(iters=6, widths=(16,), checkpoints=1, select_samples=32)
+
+
+def test_compiled_group_trains_like_the_eager_one():
+    runs, grid = _small_group()
+    eager = B.train_group(runs, grid, 1, seed=3, device="cpu", progress=False)
+    compiled = B.train_group(runs, grid, 1, seed=3, device="cpu", progress=False, compile=True)
+    # the same program with fused elementwise loops: equal up to float rounding
+    for a, b in zip(eager[1][0], compiled[1][0]):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.allclose(eager[0], compiled[0], rtol=1e-3)
+
+
+def test_compile_failure_falls_back_to_eager_and_says_so(monkeypatch, capsys):
+    def broken(fn, **kw):
+        def run(*args):
+            raise RuntimeError("no C++ compiler")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken)
+    runs, grid = _small_group()
+    got = B.train_group(runs, grid, 1, seed=3, device="cpu", progress=False, compile=True)
+    assert "torch.compile failed (RuntimeError: no C++ compiler); running eagerly" in capsys.readouterr().err
+    ref = B.train_group(runs, grid, 1, seed=3, device="cpu", progress=False)
+    assert all(torch.equal(a, b) for a, b in zip(got[1][0], ref[1][0]))
+
+
+def test_bad_compile_value_is_refused():
+    with pytest.raises(ValueError, match="compile must be auto, on or off"):
+        B.run_bench2d(quick=True, out_dir=None, compile="yes", progress=False)
