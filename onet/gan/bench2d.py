@@ -149,20 +149,6 @@ def rms_sgd_step(p: torch.Tensor, v: torch.Tensor, g: torch.Tensor, lr: torch.Te
     p.sub_(lr * torch.where(rms > 0, g / (v.sqrt() + 1e-8), g))
 
 
-class BatchedOptimizer:
-    """Per-run SGD or RMSProp with per-run learning rates over a list of stacked parameters."""
-
-    def __init__(self, params, lr: torch.Tensor, rms: torch.Tensor):
-        self.params, self.lr, self.rms = params, lr, rms
-        self.v = [torch.zeros_like(p) for p in params]
-
-    @torch.no_grad()
-    def step(self, grads) -> None:
-        for p, g, v in zip(self.params, grads, self.v):
-            shape = (-1,) + (1,) * (p.dim() - 1)
-            rms_sgd_step(p, v, g, self.lr.view(shape), self.rms.view(shape))
-
-
 def _g_update(gflat, gv, dflat, glayout, dlayout, lr, rms, act: str, z, wgan: bool) -> None:
     """One generator step of every run, in place on gflat / gv."""
     grads = flatten(g_grads(views(gflat, glayout), views(dflat, dlayout), act, z, wgan))

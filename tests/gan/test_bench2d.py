@@ -37,16 +37,17 @@ def test_stacked_mlp_slice_equals_an_nn_module_with_the_same_weights():
 
 
 @pytest.mark.parametrize("opt", ["sgd", "rmsprop"])
-def test_batched_optimizer_matches_torch(opt):
+def test_rms_sgd_step_matches_torch(opt):
     w = torch.randn(2, 4, 3)
     ref = [nn.Parameter(w[i].clone()) for i in range(2)]
     lrs = [1e-2, 5e-3]
     torch_opts = [torch.optim.SGD([p], lr=lr) if opt == "sgd" else
                   torch.optim.RMSprop([p], lr=lr, alpha=0.99, eps=1e-8) for p, lr in zip(ref, lrs)]
-    batched = B.BatchedOptimizer([w], torch.tensor(lrs), torch.tensor([float(opt == "rmsprop")] * 2))
+    v = torch.zeros_like(w)
+    lr, rms = torch.tensor(lrs).view(2, 1, 1), torch.full((2, 1, 1), float(opt == "rmsprop"))
     for _ in range(5):
         g = torch.randn(2, 4, 3)
-        batched.step([g])
+        B.rms_sgd_step(w, v, g, lr, rms)
         for i, (p, o) in enumerate(zip(ref, torch_opts)):
             p.grad = g[i].clone()
             o.step()
