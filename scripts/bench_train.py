@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
 from onet.models import build_model, count_parameters  # noqa: E402
-from onet.utils.precision import autocast  # noqa: E402
+from onet.utils.precision import autocast, slow_bf16  # noqa: E402
 
 CONFIGS = ["img", "pointcloud", "voxels", "unconditional"]
 PRECISIONS = ("fp32", "bf16", "amp")
@@ -86,7 +86,9 @@ def measure_peaks(devices: list[torch.device], peak_size: int | None = None) -> 
     peaks = {}
     for dev in devices:
         n = peak_size or (8192 if dev.type == "cuda" else 2048)
-        dtypes = [torch.float32, torch.bfloat16] + ([torch.float16] if dev.type == "cuda" else [])
+        # bf16 only where it has hardware (emulated, one 2048^2 product takes a minute)
+        dtypes = ([torch.float32] + ([torch.bfloat16] if not slow_bf16(dev) else [])
+                  + ([torch.float16] if dev.type == "cuda" else []))
         for dtype in dtypes:
             peaks[dev.type, dtype] = matmul_peak(dev, dtype, n)
     return peaks
@@ -278,7 +280,13 @@ def main(argv: list[str] | None = None) -> None:
 
     rows = []
     for dev in devices:
-        precisions = args.precision or (["fp32", "bf16"] if dev.type == "cpu" else ["fp32", "amp", "bf16"])
+        slow = slow_bf16(dev)
+        if args.precision is None:
+            precisions = ["fp32"] + (["amp"] if dev.type == "cuda" else []) + ([] if slow else ["bf16"])
+            if slow:
+                print(f"bf16 not timed on {dev.type}: {slow} (ask for it with --precision bf16)")
+        else:
+            precisions = args.precision
         for precision in precisions:
             if precision == "amp" and dev.type != "cuda":
                 continue
@@ -307,10 +315,13 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     peak, and the bf16 / fp32 speed ratio."""
     devices = [torch.device("cpu")] + ([torch.device("cuda")] if device == "cuda" else [])
     peaks = measure_peaks(devices)
+    slow = slow_bf16(torch.device("cpu"))
+    bf16_peak = peaks.get(("cpu", torch.bfloat16))
     rows = [_fig("train", "fp32 matmul peak, 2048^2, CPU", peaks["cpu", torch.float32] / 1e9, "GFLOP/s"),
-            _fig("train", "bf16 matmul peak, 2048^2, CPU", peaks["cpu", torch.bfloat16] / 1e9, "GFLOP/s")]
+            _fig("train", "bf16 matmul peak, 2048^2, CPU", bf16_peak and bf16_peak / 1e9, "GFLOP/s",
+                 f"not measured: {slow}" if slow else "")]
     for dev in devices:
-        precisions = ["fp32", "bf16"] if dev.type == "cpu" else ["fp32", "amp"]
+        precisions = (["fp32"] + ([] if slow else ["bf16"])) if dev.type == "cpu" else ["fp32", "amp"]
         batch = 4 if quick and dev.type == "cpu" else None
         iters, repeats = (1, 1) if quick else (1, 2)
         for name in ("img", "pointcloud", "voxels"):
@@ -333,6 +344,8 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
                         _fig("train", f"{name} train step / FLOP bound, {where}", r["step/bound"], "x",
                              f"{r['flops'] / 1e9:.0f} GFLOP per step (encoder + decoder, fwd + bwd)"),
                     ]
+            if dev.type == "cpu" and slow:
+                rows.append(_fig("train", f"{name} bf16/fp32 step speed, CPU", None, "x", f"not measured: {slow}"))
             if len(measured) == 2:
                 fast = [p for p in measured if p != "fp32"][0]
                 ratio = measured["fp32"]["seconds"] / measured[fast]["seconds"]

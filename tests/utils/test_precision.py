@@ -38,8 +38,11 @@ def test_auto_follows_the_cpu_flags(monkeypatch, flags, expected):
     value, why = precision.resolve_precision("auto", torch.device("cpu"), key="train.precision")
     assert value == expected
     assert why.startswith("train.precision=auto")
-    # explicit values are kept whatever the CPU
-    assert precision.resolve_precision("bf16", torch.device("cpu"))[0] == "bf16"
+    # explicit values are kept whatever the CPU; bf16 where it is emulated comes with a warning
+    value, why = precision.resolve_precision("bf16", torch.device("cpu"), key="train.precision")
+    assert value == "bf16"
+    assert ("WARNING" in why and "emulated" in why) == (expected == "fp32")
+    assert (precision.slow_bf16(torch.device("cpu")) is None) == (expected == "bf16")
     assert precision.resolve_precision("fp32", torch.device("cpu"))[0] == "fp32"
 
 
