@@ -89,6 +89,10 @@ class ResNet18Encoder(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         if pretrained is not False:
             self.load_backbone(load_imagenet_state_dict(pretrained))
+        # channels-last conv weights make oneDNN/cuDNN run every convolution channels-last (NCHW
+        # inputs included) without per-call reorders: training step of the encoder 1.1x on a
+        # 2-core CPU (B=16 at 224 px). Values are the same; state_dict keys and shapes too.
+        self.to(memory_format=torch.channels_last)
 
     def _init_weights(self) -> None:
         # torchvision's initialisation (kaiming fan-out for convs, BN weight 1 / bias 0)
