@@ -57,5 +57,5 @@ setup(
         # version scripts/gpu_check.sh verifies: 1.18+ wheels need CUDA 13 drivers (R580+).
         "gpu": ["warp-lang==1.17.0"],
     },
-    entry_points={"console_scripts": ["onet=onet.cli:main"]},
+    entry_points={"console_scripts": ["onet=onet.cli:entry"]},
 )

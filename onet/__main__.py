@@ -1,3 +1,3 @@
-from onet.cli import main
+from onet.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -7,6 +7,7 @@ sentence on stderr; `--debug` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 import traceback
@@ -412,5 +413,22 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The console entry (`onet ...`, `python -m onet ...`): main(), then exit with its code.
+
+    A process started by torchrun (WORLD_SIZE > 1) leaves through os._exit once its output is
+    flushed, after its process group was destroyed and every file was written and closed: left
+    to interpreter finalisation, gloo's worker threads (held by DDP's reducer) now and then abort
+    the finished process with "terminate called without an active exception" (SIGABRT), and
+    torchrun then reports the whole run as failed.
+    """
+    code = main()
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

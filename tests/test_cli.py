@@ -203,3 +203,35 @@ def test_cpu_point_cloud_config_trains_generates_and_evaluates(tmp_path):
     res = run("eval", "configs/pointcloud_cpu.yaml", *common)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "run" / "eval" / "eval.json").is_file()
+
+
+def test_entry_leaves_torchrun_processes_through_os_exit(monkeypatch):
+    """Under torchrun (WORLD_SIZE > 1) the console entry exits with os._exit after flushing, so a
+    finished rank never meets interpreter finalisation (gloo threads could abort it there); a
+    plain run exits normally with main()'s code."""
+    from onet import cli
+
+    class Exited(Exception):
+        pass
+
+    calls = []
+
+    def fake_exit(code):
+        calls.append(code)
+        raise Exited
+
+    monkeypatch.setattr(cli, "main", lambda: 3)
+    monkeypatch.setattr(cli.os, "_exit", fake_exit)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(Exited):
+        cli.entry()
+    assert calls == [3]
+    for world in ("1", ""):
+        monkeypatch.setenv("WORLD_SIZE", world)
+        with pytest.raises(SystemExit) as exc:
+            cli.entry()
+        assert exc.value.code == 3 and calls == [3]
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(SystemExit):
+        cli.entry()
+    assert calls == [3]

@@ -11,6 +11,7 @@ does not wait for the GPU to drain; when to stop with `agree_to_stop`).
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -56,6 +57,9 @@ def init_distributed(device_type: str) -> DistInfo:
 
 def shutdown_distributed(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
+        # free what is unreachable but still holds the process group (DDP's reducer in reference
+        # cycles) while the group is alive, so nothing of it is left to interpreter finalisation
+        gc.collect()
         dist.destroy_process_group()
 
 
