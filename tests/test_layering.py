@@ -19,6 +19,7 @@ There is no import cycle between modules. Imports inside functions count.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -58,7 +59,7 @@ def _is_package(module: str, modules: dict[str, str]) -> bool:
 
 def _imports(module: str, source: str, modules: dict[str, str]):
     """Yield (target module, names imported from it or None, line) for each onet import in `source`."""
-    for node in ast.walk(ast.parse(source)):
+    for node in _import_nodes(source):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name == "onet" or alias.name.startswith("onet."):
@@ -82,12 +83,23 @@ def _imports(module: str, source: str, modules: dict[str, str]):
                 yield base, names, node.lineno
 
 
+@functools.lru_cache(maxsize=None)
+def _import_nodes(source: str) -> tuple[ast.AST, ...]:
+    """The import statements of a module source, anywhere in it (parsed once per source)."""
+    return tuple(n for n in ast.walk(ast.parse(source)) if isinstance(n, (ast.Import, ast.ImportFrom)))
+
+
 def _public_names(stage_package: str, modules: dict[str, str]) -> set[str]:
-    source = modules.get(stage_package, "")
+    return set(_all_of(modules.get(stage_package, "")))
+
+
+@functools.lru_cache(maxsize=None)
+def _all_of(source: str) -> tuple[str, ...]:
+    """The names in a module source's __all__ (parsed once per source: the checker asks per import)."""
     for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
-            return set(ast.literal_eval(node.value))
-    return set()
+            return tuple(ast.literal_eval(node.value))
+    return ()
 
 
 def check_layering(modules: dict[str, str]) -> list[str]:
