@@ -30,11 +30,14 @@ def test_pointcloud_model_overfits_one_object(tmp_path, one_thread):
         f"out_dir={tmp_path / 'run'}", f"data.path={root}", "device=cpu",
         "data.points_subsample=8192", "model.c_dim=64", "model.encoder_kwargs={hidden_dim: 64}",
         "model.decoder_kwargs={hidden_size: 64, n_blocks: 5}", "train.batch_size=1", "train.lr=0.001",
-        "train.max_iters=300", "train.validate_every=50", "train.checkpoint_every=1000", "train.print_every=50",
+        # cosine to 0 over 150 steps: val IoU 0.907 / 0.936 / 0.942 at 100 / 125 / 150 (a constant lr
+        # oscillated between 0.85 and 0.93 over 300 steps, twice the time)
+        "train.max_iters=150", "train.lr_schedule=cosine", "train.validate_every=50", "train.checkpoint_every=1000",
+        "train.print_every=50",
     ])
     result = train(cfg, progress=False, log=lambda *a: None)
 
-    assert result.iterations == 300
-    assert result.best_metric > 0.9, f"best val IoU {result.best_metric:.3f} after 300 iterations"
+    assert result.iterations == 150
+    assert result.best_metric > 0.9, f"best val IoU {result.best_metric:.3f} after 150 iterations"
     best = load_checkpoint(tmp_path / "run" / "model_best.pt")
-    assert best["best_metric"] == result.best_metric and best["it"] <= 300
+    assert best["best_metric"] == result.best_metric and best["it"] <= 150
