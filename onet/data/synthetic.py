@@ -19,7 +19,6 @@ from typing import Callable, Sequence
 
 import manifold3d
 import numpy as np
-import trimesh
 import yaml
 from PIL import Image
 from tqdm import tqdm
@@ -36,6 +35,9 @@ from onet.geometry.render import default_cameras, render_mesh
 from onet.geometry.sampling import sample_surface, sample_uniform_points
 from onet.geometry.voxelize import voxelize
 from onet.utils.io import write_bytes_atomic, write_text_atomic
+from onet.utils.lazy import lazy_import
+
+trimesh = lazy_import("trimesh")  # 1-1.5 s of start-up: imported on first use
 
 __all__ = [
     "CATEGORIES",

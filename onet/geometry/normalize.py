@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-import trimesh
+
+from onet.utils.lazy import lazy_import
+
+trimesh = lazy_import("trimesh")  # 1-1.5 s of start-up: imported on first use
 
 __all__ = ["normalize_mesh", "bounding_box_normalization"]
 

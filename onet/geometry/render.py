@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-import trimesh
 
 from onet.geometry.appearance import DEFAULT_COLOR, Appearance
 from onet.geometry.mesh import check_mesh_arrays
+from onet.utils.lazy import lazy_import
+
+trimesh = lazy_import("trimesh")  # 1-1.5 s of start-up: imported on first use
 
 __all__ = ["default_cameras", "look_at_camera", "render_mesh", "render_views", "Renders", "camera_centers",
            "depth_to_points"]

@@ -10,10 +10,12 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import trimesh
 
 from onet.geometry.marching_cubes import marching_cubes
 from onet.geometry.mesh import check_mesh_arrays
+from onet.utils.lazy import lazy_import
+
+trimesh = lazy_import("trimesh")  # 1-1.5 s of start-up: imported on first use
 
 __all__ = ["voxelize", "voxels_to_mesh", "voxel_isosurface", "cell_centers", "triangle_box_overlap"]
 

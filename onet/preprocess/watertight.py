@@ -30,10 +30,13 @@ from __future__ import annotations
 
 import mcubes
 import numpy as np
-import trimesh
 from embreex import rtcore_scene
 from embreex.mesh_construction import TriangleMesh
 from pykdtree.kdtree import KDTree
+
+from onet.utils.lazy import lazy_import
+
+trimesh = lazy_import("trimesh")  # 1-1.5 s of start-up: imported on first use
 
 WATERTIGHT_METHODS = ("vote",)
 
