@@ -51,7 +51,7 @@ setup(
         "rtree",
     ],
     extras_require={
-        "test": ["pytest"],
+        "test": ["pytest", "pytest-xdist"],
         "full": ["torchvision", "tensorboard"],
         # generation.marching_cubes=warp (GPU marching cubes; also runs on CPUs). Pinned to the
         # version scripts/gpu_check.sh verifies: 1.18+ wheels need CUDA 13 drivers (R580+).
