@@ -52,12 +52,16 @@ def test_sigkill_mid_generation_then_rerun_finishes_without_redoing(trained, tmp
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     meshes = out / "meshes"
+
+    def finished():  # final names only: a write in flight is a dot-named temporary that also ends in .ply
+        return sorted(p for p in meshes.glob("*.ply") if not p.name.startswith("."))
+
     deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and len(list(meshes.glob("*.ply"))) < 2:
+    while time.time() < deadline and proc.poll() is None and len(finished()) < 2:
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = sorted(meshes.glob("*.ply"))
+    done = finished()
     assert 2 <= len(done) < N_INPUTS, "the kill should land mid-run"
 
     # what the killed run left under final names is complete: no mesh, preview or table is torn
