@@ -11,11 +11,16 @@ from pathlib import Path
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("benchmark_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _load(name: str = "benchmark"):
+    """scripts/<name>.py as a module (the stage scripts import each other from scripts/)."""
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPT.parent / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
 
 
 def test_help_lists_the_options():
@@ -51,17 +56,6 @@ def test_figures_are_judged_against_their_aims():
     assert bench.judge(row("refine 30 steps, ms/mesh (full image decoder)", 1400.0, "ms"), False)["met"] == "yes"
 
 
-def _load_stage(name):
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPT.parent / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-
-
 def test_bf16_is_not_timed_where_the_cpu_would_emulate_it(monkeypatch):
     """On a CPU without bf16 units a bf16 matmul runs hundreds of times slower than fp32: the
     benchmark's bf16 figures are reported as not measured (with the reason), not timed for minutes."""
@@ -71,14 +65,14 @@ def test_bf16_is_not_timed_where_the_cpu_would_emulate_it(monkeypatch):
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx2", "fma"})
     bench = _load()
-    rows = _load_stage("bench_precision").run(quick=True)
+    rows = _load("bench_precision").run(quick=True)
     assert [r["value"] for r in rows] == [None] * 4
     for r in rows:
         assert "not measured" in r["note"] and "avx512_bf16" in r["note"]
     assert [bench.judge(r, False)["met"] for r in rows[:2]] == ["not measured"] * 2  # the two guard figures
-    peaks = _load_stage("bench_train").measure_peaks([torch.device("cpu")], peak_size=64)
+    peaks = _load("bench_train").measure_peaks([torch.device("cpu")], peak_size=64)
     assert list(peaks) == [("cpu", torch.float32)]
     # with bf16 units both are timed
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
-    peaks = _load_stage("bench_train").measure_peaks([torch.device("cpu")], peak_size=64)
+    peaks = _load("bench_train").measure_peaks([torch.device("cpu")], peak_size=64)
     assert set(peaks) == {("cpu", torch.float32), ("cpu", torch.bfloat16)}

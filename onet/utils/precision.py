@@ -59,8 +59,8 @@ def resolve_precision(value: str, device: torch.device, *, key: str = "precision
         raise ValueError(f"{key} must be one of {', '.join(PRECISIONS)}, got {value!r}")
     if value == "fp32":
         return value, f"{key}={value}"
-    fast, why = fast_bf16(device)
     if value == "auto":
+        fast, why = fast_bf16(device)
         return ("bf16" if fast else "fp32"), f"{key}=auto: {why}"
     slow = slow_bf16(device)
     return value, f"{key}={value}" + (f"; WARNING: {slow}; use fp32 or auto" if slow else "")
