@@ -44,18 +44,18 @@ import shutil
 import sys
 import time
 import zlib
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
-import multiprocessing as mp
 
 import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
 from onet.preprocess.discover import InputItem, find_inputs
 from onet.utils.batch import attempt, describe, stops_the_run
+from onet.utils.parallel import spawn_pool
 from onet.utils.stamp import claim_folder
 
 REPORT_NAME = "preprocess_report.jsonl"
@@ -421,27 +421,13 @@ def _progress_bar(total: int, enabled: bool):
     return tqdm(total=total, desc="preprocess", unit="obj", disable=not enabled, file=sys.stderr)
 
 
-_SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
 def _run(items: Sequence[InputItem], output_dir: Path, options: PreprocessOptions, workers: int):
     """Yield an ObjectResult per item, in completion order."""
     if workers == 1 or len(items) <= 1:
         for item in items:
             yield process_object(item, output_dir, options)
         return
-    # children inherit the environment: one thread each, set before numpy loads there
-    saved = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
-    os.environ.update({k: "1" for k in _SINGLE_THREAD_ENV})
-    try:
-        # spawn: no inherited threads or locks from the parent (torch, tqdm)
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    pool = spawn_pool(workers)
     with pool:
         futures = {pool.submit(process_object, item, output_dir, options): item for item in items}
         try:

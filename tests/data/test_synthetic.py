@@ -108,3 +108,19 @@ def test_build_dataset_resumes_and_is_deterministic(tmp_path):
 
     with pytest.raises(ValueError, match="synthetic.yaml.*n_points"):
         _build(root, n_points=100)
+
+
+def test_build_dataset_in_worker_processes_gives_the_same_files(tmp_path):
+    serial = _build(tmp_path / "serial", workers=1)
+    parallel = _build(tmp_path / "parallel", workers=2)
+    files = sorted(p.relative_to(serial) for p in serial.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(parallel) for p in parallel.rglob("*") if p.is_file())
+    assert len(files) > 8 * 5
+    for rel in files:
+        assert (serial / rel).read_bytes() == (parallel / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_build_dataset_rejects_bad_worker_counts(tmp_path, workers):
+    with pytest.raises(ValueError, match="workers"):
+        _build(tmp_path / "ds", workers=workers)

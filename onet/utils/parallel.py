@@ -1,0 +1,58 @@
+"""Worker processes for per-object batch work (dataset building, preprocessing).
+
+One mechanism for every stage that fans objects out to processes: `spawn` children
+(no threads, locks or CUDA state inherited from a parent that has torch loaded), each
+limited to one BLAS/OpenMP thread so that N workers use N cores instead of N x cores.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. under taskset or a container's cpuset)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _single_threaded() -> None:
+    # a worker started later than the pool (none is, see spawn_pool) or one whose
+    # start-up imported torch before this ran still ends up with one thread
+    os.environ.update({k: "1" for k in SINGLE_THREAD_ENV})
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
+def spawn_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of `workers` single-threaded spawn processes, all started before it is returned."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"), initializer=_single_threaded)
+    # spawn children start on demand and inherit os.environ as it is then, and BLAS/OpenMP
+    # read their thread counts when they load: so start them all now, with one thread in
+    # the environment, and restore the parent's environment after
+    saved = {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+    os.environ.update({k: "1" for k in SINGLE_THREAD_ENV})
+    try:
+        started = [pool.submit(int) for _ in range(workers)]  # no idle worker yet: each submit starts one
+        for fut in started:
+            fut.result()
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return pool

@@ -1,0 +1,33 @@
+import os
+
+import pytest
+
+from onet.utils.parallel import SINGLE_THREAD_ENV, spawn_pool, usable_cpus
+
+
+def _env():
+    return {k: os.environ.get(k) for k in SINGLE_THREAD_ENV}
+
+
+def test_workers_are_single_threaded_and_the_parent_environment_is_restored(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    before = _env()
+    with spawn_pool(2) as pool:
+        child = pool.submit(_env).result()
+        pids = {pool.submit(os.getpid).result() for _ in range(8)}
+    assert child == {k: "1" for k in SINGLE_THREAD_ENV}
+    assert _env() == before
+    assert os.getpid() not in pids
+
+
+@pytest.mark.parametrize("workers", [0, -2, 2.0, True, "2"])
+def test_bad_worker_counts_are_refused(workers):
+    with pytest.raises(ValueError, match="workers"):
+        spawn_pool(workers)
+
+
+def test_usable_cpus_follows_the_affinity_mask():
+    assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert usable_cpus() == len(os.sched_getaffinity(0))
