@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 import traceback
 
+from onet.data import BUILTIN_OBJECTS_PER_CLASS
 from onet.utils.batch import BATCH_RULE
 from onet.utils.errors import ConfigError, UsageError
 
@@ -296,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
                    help="overrides of configs/demo.yaml (e.g. train.max_iters=300 for a shorter run)")
     p.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
-    p.add_argument("--objects-per-class", type=int, default=60, help="synthetic objects per class (default 60)")
+    p.add_argument("--objects-per-class", type=int, default=BUILTIN_OBJECTS_PER_CLASS,
+                   help=f"synthetic objects per class (default {BUILTIN_OBJECTS_PER_CLASS})")
     p.add_argument("--data", default="data/synthetic", help="where the synthetic dataset is built or reused")
     p.add_argument("--config", default=None, help="config to train (default configs/demo.yaml)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="compute device (default cpu)")

@@ -16,7 +16,8 @@ import numpy as np
 from PIL import Image
 
 from onet.config import CONFIG_DIR, load_config, validate
-from onet.data.dataset import BUILTIN_OBJECTS_PER_CLASS, list_items
+from onet.data import BUILTIN_OBJECTS_PER_CLASS, BUILTIN_SPLIT_FRACTIONS
+from onet.data.dataset import list_items
 
 DEMO_OBJECTS_PER_CLASS = BUILTIN_OBJECTS_PER_CLASS
 
@@ -145,7 +146,8 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
 
     _banner(f"1/4 synthetic dataset in {data_dir}", log)
     build_synthetic_dataset(data_dir, n_per_class=n_per_class, classes=classes, seed=cfg["seed"], n_views=n_views,
-                            img_size=img_size, n_points=n_points, n_surface=n_points, progress=progress)
+                            img_size=img_size, n_points=n_points, n_surface=n_points,
+                            split_fractions=BUILTIN_SPLIT_FRACTIONS, progress=progress)
 
     _banner(f"2/4 training the single-image model of {config or 'configs/demo.yaml'} into {out_dir}", log)
     tcfg = cfg["train"]

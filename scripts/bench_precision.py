@@ -46,6 +46,7 @@ def measure(quick: bool = False, iters: int | None = None, work: Path | None = N
     """Train the demo model in fp32 and bf16, mesh the test split from the fp32 model in both
     precisions; returns the figures (val IoUs, mesh IoUs, seconds)."""
     from onet.data.synthetic import build_synthetic_dataset
+    from onet.data import BUILTIN_SPLIT_FRACTIONS
     from onet.demo import DEMO_OBJECTS_PER_CLASS
     from onet.generation import generate
     from onet.geometry.mesh_files import read_mesh
@@ -61,7 +62,8 @@ def measure(quick: bool = False, iters: int | None = None, work: Path | None = N
     else:
         data = Path("data/synthetic")
         build_synthetic_dataset(data, n_per_class=DEMO_OBJECTS_PER_CLASS, seed=0, n_views=24, img_size=137,
-                                n_points=100000, n_surface=100000, progress=False)
+                                n_points=100000, n_surface=100000, split_fractions=BUILTIN_SPLIT_FRACTIONS,
+                                progress=False)
         overrides = [] if iters is None else [f"train.max_iters={iters}", f"train.validate_every={iters}"]
     overrides += [f"data.path={data}", "train.max_time=null", "generation.copy_input=false",
                   "generation.previews=false"]

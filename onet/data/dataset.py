@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from onet.data import BUILTIN_OBJECTS_PER_CLASS, BUILTIN_SPLIT_FRACTIONS
 from onet.data.formats import (
     POINTS_NEAR_SURFACE_FILE,
     DataFormatError,
@@ -75,7 +76,6 @@ class DataOptions:
 
 
 BUILTIN_DATASET = Path("data/synthetic")
-BUILTIN_OBJECTS_PER_CLASS = 60
 
 
 def ensure_builtin_dataset(path: str | Path, *, seed: int = 0, progress: bool = True, log=print) -> None:
@@ -84,8 +84,9 @@ def ensure_builtin_dataset(path: str | Path, *, seed: int = 0, progress: bool = 
     if path.exists() or path != BUILTIN_DATASET:
         return
     from onet.data.synthetic import build_synthetic_dataset
-    log(f"{path} does not exist yet: building the built-in synthetic dataset there (about a minute)")
-    build_synthetic_dataset(path, n_per_class=BUILTIN_OBJECTS_PER_CLASS, seed=seed, progress=progress)
+    log(f"{path} does not exist yet: building the built-in synthetic dataset there (a few minutes)")
+    build_synthetic_dataset(path, n_per_class=BUILTIN_OBJECTS_PER_CLASS, split_fractions=BUILTIN_SPLIT_FRACTIONS,
+                            seed=seed, progress=progress)
 
 
 def list_categories(root: Path, classes: list[str] | None) -> list[str]:

@@ -25,6 +25,7 @@ on resume), and the built-in dataset is built once per node.
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import random
 import time
@@ -233,6 +234,9 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     once_per_node(lambda: ensure_builtin_dataset(cfg["data"]["path"], seed=cfg["seed"], progress=progress,
                                                  log=log), dist_info)
     train_ds, val_ds = make_datasets(cfg)
+    # which objects the weights have seen: a resume on other lists is refused (below)
+    listed = "\n".join(f"{cat}/{model_id}" for cat, model_id in sorted(train_ds.items)).encode()
+    train_split = {"objects": len(train_ds.items), "digest": hashlib.sha256(listed).hexdigest()[:16]}
     for name, ds in (("train", train_ds), ("val", val_ds)):
         if main and ds.problems:  # data.skip_bad=true: say what was left out, never silently
             log(f"skipped {len(ds.problems)} {name} objects listed without a folder (data.skip_bad=true); "
@@ -289,6 +293,13 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"{ckpt_path} was trained with another model than this config describes ({first}); "
                               "resume with the config of that run (its config.yaml) or choose another out_dir") from None
+        before = resume.get("train_split")  # absent in checkpoints written before it was recorded
+        if before is not None and before != train_split:
+            raise ConfigError(
+                f"{ckpt_path} was trained on another training split ({before['objects']} objects, digest "
+                f"{before['digest']}) than {cfg['data']['path']}'s '{cfg['data']['train_split']}' lists now "
+                f"({train_split['objects']} objects, digest {train_split['digest']}): resuming would mix the two and "
+                "could score it on objects it trained on; choose another out_dir, or delete this one to start over")
         it, epoch, best = resume["it"], resume["epoch"], resume["best_metric"]
         batch_in_epoch = resume.get("batch_in_epoch", 0)
         skipped_total = resume.get("skipped", 0)
@@ -326,7 +337,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if main:
             save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
                             batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
-                            rng=rngs, scaler=scaler.state_dict(), skipped=skipped_total, cpu_seconds=cpu_used())
+                            rng=rngs, scaler=scaler.state_dict(), skipped=skipped_total, cpu_seconds=cpu_used(),
+                            train_split=train_split)
 
     def run_validation() -> dict:
         """Called by every rank: each validates its share, all get the same metrics and decision."""

@@ -38,6 +38,28 @@ def test_resume_continues_the_iteration_count(tiny_cfg):
     assert [int(r["it"]) for r in rows if r["loss"]] == [1, 2, 3, 4, 5, 6]
 
 
+
+def test_resume_on_another_training_split_is_refused(tiny_cfg, tiny_dataset, tmp_path):
+    import shutil
+    from onet.config import ConfigError
+    data = tmp_path / "data"
+    shutil.copytree(tiny_dataset, data)
+    tiny_cfg["data"]["path"] = str(data)
+    train(tiny_cfg, progress=False, log=lambda *a: None)
+    recorded = load_checkpoint(os.path.join(tiny_cfg["out_dir"], "model.pt"))["train_split"]
+    # the lists rewritten (as a larger built-in dataset does): a test object now listed for training
+    lst, test = data / "table" / "train.lst", (data / "table" / "test.lst").read_text().split()
+    lst.write_text(lst.read_text() + test[0] + "\n")
+    tiny_cfg["train"]["max_iters"] = 6
+    with pytest.raises(ConfigError, match=r"model\.pt was trained on another training split .*another out_dir"):
+        train(tiny_cfg, progress=False, log=lambda *a: None)
+    # the same lists again: the resume goes on
+    lst.write_text("\n".join(t for t in lst.read_text().split() if t != test[0]) + "\n")
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    assert result.iterations == 6
+    assert load_checkpoint(result.out_dir / "model.pt")["train_split"] == recorded
+
+
 def test_same_seed_gives_the_same_validation_numbers(tiny_cfg, tmp_path):
     a = train(tiny_cfg, progress=False, log=lambda *a: None)
     tiny_cfg["out_dir"] = str(tmp_path / "again")
