@@ -45,8 +45,8 @@ def mesh_iou(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray],
 def measure(quick: bool = False, iters: int | None = None, work: Path | None = None, log=print) -> dict:
     """Train the demo model in fp32 and bf16, mesh the test split from the fp32 model in both
     precisions; returns the figures (val IoUs, mesh IoUs, seconds)."""
-    from onet.data.synthetic import build_synthetic_dataset
     from onet.data import BUILTIN_SPLIT_FRACTIONS
+    from onet.data.synthetic import build_synthetic_dataset
     from onet.demo import DEMO_OBJECTS_PER_CLASS
     from onet.generation import generate
     from onet.geometry.mesh_files import read_mesh

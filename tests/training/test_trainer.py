@@ -38,7 +38,6 @@ def test_resume_continues_the_iteration_count(tiny_cfg):
     assert [int(r["it"]) for r in rows if r["loss"]] == [1, 2, 3, 4, 5, 6]
 
 
-
 def test_resume_on_another_training_split_is_refused(tiny_cfg, tiny_dataset, tmp_path):
     import shutil
     from onet.config import ConfigError
