@@ -15,6 +15,7 @@ Runs (each trains for `--cpu-budget` CPU seconds of its training process with
 the test split; `--parallel` trains them side by side):
     pc_cpu         configs/pointcloud_cpu.yaml (local features; near-surface ratio of the config)
     pc_cpu_r0      the same with data.points_near_surface_ratio=0 (the near-surface comparison)
+    pc_cpu_u16     the same with the U-Net at half width (unet_channels 16)
     pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
     img_cpu        configs/img_cpu.yaml
 The tables print each run beside the `onet eval --eval-input` baseline (the
@@ -64,6 +65,8 @@ CLASSES = {
 RUNS = {
     "pc_cpu": ("configs/pointcloud_cpu.yaml", []),
     "pc_cpu_r0": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0"]),
+    # the U-Net at half width (a quarter of its FLOPs): more iterations in the budget on CPUs without bf16
+    "pc_cpu_u16": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=16"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }
