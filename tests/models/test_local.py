@@ -2,10 +2,9 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from onet.models import build_model, check_model_config
-from onet.models.local import PLANES, LocalDecoder, TriplanePointnet, plane_cells, sample_planes
+from onet.models.local import PLANES, TriplanePointnet, plane_cells, sample_planes
 from onet.utils.errors import ConfigError
 
 LOCAL = {"encoder": "pointnet_triplane", "decoder": "local", "c_dim": 8, "z_dim": 0,
@@ -63,6 +62,35 @@ def test_local_pooling_mixes_only_points_that_share_a_cell():
     for k in range(3):
         # the first point's cells do not see the second point move
         assert torch.allclose(out[0, k].reshape(2, 16)[:, cells[k]], base[0, k].reshape(2, 16)[:, cells[k]])
+
+
+def _pool_reference(net, cells, n_cells, reduce):
+    """The pooling as written first: scatter_reduce over an index expanded across channels."""
+    B, T, H = net.shape
+    index = cells.unsqueeze(2).expand(B, T, H)
+    return net.new_zeros(B, n_cells, H).scatter_reduce(1, index, net, reduce=reduce, include_self=False)
+
+
+@pytest.mark.parametrize("reduce", ["amax", "mean"])
+def test_row_pooling_equals_the_scatter_reduce_reference_values_and_gradients(reduce):
+    from onet.models.local import _pool
+    torch.manual_seed(0)
+    B, T, H, n = 3, 40, 5, 16
+    net = torch.randn(B, T, H, dtype=torch.float64)
+    net[:, 1] = net[:, 0]  # exact ties: both rows share the gradient of their cell's max
+    cells = torch.randint(0, n, (B, T))
+    cells[:, 1] = cells[:, 0]
+    x = net.clone().requires_grad_()
+    want = _pool_reference(x, cells, n, reduce)
+    flat = (cells + torch.arange(B).view(B, 1) * n).reshape(-1)
+    y = net.clone().requires_grad_()
+    got = _pool(y.reshape(-1, H), flat, B * n, reduce).view(B, n, H)
+    assert torch.equal(got, want)
+    g = torch.randn(B, n, H, dtype=torch.float64)
+    (gx,), (gy,) = torch.autograd.grad(want, x, g), torch.autograd.grad(got, y, g)
+    assert torch.allclose(gx, gy, atol=1e-12)
+    if reduce == "amax":
+        assert gy[:, 1].abs().sum() > 0 and torch.allclose(gy[:, 0], gy[:, 1])
 
 
 def test_eval_closures_equal_the_forward_and_are_differentiable():
