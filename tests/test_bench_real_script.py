@@ -88,3 +88,10 @@ def test_onet_runner_returns_the_child_cpu_seconds_and_names_the_log(tmp_path):
     assert "usage" in log.read_text()
     with pytest.raises(SystemExit, match="log.txt"):
         bench.onet(["no-such-verb"], args, log_to=log)
+
+
+def test_config_threshold_reads_the_config_and_its_overrides():
+    bench = _load()
+    # pointcloud_cpu.yaml inherits the thesis's tau = 0.2 (configs/default.yaml)
+    assert bench._config_threshold("configs/pointcloud_cpu.yaml", []) == pytest.approx(0.2)
+    assert bench._config_threshold("configs/pointcloud_cpu.yaml", ["test.threshold=0.35"]) == pytest.approx(0.35)
