@@ -240,7 +240,8 @@ def run(name: str, args) -> dict:
         cpu_train = onet(["train", config, *common, "--device", "cpu", "--no-progress"], args,
                          log_to=out / "log.txt")
     t_train = None if args.skip_train else time.time() - t0
-    onet(["generate", config, *common, "--device", "cpu", "--no-progress"], args, log_to=out / "log.txt")
+    # --overwrite: a rerun (no run.json yet) redoes the meshes, also those of a swept tau
+    onet(["generate", config, *common, "--device", "cpu", "--overwrite", "--no-progress"], args, log_to=out / "log.txt")
     onet(["eval", config, *common, "--no-progress"], args, log_to=out / "log.txt")
     result = json.loads((out / "eval" / "eval.json").read_text())
     config_tau = _config_threshold(config, common)
@@ -254,11 +255,14 @@ def run(name: str, args) -> dict:
         if tau != config_tau:
             at_config = result
             swept = [*common, f"test.threshold={tau}"]
-            onet(["generate", config, *swept, "--device", "cpu", "--no-progress"], args, log_to=out / "log.txt")
+            # the meshes at the config's tau are in the same folder (generate refuses to mix them)
+            onet(["generate", config, *swept, "--device", "cpu", "--overwrite", "--no-progress"], args,
+                 log_to=out / "log.txt")
             onet(["eval", config, *swept, "--no-progress"], args, log_to=out / "log.txt")
             result = json.loads((out / "eval" / "eval.json").read_text())
             result["threshold"] = tau
-            result["at_config_threshold"] = {"threshold": config_tau, **at_config["mean_over_classes"]}
+            result["at_config_threshold"] = {"threshold": config_tau, "classes": at_config["classes"],
+                                             "mean_over_classes": at_config["mean_over_classes"]}
         log(f"{name}: threshold {tau:g} chosen on the validation split (the config's: {config_tau:g})")
     # CPU seconds of this script's train call (an interrupted run resumes from model.pt, and then
     # these count the last call only; the trainer's budget spans the resumes)
@@ -480,11 +484,17 @@ def main() -> None:
         for name in names:
             results[name] = one(name)
     results = {"input": input_baseline(args), **results}
+    # a run meshed at a swept tau is shown at the config's tau too: tau trades IoU against distances
+    shown = {}
+    for k, v in results.items():
+        shown[k if "threshold" not in v else f"{k} (tau {v['threshold']:g})"] = v
+        if "at_config_threshold" in v:
+            shown[f"{k} (tau {v['at_config_threshold']['threshold']:g})"] = v["at_config_threshold"]
     print()
-    print(table(results))
-    summary = {k: {**v["mean_over_classes"], **{x: v.get(x) for x in ("iterations", "train_seconds", "train_cpu_seconds", "threshold",
-                                                                  "at_config_threshold")}}
-               for k, v in results.items()}
+    print(table(shown))
+    summary = {k: {**v["mean_over_classes"], **{x: v.get(x) for x in ("iterations", "train_seconds", "train_cpu_seconds",
+                                                                  "threshold")}}
+               for k, v in shown.items()}
     print()
     print(json.dumps(summary, indent=1))
     _write(Path(args.out) / "summary.json", json.dumps({"args": vars(args), "results": results}, indent=1))
