@@ -134,6 +134,7 @@ RANGES: dict[str, Range] = {
     "test.threshold": Range(0, 1, low_inclusive=False, high_inclusive=False),
     "generation.resolution_0": Range(2),
     "generation.upsampling_steps": NON_NEGATIVE,
+    "generation.logit_margin": NON_NEGATIVE,
     "generation.batch_size": AT_LEAST_1,
     "generation.points_chunk": AT_LEAST_1,
     "generation.marching_cubes_workers": NON_NEGATIVE,

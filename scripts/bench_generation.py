@@ -164,7 +164,8 @@ def bench_field(name, eval_fn, flops_per_point, resolutions, args, peak):
         steps = int(round(math.log2(res / args.resolution_0))) if res > args.resolution_0 else 0
         res_0 = res // 2**steps
         options = dict(resolution_0=res_0, upsampling_steps=steps, threshold=THRESHOLD,
-                       points_chunk=args.points_chunk, safety_margin=args.safety_margin)
+                       points_chunk=args.points_chunk, safety_margin=args.safety_margin,
+                       logit_margin=args.logit_margin)
 
         t_mise, meshes = best_of(args.repeats, lambda: extract_meshes(eval_fn, B, **options))
         mesh = meshes[0]
@@ -413,6 +414,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=1, help="objects per batched extraction")
     parser.add_argument("--points-chunk", type=int, default=100_000)
     parser.add_argument("--safety-margin", action="store_true")
+    parser.add_argument("--logit-margin", type=float, default=0.0,
+                        help="MISE: also refine cells within this many logits of tau (default 0)")
     parser.add_argument("--max-dense", type=int, default=256, help="skip dense evaluation above this resolution")
     parser.add_argument("--repeats", type=int, default=1, help="best of this many runs")
     parser.add_argument("--skip-model", action="store_true", help="analytic chair only")

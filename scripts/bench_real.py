@@ -68,7 +68,6 @@ CLASSES = {
 RUNS = {
     "pc_cpu": ("configs/pointcloud_cpu.yaml", []),
     "pc_cpu_r0": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0"]),
-    # the U-Net at half width (a quarter of its FLOPs): more iterations in the budget on CPUs without bf16
     # the U-Net at 32-128 channels (the config until 2026-12-03): the same validation IoU per
     # iteration, 1.9x the CPU time of a step on CPUs without bf16
     "pc_cpu_u32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=32"]),

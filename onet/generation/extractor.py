@@ -95,6 +95,7 @@ def extract_batches(
     box_size: float = 1.1,
     points_chunk: int = 100_000,
     safety_margin: bool = False,
+    logit_margin: float = 0.0,
     simplify_nfaces: int | None = None,
     refinement_step: int = 0,
     vertex_normals: bool = False,
@@ -128,7 +129,8 @@ def extract_batches(
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
         raise ValueError(f"workers must be a non-negative integer, got {workers!r}")
     mise_options = dict(resolution_0=resolution_0, upsampling_steps=upsampling_steps, threshold=threshold,
-                        box_size=box_size, points_chunk=points_chunk, safety_margin=safety_margin, device=device)
+                        box_size=box_size, points_chunk=points_chunk, safety_margin=safety_margin,
+                        logit_margin=logit_margin, device=device)
     surface_options = dict(level=level, box_size=box_size, simplify_nfaces=simplify_nfaces)
     post = dict(threshold=threshold, refinement_step=refinement_step, vertex_normals=vertex_normals,
                 points_chunk=points_chunk, device=device)

@@ -436,6 +436,8 @@ def _stamp_options(cfg: dict, ckpt_path: Path, fmt: str, input_dir, samples, int
                                              "refinement_step", "vertex_normals", "copy_input", "previews",
                                              "save_grid", "marching_cubes")},
     }
+    if gcfg["logit_margin"]:  # only when on: folders made before the key existed keep their stamp
+        options["generation"]["logit_margin"] = gcfg["logit_margin"]
     if mode == "input":
         options["input"] = str(Path(input_dir).resolve())
     if mode == "samples":
@@ -557,7 +559,8 @@ def _extraction_options(cfg: dict, dev: torch.device, workers: int) -> dict:
     gcfg = cfg["generation"]
     return dict(resolution_0=gcfg["resolution_0"], upsampling_steps=gcfg["upsampling_steps"],
                 threshold=cfg["test"]["threshold"], box_size=1.1, points_chunk=gcfg["points_chunk"],
-                safety_margin=gcfg["safety_margin"], simplify_nfaces=gcfg["simplify_nfaces"],
+                safety_margin=gcfg["safety_margin"], logit_margin=gcfg["logit_margin"],
+                simplify_nfaces=gcfg["simplify_nfaces"],
                 refinement_step=gcfg["refinement_step"], vertex_normals=gcfg["vertex_normals"],
                 keep_grids=gcfg["save_grid"], marching_cubes_backend=gcfg["marching_cubes"],
                 workers=workers, device=dev)

@@ -132,6 +132,28 @@ def test_known_weakness_rod_between_coarse_points_is_missed():
     assert len(extract(rod, safety_margin=True)[1]) == 0
 
 
+def test_logit_margin_finds_the_rod_between_coarse_points():
+    # the same rod: no coarse point is inside, but the nearest ones come within 0.1 logits of
+    # the level, so a margin looks into their cells; the mesh is then the dense grid's
+    h0 = cell_size(32, box_size=1.1)
+    rod = rod_sdf(center=(h0 / 2, h0 / 2, 0.0), direction=(0.0, 0.0, 1.0), radius=0.02)
+    result, v_margin, f_margin = extract(rod, logit_margin=1.0)
+    _, v_dense, f_dense = extract(rod, resolution_0=128, upsampling_steps=0)
+    assert len(f_margin) > 0 and len(v_margin) == len(v_dense) and np.array_equal(f_margin, f_dense)
+    assert np.abs(v_margin - v_dense).max() < 0.01 * H128
+    assert result.n_evaluated < 0.2 * result.n_dense
+    # a margin smaller than the gap to the level changes nothing
+    assert len(extract(rod, logit_margin=0.05)[1]) == 0
+
+
+def test_zero_logit_margin_is_the_thesis_rule():
+    plain = mise(batched_eval_fn([TORUS]), 1)[0]
+    zero = mise(batched_eval_fn([TORUS]), 1, logit_margin=0.0)[0]
+    wide = mise(batched_eval_fn([TORUS]), 1, logit_margin=2.0)[0]
+    assert np.array_equal(plain.values, zero.values) and plain.n_evaluated == zero.n_evaluated
+    assert wide.n_evaluated > plain.n_evaluated
+
+
 def test_nothing_inside_gives_a_grid_below_the_level():
     result = mise(batched_eval_fn([sphere_sdf(radius=-1.0)]), 1, resolution_0=8, upsampling_steps=3)[0]
     assert result.values.shape == (65, 65, 65) and (result.values < LEVEL).all()
@@ -145,6 +167,8 @@ def test_nothing_inside_gives_a_grid_below_the_level():
         (dict(points_chunk=1), "points_chunk"),
         (dict(resolution_0=0), "resolution"),
         (dict(upsampling_steps=-1), "upsampling_steps"),
+        (dict(logit_margin=-0.5), "logit_margin"),
+        (dict(logit_margin=float("nan")), "logit_margin"),
     ],
 )
 def test_bad_arguments(kwargs, message):
@@ -172,6 +196,12 @@ def test_building_blocks_match_slow_references():
     for b, i, j, k in np.ndindex(*expected.shape):
         corners = occ[b, i : i + 2, j : j + 2, k : k + 2]
         expected[b, i, j, k] = corners.any() and not corners.all()
+    assert np.array_equal(active, expected)
+    near = occ | (rng.random(occ.shape) > 0.7)  # a superset of occ, as with a logit margin
+    active = _active_cells(torch.from_numpy(occ), torch.from_numpy(near)).numpy()
+    for b, i, j, k in np.ndindex(*expected.shape):
+        corners = (slice(i, i + 2), slice(j, j + 2), slice(k, k + 2))
+        expected[b, i, j, k] = near[b][corners].any() and not occ[b][corners].all()
     assert np.array_equal(active, expected)
 
     cells = rng.random((2, 5, 6, 4)) > 0.9

@@ -158,6 +158,7 @@ def test_generate_rerun_with_other_options_is_refused_and_overwrite_redoes(train
     for changed, fragments in (
             (["generation.resolution_0=6"], ["generation.resolution_0: 8 -> 6"]),
             (["test.threshold=0.3"], ["threshold: 0.2 -> 0.3"]),
+            (["generation.logit_margin=1.5"], ["generation.logit_margin"]),  # stamped only when on
             (["seed=3"], ["seed: 0 -> 3"]),
             (["--format", "obj"], ["mesh_format: 'ply' -> 'obj'"])):
         res = run_cli("generate", cfg, "--input", folder, "--output", out, "--no-progress", *changed)
