@@ -73,6 +73,8 @@ RUNS = {
     "pc_cpu_u32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=32"]),
     # the decoder at twice the width (hidden 64): 1.5x the step
     "pc_cpu_h64": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.hidden_size=64"]),
+    # batch 32 and the thesis's MISE rule (the config until 2026-12-04)
+    "pc_cpu_b32": ("configs/pointcloud_cpu.yaml", ["train.batch_size=32", "generation.logit_margin=0"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }
