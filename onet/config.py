@@ -122,6 +122,7 @@ RANGES: dict[str, Range] = {
     "train.batch_size": AT_LEAST_1,
     "train.val_batch_size": AT_LEAST_1,
     "train.lr": POSITIVE,
+    "train.ema_decay": Range(0, 1, high_inclusive=False),
     "train.max_iters": AT_LEAST_1,
     "train.max_epochs": AT_LEAST_1,
     "train.max_time": POSITIVE,

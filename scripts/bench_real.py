@@ -17,6 +17,7 @@ the test split; `--parallel` trains them side by side):
     pc_cpu_r0      the same with data.points_near_surface_ratio=0 (the near-surface comparison)
     pc_cpu_u32     the same with the U-Net at twice the width (unet_channels 32, shipped until 2026-12-03)
     pc_cpu_h64     the same with the decoder at twice the width (hidden_size 64)
+    pc_cpu_ema     the same with a moving average of the weights (train.ema_decay 0.999)
     pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
     img_cpu        configs/img_cpu.yaml
 The meshes are cut at the threshold tau chosen on the validation split
@@ -75,6 +76,8 @@ RUNS = {
     "pc_cpu_h64": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.hidden_size=64"]),
     # batch 32 and the thesis's MISE rule (the config until 2026-12-04)
     "pc_cpu_b32": ("configs/pointcloud_cpu.yaml", ["train.batch_size=32", "generation.logit_margin=0"]),
+    # an exponential moving average of the weights (train.ema_decay), validated and generated from
+    "pc_cpu_ema": ("configs/pointcloud_cpu.yaml", ["train.ema_decay=0.999"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }

@@ -39,7 +39,7 @@ from onet.models.pointnet import LatentPointnet, ResnetPointnet, SimplePointnet
 from onet.models.psgn import PSGN, PSGNDecoder
 from onet.models.r2n2 import R2N2, R2N2Decoder
 from onet.models.voxels import VoxelEncoder
-from onet.utils.checkpoints import load_checkpoint
+from onet.utils.checkpoints import inference_weights, load_checkpoint
 from onet.utils.errors import ConfigError
 
 ENCODERS = {
@@ -311,7 +311,7 @@ def load_model(cfg: dict, checkpoint: str | Path | None, device: torch.device):
             "use the config the checkpoint was trained with (its out_dir/config.yaml)")
     model = build_model(model_cfg, pretrained=False)
     try:
-        model.load_state_dict(state["model"])
+        model.load_state_dict(inference_weights(state))
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0]
         raise ConfigError(f"checkpoint {path}: its weights do not fit the model it describes ({first})") from None

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from onet.models import build_model
-from onet.utils.checkpoints import CheckpointError, load_checkpoint
+from onet.utils.checkpoints import CheckpointError, inference_weights, load_checkpoint
 from onet.utils.errors import ConfigError
 
 __all__ = ["LatentMLP", "LatentSampler", "GAN_KEYS", "is_latent_gan", "vae_checkpoint_path", "load_vae",
@@ -138,7 +138,7 @@ def load_vae(cfg: dict, device: torch.device | str = "cpu"):
         raise ConfigError(f"{key}: {path} is a conditional model (model.encoder {model_cfg['encoder']!r}); a latent "
                           "GAN needs an unconditional VAE (model.encoder null)")
     model = build_model(model_cfg)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(inference_weights(state))
     return model.to(device).eval(), path
 
 

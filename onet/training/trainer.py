@@ -24,6 +24,7 @@ on resume), and the built-in dataset is built once per node.
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import math
@@ -121,6 +122,26 @@ def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN/inf loss, parameter or validation metric; the message says where."""
+
+
+class WeightAverage:
+    """Exponential moving average of a model's weights (train.ema_decay): after each step
+    w_ema <- d' w_ema + (1 - d') w with d' = min(decay, (1 + n) / (10 + n)) at update n, so the
+    average forgets the random initialisation within the first few dozen steps. Buffers (batch-norm
+    statistics) are copied, not averaged. `model` is the averaged network, in eval mode."""
+
+    def __init__(self, source: nn.Module, decay: float):
+        self.decay = float(decay)
+        self.model = copy.deepcopy(source).eval()
+        self.model.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, source: nn.Module, n: int) -> None:
+        d = min(self.decay, (1 + n) / (10 + n))
+        ema = [p for p in self.model.parameters()]
+        torch._foreach_lerp_(ema, [p.detach() for p in source.parameters()], 1.0 - d)
+        for b_ema, b in zip(self.model.buffers(), source.buffers()):
+            b_ema.copy_(b)
 
 
 def _finite_state(model: nn.Module) -> bool:
@@ -311,6 +332,14 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             log(f"resuming from {ckpt_path} at iteration {it} (epoch {epoch})")
         for note in notes:
             log(note)
+    average = WeightAverage(model, tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
+    if average is not None and resume is not None:
+        if isinstance(resume.get("model_ema"), dict):
+            average.model.load_state_dict(resume["model_ema"])
+        elif main:
+            log(f"{ckpt_path} holds no weight average (trained with train.ema_decay 0): it starts from the weights")
+    # what validation scores and generation uses: the average where there is one
+    scored = average.model if average is not None else model
     best = _best_so_far(best, best_path, tcfg["model_selection_mode"])
     # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
     loss_module = _LossModule(model)
@@ -330,7 +359,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
 
     def checkpoint(path: Path) -> None:
         """Called by every rank (the RNG states are gathered); rank 0 writes."""
-        if not _finite_state(model):  # replicas hold the same weights: every rank raises here together
+        if not _finite_state(model) or not _finite_state(scored):  # replicas hold the same weights: every rank raises here together
             raise NonFiniteError(f"the model's parameters are not finite at iteration {it}; {path} was not "
                                  f"written (the last one on disk is kept). Lower train.lr or check the data")
         rngs = all_gather_objects(rng_state(dev), dist_info)  # index = rank
@@ -338,12 +367,13 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
                             batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
                             rng=rngs, scaler=scaler.state_dict(), skipped=skipped_total, cpu_seconds=cpu_used(),
-                            train_split=train_split)
+                            train_split=train_split,
+                            **({"model_ema": average.model.state_dict()} if average is not None else {}))
 
     def run_validation() -> dict:
         """Called by every rank: each validates its share, all get the same metrics and decision."""
         nonlocal best
-        metrics = validate(model, val_loader, dev, cfg["test"]["threshold"], points_chunk=tcfg["val_points_chunk"],
+        metrics = validate(scored, val_loader, dev, cfg["test"]["threshold"], points_chunk=tcfg["val_points_chunk"],
                            encode_points=cfg["data"]["points_subsample"], dist_info=dist_info)
         value = metrics[f"val_{tcfg['model_selection_metric']}"]
         if not all(math.isfinite(metrics[f"val_{k}"]) for k in model.val_metrics):
@@ -430,6 +460,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            if average is not None:
+                average.update(model, it)
             it += 1
             bar.update(1)
             value = loss.detach().to(torch.float64)

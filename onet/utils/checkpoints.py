@@ -114,3 +114,11 @@ def load_checkpoint(path: str | Path, *, map_location: str | torch.device = "cpu
         return torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:  # torch raises many types for a damaged file
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from None
+
+
+def inference_weights(state: dict) -> dict:
+    """The weights a trained model is used with: the moving average where the run kept one
+    (train.ema_decay > 0: what validation scored and model_best.pt was chosen by), else the
+    trained weights. `state["model"]` stays the optimiser's weights, which a resume continues."""
+    ema = state.get("model_ema")
+    return ema if isinstance(ema, dict) else state["model"]

@@ -187,3 +187,52 @@ def test_chunked_validation_equals_unchunked(tiny_cfg):
     assert chunked["val_loss"] == pytest.approx(whole["val_loss"], rel=1e-6)
     assert chunked["val_iou"] == pytest.approx(whole["val_iou"], abs=1e-12)
     assert 0.0 <= whole["val_iou"] <= 1.0 and whole["val_skipped"] == 0
+
+
+def test_weight_average_follows_its_formula():
+    from onet.training.trainer import WeightAverage
+    net = torch.nn.Linear(3, 2)
+    avg = WeightAverage(net, 0.9)
+    expected = [p.detach().clone() for p in net.parameters()]
+    for n in range(30):
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(torch.randn_like(p))
+        avg.update(net, n)
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = [d * e + (1 - d) * p.detach() for e, p in zip(expected, net.parameters())]
+    for e, p in zip(expected, avg.model.parameters()):
+        torch.testing.assert_close(p, e)
+    assert not any(p.requires_grad for p in avg.model.parameters())
+
+
+def test_ema_run_validates_and_generates_with_the_average_and_resumes(tiny_cfg, tmp_path):
+    from onet.models import load_model
+    tiny_cfg["train"]["ema_decay"] = 0.5
+    tiny_cfg["train"]["max_iters"] = 6
+    straight = train({**tiny_cfg, "out_dir": str(tmp_path / "straight")}, progress=False, log=lambda *a: None)
+    ckpt = load_checkpoint(straight.out_dir / "model.pt")
+    assert set(ckpt["model_ema"]) == set(ckpt["model"])
+    assert any(not torch.equal(ckpt["model_ema"][k], ckpt["model"][k]) for k in ckpt["model"]
+               if ckpt["model"][k].is_floating_point())
+    # what generate / eval load is the average
+    model, _ = load_model(tiny_cfg, straight.out_dir / "model.pt", torch.device("cpu"))
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ckpt["model_ema"][k])
+    # stopped at 4 and resumed for one step: the average goes on from the saved one (update n = 4)
+    tiny_cfg["train"]["max_iters"] = 4
+    train(tiny_cfg, progress=False, log=lambda *a: None)
+    at4 = load_checkpoint(os.path.join(tiny_cfg["out_dir"], "model.pt"))
+    tiny_cfg["train"]["max_iters"] = 5
+    train(tiny_cfg, progress=False, log=lambda *a: None)
+    at5 = load_checkpoint(os.path.join(tiny_cfg["out_dir"], "model.pt"))
+    d = min(0.5, 5 / 14)
+    for k, v in at4["model_ema"].items():
+        if v.is_floating_point() and k in dict(model.named_parameters()):
+            torch.testing.assert_close(at5["model_ema"][k], d * v + (1 - d) * at5["model"][k])
+
+
+def test_ema_decay_out_of_range_is_a_config_error(tiny_cfg):
+    from onet.config import ConfigError, validate
+    with pytest.raises(ConfigError, match=r"train\.ema_decay"):
+        validate({**tiny_cfg, "train": {**tiny_cfg["train"], "ema_decay": 1.0}})
