@@ -24,7 +24,6 @@ on resume), and the built-in dataset is built once per node.
 
 from __future__ import annotations
 
-import copy
 import csv
 import hashlib
 import math
@@ -39,6 +38,7 @@ from torch import nn
 from tqdm import tqdm
 
 from onet.config import ConfigError, save_config
+from onet.gan import ema_update, make_ema
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
 from onet.models import build_model, count_parameters, data_targets
 from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
@@ -124,24 +124,10 @@ class NonFiniteError(RuntimeError):
     """Training produced a NaN/inf loss, parameter or validation metric; the message says where."""
 
 
-class WeightAverage:
-    """Exponential moving average of a model's weights (train.ema_decay): after each step
-    w_ema <- d' w_ema + (1 - d') w with d' = min(decay, (1 + n) / (10 + n)) at update n, so the
-    average forgets the random initialisation within the first few dozen steps. Buffers (batch-norm
-    statistics) are copied, not averaged. `model` is the averaged network, in eval mode."""
-
-    def __init__(self, source: nn.Module, decay: float):
-        self.decay = float(decay)
-        self.model = copy.deepcopy(source).eval()
-        self.model.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, source: nn.Module, n: int) -> None:
-        d = min(self.decay, (1 + n) / (10 + n))
-        ema = [p for p in self.model.parameters()]
-        torch._foreach_lerp_(ema, [p.detach() for p in source.parameters()], 1.0 - d)
-        for b_ema, b in zip(self.model.buffers(), source.buffers()):
-            b_ema.copy_(b)
+def ema_decay_at(decay: float, n: int) -> float:
+    """train.ema_decay's decay at update n: min(decay, (1 + n) / (10 + n)), so the average of the
+    weights forgets the random initialisation within the first few dozen steps."""
+    return min(decay, (1 + n) / (10 + n))
 
 
 def _finite_state(model: nn.Module) -> bool:
@@ -332,14 +318,14 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             log(f"resuming from {ckpt_path} at iteration {it} (epoch {epoch})")
         for note in notes:
             log(note)
-    average = WeightAverage(model, tcfg["ema_decay"]) if tcfg["ema_decay"] > 0 else None
+    average = make_ema(model) if tcfg["ema_decay"] > 0 else None
     if average is not None and resume is not None:
         if isinstance(resume.get("model_ema"), dict):
-            average.model.load_state_dict(resume["model_ema"])
+            average.load_state_dict(resume["model_ema"])
         elif main:
             log(f"{ckpt_path} holds no weight average (trained with train.ema_decay 0): it starts from the weights")
     # what validation scores and generation uses: the average where there is one
-    scored = average.model if average is not None else model
+    scored = average if average is not None else model
     best = _best_so_far(best, best_path, tcfg["model_selection_mode"])
     # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
     loss_module = _LossModule(model)
@@ -359,7 +345,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
 
     def checkpoint(path: Path) -> None:
         """Called by every rank (the RNG states are gathered); rank 0 writes."""
-        if not _finite_state(model) or not _finite_state(scored):  # replicas hold the same weights: every rank raises here together
+        # replicas hold the same weights: every rank raises here together
+        if not _finite_state(model) or not _finite_state(scored):
             raise NonFiniteError(f"the model's parameters are not finite at iteration {it}; {path} was not "
                                  f"written (the last one on disk is kept). Lower train.lr or check the data")
         rngs = all_gather_objects(rng_state(dev), dist_info)  # index = rank
@@ -368,7 +355,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                             batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
                             rng=rngs, scaler=scaler.state_dict(), skipped=skipped_total, cpu_seconds=cpu_used(),
                             train_split=train_split,
-                            **({"model_ema": average.model.state_dict()} if average is not None else {}))
+                            **({"model_ema": average.state_dict()} if average is not None else {}))
 
     def run_validation() -> dict:
         """Called by every rank: each validates its share, all get the same metrics and decision."""
@@ -461,7 +448,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             scaler.step(optimizer)
             scaler.update()
             if average is not None:
-                average.update(model, it)
+                ema_update(average, model, ema_decay_at(tcfg["ema_decay"], it))
             it += 1
             bar.update(1)
             value = loss.detach().to(torch.float64)
