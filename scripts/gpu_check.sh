@@ -67,7 +67,12 @@ fi
 if [ -n "${ONET_WHEELS:-}" ]; then
     echo "gpu_check.sh: offline install from $ONET_WHEELS"
     "${pip[@]}" install --quiet --no-index --no-deps "$ONET_WHEELS"/*.whl
-    "${pip[@]}" install --quiet --no-index --no-deps --no-build-isolation -e .
+    # --use-pep517: without it pip takes setuptools' legacy `develop`, which (setuptools >= 80)
+    # calls pip again *with* build isolation, i.e. fetches setuptools from the index (seen offline
+    # on an H200 machine). gpu_check.py also runs from the checkout itself, so a failed editable
+    # install only costs the `onet` command, which no check needs.
+    "${pip[@]}" install --quiet --no-index --no-deps --no-build-isolation --use-pep517 -e . \
+        || echo "gpu_check.sh: editable install of onet failed offline; running from the checkout" >&2
 else
     echo "gpu_check.sh: installing onet (pip install -e .[gpu])"
     "${pip[@]}" install --quiet -e ".[gpu]"

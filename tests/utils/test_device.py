@@ -22,7 +22,7 @@ def test_loader_defaults_by_device():
 
 def test_marching_cubes_workers_by_device():
     assert marching_cubes_workers(torch.device("cpu"), None) == 0
-    assert 1 <= marching_cubes_workers(torch.device("cuda"), None) <= 8
+    assert 1 <= marching_cubes_workers(torch.device("cuda"), None) <= 32
     assert marching_cubes_workers(torch.device("cpu"), 3) == 3
     assert marching_cubes_workers(torch.device("cuda"), None, processes_per_node=64) == 1
     with pytest.raises(ConfigError, match="marching_cubes_workers"):
