@@ -76,7 +76,8 @@ def test_overlapped_extraction_equals_serial():
     evaluated) gives exactly the meshes of the serial path, batch by batch, in order."""
     from onet.generation.extractor import ExtractionBatch, extract_batches
 
-    groups = [SDFS[:2], SDFS[2:], [sphere_sdf(radius=-1.0), SDFS[0]]]  # one empty object
+    # one empty object; the last batch (3 objects, 2 workers) goes out as one task of 2 and one of 1
+    groups = [SDFS[:2], SDFS[2:], [sphere_sdf(radius=-1.0), SDFS[0], SDFS[1]]]
 
     def batches(log):
         for i, sdfs in enumerate(groups):
