@@ -6,9 +6,10 @@
 Steps (each is one row; a failing step is reported and the others still run):
   environment     torch, CUDA, GPU, TF32, Warp
   dataset         the built-in synthetic generator, small (in a temporary folder)
-  train fp32      `onet train` of the thesis image model (configs/img.yaml, batch 64) -> it/s,
-                  and the step time against its FLOP bound (FLOPs of one step counted by
-                  torch's FlopCounterMode, divided by the matmul peak measured here)
+  train fp32      `onet train` of the thesis image model (configs/img.yaml, batch 64) -> it/s
+                  (data loading included), and the step alone on a batch already on the GPU
+                  (scripts/bench_train.py's measurement) against its FLOP bound (the step's
+                  linear and convolution FLOPs over the matmul peak measured here)
   train amp       the same with train.amp=true (bf16 autocast where supported, else fp16 + GradScaler)
   resume          the fp32 run continued (checkpoint RNG/optimizer/scaler restore on the GPU)
   torchrun DDP    `torchrun --nproc_per_node 1 -m onet train` (NCCL on CUDA)
@@ -42,6 +43,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))  # bench_train's step measurement
 
 from onet.config import CONFIG_DIR, load_config  # noqa: E402
 
@@ -110,50 +112,15 @@ def matmul_peak(dev: torch.device, dtype: torch.dtype, n: int) -> float:
     return 2 * n**3 / best
 
 
-def step_flops(cfg: dict, dev: torch.device) -> float:
-    """FLOPs of one training step (forward + backward of the loss) of cfg's model at its batch size."""
-    from torch.utils.flop_counter import FlopCounterMode
+def train_step(dev: torch.device, precision: str, *, name: str = "img", batch_size: int = 64, iters: int = 10,
+               repeats: int = 2) -> tuple[float, float]:
+    """(seconds, FLOPs) of one training step of configs/<name>.yaml on a batch already on `dev`,
+    as `onet train` runs it: scripts/bench_train.py's measurement, which `scripts/benchmark.py`
+    reports too (`onet train`'s it/s also holds the data loading)."""
+    from bench_train import measure_train_step
 
-    from onet.models import build_model
-
-    model = build_model(cfg["model"], pretrained=False).to(dev).train()
-    with FlopCounterMode(display=False) as counter:
-        loss, _ = model.compute_loss(synthetic_batch(cfg, dev))
-        loss.backward()
-    return float(counter.get_total_flops())
-
-
-def synthetic_batch(cfg: dict, dev: torch.device) -> dict:
-    B, T, size = cfg["train"]["batch_size"], cfg["data"]["points_subsample"], cfg["data"]["img_size"]
-    return {"points": torch.rand(B, T, 3, device=dev) * BOX - BOX / 2,
-            "points.occ": (torch.rand(B, T, device=dev) > 0.5).float(),
-            "inputs": torch.rand(B, 3, size, size, device=dev)}
-
-
-def resident_step_s(cfg: dict, dev: torch.device, amp_dtype: torch.dtype | None, steps: int = 20) -> float:
-    """Median seconds of one training step (forward, backward, Adam) on a batch already on the device.
-
-    `onet train`'s it/s also holds the data loading; this is the step alone, the figure
-    the FLOP bound is about (median of `steps` after 5 warm-up steps, synchronised).
-    """
-    from onet.models import build_model
-
-    model = build_model(cfg["model"], pretrained=False).to(dev).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    batch = synthetic_batch(cfg, dev)
-    times = []
-    for i in range(5 + steps):
-        sync(dev)
-        t0 = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(dev.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
-            loss, _ = model.compute_loss(batch)
-        loss.backward()
-        optimizer.step()
-        sync(dev)
-        if i >= 5:
-            times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    r = measure_train_step(name, dev, precision=precision, batch_size=batch_size, iters=iters, repeats=repeats)
+    return r["seconds"], r["flops"]
 
 
 def steady_it_per_s(metrics_csv: Path, skip: int) -> float:
@@ -245,8 +212,6 @@ def main() -> int:
         runs[name] = cfg
         return cfg, result, wall
 
-    bound_text = {}
-
     @step(table, "train fp32")
     def _():
         cfg, result, wall = train_run("train_fp32", ["train.amp=false"])
@@ -254,12 +219,9 @@ def main() -> int:
         its = steady_it_per_s(work / "train_fp32" / "metrics.csv", skip=min(10, iters // 2))
         figure = f"{its:.2f} it/s (batch {cfg['train']['batch_size']}, {iters} its, {wall:.0f} s with start-up)"
         if gpu:
-            flops = step_flops(cfg, dev)
+            step_s, flops = train_step(dev, "fp32")
             peak = matmul_peak(dev, torch.float32, 8192)
-            bound = flops / peak
-            step_s = resident_step_s(cfg, dev, None)
-            ratio = step_s / bound
-            bound_text["fp32"] = (flops, peak)
+            ratio = step_s / (flops / peak)
             figure += (f" = {1e3 / its:.0f} ms/it with loading; step on a resident batch {1e3 * step_s:.1f} ms = "
                        f"{ratio:.1f}x its FLOP bound ({flops / 1e12:.2f} TFLOP at {peak / 1e12:.0f} TFLOP/s, "
                        f"TF32 {'on' if cfg['tf32'] else 'off'})")
@@ -273,9 +235,8 @@ def main() -> int:
         figure = f"{its:.2f} it/s"
         if gpu:
             dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            flops = bound_text.get("fp32", (step_flops(cfg, dev), None))[0]
+            step_s, flops = train_step(dev, "amp")
             peak = matmul_peak(dev, dtype, 8192)
-            step_s = resident_step_s(cfg, dev, dtype)
             figure += (f" ({str(dtype).split('.')[-1]} autocast); step on a resident batch {1e3 * step_s:.1f} ms = "
                        f"{step_s / (flops / peak):.1f}x the {str(dtype).split('.')[-1]} FLOP bound "
                        f"({peak / 1e12:.0f} TFLOP/s)")
