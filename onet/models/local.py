@@ -55,15 +55,72 @@ def sample_planes(planes: torch.Tensor, p: torch.Tensor, padding: float) -> torc
     """Sum over the planes of their bilinear samples at p's projections.
 
     planes: (B, 3, C, R, R); p: (B, T, 3). Returns (B, T, C); differentiable in both.
+    The values of `grid_sample` (bilinear, border padding, align_corners=False).
     """
+    B, n, C, R, _ = planes.shape
+    if R < 2 or p.requires_grad:
+        # refinement and normals differentiate through p (twice): grid_sample's own derivatives
+        return _grid_sample_planes(planes, p, padding)
+    # in fp32 also under bf16 autocast: bf16 coordinates would snap to 1/256 of the box
+    index, weight = _bilinear_corners(p.float(), R, padding)
+    # the planes' channels-last rows (B 3 R R, C): a view for the U-Net's channels-last output
+    table = planes.float().permute(0, 1, 3, 4, 2).reshape(B * n * R * R, C)
+    return _CornerSum.apply(table, index.view(-1, 4 * n), weight.view(-1, 4 * n)).view(B, -1, C)
+
+
+def _grid_sample_planes(planes: torch.Tensor, p: torch.Tensor, padding: float) -> torch.Tensor:
     B, n, C, R, _ = planes.shape
     g = 2 * _unit(p.float(), padding) - 1  # grid_sample's [-1, 1]
     grid = torch.stack([g[..., [a, b]] for a, b in PLANES], dim=1)  # (B, 3, T, 2)
-    # in fp32 also under bf16 autocast: bf16 coordinates would snap to 1/256 of the box
     out = F.grid_sample(planes.reshape(B * n, C, R, R).float(), grid.reshape(B * n, 1, -1, 2),
                         mode="bilinear", padding_mode="border", align_corners=False)  # (3B, C, 1, T)
-    # contiguous once here rather than in each of the decoder's fc_c (forward and backward)
     return out.reshape(B, n, C, -1).sum(dim=1).transpose(1, 2).contiguous()
+
+
+def _bilinear_corners(p: torch.Tensor, R: int, padding: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of the four corners of p's cell on each plane and their bilinear weights, as
+    grid_sample reads them (texel centres at (i + 1/2) / R, border: coordinates clamped to
+    the outer centres). p: (B, T, 3), R >= 2. Returns index (B, T, 3, 4) int64 into the rows
+    ((b * 3 + plane) * R + row) * R + col, and weight (B, T, 3, 4)."""
+    B, T, _ = p.shape
+    x = (_unit(p, padding) * R - 0.5).clamp(0, R - 1)
+    x0 = x.floor().clamp(max=R - 2)  # at the last centre: the left corner with weight 0
+    w1 = x - x0
+    i0 = x0.long()
+    base = torch.arange(B, device=p.device).view(B, 1) * 3
+    index, weight = [], []
+    for k, (a, b) in enumerate(PLANES):
+        row = ((base + k) * R + i0[..., b]) * R + i0[..., a]  # (B, T)
+        index.append(torch.stack([row, row + 1, row + R, row + R + 1], dim=-1))
+        wa, wb = w1[..., a], w1[..., b]
+        weight.append(torch.stack([(1 - wb) * (1 - wa), (1 - wb) * wa, wb * (1 - wa), wb * wa], dim=-1))
+    return torch.stack(index, dim=2), torch.stack(weight, dim=2)
+
+
+class _CornerSum(torch.autograd.Function):
+    """out[i] = sum_j weight[i, j] * table[index[i, j]]: the bilinear samples of all three
+    planes summed in one gather (embedding_bag), written point-major as the decoder reads
+    them. Backward (the table only: training does not differentiate through p) is one
+    index_add of the weighted output gradients, where autograd through grid_sample costs
+    a transposing copy and a gradient per plane (forward + backward 0.76x its CPU time at
+    B=16, T=2048, C=32, R=32, 1 thread)."""
+
+    @staticmethod
+    def forward(ctx, table: torch.Tensor, index: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index, weight)
+        ctx.rows = table.shape[0]
+        return F.embedding_bag(index, table, per_sample_weights=weight, mode="sum")
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        index, weight = ctx.saved_tensors
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        out = grad.new_zeros(ctx.rows, grad.shape[1])
+        # corner by corner: (N, C) products that the allocator reuses, not one (N, 12, C) block
+        for i, w in zip(index.t(), weight.t()):
+            out.index_add_(0, i, grad * w.unsqueeze(1))
+        return out, None, None
 
 
 def _pool(rows: torch.Tensor, index: torch.Tensor, n_cells: int, reduce: str) -> torch.Tensor:
@@ -167,9 +224,14 @@ class TriplanePointnet(nn.Module):
         flat = (cells + offset).reshape(-1)  # (B * 3T,)
         net = self.blocks[0](self.fc_pos(p))  # (B, T, h)
         h = net.shape[2]
+        if len(self.blocks) > 1:
+            # the blocks' max-pools only over the cells that hold points (at most 3T of the 3R^2
+            # per object): the same maxima, a buffer a third the size here and no passes over
+            # empty cells (forward + backward of the pooling about 0.6x its CPU time)
+            occupied, slot = torch.unique(flat, return_inverse=True)
         for block in self.blocks[1:]:
-            pooled = _pool(net.repeat(1, 3, 1).reshape(-1, h), flat, B * n_cells, "amax")  # (B 3R^2, h)
-            local = pooled.index_select(0, flat).view(B, 3, T, h).sum(dim=1)
+            pooled = _pool(net.repeat(1, 3, 1).reshape(-1, h), slot, len(occupied), "amax")  # (cells, h)
+            local = pooled.index_select(0, slot).view(B, 3, T, h).sum(dim=1)
             net = block(torch.cat([net, local], dim=2))
         c = self.fc_c(net)  # (B, T, C)
         planes = _pool(c.repeat(1, 3, 1).reshape(-1, self.c_dim), flat, B * n_cells, "mean")  # (B 3R^2, C)

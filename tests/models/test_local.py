@@ -93,6 +93,74 @@ def test_row_pooling_equals_the_scatter_reduce_reference_values_and_gradients(re
         assert gy[:, 1].abs().sum() > 0 and torch.allclose(gy[:, 0], gy[:, 1])
 
 
+@pytest.mark.parametrize("R", [2, 5, 8])
+def test_corner_sum_sampling_equals_grid_sample_values_and_gradients(R):
+    """The training path (one gather of 12 corners) reads what grid_sample reads: bilinear,
+    border padding, align_corners=False; points outside the box and on the borders included."""
+    from onet.models.local import _grid_sample_planes
+    torch.manual_seed(R)
+    B, C, T, pad = 3, 4, 300, 0.1
+    p = 1.3 * (torch.rand(B, T, 3) - 0.5)  # some outside the 1.1 box
+    p[0, :6] = torch.tensor([0.55, -0.55, 0.0]).repeat(6, 1) * torch.tensor([[1.0], [-1], [0.5], [2], [0], [1e-7]])
+    base = torch.randn(B * 3, C, R, R)
+    for layout in (torch.contiguous_format, torch.channels_last):  # the U-Net's output is channels-last
+        x = base.contiguous(memory_format=layout).requires_grad_()
+        y = base.clone().requires_grad_()
+        got = sample_planes(x.reshape(B, 3, C, R, R), p, pad)
+        want = _grid_sample_planes(y.reshape(B, 3, C, R, R), p, pad)
+        assert got.shape == (B, T, C) and torch.allclose(got, want, atol=1e-5)
+        g = torch.randn(B, T, C)
+        (gx,), (gy,) = torch.autograd.grad(got, x, g), torch.autograd.grad(want, y, g)
+        assert torch.allclose(gx, gy, atol=1e-4)
+    # bf16 autocast: the sampling stays fp32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = sample_planes(base.reshape(B, 3, C, R, R), p, pad)
+    assert low.dtype == torch.float32 and torch.allclose(low, want, atol=1e-5)
+
+
+def test_sampling_differentiates_through_the_points_and_reads_one_cell_planes():
+    from onet.models.local import _grid_sample_planes
+    torch.manual_seed(0)
+    planes = torch.randn(2, 3, 4, 6, 6)
+    q = (torch.rand(2, 50, 3) - 0.5).requires_grad_()
+    (g,) = torch.autograd.grad(sample_planes(planes, q, 0.1).sum(), q, create_graph=True)
+    assert g.requires_grad and g.abs().sum() > 0  # refinement's double backprop goes through here
+    one = torch.randn(2, 3, 4, 1, 1)  # R = 1: every point reads the single cell
+    assert torch.allclose(sample_planes(one, q.detach(), 0.1), one.sum(1).view(2, 1, 4).expand(2, 50, 4), atol=1e-6)
+    assert torch.allclose(sample_planes(one, q.detach(), 0.1), _grid_sample_planes(one, q.detach(), 0.1))
+
+
+def test_encoder_pools_over_occupied_cells_as_over_the_full_planes():
+    """The blocks' max-pools run over the occupied cells only; the planes, and the gradients,
+    are those of pooling over every cell of every plane."""
+    from onet.models.local import _pool
+    torch.manual_seed(0)
+    enc = TriplanePointnet(c_dim=3, hidden_dim=4, n_blocks=3, plane_resolution=4, unet_levels=0).double()
+    for prm in enc.parameters():
+        torch.nn.init.normal_(prm, std=0.5)
+    p = (torch.rand(2, 30, 3, dtype=torch.float64) - 0.5)
+    p[:, 1] = p[:, 0]  # shared cells and exact ties
+
+    def reference(p):
+        B, T, _ = p.shape
+        R, n_cells = 4, 48
+        flat = (plane_cells(p, R, 0.1) + torch.arange(3).view(1, 3, 1) * R * R
+                + torch.arange(B).view(B, 1, 1) * n_cells).reshape(-1)
+        net = enc.blocks[0](enc.fc_pos(p))
+        for block in enc.blocks[1:]:
+            pooled = _pool(net.repeat(1, 3, 1).reshape(-1, 4), flat, B * n_cells, "amax")
+            net = block(torch.cat([net, pooled.index_select(0, flat).view(B, 3, T, 4).sum(1)], dim=2))
+        planes = _pool(enc.fc_c(net).repeat(1, 3, 1).reshape(-1, 3), flat, B * n_cells, "mean")
+        return planes.reshape(B * 3, R, R, 3).permute(0, 3, 1, 2).reshape(B, 3, 3, R, R)
+
+    got, want = enc(p), reference(p)
+    assert torch.allclose(got, want, atol=1e-12)
+    g = torch.randn_like(got)
+    grads = [torch.autograd.grad(out, list(enc.parameters()), g) for out in (enc(p), reference(p))]
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
 def test_eval_closures_equal_the_forward_and_are_differentiable():
     torch.manual_seed(0)
     model = build_model(LOCAL).eval()
