@@ -65,7 +65,7 @@ def sample_planes(planes: torch.Tensor, p: torch.Tensor, padding: float) -> torc
     index, weight = _bilinear_corners(p.float(), R, padding)
     # the planes' channels-last rows (B 3 R R, C): a view for the U-Net's channels-last output
     table = planes.float().permute(0, 1, 3, 4, 2).reshape(B * n * R * R, C)
-    return _CornerSum.apply(table, index.view(-1, 4 * n), weight.view(-1, 4 * n)).view(B, -1, C)
+    return _CornerSum.apply(table, index.view(-1, 4 * n), weight.view(-1, 4 * n)).view(B, p.shape[1], C)
 
 
 def _grid_sample_planes(planes: torch.Tensor, p: torch.Tensor, padding: float) -> torch.Tensor:
@@ -74,7 +74,7 @@ def _grid_sample_planes(planes: torch.Tensor, p: torch.Tensor, padding: float) -
     grid = torch.stack([g[..., [a, b]] for a, b in PLANES], dim=1)  # (B, 3, T, 2)
     out = F.grid_sample(planes.reshape(B * n, C, R, R).float(), grid.reshape(B * n, 1, -1, 2),
                         mode="bilinear", padding_mode="border", align_corners=False)  # (3B, C, 1, T)
-    return out.reshape(B, n, C, -1).sum(dim=1).transpose(1, 2).contiguous()
+    return out.reshape(B, n, C, p.shape[1]).sum(dim=1).transpose(1, 2).contiguous()
 
 
 def _bilinear_corners(p: torch.Tensor, R: int, padding: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -128,6 +128,8 @@ def test_sampling_differentiates_through_the_points_and_reads_one_cell_planes():
     one = torch.randn(2, 3, 4, 1, 1)  # R = 1: every point reads the single cell
     assert torch.allclose(sample_planes(one, q.detach(), 0.1), one.sum(1).view(2, 1, 4).expand(2, 50, 4), atol=1e-6)
     assert torch.allclose(sample_planes(one, q.detach(), 0.1), _grid_sample_planes(one, q.detach(), 0.1))
+    for none in (torch.zeros(2, 0, 3), torch.zeros(2, 0, 3, requires_grad=True)):  # no points: no features
+        assert sample_planes(planes, none, 0.1).shape == (2, 0, 4)
 
 
 def test_encoder_pools_over_occupied_cells_as_over_the_full_planes():
