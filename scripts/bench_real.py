@@ -20,6 +20,8 @@ the test split; `--parallel` trains them side by side):
     pc_cpu_u8      the same with the U-Net at half the width (unet_channels 8)
     pc_cpu_h64     the same with the decoder at twice the width (hidden_size 64)
     pc_cpu_ema     the same with a moving average of the weights (train.ema_decay 0.999)
+    pc_cpu_p1k     the same with 1024 occupancy points per object (data.points_subsample)
+    pc_cpu_b8p4k   the same with batch 8 and 4096 points per object (the same points per step)
     pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
     img_cpu        configs/img_cpu.yaml
 The meshes are cut at the threshold tau chosen on the validation split
@@ -84,6 +86,11 @@ RUNS = {
     "pc_cpu_b32": ("configs/pointcloud_cpu.yaml", ["train.batch_size=32", "generation.logit_margin=0"]),
     # an exponential moving average of the weights (train.ema_decay), validated and generated from
     "pc_cpu_ema": ("configs/pointcloud_cpu.yaml", ["train.ema_decay=0.999"]),
+    # half the occupancy points per object (1024): the decoder's half of the step halves
+    "pc_cpu_p1k": ("configs/pointcloud_cpu.yaml", ["data.points_subsample=1024"]),
+    # half the objects per batch at twice the points (the same points per step): the U-Net's
+    # half of the step halves
+    "pc_cpu_b8p4k": ("configs/pointcloud_cpu.yaml", ["train.batch_size=8", "data.points_subsample=4096"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }
