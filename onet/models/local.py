@@ -171,6 +171,7 @@ class UNet2d(nn.Module):
         return self.out(x)
 
 
+
 def _conv_pair(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU(inplace=True))
@@ -285,8 +286,12 @@ class LocalDecoder(nn.Module):
         net = self.fc_p(p)
         if self.fc_z is not None:
             net = net + self.fc_z(z).unsqueeze(1)
-        for fc_c, block in zip(self.fc_c, self.blocks):
-            net = block(net + fc_c(feat))
+        # every block's fc_c as one linear layer (H x n_blocks outputs): one matmul over the points
+        # instead of n_blocks narrow ones, forward and backward
+        weight = torch.cat([fc.weight for fc in self.fc_c])
+        bias = torch.cat([fc.bias for fc in self.fc_c])
+        for c_i, block in zip(F.linear(feat, weight, bias).chunk(len(self.blocks), dim=-1), self.blocks):
+            net = block(net + c_i)
         return self.fc_out(F.relu(net)).squeeze(2)
 
     def _closure(self, c: torch.Tensor, z: torch.Tensor | None, precision: str):

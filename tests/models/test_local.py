@@ -189,6 +189,36 @@ def test_eval_closures_equal_the_forward_and_are_differentiable():
         model.decoder(p, None, torch.zeros(3, 8))
 
 
+def test_decoder_equals_its_per_block_formula_values_and_gradients():
+    # the n_blocks fc_c layers run as one concatenated linear: the same function as
+    # fc_p(p), then n times [+ fc_c_i(c(p)), block_i], relu, fc_out
+    torch.manual_seed(0)
+    model = build_model({**LOCAL, "decoder_kwargs": {"hidden_size": 8, "n_blocks": 3}}).train()
+    dec = model.decoder
+    for block in dec.blocks:  # fc_1 starts at 0: give every layer a gradient to compare
+        torch.nn.init.normal_(block.fc_1.weight, std=0.3)
+    p = 1.1 * (torch.rand(2, 50, 3) - 0.5)
+    c = torch.randn(2, 3, 8, 8, 8, requires_grad=True)
+
+    def reference():
+        feat = sample_planes(c, p, dec.padding)
+        net = dec.fc_p(p)
+        for fc_c, block in zip(dec.fc_c, dec.blocks):
+            net = block(net + fc_c(feat))
+        return dec.fc_out(torch.relu(net)).squeeze(2)
+
+    weights = torch.randn(2, 50)
+    grads = []
+    for run in (lambda: dec(p, None, c), reference):
+        params = [c, *dec.parameters()]
+        out = run()
+        grads.append((out, torch.autograd.grad((out * weights).sum(), params)))
+    (out, got), (want_out, want) = grads
+    assert torch.allclose(out, want_out, atol=1e-5)
+    for a, b in zip(got, want):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
 def test_training_step_reaches_every_parameter():
     torch.manual_seed(0)
     model = build_model(LOCAL).train()
