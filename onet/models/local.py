@@ -171,7 +171,6 @@ class UNet2d(nn.Module):
         return self.out(x)
 
 
-
 def _conv_pair(c_in: int, c_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU(inplace=True))
