@@ -49,6 +49,8 @@ setup(
         "embreex",
         "manifold3d",
         "rtree",
+        # COLLADA (.dae) meshes in `onet preprocess`: trimesh reads them through it (pure Python)
+        "pycollada",
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist"],

@@ -47,7 +47,7 @@ import numpy as np
 
 from onet.data.formats import check_array, load_pointcloud_npz, load_points_npz, read_binvox, read_metadata
 from onet.geometry.inside import inside_mesh
-from onet.geometry.mesh_files import read_mesh
+from onet.geometry.mesh_files import READ_SUFFIXES, read_mesh
 from onet.utils.ranks import Share
 from onet.evaluation.metrics import (
     MeshMetrics,
@@ -67,7 +67,7 @@ from onet.evaluation.tables import (
 )
 from onet.utils.batch import ItemRunner, Problem
 
-MESH_EXTENSIONS = (".ply", ".obj", ".off", ".stl", ".glb", ".gltf")
+MESH_EXTENSIONS = READ_SUFFIXES  # what read_mesh reads
 INPUT_TYPES = ("voxels", "pointcloud")
 PREDICTIONS = ("mesh", "points")
 

@@ -54,11 +54,11 @@ from tqdm import tqdm
 
 from onet.data.formats import load_pointcloud_npz
 from onet.evaluation.metrics import WORST_CASE_DISTANCE
-from onet.geometry.mesh_files import read_mesh
+from onet.geometry.mesh_files import READ_SUFFIXES, read_mesh
 from onet.geometry.sampling import sample_surface
 from onet.utils.io import write_text_atomic
 
-MESH_SUFFIXES = (".ply", ".obj", ".off", ".stl", ".glb")
+MESH_SUFFIXES = READ_SUFFIXES  # what read_mesh reads
 CODES_FILE = "codes.npz"  # written by `onet generate` beside meshes/ (onet.generation.posterior)
 COLLAPSE_FRACTION = 0.1
 

@@ -27,15 +27,19 @@ import numpy as np
 from onet.geometry.mesh import check_mesh
 from onet.utils.io import write_bytes_atomic
 
-FORMATS = ("ply", "obj", "off", "glb", "stl")
+FORMATS = ("ply", "obj", "off", "glb", "stl")  # written (and read)
+# read as well: glTF with its buffers in separate files (through trimesh's loader in mesh_io)
+READ_FORMATS = FORMATS + ("gltf",)
+# the suffixes every lister of meshes to read uses (evaluation's references and samples)
+READ_SUFFIXES = tuple(f".{f}" for f in READ_FORMATS)
 
 
-def _format_of(path: Path, fmt: str | None) -> str:
+def _format_of(path: Path, fmt: str | None, formats: tuple = FORMATS) -> str:
     if fmt is None:
         fmt = path.suffix.lower().lstrip(".")
     fmt = fmt.lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown mesh format {fmt!r} for {path}: use a suffix (or fmt=) among {', '.join(FORMATS)}")
+    if fmt not in formats:
+        raise ValueError(f"unknown mesh format {fmt!r} for {path}: use a suffix (or fmt=) among {', '.join(formats)}")
     return fmt
 
 
@@ -69,7 +73,11 @@ def export_mesh(path: str | os.PathLike, vertices, faces, *, vertex_normals=None
 def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a triangle mesh: vertices (V, 3) float32, faces (F, 3) int64 (polygons fan-triangulated)."""
     path = Path(path)
-    fmt = _format_of(path, fmt)
+    fmt = _format_of(path, fmt, READ_FORMATS)
+    if fmt == "gltf":
+        from onet.geometry.mesh_io import load_mesh  # its MeshLoadError is a ValueError naming the file
+        mesh = load_mesh(path)
+        return check_mesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64))
     data = path.read_bytes()
     try:
         if fmt == "ply":

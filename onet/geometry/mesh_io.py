@@ -20,7 +20,7 @@ import trimesh
 
 from onet.geometry.appearance import DEFAULT_COLOR, Appearance
 
-MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf")
+MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf", ".dae")  # .dae through pycollada
 
 
 # textures are shrunk (by an integer factor) to at most this many pixels a side on

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
 from onet.geometry.mesh_io import MESH_EXTENSIONS
+
+
+# 3-D model formats onet does not read: a folder of them is reported, not passed over in silence
+# (textures, materials and buffers beside the meshes are not models and are not counted)
+OTHER_MODEL_SUFFIXES = (".3mf", ".fbx", ".blend", ".3ds", ".max", ".x", ".lwo", ".lws", ".ase", ".ac",
+                        ".mdl", ".md2", ".md3", ".md5mesh", ".ms3d", ".b3d", ".dxf", ".step", ".stp", ".iges", ".igs",
+                        ".usd", ".usda", ".usdc", ".usdz", ".wrl", ".vrml", ".x3d", ".ifc", ".irr", ".irrmesh", ".nff",
+                        ".amf", ".smd", ".cob", ".xgl", ".zgl", ".ogex", ".bvh", ".mesh", ".ter", ".hmp")
 
 
 class InputItem(NamedTuple):
@@ -23,7 +32,7 @@ def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
     Recognised layouts, which may be mixed:
       - ShapeNetCore v1: <synset>/<model_id>/model.obj
       - ShapeNetCore v2: <synset>/<model_id>/models/model_normalized.obj
-      - any folder of mesh files (obj, off, ply, stl, glb, gltf): the first
+      - any folder of mesh files (obj, off, ply, stl, glb, gltf, dae): the first
         sub-folder is the category, the file path below it (without the
         extension, '/' -> '_') the model id. Files directly in `input_dir`
         form one category named after `input_dir` ("default" if it has none).
@@ -61,3 +70,17 @@ def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
             model_id = f"{model_id}_{p.suffix.lower().lstrip('.')}"
         items[(category, model_id)] = InputItem(category, model_id, p)
     return [items[k] for k in sorted(items)]
+
+
+def unread_model_files(input_dir: str | os.PathLike) -> Counter:
+    """{suffix: count} of the files under `input_dir` in 3-D model formats that `find_inputs`
+    does not list (OTHER_MODEL_SUFFIXES), hidden files aside."""
+    return Counter(p.suffix.lower() for p in Path(input_dir).rglob("*")
+                   if p.suffix.lower() in OTHER_MODEL_SUFFIXES and not p.name.startswith(".") and p.is_file())
+
+
+def describe_unread(counts: Counter) -> str:
+    """'25 .dae, 1 .3mf files' for a message; '' when there are none."""
+    if not counts:
+        return ""
+    return ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common()) + " files"

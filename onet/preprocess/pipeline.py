@@ -53,7 +53,8 @@ from typing import Sequence
 import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
-from onet.preprocess.discover import InputItem, find_inputs
+from onet.geometry.mesh_io import MESH_EXTENSIONS
+from onet.preprocess.discover import InputItem, describe_unread, find_inputs, unread_model_files
 from onet.utils.batch import attempt, describe, stops_the_run
 from onet.utils.parallel import spawn_pool
 from onet.utils.stamp import claim_folder
@@ -353,8 +354,12 @@ def preprocess_dataset(
         raise UsageError(f"OUTPUT {output_dir} is inside INPUT {input_dir}: a rerun would read the meshes it wrote "
                          "(mesh.ply) as new inputs; choose an output folder outside the input folder")
     items = find_inputs(input_dir)
+    unread = describe_unread(unread_model_files(input_dir))
+    readable = ", ".join(e.lstrip(".") for e in MESH_EXTENSIONS)
     if not items:
-        raise FileNotFoundError(f"{input_dir}: no mesh files found (looked for obj, off, ply, stl, glb, gltf)")
+        raise FileNotFoundError(f"{input_dir}: no mesh files found (looked for {readable})"
+                                + (f"; it holds {unread}, which onet does not read: convert them to one of those "
+                                   "(e.g. with Blender or assimp)" if unread else ""))
     splits = assign_splits(items, options)  # before any work: a bad --splits-from fails fast
     mine = items[i::n]
     report_path = output_dir / (REPORT_NAME if n == 1 else f"preprocess_report.shard{i}of{n}.jsonl")
@@ -380,6 +385,9 @@ def preprocess_dataset(
 
     written = write_splits(output_dir, splits, options)
     warnings: list[tuple[InputItem | None, str]] = [(r.item, r.reason) for r in results if r.status == "warning"]
+    if unread:
+        warnings.append((None, f"left out {unread} under {input_dir}: onet does not read these formats; convert "
+                               f"them to {readable} to include them"))
     warnings += [(None, w) for w in empty_split_warnings(written)]
     stages = [r.timings for r in results if r.status in ("ok", "warning")]
     mean = {s: float(np.mean([t.get(s, 0.0) for t in stages])) for s in STAGES} if stages else {}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from onet.geometry.mesh_files import export_mesh, read_mesh
+from onet.geometry.mesh_files import READ_SUFFIXES, export_mesh, read_mesh
 from onet.geometry.marching_cubes import marching_cubes
 from onet.generation.mise import mise
 
@@ -148,3 +148,23 @@ def test_bad_glb_and_stl_name_the_file_and_problem(tmp_path, name, data, message
     with pytest.raises(ValueError, match=message) as info:
         read_mesh(tmp_path / name)
     assert name in str(info.value)
+
+
+def test_reads_gltf_with_separate_buffers(tmp_path, sphere):
+    # glTF's JSON + .bin pair (other tools write it; onet writes GLB): read, node transform applied
+    vertices, faces, _ = sphere
+    scene = trimesh.Scene()
+    scene.add_geometry(trimesh.Trimesh(vertices, faces, process=False), node_name="sphere",
+                       transform=trimesh.transformations.translation_matrix([0, 1.0, 0]))
+    for name, data in scene.export(file_type="gltf").items():
+        (tmp_path / name).write_bytes(data)
+    v, f = read_mesh(tmp_path / "model.gltf")
+    assert len(f) == len(faces) and np.allclose(v, vertices + [0, 1.0, 0], atol=1e-6)
+    assert ".gltf" in READ_SUFFIXES and ".glb" in READ_SUFFIXES
+    (tmp_path / "gltfBuffer.bin").unlink(missing_ok=True)
+    for extra in tmp_path.glob("*.bin"):
+        extra.unlink()
+    with pytest.raises(ValueError, match="model.gltf"):  # its buffer missing: named
+        read_mesh(tmp_path / "model.gltf")
+    with pytest.raises(ValueError, match="unknown mesh format 'dae'"):
+        read_mesh(tmp_path / "model.dae")

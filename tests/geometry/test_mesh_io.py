@@ -8,7 +8,7 @@ from textured import (BLUE, GREEN, RED, YELLOW, colors_at_points, cube_color, wr
                       write_textured_quad_gltf)
 
 
-@pytest.mark.parametrize("ext", ["obj", "off", "ply", "stl", "glb"])
+@pytest.mark.parametrize("ext", ["obj", "off", "ply", "stl", "glb", "dae"])
 def test_load_formats(tmp_path, ext):
     box = trimesh.creation.box(extents=(1.0, 2.0, 3.0))
     path = tmp_path / f"box.{ext}"
@@ -74,8 +74,11 @@ def test_bad_files_raise_naming_the_file(tmp_path, name, content, message):
 def test_missing_and_unsupported(tmp_path):
     with pytest.raises(MeshLoadError, match="no such file"):
         load_mesh(tmp_path / "nope.obj")
-    (tmp_path / "x.dae").write_text("<xml/>")
+    (tmp_path / "x.fbx").write_text("Kaydara FBX Binary")
     with pytest.raises(MeshLoadError, match="unsupported"):
+        load_mesh(tmp_path / "x.fbx")
+    (tmp_path / "x.dae").write_text("<COLLADA/>")  # a supported format without geometry: named
+    with pytest.raises(MeshLoadError, match="x.dae"):
         load_mesh(tmp_path / "x.dae")
 
 

@@ -1,7 +1,8 @@
 import pytest
 import trimesh
 
-from onet.preprocess.discover import InputItem, find_inputs
+from onet.preprocess.discover import InputItem, describe_unread, find_inputs, unread_model_files
+from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
 
 
 def test_find_inputs_shapenet_v1_v2(tmp_path):
@@ -34,6 +35,28 @@ def test_find_inputs_plain_folder(tmp_path):
 def test_find_inputs_missing_folder(tmp_path):
     with pytest.raises(FileNotFoundError):
         find_inputs(tmp_path / "absent")
+
+
+def test_model_files_onet_does_not_read_are_counted_and_reported(tmp_path):
+    root = tmp_path / "mine"
+    _touch_mesh(root / "chairs" / "c1.obj")
+    for name in ("c2.3mf", "c3.3MF", "sub/c4.fbx", ".hidden.3mf"):
+        (root / "chairs" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "chairs" / name).write_text("not read")
+    (root / "chairs" / "wood.png").write_bytes(b"\x89PNG")  # a texture, not a model
+    (root / "chairs" / "c1.mtl").write_text("newmtl a")
+    assert [i.model_id for i in find_inputs(root)] == ["c1"]
+    counts = unread_model_files(root)
+    assert counts == {".3mf": 2, ".fbx": 1}
+    assert describe_unread(counts) == "2 .3mf, 1 .fbx files"
+    assert describe_unread(unread_model_files(tmp_path / "mine" / "chairs" / "sub")) == "1 .fbx files"
+
+    # a folder of them alone: the error says what is there and what to do
+    only = tmp_path / "only"
+    (only / "cars").mkdir(parents=True)
+    (only / "cars" / "a.fbx").write_text("Kaydara FBX Binary")
+    with pytest.raises(FileNotFoundError, match=r"no mesh files found .*1 \.fbx files, which onet does not read"):
+        preprocess_dataset(only, tmp_path / "out0", options=PreprocessOptions(), progress=False)
 
 
 def _touch_mesh(path):
