@@ -28,8 +28,9 @@ from onet.geometry.mesh import check_mesh
 from onet.utils.io import write_bytes_atomic
 
 FORMATS = ("ply", "obj", "off", "glb", "stl")  # written (and read)
-# read as well: glTF with its buffers in separate files (through trimesh's loader in mesh_io)
-READ_FORMATS = FORMATS + ("gltf",)
+# read as well, through trimesh's loader in mesh_io: glTF with its buffers in separate files, COLLADA
+TRIMESH_FORMATS = ("gltf", "dae")
+READ_FORMATS = FORMATS + TRIMESH_FORMATS
 # the suffixes every lister of meshes to read uses (evaluation's references and samples)
 READ_SUFFIXES = tuple(f".{f}" for f in READ_FORMATS)
 
@@ -74,7 +75,7 @@ def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.nd
     """Read a triangle mesh: vertices (V, 3) float32, faces (F, 3) int64 (polygons fan-triangulated)."""
     path = Path(path)
     fmt = _format_of(path, fmt, READ_FORMATS)
-    if fmt == "gltf":
+    if fmt in TRIMESH_FORMATS:
         from onet.geometry.mesh_io import load_mesh  # its MeshLoadError is a ValueError naming the file
         mesh = load_mesh(path)
         return check_mesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64))

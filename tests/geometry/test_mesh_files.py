@@ -150,7 +150,7 @@ def test_bad_glb_and_stl_name_the_file_and_problem(tmp_path, name, data, message
     assert name in str(info.value)
 
 
-def test_reads_gltf_with_separate_buffers(tmp_path, sphere):
+def test_reads_gltf_with_separate_buffers_and_collada(tmp_path, sphere):
     # glTF's JSON + .bin pair (other tools write it; onet writes GLB): read, node transform applied
     vertices, faces, _ = sphere
     scene = trimesh.Scene()
@@ -166,5 +166,9 @@ def test_reads_gltf_with_separate_buffers(tmp_path, sphere):
         extra.unlink()
     with pytest.raises(ValueError, match="model.gltf"):  # its buffer missing: named
         read_mesh(tmp_path / "model.gltf")
-    with pytest.raises(ValueError, match="unknown mesh format 'dae'"):
-        read_mesh(tmp_path / "model.dae")
+    with pytest.raises(ValueError, match="unknown mesh format 'fbx'"):
+        read_mesh(tmp_path / "model.fbx")
+    trimesh.Trimesh(vertices, faces, process=False).export(tmp_path / "sphere.dae")  # COLLADA too
+    v, f = read_mesh(tmp_path / "sphere.dae")
+    assert len(f) == len(faces) and np.allclose(v, vertices, atol=1e-6)
+    assert ".dae" in READ_SUFFIXES
