@@ -80,7 +80,7 @@ def unread_model_files(input_dir: str | os.PathLike) -> Counter:
 
 
 def describe_unread(counts: Counter) -> str:
-    """'25 .dae, 1 .3mf files' for a message; '' when there are none."""
+    """'25 .fbx, 1 .3mf files' (or '1 .fbx file') for a message; '' when there are none."""
     if not counts:
         return ""
-    return ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common()) + " files"
+    return ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common()) + (" files" if counts.total() > 1 else " file")

@@ -49,13 +49,13 @@ def test_model_files_onet_does_not_read_are_counted_and_reported(tmp_path):
     counts = unread_model_files(root)
     assert counts == {".3mf": 2, ".fbx": 1}
     assert describe_unread(counts) == "2 .3mf, 1 .fbx files"
-    assert describe_unread(unread_model_files(tmp_path / "mine" / "chairs" / "sub")) == "1 .fbx files"
+    assert describe_unread(unread_model_files(tmp_path / "mine" / "chairs" / "sub")) == "1 .fbx file"
 
     # a folder of them alone: the error says what is there and what to do
     only = tmp_path / "only"
     (only / "cars").mkdir(parents=True)
     (only / "cars" / "a.fbx").write_text("Kaydara FBX Binary")
-    with pytest.raises(FileNotFoundError, match=r"no mesh files found .*1 \.fbx files, which onet does not read"):
+    with pytest.raises(FileNotFoundError, match=r"no mesh files found .*1 \.fbx file, which onet does not read"):
         preprocess_dataset(only, tmp_path / "out0", options=PreprocessOptions(), progress=False)
 
 
