@@ -83,4 +83,4 @@ def describe_unread(counts: Counter) -> str:
     """'25 .fbx, 1 .3mf files' (or '1 .fbx file') for a message; '' when there are none."""
     if not counts:
         return ""
-    return ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common()) + (" files" if counts.total() > 1 else " file")
+    return ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common()) + (" files" if sum(counts.values()) > 1 else " file")
