@@ -236,7 +236,7 @@ def run(name: str, args) -> dict:
     config, extra = RUNS[name]
     out = Path(args.out) / name
     # the budget: CPU seconds of the training process (the same on a shared machine as on a quiet
-    # one), or a fixed iteration count (the cosine horizon too); the CPU seconds used are reported
+    # one when single-threaded; with more threads busy-waiting counts, README), or a fixed iteration count (the cosine horizon too); the CPU seconds used are reported
     # in every case
     if args.iters:
         budget = [f"train.max_iters={args.iters}", "train.max_time=null", "train.max_cpu_time=null"]
@@ -451,7 +451,7 @@ def main() -> None:
     p.add_argument("--runs", default="pc_cpu,pc_cpu_r0,img_cpu", help=f"comma-separated, of {', '.join(RUNS)}")
     p.add_argument("--cpu-budget", type=float, default=3600,
                    help="training CPU seconds per run (default 3600: 30 minutes of 2 cores; the same on a shared, "
-                        "busy machine as on a quiet one)")
+                        "busy machine as on a quiet one for single-threaded runs: give 2-thread runs a quiet machine)")
     p.add_argument("--parallel", action="store_true",
                    help="train the runs at the same time (side by side under the same load)")
     p.add_argument("--iters", type=int, default=None, help="train this many iterations instead")

@@ -403,7 +403,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if max_time is not None and time.time() - t_start >= max_time:
             return f"reached train.max_time={max_time}s"
         # CPU seconds of this process, all its threads (not DataLoader worker processes): a budget
-        # that means the same on a shared, busy machine as on a quiet one
+        # that means the same on a shared, busy machine as on a quiet one for a single thread (with
+        # more, OpenMP's spin-waiting while a thread is descheduled counts too: README)
         if max_cpu_time is not None and cpu_used() >= max_cpu_time:
             return f"reached train.max_cpu_time={max_cpu_time}s"
         return ""
