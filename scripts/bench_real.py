@@ -236,8 +236,8 @@ def run(name: str, args) -> dict:
     config, extra = RUNS[name]
     out = Path(args.out) / name
     # the budget: CPU seconds of the training process (the same on a shared machine as on a quiet
-    # one when single-threaded; with more threads busy-waiting counts, README), or a fixed iteration count (the cosine horizon too); the CPU seconds used are reported
-    # in every case
+    # one when single-threaded; with more threads busy-waiting counts, README), or a fixed
+    # iteration count (the cosine horizon too); the CPU seconds used are reported in every case
     if args.iters:
         budget = [f"train.max_iters={args.iters}", "train.max_time=null", "train.max_cpu_time=null"]
     else:

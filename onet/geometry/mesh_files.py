@@ -25,14 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from onet.geometry.mesh import check_mesh
+from onet.geometry.mesh_io import MESH_EXTENSIONS, load_mesh
 from onet.utils.io import write_bytes_atomic
 
 FORMATS = ("ply", "obj", "off", "glb", "stl")  # written (and read)
-# read as well, through trimesh's loader in mesh_io: glTF with its buffers in separate files, COLLADA
-TRIMESH_FORMATS = ("gltf", "dae")
-READ_FORMATS = FORMATS + TRIMESH_FORMATS
-# the suffixes every lister of meshes to read uses (evaluation's references and samples)
-READ_SUFFIXES = tuple(f".{f}" for f in READ_FORMATS)
+# every format onet reads (mesh_io's list); those not written here (glTF with separate buffers,
+# COLLADA) are read through mesh_io's trimesh loader
+READ_SUFFIXES = MESH_EXTENSIONS
+READ_FORMATS = tuple(suffix.lstrip(".") for suffix in READ_SUFFIXES)
+TRIMESH_FORMATS = tuple(f for f in READ_FORMATS if f not in FORMATS)
 
 
 def _format_of(path: Path, fmt: str | None, formats: tuple = FORMATS) -> str:
@@ -76,8 +77,7 @@ def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.nd
     path = Path(path)
     fmt = _format_of(path, fmt, READ_FORMATS)
     if fmt in TRIMESH_FORMATS:
-        from onet.geometry.mesh_io import load_mesh  # its MeshLoadError is a ValueError naming the file
-        mesh = load_mesh(path)
+        mesh = load_mesh(path)  # its MeshLoadError is a ValueError naming the file
         return check_mesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64))
     data = path.read_bytes()
     try:

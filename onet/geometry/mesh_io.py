@@ -20,7 +20,9 @@ import trimesh
 
 from onet.geometry.appearance import DEFAULT_COLOR, Appearance
 
-MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf", ".dae")  # .dae through pycollada
+# every mesh format onet reads (.dae through pycollada): the one list of readers and listers
+# (mesh_files.READ_SUFFIXES is it, for read_mesh)
+MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf", ".dae")
 
 
 # textures are shrunk (by an integer factor) to at most this many pixels a side on

@@ -40,13 +40,26 @@ def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
     A broken symbolic link with a mesh extension is listed like a file, so the
     run reports it by name instead of leaving it out unseen.
     """
+    return scan_inputs(input_dir)[0]
+
+
+def scan_inputs(input_dir: str | os.PathLike) -> tuple[list[InputItem], Counter]:
+    """`find_inputs`'s objects and, from the same walk of the tree, {suffix: count} of the files
+    in 3-D model formats onet does not read (OTHER_MODEL_SUFFIXES; hidden files aside)."""
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: input folder does not exist")
-    files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in MESH_EXTENSIONS and not p.name.startswith(".")
-        and (p.is_file() or (p.is_symlink() and not p.exists()))
-    )
+    files, unread = [], Counter()
+    for p in root.rglob("*"):
+        suffix = p.suffix.lower()
+        if p.name.startswith(".") or (suffix not in MESH_EXTENSIONS and suffix not in OTHER_MODEL_SUFFIXES):
+            continue
+        if suffix in OTHER_MODEL_SUFFIXES:
+            if p.is_file():
+                unread[suffix] += 1
+        elif p.is_file() or (p.is_symlink() and not p.exists()):
+            files.append(p)
+    files.sort()
     items: dict[tuple[str, str], InputItem] = {}
     shapenet_dirs: set[Path] = set()
     for p in files:
@@ -69,18 +82,12 @@ def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
         if (category, model_id) in items:  # same name, other format: keep both, told apart by extension
             model_id = f"{model_id}_{p.suffix.lower().lstrip('.')}"
         items[(category, model_id)] = InputItem(category, model_id, p)
-    return [items[k] for k in sorted(items)]
-
-
-def unread_model_files(input_dir: str | os.PathLike) -> Counter:
-    """{suffix: count} of the files under `input_dir` in 3-D model formats that `find_inputs`
-    does not list (OTHER_MODEL_SUFFIXES), hidden files aside."""
-    return Counter(p.suffix.lower() for p in Path(input_dir).rglob("*")
-                   if p.suffix.lower() in OTHER_MODEL_SUFFIXES and not p.name.startswith(".") and p.is_file())
+    return [items[k] for k in sorted(items)], unread
 
 
 def describe_unread(counts: Counter) -> str:
     """'25 .fbx, 1 .3mf files' (or '1 .fbx file') for a message; '' when there are none."""
     if not counts:
         return ""
-    return ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common()) + (" files" if sum(counts.values()) > 1 else " file")
+    listed = ", ".join(f"{n} {suffix}" for suffix, n in counts.most_common())
+    return listed + (" files" if sum(counts.values()) > 1 else " file")

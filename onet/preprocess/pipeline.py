@@ -54,7 +54,7 @@ import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
 from onet.geometry.mesh_io import MESH_EXTENSIONS
-from onet.preprocess.discover import InputItem, describe_unread, find_inputs, unread_model_files
+from onet.preprocess.discover import InputItem, describe_unread, scan_inputs
 from onet.utils.batch import attempt, describe, stops_the_run
 from onet.utils.parallel import spawn_pool
 from onet.utils.stamp import claim_folder
@@ -353,8 +353,8 @@ def preprocess_dataset(
         from onet.utils.errors import UsageError
         raise UsageError(f"OUTPUT {output_dir} is inside INPUT {input_dir}: a rerun would read the meshes it wrote "
                          "(mesh.ply) as new inputs; choose an output folder outside the input folder")
-    items = find_inputs(input_dir)
-    unread = describe_unread(unread_model_files(input_dir))
+    items, unread_counts = scan_inputs(input_dir)
+    unread = describe_unread(unread_counts)
     readable = ", ".join(e.lstrip(".") for e in MESH_EXTENSIONS)
     if not items:
         raise FileNotFoundError(f"{input_dir}: no mesh files found (looked for {readable})"

@@ -1,7 +1,7 @@
 import pytest
 import trimesh
 
-from onet.preprocess.discover import InputItem, describe_unread, find_inputs, unread_model_files
+from onet.preprocess.discover import InputItem, describe_unread, find_inputs, scan_inputs
 from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
 
 
@@ -45,11 +45,11 @@ def test_model_files_onet_does_not_read_are_counted_and_reported(tmp_path):
         (root / "chairs" / name).write_text("not read")
     (root / "chairs" / "wood.png").write_bytes(b"\x89PNG")  # a texture, not a model
     (root / "chairs" / "c1.mtl").write_text("newmtl a")
-    assert [i.model_id for i in find_inputs(root)] == ["c1"]
-    counts = unread_model_files(root)
+    items, counts = scan_inputs(root)
+    assert items == find_inputs(root) and [i.model_id for i in items] == ["c1"]
     assert counts == {".3mf": 2, ".fbx": 1}
     assert describe_unread(counts) == "2 .3mf, 1 .fbx files"
-    assert describe_unread(unread_model_files(tmp_path / "mine" / "chairs" / "sub")) == "1 .fbx file"
+    assert describe_unread(scan_inputs(tmp_path / "mine" / "chairs" / "sub")[1]) == "1 .fbx file"
 
     # a folder of them alone: the error says what is there and what to do
     only = tmp_path / "only"
