@@ -211,18 +211,22 @@ def build_dataset(args) -> Path:
 # --------------------------------------------------------------------------- runs
 
 
-def onet(cmd: list, args, *, log_to: Path | None) -> float:
-    """Run `python -m onet CMD`; returns its CPU seconds (user + system, all threads)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads)}
-    full = [sys.executable, "-m", "onet", *map(str, cmd)]
-    log(" ".join(map(str, full[2:])))
+def onet(cmd: list, args, *, log_to: Path | None, procs: int = 1) -> float:
+    """Run `python -m onet CMD` (with `procs` > 1: under torchrun, `procs` processes sharing
+    `--threads`); returns its CPU seconds (user + system, all threads and processes)."""
+    threads = max(1, args.threads // procs)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    launch = [sys.executable]
+    if procs > 1:
+        launch += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(procs)]
+    full = [*launch, "-m", "onet", *map(str, cmd)]
+    log(" ".join(map(str, full[full.index("onet"):])) + (f" ({procs} processes x {threads} threads)" if procs > 1 else ""))
     if log_to is not None:
         log_to.parent.mkdir(parents=True, exist_ok=True)
     with open(log_to, "a") if log_to is not None else open(os.devnull) as f:
         out = dict(stdout=f, stderr=subprocess.STDOUT) if log_to is not None else {}
         proc = subprocess.Popen(full, env=env, cwd=REPO, **out)
-        # wait4: this child's own rusage, right also when several runs go at once
+        # wait4: this child's rusage (with torchrun's workers), right also when several runs go at once
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -256,7 +260,7 @@ def run(name: str, args) -> dict:
         cpu_train = _checkpoint_cpu_seconds(out / "model.pt")
     else:
         cpu_train = onet(["train", config, *common, "--device", "cpu", "--no-progress"], args,
-                         log_to=out / "log.txt")
+                         log_to=out / "log.txt", procs=args.procs)
     t_train = None if args.skip_train else time.time() - t0
     # --overwrite: a rerun (no run.json yet) redoes the meshes, also those of a swept tau
     onet(["generate", config, *common, "--device", "cpu", "--overwrite", "--no-progress"], args, log_to=out / "log.txt")
@@ -460,7 +464,9 @@ def main() -> None:
     p.add_argument("--tau", choices=["sweep", "config"], default="sweep",
                    help="occupancy threshold of the meshes: chosen on the validation split (`onet eval --sweep`, "
                         "the thesis's protocol; the config's tau is scored too) or the config's test.threshold")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2, help="threads per run (split between --procs processes)")
+    p.add_argument("--procs", type=int, default=1,
+                   help="train each run as this many processes (torchrun, gloo; the CPU budget is their sum)")
     p.add_argument("--per-class", type=int, default=80, help="objects per class at most")
     p.add_argument("--n-views", type=int, default=8, help="rendered views per object")
     p.add_argument("--near-surface", type=int, default=100000)

@@ -90,6 +90,18 @@ def test_onet_runner_returns_the_child_cpu_seconds_and_names_the_log(tmp_path):
         bench.onet(["no-such-verb"], args, log_to=log)
 
 
+def test_onet_runner_launches_processes_with_torchrun_and_counts_all_their_cpu(tmp_path):
+    import argparse
+
+    bench = _load()
+    one, two = tmp_path / "one.txt", tmp_path / "two.txt"
+    cpu_one = bench.onet(["--help"], argparse.Namespace(threads=2), log_to=one)
+    cpu_two = bench.onet(["--help"], argparse.Namespace(threads=2), log_to=two, procs=2)
+    # both workers ran (each prints the usage) and wait4 counted them with the launcher
+    assert one.read_text().count("usage: onet") == 1 and two.read_text().count("usage: onet") == 2
+    assert cpu_two > 1.5 * cpu_one
+
+
 def test_config_threshold_reads_the_config_and_its_overrides():
     bench = _load()
     # pointcloud_cpu.yaml inherits the thesis's tau = 0.2 (configs/default.yaml)

@@ -125,11 +125,12 @@ def _differentiable_sum(x: torch.Tensor) -> torch.Tensor:
 
 
 def all_reduce_sum(values: Sequence[float], info: DistInfo, device: torch.device) -> list[float]:
-    """Element-wise sums over all processes (float64), e.g. of validation sums and counts."""
+    """Element-wise sums over all processes (float64), e.g. of validation sums and counts.
+    On device "cpu" over the gloo group (a CUDA run's default group is NCCL's)."""
     if not info.enabled:
         return [float(v) for v in values]
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    dist.all_reduce(t)
+    dist.all_reduce(t, group=info.cpu_group if t.device.type == "cpu" else None)
     return t.tolist()
 
 

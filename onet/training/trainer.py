@@ -273,9 +273,6 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     if tcfg["lr_schedule"] == "cosine" and tcfg["max_iters"] is None and tcfg.get("max_cpu_time") is None:
         raise ConfigError("train.lr_schedule=cosine needs train.max_iters or train.max_cpu_time "
                           "(the horizon of the decay)")
-    if tcfg.get("max_cpu_time") is not None and dist_info.enabled:
-        # each process measures its own CPU time: ranks would disagree on the lr and the stop
-        raise ConfigError("train.max_cpu_time is for single-process training; use train.max_iters with torchrun")
     ckpt_path, best_path = out_dir / "model.pt", out_dir / "model_best.pt"
     # a resumed model gets every weight from model.pt: pretrained weights are never fetched for it
     model = build_model(cfg["model"], pretrained=not ckpt_path.is_file()).to(dev)
@@ -387,14 +384,25 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     max_iters, max_epochs, max_time = tcfg["max_iters"], tcfg["max_epochs"], tcfg["max_time"]
     max_cpu_time = tcfg.get("max_cpu_time")
     t_start, cpu_start = time.time(), time.process_time()
+    cpu_agreed = cpu_before  # under torchrun: every process's CPU seconds, summed at the last agreement
 
     def cpu_used() -> float:
+        """Training CPU seconds so far, all threads. Under torchrun the sum over the processes as of
+        the last `limit_reached` (at most a step old), so every rank sets the same lr and stops together."""
+        if dist_info.enabled:
+            return cpu_agreed
         return cpu_before + time.process_time() - cpu_start
     stop_reason, last_val = "", None
     bar = tqdm(total=max_iters, initial=min(it, max_iters) if max_iters else it, desc="train",
                disable=not (progress and main), dynamic_ncols=True)
 
     def limit_reached() -> str:
+        """This process's answer; under torchrun every rank calls it at the same point of the loop."""
+        nonlocal cpu_agreed
+        if dist_info.enabled and max_cpu_time is not None:
+            # one small CPU all-reduce: processes x threads share the budget, as one process's threads do
+            cpu_agreed = cpu_before + all_reduce_sum([time.process_time() - cpu_start], dist_info,
+                                                     torch.device("cpu"))[0]
         if max_iters is not None and it >= max_iters:
             return f"reached train.max_iters={max_iters}"
         if max_epochs is not None and epoch >= max_epochs:
@@ -402,9 +410,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         # clocks differ between ranks: rank 0's decides (agree_to_stop), all stop at the same iteration
         if max_time is not None and time.time() - t_start >= max_time:
             return f"reached train.max_time={max_time}s"
-        # CPU seconds of this process, all its threads (not DataLoader worker processes): a budget
-        # that means the same on a shared, busy machine as on a quiet one for a single thread (with
-        # more, OpenMP's spin-waiting while a thread is descheduled counts too: README)
+        # CPU seconds of this process, all its threads (not DataLoader worker processes), summed over
+        # the processes under torchrun: a budget that means the same on a shared, busy machine as on
+        # a quiet one for single-threaded processes (with more threads, OpenMP's spin-waiting while
+        # a thread is descheduled counts too: README)
         if max_cpu_time is not None and cpu_used() >= max_cpu_time:
             return f"reached train.max_cpu_time={max_cpu_time}s"
         return ""
