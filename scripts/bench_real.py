@@ -22,6 +22,7 @@ the test split; `--parallel` trains them side by side):
     pc_cpu_ema     the same with a moving average of the weights (train.ema_decay 0.999)
     pc_cpu_p1k     the same with 1024 occupancy points per object (data.points_subsample)
     pc_cpu_b8p4k   the same with batch 8 and 4096 points per object (the same points per step)
+    pc_cpu_pe7     the same with sin / cos of the query point at 7 octaves beside it (fourier_levels)
     pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
     img_cpu        configs/img_cpu.yaml
 The meshes are cut at the threshold tau chosen on the validation split
@@ -91,6 +92,9 @@ RUNS = {
     # half the objects per batch at twice the points (the same points per step): the U-Net's
     # half of the step halves
     "pc_cpu_b8p4k": ("configs/pointcloud_cpu.yaml", ["train.batch_size=8", "data.points_subsample=4096"]),
+    # the decoder told where in a plane cell each point lies: sin / cos of p at 7 octaves
+    # (periods down to one cell of the 32 x 32 planes) beside p
+    "pc_cpu_pe7": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.fourier_levels=7"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }

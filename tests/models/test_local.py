@@ -1,10 +1,12 @@
 """The local-feature model (models/local.py): planes, pooling, sampling, eval closures, config checks."""
 
+import math
+
 import pytest
 import torch
 
 from onet.models import build_model, check_model_config
-from onet.models.local import PLANES, TriplanePointnet, plane_cells, sample_planes
+from onet.models.local import PLANES, LocalDecoder, TriplanePointnet, plane_cells, sample_planes
 from onet.utils.errors import ConfigError
 
 LOCAL = {"encoder": "pointnet_triplane", "decoder": "local", "c_dim": 8, "z_dim": 0,
@@ -163,9 +165,10 @@ def test_encoder_pools_over_occupied_cells_as_over_the_full_planes():
         assert torch.allclose(a, b, atol=1e-10)
 
 
-def test_eval_closures_equal_the_forward_and_are_differentiable():
+@pytest.mark.parametrize("levels", [0, 4])
+def test_eval_closures_equal_the_forward_and_are_differentiable(levels):
     torch.manual_seed(0)
-    model = build_model(LOCAL).eval()
+    model = build_model({**LOCAL, "decoder_kwargs": {**LOCAL["decoder_kwargs"], "fourier_levels": levels}}).eval()
     x = torch.rand(3, 100, 3) - 0.5
     p = 1.1 * (torch.rand(3, 500, 3) - 0.5)
     c = model.encode_inputs(x)
@@ -217,6 +220,22 @@ def test_decoder_equals_its_per_block_formula_values_and_gradients():
     assert torch.allclose(out, want_out, atol=1e-5)
     for a, b in zip(got, want):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_fourier_levels_feed_fc_p_the_sines_and_cosines_of_the_octaves():
+    dec = LocalDecoder(c_dim=4, hidden_size=8, n_blocks=1, padding=0.1, fourier_levels=3)
+    assert dec.fc_p.in_features == 3 * 7
+    p = torch.tensor([[[0.55, -0.275, 0.0]]])
+    v = p / 1.1  # 0.5, -0.25, 0
+    enc = dec._encode(p)[0, 0]
+    assert torch.equal(enc[:3], p[0, 0])
+    # sin(2^k pi v) axis by axis, k = 0, 1, 2; then the cosines
+    want_sin = torch.tensor([[math.sin(f * math.pi * x) for f in (1, 2, 4)] for x in v[0, 0].tolist()]).flatten()
+    want_cos = torch.tensor([[math.cos(f * math.pi * x) for f in (1, 2, 4)] for x in v[0, 0].tolist()]).flatten()
+    assert torch.allclose(enc[3:12], want_sin, atol=1e-6) and torch.allclose(enc[12:], want_cos, atol=1e-6)
+    assert LocalDecoder()._encode(p) is p  # 0 levels: p alone, the shipped model's state_dict
+    with pytest.raises(ValueError, match="fourier_levels"):
+        LocalDecoder(fourier_levels=-1)
 
 
 def test_training_step_reaches_every_parameter():
