@@ -11,7 +11,8 @@ script rebuilds everything:
     python scripts/bench_real.py --runs pc_cpu --cpu-budget 600 --set train.lr=0.001   # a tuning run
 
 Runs (each trains for `--cpu-budget` CPU seconds of its training process with
-`--threads` threads, 3,600 = 30 minutes of 2 cores, then generates and evaluates
+`--threads` threads (as that many single-threaded torchrun processes unless `--procs`
+says otherwise), 3,600 = 30 minutes of 2 cores, then generates and evaluates
 the test split; `--parallel` trains them side by side):
     pc_cpu         configs/pointcloud_cpu.yaml (local features; near-surface ratio of the config)
     pc_cpu_r0      the same with data.points_near_surface_ratio=0 (the near-surface comparison)
@@ -469,8 +470,9 @@ def main() -> None:
                    help="occupancy threshold of the meshes: chosen on the validation split (`onet eval --sweep`, "
                         "the thesis's protocol; the config's tau is scored too) or the config's test.threshold")
     p.add_argument("--threads", type=int, default=2, help="threads per run (split between --procs processes)")
-    p.add_argument("--procs", type=int, default=1,
-                   help="train each run as this many processes (torchrun, gloo; the CPU budget is their sum)")
+    p.add_argument("--procs", type=int, default=None,
+                   help="train each run as this many processes (torchrun, gloo; the CPU budget is their sum); "
+                        "default: one single-threaded process per thread (README: faster than threads)")
     p.add_argument("--per-class", type=int, default=80, help="objects per class at most")
     p.add_argument("--n-views", type=int, default=8, help="rendered views per object")
     p.add_argument("--near-surface", type=int, default=100000)
@@ -480,6 +482,10 @@ def main() -> None:
     p.add_argument("--figure", default=None, help="contact sheet PNG of the first run (e.g. scripts/figures/bench_real.png)")
     p.add_argument("--figure-only", action="store_true", help="only redraw --figure from the runs already in --out")
     args = p.parse_args()
+    if args.procs is None:
+        args.procs = args.threads
+    if args.procs < 1 or args.threads < 1:
+        raise SystemExit(f"--procs and --threads must be >= 1, got {args.procs} and {args.threads}")
 
     if args.figure_only:
         contact_sheet(args, args.runs.split(",")[0], Path(args.figure))
