@@ -25,12 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from onet.geometry.mesh import check_mesh
-from onet.geometry.mesh_io import MESH_EXTENSIONS, load_mesh
+from onet.geometry.formats import MESH_EXTENSIONS
 from onet.utils.io import write_bytes_atomic
 
 FORMATS = ("ply", "obj", "off", "glb", "stl")  # written (and read)
-# every format onet reads (mesh_io's list); those not written here (glTF with separate buffers,
-# COLLADA) are read through mesh_io's trimesh loader
+# every format onet reads; those not written here are read through mesh_io
 READ_SUFFIXES = MESH_EXTENSIONS
 READ_FORMATS = tuple(suffix.lstrip(".") for suffix in READ_SUFFIXES)
 TRIMESH_FORMATS = tuple(f for f in READ_FORMATS if f not in FORMATS)
@@ -77,6 +76,8 @@ def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.nd
     path = Path(path)
     fmt = _format_of(path, fmt, READ_FORMATS)
     if fmt in TRIMESH_FORMATS:
+        from onet.geometry.mesh_io import load_mesh  # trimesh on first use
+
         mesh = load_mesh(path)  # its MeshLoadError is a ValueError naming the file
         return check_mesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int64))
     data = path.read_bytes()

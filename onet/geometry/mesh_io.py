@@ -19,10 +19,8 @@ import numpy as np
 import trimesh
 
 from onet.geometry.appearance import DEFAULT_COLOR, Appearance
+from onet.geometry.formats import MESH_EXTENSIONS
 
-# every mesh format onet reads (.dae through pycollada): the one list of readers and listers
-# (mesh_files.READ_SUFFIXES is it, for read_mesh)
-MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf", ".dae")
 
 
 # textures are shrunk (by an integer factor) to at most this many pixels a side on

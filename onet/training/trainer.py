@@ -347,11 +347,14 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             raise NonFiniteError(f"the model's parameters are not finite at iteration {it}; {path} was not "
                                  f"written (the last one on disk is kept). Lower train.lr or check the data")
         rngs = all_gather_objects(rng_state(dev), dist_info)  # index = rank
+        # under torchrun each process's own share of the summed CPU budget, this invocation's
+        own_cpu = all_gather_objects(time.process_time() - cpu_start, dist_info) if dist_info.enabled else None
         if main:
             save_checkpoint(path, model=model.state_dict(), optimizer=optimizer.state_dict(), it=it, epoch=epoch,
                             batch_in_epoch=batch_in_epoch, best_metric=best, config=cfg, model_config=cfg["model"],
                             rng=rngs, scaler=scaler.state_dict(), skipped=skipped_total, cpu_seconds=cpu_used(),
                             train_split=train_split,
+                            **({"cpu_seconds_per_process": own_cpu} if own_cpu is not None else {}),
                             **({"model_ema": average.state_dict()} if average is not None else {}))
 
     def run_validation() -> dict:
