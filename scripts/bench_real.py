@@ -460,7 +460,8 @@ def main() -> None:
     p.add_argument("--runs", default="pc_cpu,pc_cpu_r0,img_cpu", help=f"comma-separated, of {', '.join(RUNS)}")
     p.add_argument("--cpu-budget", type=float, default=3600,
                    help="training CPU seconds per run (default 3600: 30 minutes of 2 cores; the same on a shared, "
-                        "busy machine as on a quiet one for single-threaded runs: give 2-thread runs a quiet machine)")
+                        "busy machine as on a quiet one for single-threaded processes, the default; a multi-threaded "
+                        "process needs a quiet machine)")
     p.add_argument("--parallel", action="store_true",
                    help="train the runs at the same time (side by side under the same load)")
     p.add_argument("--iters", type=int, default=None, help="train this many iterations instead")

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from onet.geometry.mesh_io import MESH_EXTENSIONS
+from onet.geometry.formats import MESH_EXTENSIONS
 
 
 # 3-D model formats onet does not read: a folder of them is reported, not passed over in silence

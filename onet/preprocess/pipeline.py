@@ -53,7 +53,7 @@ from typing import Sequence
 import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
-from onet.geometry.mesh_io import MESH_EXTENSIONS
+from onet.geometry.formats import MESH_EXTENSIONS
 from onet.preprocess.discover import InputItem, describe_unread, scan_inputs
 from onet.utils.batch import attempt, describe, stops_the_run
 from onet.utils.parallel import spawn_pool
