@@ -1,3 +1,5 @@
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -71,6 +73,24 @@ def test_run_bench2d_tiny_grid_writes_tables_and_resumes(tmp_path):
     again = B.run_bench2d(print_fn=lines.append, workers=1, **kw)
     assert any("already trained" in s for s in lines)
     assert [b["w1_select"] for b in again.best] == [b["w1_select"] for b in res.best]
+
+
+def test_groups_train_dearest_first_and_the_order_changes_no_result(tmp_path):
+    grid = B.Grid(iters=6, widths=(8, 16), activations=("leaky",), sgd_lrs=(5e-2,), rms_lrs=(5e-4,), gammas=(1.0,),
+                  checkpoints=1, eval_samples=64, select_samples=32)
+    lines = []
+    res = B.run_bench2d(grid=grid, out_dir=None, methods=("unreg", "r1", "wgan-gp-5"), distributions=("line",),
+                        progress=False, workers=1, print_fn=lines.append)
+    trained = [s.split(":")[1].strip() for s in lines if "GANs x" in s]
+    # n_d = 5 at width 16 is the dearest group, the unregularised ones at width 8 the cheapest
+    assert trained[0] == "16-leaky_gp_nd5" and trained[-1] in ("8-leaky_none_nd1", "8-leaky_zc_nd1"), trained
+    assert len(trained) == 6
+    # seeds come from the group keys, not the order: a group retrained alone gives the chosen runs' numbers
+    runs = [r for r in B.grid_runs(grid, ("wgan-gp-5",), ("line",)) if r.width == 16]
+    sel, _ = B.train_group(runs, grid, 5, seed=zlib.crc32(b"16-leaky_gp_nd5"), device="cpu", progress=False)
+    chosen = next(b for b in res.best if (b["method"], b["arch"]) == ("wgan-gp-5", "16-leaky"))
+    j = next(j for j, r in enumerate(runs) if (r.opt, r.lr, r.gamma) == (chosen["opt"], chosen["lr"], chosen["gamma"]))
+    assert chosen["w1_select"] == pytest.approx(float(np.nanmean(sel[j])), rel=1e-6)
 
 
 def _small_group():
