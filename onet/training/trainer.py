@@ -357,9 +357,12 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                             **({"cpu_seconds_per_process": own_cpu} if own_cpu is not None else {}),
                             **({"model_ema": average.state_dict()} if average is not None else {}))
 
+    val_it = None  # the iteration last validated in this invocation
+
     def run_validation() -> dict:
         """Called by every rank: each validates its share, all get the same metrics and decision."""
-        nonlocal best
+        nonlocal best, val_it
+        val_it = it
         metrics = validate(scored, val_loader, dev, cfg["test"]["threshold"], points_chunk=tcfg["val_points_chunk"],
                            encode_points=cfg["data"]["points_subsample"], dist_info=dist_info)
         value = metrics[f"val_{tcfg['model_selection_metric']}"]
@@ -508,7 +511,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                                "their gradient all-reduces did not pair up")
 
     # Always leave a model_best.pt that was validated at some point, and a resumable model.pt.
-    if agree([last_val is None or (main and not best_path.is_file())], dist_info)[0]:
+    # The last model is validated too: a budget (time, CPU time, iterations off the validation
+    # grid) stops between validations, and with the cosine schedule ending there the last
+    # model, trained at the smallest learning rates, is the likeliest best.
+    if agree([val_it != it or (main and not best_path.is_file())], dist_info)[0]:
         last_val = run_validation()
     checkpoint(ckpt_path)
     if main:

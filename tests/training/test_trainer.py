@@ -29,6 +29,23 @@ def test_train_writes_config_checkpoints_and_metrics(tiny_cfg):
     assert all(0.0 <= float(r["val_iou"]) <= 1.0 for r in rows if r["val_iou"])
 
 
+def test_a_run_stopping_between_validations_validates_its_last_model(tiny_cfg):
+    # a budget ends off the validation grid: the last model (smallest learning rates) is a candidate too
+    tiny_cfg["train"].update(max_iters=5, validate_every=2)
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    rows = list(csv.DictReader(open(result.out_dir / "metrics.csv")))
+    assert [int(r["it"]) for r in rows if r["val_iou"]] == [2, 4, 5]
+    last = next(r for r in rows if r["val_iou"] and int(r["it"]) == 5)
+    assert float(last["val_iou"]) == pytest.approx(result.last_val["val_iou"])
+    best = max(float(r["val_iou"]) for r in rows if r["val_iou"])
+    assert load_checkpoint(result.out_dir / "model_best.pt")["best_metric"] == pytest.approx(best)
+    # stopping on the grid validates once, not twice
+    tiny_cfg["train"].update(max_iters=6)
+    again = train(tiny_cfg, progress=False, log=lambda *a: None)
+    rows = list(csv.DictReader(open(again.out_dir / "metrics.csv")))
+    assert [int(r["it"]) for r in rows if r["val_iou"]] == [2, 4, 5, 6]
+
+
 def test_resume_continues_the_iteration_count(tiny_cfg):
     train(tiny_cfg, progress=False, log=lambda *a: None)
     tiny_cfg["train"]["max_iters"] = 6
