@@ -81,6 +81,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "latent_gan.reg": ("r1", "r2", "none"),
     "latent_gan.optimizer": ("rmsprop", "adam"),
     "generation.marching_cubes": ("skimage", "warp"),
+    "evaluation.sweep_rule": ("one_se", "max"),  # onet.evaluation.sweep.choose_threshold
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
 

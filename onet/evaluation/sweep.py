@@ -54,7 +54,8 @@ class SweepResult:
     """What a sweep produced.
 
     rows: one dict per tau (keys CSV_FIELDS; full-sweep keys are None where
-    that tau was not meshed); best_tau: the recommended threshold;
+    that tau was not meshed); best_tau: the recommended threshold (by `rule`,
+    evaluation.sweep_rule); max_tau: the tau of the best mean score;
     criterion: which column chose it; files: {name: path};
     markdown: the printed table.
     """
@@ -67,6 +68,8 @@ class SweepResult:
     files: dict[str, Path]
     markdown: str
     problems: list[str] = field(default_factory=list)
+    max_tau: float | None = None
+    rule: str = "max"
 
 
 # --------------------------------------------------------------------------- fast sweep
@@ -199,12 +202,38 @@ def best_threshold(scores: dict[float, float], *, prefer: float = PAPER_TAU) -> 
     return min((t for t, s in finite.items() if s == top), key=lambda t: (abs(t - prefer), t))
 
 
+def choose_threshold(ious: np.ndarray, taus, *, prefer: float = PAPER_TAU, rule: str = "one_se") -> tuple[float, float]:
+    """(chosen tau, tau of the best mean) from per-object scores `ious` (N objects, K taus).
+
+    rule "max": the best mean (ties: `best_threshold`). rule "one_se": the tau nearest `prefer`
+    (the config's test.threshold) whose mean is within one standard error of the best, the
+    standard error of the per-object differences to the best tau (paired: the same objects).
+    Near its maximum the curve is flat, and a lead smaller than its own standard error is
+    noise of the validation objects; moving further from `prefer` for it costs more than it
+    gains where the field is thin (a higher tau breaks thin parts up: README, bench_real).
+    """
+    taus = list(taus)
+    means = ious.mean(axis=0)
+    top = best_threshold({t: float(m) for t, m in zip(taus, means)}, prefer=prefer)
+    if rule == "max" or ious.shape[0] < 2:
+        return top, top
+    if rule != "one_se":
+        raise ValueError(f"unknown threshold rule {rule!r}: one_se or max")
+    k = taus.index(top)
+    diff = ious[:, [k]] - ious  # (N, K), >= 0 on average
+    se = diff.std(axis=0, ddof=1) / math.sqrt(ious.shape[0])
+    near = [t for j, t in enumerate(taus) if math.isfinite(means[j]) and means[k] - means[j] <= se[j]]
+    return min(near, key=lambda t: (abs(t - prefer), -means[taus.index(t)], t)), top
+
+
 def _fmt(value, scale: float = 1.0) -> str:
     return "" if value is None else f"{value * scale:.4f}"
 
 
-def format_markdown(rows: list[dict], best_tau: float, *, chamfer_scale: float = 10) -> str:
-    """Markdown table of the sweep; the best row is marked, distances multiplied by chamfer_scale."""
+def format_markdown(rows: list[dict], best_tau: float, max_tau: float | None = None, *,
+                    chamfer_scale: float = 10) -> str:
+    """Markdown table of the sweep; the chosen row is marked *, the best mean + where that differs;
+    distances multiplied by chamfer_scale."""
     full = any(r["mesh_iou"] is not None or r["chamfer_l1"] is not None for r in rows)
     header = ["tau", "IoU (points)"]
     if full:
@@ -212,13 +241,16 @@ def format_markdown(rows: list[dict], best_tau: float, *, chamfer_scale: float =
                    f"Completeness x{chamfer_scale:g}", "Normal Consistency"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" for _ in header) + "|"]
     for r in rows:
-        cells = [f"{r['tau']:g}" + (" *" if r["tau"] == best_tau else ""), _fmt(r["iou"])]
+        mark = " *" if r["tau"] == best_tau else (" +" if r["tau"] == max_tau else "")
+        cells = [f"{r['tau']:g}" + mark, _fmt(r["iou"])]
         if full:
             cells += [_fmt(r["mesh_iou"]), _fmt(r["chamfer_l1"], chamfer_scale), _fmt(r["accuracy"], chamfer_scale),
                       _fmt(r["completeness"], chamfer_scale), _fmt(r["normal_consistency"])]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append(f"* best tau. Means over validation objects; distances in 1/{chamfer_scale:g} of the box "
+    chosen = ("* chosen tau" + ("; + the best mean, whose lead is within one standard error"
+                                if max_tau is not None and max_tau != best_tau else ""))
+    lines.append(f"{chosen}. Means over validation objects; distances in 1/{chamfer_scale:g} of the box "
                  "(the normalised object's longest edge is 1).")
     return "\n".join(lines)
 
@@ -368,7 +400,7 @@ def plot_sweep(rows: list[dict], best_tau: float, current_tau: float, *, chamfer
     for key, label in (("chamfer_l1", "Chamfer-L1"), ("accuracy", "accuracy"), ("completeness", "completeness")):
         if series(key):
             distances.append((label, series(key, chamfer_scale)))
-    markers = [(best_tau, f"best tau = {best_tau:g}", (0, 0, 0))]
+    markers = [(best_tau, f"chosen tau = {best_tau:g}", (0, 0, 0))]
     if current_tau != best_tau:
         markers.append((current_tau, f"test.threshold = {current_tau:g}", (150, 150, 150)))
 
@@ -428,14 +460,22 @@ def sweep(cfg: dict, *, full: bool = False, output=None, thresholds=DEFAULT_TAUS
         for r in rows:
             r.update(full_scores.get(r["tau"], {}))
         criterion = "mesh_iou" if any(r["mesh_iou"] is not None for r in rows) else "iou"
-    best = best_threshold({r["tau"]: r[criterion] for r in rows})
     current = float(cfg["test"]["threshold"])
+    rule = cfg["evaluation"].get("sweep_rule", "one_se")
+    if criterion == "iou":
+        best, top = choose_threshold(ious, taus, prefer=current, rule=rule)
+    else:
+        # the full sweep's mesh scores are means only: its best mean chooses
+        best = top = best_threshold({r["tau"]: r[criterion] for r in rows}, prefer=current)
+        rule = "max"
 
-    markdown = format_markdown(rows, best)
+    markdown = format_markdown(rows, best, top)
     files = {"sweep.csv": out / "sweep.csv", "sweep.json": out / "sweep.json", "sweep.png": out / "sweep.png"}
     write_text_atomic(files["sweep.csv"], _csv_text(rows))
     summary = {
         "best_tau": best,
+        "max_tau": top,
+        "rule": rule,
         "criterion": criterion,
         "best_score": next(r[criterion] for r in rows if r["tau"] == best),
         "current_threshold": current,
@@ -450,7 +490,8 @@ def sweep(cfg: dict, *, full: bool = False, output=None, thresholds=DEFAULT_TAUS
     write_text_atomic(files["sweep.json"], json.dumps(summary, indent=2) + "\n")
     write_bytes_atomic(files["sweep.png"], plot_sweep(rows, best, current))
     return SweepResult(rows=rows, best_tau=best, criterion=criterion, current_tau=current,
-                       n_objects=int(ious.shape[0]), files=files, markdown=markdown, problems=problems)
+                       n_objects=int(ious.shape[0]), files=files, markdown=markdown, problems=problems,
+                       max_tau=top, rule=rule)
 
 
 def run_sweep(cfg: dict, *, full: bool = False, output=None, progress: bool = True, device: str | None = None,
@@ -468,6 +509,10 @@ def run_sweep(cfg: dict, *, full: bool = False, output=None, progress: bool = Tr
                if cur is not None and cur[result.criterion] is not None and result.current_tau != result.best_tau
                else "")
     log(f"best tau {result.best_tau:g}: validation {name} {score:.4f}{compare} ({result.n_objects} objects)")
+    if result.max_tau is not None and result.max_tau != result.best_tau:
+        top = next(r for r in result.rows if r["tau"] == result.max_tau)[result.criterion]
+        log(f"  ({result.max_tau:g} scored {top:.4f}, a lead within one standard error over the validation "
+            f"objects: the tau nearest the config's is kept; evaluation.sweep_rule=max takes the best mean)")
     log(f"recommended: set test.threshold={result.best_tau:g}")
     log(f"sweep written to {result.files['sweep.csv'].parent}")
     return 0

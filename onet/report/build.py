@@ -192,7 +192,9 @@ def _sweep_section(eval_dir: Path, report_dir: Path, notes: list[str]) -> str:
         score = _float(info.get("best_score"))
         text = (f"<p>Best tau <b>{esc(info.get('best_tau'))}</b> by {esc(info.get('criterion'))} "
                 f"({'n/a' if score is None else f'{score:.4f}'}) on {esc(info.get('n_objects'))} objects of split "
-                f"'{esc(info.get('split'))}'; the config uses tau = {info.get('current_threshold')}.</p>")
+                f"'{esc(info.get('split'))}'; the config uses tau = {info.get('current_threshold')}"
+                + (f"; the best mean was at {esc(info['max_tau'])}, a lead within one standard error"
+                   if info.get("max_tau") not in (None, info.get("best_tau")) else "") + ".</p>")
     return text + '<img src="sweep.png" alt="threshold sweep" style="max-width:100%;width:auto;height:auto">'
 
 

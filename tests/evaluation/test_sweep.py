@@ -17,6 +17,7 @@ from PIL import Image
 from onet.evaluation.sweep import (
     DEFAULT_TAUS,
     best_threshold,
+    choose_threshold,
     plot_sweep,
     sweep,
     sweep_iou,
@@ -50,6 +51,26 @@ def test_best_threshold_prefers_the_paper_value_on_ties():
     assert best_threshold({0.1: 0.5, 0.2: 0.5, 0.3: 0.4}) == 0.2
     assert best_threshold({0.1: 0.3, 0.25: 0.6, 0.3: 0.6}) == 0.25
     assert best_threshold({0.4: 0.1, 0.5: float("nan")}) == 0.4
+
+
+def test_one_se_rule_keeps_the_tau_nearest_the_config_unless_the_lead_is_real():
+    taus = [0.2, 0.3, 0.4]
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.3, 0.7, 40)
+    e = rng.normal(0, 0.05, 40)
+    e -= e.mean()  # per-object noise of mean 0: standard error about 0.05 / sqrt(40) = 0.008
+    # 0.4 leads 0.3 by 0.002 on average, far less than its standard error; 0.2 trails by 0.05
+    ious = np.stack([base - 0.05, base, base + 0.002 + e], axis=1)
+    assert choose_threshold(ious, taus, prefer=0.2, rule="one_se") == (0.3, 0.4)
+    assert choose_threshold(ious, taus, prefer=0.2, rule="max") == (0.4, 0.4)
+    # the same lead on every object is real (no spread): the best mean stays
+    ious[:, 2] = base + 0.002
+    assert choose_threshold(ious, taus, prefer=0.2) == (0.4, 0.4)
+    # the config's tau within the error of the best: kept
+    flat = np.stack([base, base + 0.001 + e, base - 0.1], axis=1)
+    assert choose_threshold(flat, taus, prefer=0.2) == (0.2, 0.3)
+    # one object has no standard error: the best mean
+    assert choose_threshold(flat[:1], taus, prefer=0.2) == choose_threshold(flat[:1], taus, rule="max")
 
 
 def test_plot_is_a_png_with_one_or_two_panels():
@@ -96,7 +117,13 @@ def test_sweep_writes_csv_json_png_and_picks_a_grid_tau(trained_cfg, tmp_path):
     assert result.best_tau in DEFAULT_TAUS and result.criterion == "iou"
     ious = {r["tau"]: r["iou"] for r in result.rows}
     assert sorted(ious) == sorted(DEFAULT_TAUS)
-    assert ious[result.best_tau] == max(ious.values())
+    summary = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    # the chosen tau is the best mean, or within one standard error of it (evaluation.sweep_rule)
+    assert summary["rule"] == "one_se" and ious[summary["max_tau"]] == max(ious.values())
+    assert ious[result.best_tau] <= ious[summary["max_tau"]]
+    trained_cfg["evaluation"]["sweep_rule"] = "max"
+    top = sweep(trained_cfg, output=tmp_path / "sweep_max", progress=False, log=quiet)
+    assert top.best_tau == summary["max_tau"] and ious[top.best_tau] == max(ious.values())
 
     rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
     assert [float(r["tau"]) for r in rows] == sorted(DEFAULT_TAUS)
