@@ -124,6 +124,24 @@ class _CornerSum(torch.autograd.Function):
         return out, None, None
 
 
+class _CatChannels(torch.autograd.Function):
+    """torch.cat(xs, dim=1) whose backward hands each input a dense channels-last gradient.
+
+    Autograd's cat backward returns channel slices of the output gradient, strided views
+    that send the U-Net's bilinear-upsample backward and ReLU backward to slow generic
+    paths (upsample backward at (24, 32, 16, 16): 10.3 ms from a slice, 1.5 ms from a dense
+    tensor; 1 thread, Zen 1). Values and gradients are torch.cat's."""
+
+    @staticmethod
+    def forward(ctx, *xs: torch.Tensor) -> torch.Tensor:
+        ctx.sizes = [x.shape[1] for x in xs]
+        return torch.cat(xs, dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return tuple(g.contiguous(memory_format=torch.channels_last) for g in grad.split(ctx.sizes, dim=1))
+
+
 def _pool(rows: torch.Tensor, index: torch.Tensor, n_cells: int, reduce: str) -> torch.Tensor:
     """Reduce feature rows (N, H) into n_cells cells by their cell ids (N,) -> (n_cells, H).
 
@@ -168,7 +186,7 @@ class UNet2d(nn.Module):
             skips.append(x)
         for block, skip in zip(self.up, reversed(skips[:-1])):
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            x = block(torch.cat([x, skip], dim=1))
+            x = block(_CatChannels.apply(x, skip))
         return self.out(x)
 
 

@@ -281,7 +281,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                           f"{model.output_kind} model; choose one of {', '.join(model.val_metrics)}")
     if main:
         log(f"model: {type(model).__name__} ({model.output_kind}), {count_parameters(model):,} trainable parameters")
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
+    # fused on the CPU: one kernel over all parameters, not a loop of small ops per tensor
+    # (pointcloud_cpu's 85 tensors: 1.8 ms a step instead of 8.0, 1 thread, Zen 1); on CUDA
+    # the default, which keeps Adam's step counters on the CPU (see resume below)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"], fused=True if dev.type == "cpu" else None)
     it, epoch, batch_in_epoch, best, skipped_total = 0, 0, 0, None, 0
     cpu_before = 0.0  # training CPU seconds of earlier invocations (train.max_cpu_time spans resumes)
     skipped_names: set[str] = set()

@@ -165,6 +165,34 @@ def test_encoder_pools_over_occupied_cells_as_over_the_full_planes():
         assert torch.allclose(a, b, atol=1e-10)
 
 
+def test_unet_skip_concatenation_equals_torch_cat_values_and_gradients(monkeypatch):
+    """The U-Net's cat hands its inputs dense channels-last gradients (a speed-up): the same
+    output and the same gradients, for the input and every weight, as torch.cat."""
+    import onet.models.local as local
+    torch.manual_seed(0)
+    unet = local.UNet2d(5, 6, channels=4, levels=3).double()
+    x = torch.randn(3, 5, 8, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    g = torch.randn(3, 6, 8, 8, dtype=torch.float64)
+
+    def run():
+        out = unet(x)
+        return out, torch.autograd.grad(out, [x, *unet.parameters()], g)
+
+    out, grads = run()
+    monkeypatch.setattr(local._CatChannels, "apply", lambda *xs: torch.cat(xs, dim=1))
+    want, want_grads = run()
+    assert torch.equal(out, want)
+    for a, b in zip(grads, want_grads):
+        assert torch.allclose(a, b, atol=1e-12)
+    # the gradients the concatenation hands back are dense channels-last
+    a, b = torch.randn(2, 3, 4, 4).requires_grad_(), torch.randn(2, 2, 4, 4).requires_grad_()
+    monkeypatch.undo()
+    out = local._CatChannels.apply(a, b)
+    ga, gb = torch.autograd.grad(out, [a, b], torch.randn(2, 5, 4, 4).contiguous(memory_format=torch.channels_last))
+    assert ga.is_contiguous(memory_format=torch.channels_last) and gb.is_contiguous(memory_format=torch.channels_last)
+
+
 @pytest.mark.parametrize("levels", [0, 4])
 def test_eval_closures_equal_the_forward_and_are_differentiable(levels):
     torch.manual_seed(0)
