@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
 from onet.models import build_model, count_parameters  # noqa: E402
+from onet.utils.device import keep_freed_memory  # noqa: E402
 from onet.utils.precision import autocast, slow_bf16  # noqa: E402
 
 CONFIGS = ["img", "pointcloud", "voxels", "unconditional"]
@@ -139,11 +140,14 @@ def nominal_flops(fn, model: nn.Module, scale: float) -> int:
 
 
 def measure_train_step(name: str, device: str | torch.device = "cpu", *, precision: str = "fp32",
-                       batch_size: int | None = None, iters: int = 1, repeats: int = 2) -> dict:
+                       batch_size: int | None = None, iters: int = 1, repeats: int = 2,
+                       keep_freed: bool = True) -> dict:
     """Time one training step of configs/<name>.yaml on `device` as `onet train` runs it.
 
     precision: fp32, bf16 (train.precision=bf16) or amp (train.amp, CUDA only).
     batch_size: objects per step (default: the config's train.batch_size).
+    keep_freed: on the CPU, keep freed memory mapped for the rest of the process, as `onet
+        train` does (`keep_freed_memory`); False times glibc's default (a fresh process).
     Returns {"config", "device", "precision", "B", "T", "params", "seconds" (best of
     `repeats` averages over `iters` steps), "flops" (nominal forward + backward FLOPs
     of the step: every linear and convolution, encoder included),
@@ -155,6 +159,8 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
     device = torch.device(device)
     if precision == "amp" and device.type != "cuda":
         raise ValueError("precision 'amp' (train.amp) is CUDA only; use bf16 on a CPU")
+    if device.type == "cpu" and keep_freed:
+        keep_freed_memory()
     cfg, model = build(name, device)
     B = batch_size or cfg["train"]["batch_size"]
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg["train"]["lr"])
@@ -259,6 +265,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-size", type=int, default=None,
                         help="side of the square matmul for the peak (default 2048 on CPU, 8192 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="time with glibc's default allocation (onet train keeps freed memory mapped on the CPU)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -271,7 +279,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error("--device cuda but no CUDA GPU is available")
         devices.append(torch.device("cuda"))
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, "
+          + ("glibc's default allocation" if args.system_malloc else "freed memory kept mapped (as onet train)")
           + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
     peaks = measure_peaks(devices, args.peak_size)
     for (dev_type, dtype), peak in peaks.items():
@@ -293,7 +302,8 @@ def main(argv: list[str] | None = None) -> None:
             for name in args.configs:
                 try:
                     r = measure_train_step(name, dev, precision=precision, batch_size=args.batch_size,
-                                           iters=args.iters, repeats=args.repeats)
+                                           iters=args.iters, repeats=args.repeats,
+                                           keep_freed=not args.system_malloc)
                 except ConfigError as exc:  # report and go on: the other configs are still worth timing
                     print(f"skipped {name}: {exc}", flush=True)
                     continue

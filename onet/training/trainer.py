@@ -56,7 +56,7 @@ from onet.training.distributed import (
     once_per_node,
     shutdown_distributed,
 )
-from onet.utils.device import loader_settings, resolve_device, set_tf32, to_device
+from onet.utils.device import keep_freed_memory, loader_settings, resolve_device, set_tf32, to_device
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path
 
@@ -217,6 +217,9 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
     if dev.type == "cuda" and dist_info.enabled:
         dev = torch.device("cuda", dist_info.local_rank)
     set_tf32(dev, cfg["tf32"])
+    if dev.type == "cpu":
+        # the step's large activations are freed and allocated again every step: keep them mapped
+        keep_freed_memory()
     try:
         return _train(cfg, tcfg, dev, dist_info, progress, log)
     finally:

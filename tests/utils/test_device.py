@@ -48,8 +48,9 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap():
     import sys
 
     # Fresh processes, so the setting does not leak into other tests. glibc counts its mmap()ed
-    # blocks (mallinfo2().hblks): by default a 24 MB tensor gets its own mapping, which free()
-    # unmaps (and the next step faults in again); with the setting it comes from the heap.
+    # blocks (mallinfo2().hblks): by default a 24 MB and a 96 MB tensor (above glibc's largest
+    # mmap threshold, 32 MB: a thesis decoder's activations at B=64) each get their own mapping,
+    # which free() unmaps (and the next step faults in again); with the setting, the heap.
     code = (
         "import ctypes, ctypes.util, sys, torch\n"
         "from onet.utils.device import keep_freed_memory\n"
@@ -62,7 +63,7 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap():
         "    print('False', 0); sys.exit()\n"
         "libc.mallinfo2.restype = Info\n"
         "before = libc.mallinfo2().hblks\n"
-        "x = torch.empty(6 << 20)\n"
+        "x, y = torch.empty(6 << 20), torch.empty(24 << 20)\n"
         "print(took, libc.mallinfo2().hblks - before)\n")
     mapped = {}
     for mode in ("on", "off"):
@@ -71,4 +72,4 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap():
         if took == "False":
             pytest.skip("not glibc >= 2.33: no mallopt / mallinfo2")
         mapped[mode] = int(n)
-    assert mapped == {"on": 0, "off": 1}
+    assert mapped == {"on": 0, "off": 2}
