@@ -36,13 +36,21 @@ class UserInput:
     scale: float
 
 
-def find_input_files(input_dir: str | Path, input_type: str) -> list[Path]:
+def find_input_files(input_dir: str | Path, input_type: str) -> tuple[list[Path], Counter]:
+    """The files under input_dir that the model's encoder reads (by suffix, hidden files aside),
+    sorted, and {suffix: count} of the other files, which are left out (for a notice)."""
     root = Path(input_dir)
     if not root.is_dir():
         raise FileNotFoundError(f"input folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES[input_type]
-                   and not p.name.startswith("."))
-    return files
+    files, other = [], Counter()
+    for p in root.rglob("*"):
+        if not p.is_file() or p.name.startswith("."):
+            continue
+        if p.suffix.lower() in SUFFIXES[input_type]:
+            files.append(p)
+        else:
+            other[p.suffix.lower() or "(no suffix)"] += 1
+    return sorted(files), other
 
 
 def output_names(files: list[Path], root: Path) -> list[str]:

@@ -240,3 +240,20 @@ def test_missing_or_empty_input_folder_is_one_error(trained, tmp_path):
     (tmp_path / "empty").mkdir()
     res = run_cli("generate", trained("img"), "--input", tmp_path / "empty", "--output", tmp_path / "out")
     assert_one_clear_error(res, 1, "no input files of type 'img'", "empty")
+
+
+def test_files_of_other_types_are_left_out_with_a_notice(trained, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "chair.png").write_bytes(_image_bytes(_rgb()))
+    (folder / "notes.txt").write_text("not an image")
+    (folder / "scan.ply").write_text("ply\n")
+    res = run_cli("generate", trained("img"), "--input", folder, "--output", tmp_path / "out", "--no-progress")
+    assert res.code == 0, res.err
+    assert [p.name for p in (tmp_path / "out" / "meshes").iterdir()] == ["chair.ply"]
+    notice = [line for line in (res.out + res.err).splitlines() if line.startswith("left out")]
+    assert len(notice) == 1 and "1 .txt" in notice[0] and "1 .ply" in notice[0] and "jpg/jpeg/png" in notice[0]
+    # only files the model cannot read: one error that says what the folder holds
+    (folder / "chair.png").unlink()
+    res = run_cli("generate", trained("img"), "--input", folder, "--output", tmp_path / "out2")
+    assert_one_clear_error(res, 1, "no input files of type 'img' (jpg/jpeg/png)", "1 .txt", "1 .ply")
