@@ -93,7 +93,7 @@ def read_point_cloud(path: Path) -> np.ndarray:
             loaded = trimesh.load(path, process=False)
             points = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
         elif suffix in (".xyz", ".txt"):
-            points = np.loadtxt(path, ndmin=2)
+            points = _read_text_points(path)
         elif suffix == ".npy":
             points = np.load(path, allow_pickle=False)
         else:
@@ -114,6 +114,21 @@ def read_point_cloud(path: Path) -> np.ndarray:
         bad = "" if finite.all() else f" after dropping {int((~finite).sum())} NaN/inf points"
         raise DataFormatError(path, f"point cloud has {len(points)} usable points{bad}; at least {MIN_POINTS} needed")
     return points
+
+
+def _read_text_points(path: Path) -> np.ndarray:
+    """Rows of numbers separated by spaces, tabs, commas or semicolons (CSV exports of scanners
+    and spreadsheets); one header line of column names ("x,y,z") is skipped."""
+    import io
+
+    lines = path.read_text(errors="replace").replace(",", " ").replace(";", " ").splitlines()
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if first is not None:
+        try:
+            [float(v) for v in lines[first].split()]
+        except ValueError:
+            lines = lines[first + 1:]  # the header
+    return np.loadtxt(io.StringIO("\n".join(lines)), ndmin=2)
 
 
 def _normalised_points(path: Path, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:

@@ -1,0 +1,40 @@
+"""Reading users' own input files (onet/generation/inputs.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onet.data.formats import DataFormatError
+from onet.generation.inputs import find_input_files, read_point_cloud
+
+
+@pytest.mark.parametrize("sep, header", [(" ", ""), (",", ""), (";", ""), ("\t", ""), (",", "x,y,z\n"),
+                                         (", ", "X, Y, Z, intensity\n")])
+def test_text_point_clouds_with_any_common_separator_and_a_header(tmp_path, sep, header):
+    rng = np.random.default_rng(0)
+    pts = rng.normal(size=(20, 4))
+    ncols = 4 if "intensity" in header else 3
+    text = header + "\n".join(sep.join(f"{v:.17g}" for v in row[:ncols]) for row in pts) + "\n"
+    path = tmp_path / "scan.txt"
+    path.write_text(text)
+    np.testing.assert_allclose(read_point_cloud(path), pts[:, :3])
+
+
+def test_text_that_is_not_numbers_is_a_clear_error(tmp_path):
+    path = tmp_path / "notes.xyz"
+    path.write_text("a list of chairs\nsecond line of prose\n")
+    with pytest.raises(DataFormatError, match="notes.xyz: cannot read point cloud"):
+        read_point_cloud(path)
+
+
+def test_find_input_files_counts_what_it_leaves_out(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.JPG").write_bytes(b"")
+    (tmp_path / "c.ply").write_bytes(b"")
+    (tmp_path / "README").write_text("")
+    (tmp_path / ".hidden.png").write_bytes(b"")
+    files, other = find_input_files(tmp_path, "img")
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a.png", "sub/b.JPG"]
+    assert other == {".ply": 1, "(no suffix)": 1}
