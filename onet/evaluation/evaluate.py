@@ -107,18 +107,15 @@ def _progress(iterable, *, enabled: bool, desc: str, total: int):
 
 
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(vertices (V, 3) float64, faces (F, 3) int64); raises naming the file when unreadable or not finite."""
-    import trimesh
-
+    """(vertices (V, 3) float64, faces (F, 3) int64) through the shared reader (every format onet
+    reads); raises naming the file when unreadable, empty or not finite."""
     try:
-        loaded = trimesh.load(str(path), force="mesh", process=False)
-    except Exception as e:  # any parser failure means the file is unusable
-        raise ValueError(f"cannot read {path}: {e}") from None
-    vertices = check_array(path, "vertices", getattr(loaded, "vertices", np.zeros((0, 3))), shape=(None, 3))
-    faces = check_array(path, "faces", getattr(loaded, "faces", np.zeros((0, 3), np.int64)), shape=(None, 3))
-    if faces.size and (faces.min() < 0 or faces.max() >= len(vertices)):
-        raise ValueError(f"{path}: face indices reach outside the {len(vertices)} vertices")
-    return vertices.astype(np.float64), faces.astype(np.int64)
+        vertices, faces = read_mesh(path)
+    except ValueError as e:
+        message = str(e)
+        raise ValueError(message if str(path) in message else f"cannot read {path}: {message}") from None
+    vertices = check_array(path, "vertices", vertices, shape=(None, 3))
+    return vertices.astype(np.float64), faces
 
 
 def _check_items(items) -> list[tuple[str, str]]:

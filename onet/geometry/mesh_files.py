@@ -75,6 +75,11 @@ def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.nd
     """Read a triangle mesh: vertices (V, 3) float32, faces (F, 3) int64 (polygons fan-triangulated)."""
     path = Path(path)
     fmt = _format_of(path, fmt, READ_FORMATS)
+    # one message per common failure, whatever the format's parser would say about it
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: file is empty (0 bytes)")
     if fmt in TRIMESH_FORMATS:
         from onet.geometry.mesh_io import load_mesh  # trimesh on first use
 

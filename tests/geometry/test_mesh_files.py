@@ -73,6 +73,15 @@ def test_errors_name_the_file(tmp_path, sphere):
         export_mesh(tmp_path / "mesh.ply", vertices, faces, vertex_normals=np.zeros((1, 3)))
 
 
+@pytest.mark.parametrize("suffix", [".ply", ".obj", ".off", ".glb", ".stl", ".dae", ".gltf"])
+def test_empty_and_missing_files_get_one_message_in_every_format(tmp_path, suffix):
+    (tmp_path / f"empty{suffix}").write_bytes(b"")
+    with pytest.raises(ValueError, match=rf"empty\{suffix}: file is empty \(0 bytes\)"):
+        read_mesh(tmp_path / f"empty{suffix}")
+    with pytest.raises(ValueError, match=rf"gone\{suffix}: no such file"):
+        read_mesh(tmp_path / f"gone{suffix}")
+
+
 def test_failed_write_keeps_the_old_file(tmp_path, sphere, monkeypatch):
     vertices, faces, _ = sphere
     path = tmp_path / "mesh.ply"
