@@ -25,6 +25,7 @@ SUFFIXES = {
     "voxels": (".binvox", ".npy"),
 }
 MIN_POINTS = 3
+MESH_SURFACE_POINTS = 10_000  # sampled on a .ply mesh given as a point cloud
 
 
 @dataclass
@@ -85,13 +86,18 @@ def load_user_input(path: Path, root: Path, input_type: str, *, img_size: int = 
 
 
 def read_point_cloud(path: Path) -> np.ndarray:
-    """(N, 3) float64 points from ply / xyz / txt / npy / npz (first three columns)."""
+    """(N, 3) float64 points from ply / xyz / txt / npy / npz (first three columns); a .ply
+    with faces gives MESH_SURFACE_POINTS points sampled uniformly on its surface."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".ply":
             import trimesh
             loaded = trimesh.load(path, process=False)
             points = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
+            if len(getattr(loaded, "faces", ())) and loaded.area > 0:
+                # a mesh, not a scan: its vertices crowd at details and miss flat parts, so the
+                # encoder gets points spread over the surface by area, as in training
+                points, _ = trimesh.sample.sample_surface(loaded, MESH_SURFACE_POINTS, seed=0)
         elif suffix in (".xyz", ".txt"):
             points = _read_text_points(path)
         elif suffix == ".npy":

@@ -38,3 +38,18 @@ def test_find_input_files_counts_what_it_leaves_out(tmp_path):
     files, other = find_input_files(tmp_path, "img")
     assert [p.relative_to(tmp_path).as_posix() for p in files] == ["a.png", "sub/b.JPG"]
     assert other == {".ply": 1, "(no suffix)": 1}
+
+
+def test_a_ply_mesh_gives_points_spread_over_its_surface(tmp_path):
+    import trimesh
+
+    box = trimesh.creation.box((1.0, 0.5, 0.25))  # 8 vertices, all corners
+    box.export(tmp_path / "box.ply")
+    points = read_point_cloud(tmp_path / "box.ply")
+    assert points.shape == (10_000, 3)
+    # on the surface, and not only at the corners: points on every face's interior
+    assert np.abs(box.nearest.signed_distance(points[:500])).max() < 1e-6
+    assert (np.abs(points[:, 0]) < 0.4).mean() > 0.5
+    # a point cloud saved as .ply (vertices only) is read as it is
+    trimesh.PointCloud(box.vertices).export(tmp_path / "cloud.ply")
+    np.testing.assert_allclose(read_point_cloud(tmp_path / "cloud.ply"), box.vertices)
