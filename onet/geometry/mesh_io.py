@@ -101,6 +101,10 @@ def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance |
     except ImportError as e:  # trimesh's fallback readers (e.g. ASCII STL) import optional packages
         raise MeshLoadError(f"{path}: unreadable mesh file (not valid {path.suffix.lstrip('.').upper()}, "
                             f"or it needs the optional package {e.name!r})") from e
+    except FileNotFoundError as e:  # a .gltf's .bin buffers, an .obj's includes: copied without them
+        missing = Path(e.filename).name if e.filename else str(e)
+        raise MeshLoadError(f"{path}: unreadable mesh file (a file it refers to is missing: {missing}; "
+                            "copy it beside the mesh, or export a self-contained file such as .glb)") from e
     except Exception as e:  # trimesh raises anything from KeyError to UnicodeError on garbage
         raise MeshLoadError(f"{path}: unreadable mesh file ({type(e).__name__}: {e})") from e
 

@@ -191,3 +191,17 @@ def test_multi_part_scene_keeps_each_parts_colour_and_plain_meshes_have_none(tmp
 
     trimesh.creation.box().export(tmp_path / "plain.obj")
     assert load_mesh_with_appearance(tmp_path / "plain.obj")[1] is None
+
+
+def test_gltf_without_its_buffer_file_says_which_file_is_missing(tmp_path):
+    import trimesh
+
+    files = trimesh.creation.box().export(file_type="gltf")  # {"model.gltf": ..., "<buffer>.bin": ...}
+    gltf = next(name for name in files if name.endswith(".gltf"))
+    buffers = sorted(name for name in files if name.endswith(".bin"))
+    (tmp_path / "box.gltf").write_bytes(files[gltf])  # copied without its .bin files
+    with pytest.raises(MeshLoadError, match=r"box.gltf: .*a file it refers to is missing: gltf_buffer_\d+\.bin"):
+        load_mesh(tmp_path / "box.gltf")
+    for name in buffers:
+        (tmp_path / name).write_bytes(files[name])
+    assert len(load_mesh(tmp_path / "box.gltf").faces) == 12
