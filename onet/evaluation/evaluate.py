@@ -504,6 +504,7 @@ def evaluate_pairs(
     runner = ItemRunner(log=log or (lambda *a: None))
 
     problems = [f"{key}: prediction {pred_files[key]} has no reference" for key in sorted(set(pred_files) - set(gt_files))]
+    open_refs: list[str] = []
     rng_points = np.random.default_rng(seed)
     iou_points = rng_points.uniform(-0.55, 0.55, size=(n_iou_points, 3))
     rows = []
@@ -543,7 +544,13 @@ def evaluate_pairs(
                                                         empty_reason=f"{pred_files[key]} has no surface")
         if status != "ok":
             problems.append(f"{key}: {reason}")
+        elif note:
+            open_refs.append(key)
         rows.append(ObjectRow(category, model_id, metrics, status, reason or note))
+    if open_refs:
+        # IoU needs an inside; scored anyway, but the user should know which rows to trust less
+        problems.append(f"{len(open_refs)} reference mesh(es) not watertight, their IoU is best effort (noted in "
+                        f"eval_meshes.csv): {', '.join(open_refs[:5])}{', ...' if len(open_refs) > 5 else ''}")
 
     return _finish(
         rows,

@@ -143,3 +143,22 @@ def test_evaluate_pairs_folders(tmp_path):
     assert rows["lonely"].status == "missing" and rows["lonely"].metrics.empty
     assert any("extra" in p and "no reference" in p for p in result.problems)
     assert (tmp_path / "eval" / "eval_classes.md").is_file()
+
+
+def test_evaluate_pairs_warns_once_about_open_references(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    sphere = trimesh.creation.icosphere(subdivisions=3)
+    holed = sphere.copy()
+    holed.update_faces(np.arange(len(sphere.faces)) >= 40)  # a hole: no inside to score IoU against
+    for name in ("open1", "open2"):
+        holed.export(gt / f"{name}.ply")
+        sphere.export(pred / f"{name}.ply")
+    sphere.export(gt / "closed.ply")
+    sphere.export(pred / "closed.ply")
+    result = evaluate_pairs(pred, gt, tmp_path / "eval", n_points=5_000, n_iou_points=5_000, progress=False)
+    assert all(r.status == "ok" for r in result.rows)
+    notes = [p for p in result.problems if "not watertight" in p]
+    assert len(notes) == 1 and "2 reference" in notes[0] and "open1, open2" in notes[0]
+    assert "closed" not in notes[0]
