@@ -18,6 +18,7 @@ import torch
 from onet.data.dataset import load_image
 from onet.data.formats import DataFormatError, check_array, read_binvox
 from onet.geometry.normalize import bounding_box_normalization
+from onet.utils.errors import UsageError
 
 SUFFIXES = {
     "img": (".jpg", ".jpeg", ".png"),
@@ -41,6 +42,8 @@ def find_input_files(input_dir: str | Path, input_type: str) -> tuple[list[Path]
     """The files under input_dir that the model's encoder reads (by suffix, hidden files aside),
     sorted, and {suffix: count} of the other files, which are left out (for a notice)."""
     root = Path(input_dir)
+    if root.is_file():
+        raise UsageError(f"--input takes a folder, and {root} is a file: put it in a folder of its own")
     if not root.is_dir():
         raise FileNotFoundError(f"input folder not found: {root}")
     files, other = [], Counter()

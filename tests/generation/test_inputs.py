@@ -7,6 +7,7 @@ import pytest
 
 from onet.data.formats import DataFormatError
 from onet.generation.inputs import find_input_files, read_point_cloud
+from onet.utils.errors import UsageError
 
 
 @pytest.mark.parametrize("sep, header", [(" ", ""), (",", ""), (";", ""), ("\t", ""), (",", "x,y,z\n"),
@@ -53,3 +54,11 @@ def test_a_ply_mesh_gives_points_spread_over_its_surface(tmp_path):
     # a point cloud saved as .ply (vertices only) is read as it is
     trimesh.PointCloud(box.vertices).export(tmp_path / "cloud.ply")
     np.testing.assert_allclose(read_point_cloud(tmp_path / "cloud.ply"), box.vertices)
+
+
+def test_a_file_given_as_the_input_folder_is_a_usage_error(tmp_path):
+    (tmp_path / "chair.png").write_bytes(b"")
+    with pytest.raises(UsageError, match="--input takes a folder, and .*chair.png is a file"):
+        find_input_files(tmp_path / "chair.png", "img")
+    with pytest.raises(FileNotFoundError, match="input folder not found"):
+        find_input_files(tmp_path / "nowhere", "img")
