@@ -127,10 +127,13 @@ def read_point_cloud(path: Path) -> np.ndarray:
 
 def _read_text_points(path: Path) -> np.ndarray:
     """Rows of numbers separated by spaces, tabs, commas or semicolons (CSV exports of scanners
-    and spreadsheets); one header line of column names ("x,y,z") is skipped."""
+    and spreadsheets); one header line of column names ("x,y,z") is skipped. With semicolons,
+    commas are decimal marks ("0,5;1,25;2": the spreadsheet export of comma-decimal locales)."""
     import io
 
-    lines = path.read_text(errors="replace").replace(",", " ").replace(";", " ").splitlines()
+    text = path.read_text(errors="replace")
+    text = text.replace(",", ".") if ";" in text else text.replace(",", " ")
+    lines = text.replace(";", " ").splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is not None:
         try:

@@ -11,7 +11,7 @@ from onet.utils.errors import UsageError
 
 
 @pytest.mark.parametrize("sep, header", [(" ", ""), (",", ""), (";", ""), ("\t", ""), (",", "x,y,z\n"),
-                                         (", ", "X, Y, Z, intensity\n")])
+                                         (", ", "X, Y, Z, intensity\n"), (";", "x;y;z\n")])
 def test_text_point_clouds_with_any_common_separator_and_a_header(tmp_path, sep, header):
     rng = np.random.default_rng(0)
     pts = rng.normal(size=(20, 4))
@@ -62,3 +62,9 @@ def test_a_file_given_as_the_input_folder_is_a_usage_error(tmp_path):
         find_input_files(tmp_path / "chair.png", "img")
     with pytest.raises(FileNotFoundError, match="input folder not found"):
         find_input_files(tmp_path / "nowhere", "img")
+
+
+def test_semicolon_text_with_decimal_commas(tmp_path):
+    path = tmp_path / "scan.txt"
+    path.write_text("x;y;z\n0,5;1,25;-2\n1;0,125;3,5\n2,75;1;0\n")
+    np.testing.assert_allclose(read_point_cloud(path), [[0.5, 1.25, -2], [1, 0.125, 3.5], [2.75, 1, 0]])
