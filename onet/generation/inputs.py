@@ -81,9 +81,7 @@ def load_user_input(path: Path, root: Path, input_type: str, *, img_size: int = 
         idx = rng.choice(len(points), size=pointcloud_n, replace=len(points) < pointcloud_n)
         return UserInput(name, path, torch.from_numpy(points[idx].astype(np.float32)), loc, scale)
     if input_type == "voxels":
-        vox = read_voxels(path)
-        if vox.shape != (voxel_resolution,) * 3:
-            raise DataFormatError(path, f"voxel grid must be {voxel_resolution}^3, got shape {vox.shape}")
+        vox = pool_voxels(path, read_voxels(path), voxel_resolution)
         return UserInput(name, path, torch.from_numpy(vox.astype(np.float32)), np.zeros(3), 1.0)
     raise ValueError(f"unsupported input type {input_type!r}")
 
@@ -149,6 +147,20 @@ def _normalised_points(path: Path, points: np.ndarray) -> tuple[np.ndarray, np.n
     except ValueError:
         raise DataFormatError(path, "all points coincide; cannot normalise the point cloud") from None
     return (points - loc) / scale, loc, scale
+
+
+def pool_voxels(path: Path, vox: np.ndarray, resolution: int) -> np.ndarray:
+    """vox on the model's (R, R, R) grid: as it is, or a finer grid of the same box (k R per side)
+    max-pooled: a cell of the model's grid is occupied when it meets the solid, i.e. when any of
+    its k^3 sub-cells does. Other shapes raise naming the file."""
+    R = resolution
+    k = vox.shape[0] // R
+    if vox.shape == (R,) * 3:
+        return vox
+    if k > 1 and vox.shape == (k * R,) * 3:
+        return vox.reshape(R, k, R, k, R, k).max(axis=(1, 3, 5))
+    raise DataFormatError(path, f"voxel grid must be {R}^3 (or a multiple, e.g. {2 * R}^3, which is pooled), "
+                                f"got shape {vox.shape}")
 
 
 def read_voxels(path: Path) -> np.ndarray:

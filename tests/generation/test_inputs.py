@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from onet.data.formats import DataFormatError
-from onet.generation.inputs import find_input_files, read_point_cloud
+from onet.generation.inputs import find_input_files, pool_voxels, read_point_cloud
 from onet.utils.errors import UsageError
 
 
@@ -68,3 +68,16 @@ def test_semicolon_text_with_decimal_commas(tmp_path):
     path = tmp_path / "scan.txt"
     path.write_text("x;y;z\n0,5;1,25;-2\n1;0,125;3,5\n2,75;1;0\n")
     np.testing.assert_allclose(read_point_cloud(path), [[0.5, 1.25, -2], [1, 0.125, 3.5], [2.75, 1, 0]])
+
+
+def test_finer_voxel_grids_are_max_pooled_to_the_model_grid(tmp_path):
+    rng = np.random.default_rng(0)
+    coarse = rng.random((4, 4, 4)) < 0.3
+    fine = np.zeros((8, 8, 8), bool)
+    for i, j, k in zip(*np.nonzero(coarse)):  # one sub-cell of each occupied cell
+        fine[2 * i + rng.integers(2), 2 * j + rng.integers(2), 2 * k + rng.integers(2)] = True
+    np.testing.assert_array_equal(pool_voxels(tmp_path / "v.npy", fine, 4), coarse)
+    np.testing.assert_array_equal(pool_voxels(tmp_path / "v.npy", coarse, 4), coarse)
+    for shape in ((6, 6, 6), (2, 2, 2), (8, 8, 4)):
+        with pytest.raises(DataFormatError, match=r"v.npy: voxel grid must be 4\^3 \(or a multiple"):
+            pool_voxels(tmp_path / "v.npy", np.zeros(shape, bool), 4)

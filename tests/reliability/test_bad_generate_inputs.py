@@ -119,10 +119,11 @@ def _ball(res):
 GOOD_VOXELS = {
     "ball.binvox": lambda: _binvox(_ball(32)),
     "ball_float.npy": lambda: _npy(_ball(32).astype(np.float32)),
+    "ball64.binvox": lambda: _binvox(_ball(64)),  # a finer grid of the same box: max-pooled to 32^3
 }
 BAD_VOXELS = {
-    "ball64.binvox": (lambda: _binvox(_ball(64)), "voxel grid must be 32^3, got shape (64, 64, 64)"),
-    "small.npy": (lambda: _npy(RNG.random((10, 10, 10))), "voxel grid must be 32^3, got shape (10, 10, 10)"),
+    "ball48.binvox": (lambda: _binvox(_ball(48)), "voxel grid must be 32^3 (or a multiple"),
+    "small.npy": (lambda: _npy(RNG.random((10, 10, 10))), "got shape (10, 10, 10)"),
     "flat.npy": (lambda: _npy(RNG.random((32, 32))), "voxel array must have shape (N, M, K), got (32, 32)"),
     "nan.npy": (lambda: _npy(np.full((32, 32, 32), np.nan)), "NaN/inf"),
     "truncated.binvox": (lambda: _binvox(_ball(32))[:-8], "binvox data holds"),
