@@ -51,6 +51,10 @@ setup(
         "rtree",
         # COLLADA (.dae) meshes in `onet preprocess`: trimesh reads them through it (pure Python)
         "pycollada",
+        # 3DS, AC3D, FBX, Blender, DirectX .x, LightWave ... (geometry/assimp_reader.py): assimp with its
+        # library bundled in the wheel; wheels exist for CPython 3.10-3.13 (elsewhere those formats are
+        # reported as unread, with this package named)
+        'assimp-py>=1.1; python_version >= "3.10" and python_version < "3.14"',
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist"],

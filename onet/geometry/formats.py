@@ -2,5 +2,39 @@
 (preprocess, evaluation). A module of its own without trimesh, so that importing training or
 generation does not load trimesh until a mesh is read."""
 
+import importlib.util
+
 # .dae through pycollada; glTF with separate buffers and COLLADA through mesh_io's trimesh loader
-MESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf", ".dae")
+TRIMESH_EXTENSIONS = (".obj", ".off", ".ply", ".stl", ".glb", ".gltf", ".dae")
+
+# through assimp (the assimp-py package, one child process per file: geometry/assimp_reader.py);
+# each of these loaded Debian's assimp test models of its format (AC3D: FlightGear and racing
+# simulators; 3DS, FBX, Blender, DirectX, LightWave, Milkshape, Quake and Unreal game formats ...)
+ASSIMP_EXTENSIONS = (".3ds", ".3mf", ".ac", ".ac3d", ".acc", ".amf", ".ase", ".b3d", ".blend", ".cob", ".dxf",
+                     ".fbx", ".hmp", ".ifc", ".iqm", ".irr", ".irrmesh", ".lwo", ".lws", ".lxo", ".md2", ".md3",
+                     ".md5mesh", ".mdc", ".mdl", ".ms3d", ".nff", ".ogex", ".q3o", ".q3s", ".sib", ".smd", ".ter",
+                     ".x", ".x3d", ".xgl", ".zgl")
+
+# assimp-py has wheels for CPython 3.10-3.13 (setup.py installs it there); without it those
+# formats are reported as unread, with the package to install
+ASSIMP_AVAILABLE = importlib.util.find_spec("assimp_py") is not None
+
+MESH_EXTENSIONS = TRIMESH_EXTENSIONS + (ASSIMP_EXTENSIONS if ASSIMP_AVAILABLE else ())
+
+
+def describe_readable() -> str:
+    """The formats onet reads, for messages: the common ones by name, assimp's counted."""
+    text = ", ".join(e.lstrip(".") for e in TRIMESH_EXTENSIONS)
+    if ASSIMP_AVAILABLE:
+        text += f" and {len(ASSIMP_EXTENSIONS)} more through assimp (3ds, ac, fbx, blend, x, lwo ...)"
+    return text
+
+
+def unread_advice(suffixes) -> str:
+    """What to do about model files with these suffixes, which onet left out."""
+    suffixes = set(suffixes)
+    convert = f"convert them to one of: {describe_readable()}"
+    if ASSIMP_AVAILABLE or not suffixes & set(ASSIMP_EXTENSIONS):
+        return convert
+    advice = f"pip install assimp-py (Python 3.10-3.13) to read {', '.join(sorted(suffixes & set(ASSIMP_EXTENSIONS)))}"
+    return advice + ("" if suffixes <= set(ASSIMP_EXTENSIONS) else "; " + convert.replace("them", "the others", 1))

@@ -32,7 +32,7 @@ FORMATS = ("ply", "obj", "off", "glb", "stl")  # written (and read)
 # every format onet reads; those not written here are read through mesh_io
 READ_SUFFIXES = MESH_EXTENSIONS
 READ_FORMATS = tuple(suffix.lstrip(".") for suffix in READ_SUFFIXES)
-TRIMESH_FORMATS = tuple(f for f in READ_FORMATS if f not in FORMATS)
+MESH_IO_FORMATS = tuple(f for f in READ_FORMATS if f not in FORMATS)
 
 
 def _format_of(path: Path, fmt: str | None, formats: tuple = FORMATS) -> str:
@@ -80,7 +80,7 @@ def read_mesh(path: str | os.PathLike, *, fmt: str | None = None) -> tuple[np.nd
         raise ValueError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: file is empty (0 bytes)")
-    if fmt in TRIMESH_FORMATS:
+    if fmt in MESH_IO_FORMATS:
         from onet.geometry.mesh_io import load_mesh  # trimesh on first use
 
         mesh = load_mesh(path)  # its MeshLoadError is a ValueError naming the file

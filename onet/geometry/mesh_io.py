@@ -19,7 +19,8 @@ import numpy as np
 import trimesh
 
 from onet.geometry.appearance import DEFAULT_COLOR, Appearance
-from onet.geometry.formats import MESH_EXTENSIONS
+from onet.geometry import assimp_reader
+from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS, describe_readable
 
 
 
@@ -36,8 +37,9 @@ class MeshLoadError(ValueError):
 def load_mesh(path: str | os.PathLike) -> trimesh.Trimesh:
     """Load a mesh file as one triangle mesh, dropping invalid geometry.
 
-    Scenes (glb/gltf, multi-object obj) are merged into one mesh with every
-    node transform applied. Vertices with NaN/inf coordinates are dropped with
+    Scenes (glb/gltf, multi-object obj, and the formats read through assimp:
+    3ds, ac, fbx, blend ..., see `assimp_reader`) are merged into one mesh with
+    every node transform applied. Vertices with NaN/inf coordinates are dropped with
     the faces that use them, as are faces with an out-of-range index and
     degenerate faces (repeated index or zero area). No vertices are merged and
     no orientation is changed: watertighting does not rely on either.
@@ -87,33 +89,14 @@ def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance |
     if not path.is_file():
         raise MeshLoadError(f"{path}: no such file")
     if path.suffix.lower() not in MESH_EXTENSIONS:
-        raise MeshLoadError(f"{path}: unsupported extension {path.suffix!r} (supported: {', '.join(MESH_EXTENSIONS)})")
+        raise MeshLoadError(f"{path}: unsupported extension {path.suffix!r} (onet reads {describe_readable()})")
     if path.stat().st_size == 0:
         raise MeshLoadError(f"{path}: file is empty")
 
-    kwargs = {}
-    if path.suffix.lower() == ".obj" and not materials:
-        kwargs["skip_materials"] = True
-    if materials:
-        kwargs["resolver"] = _LenientResolver(str(path))
-    try:
-        loaded = trimesh.load(str(path), force="scene", process=False, **kwargs)
-    except ImportError as e:  # trimesh's fallback readers (e.g. ASCII STL) import optional packages
-        raise MeshLoadError(f"{path}: unreadable mesh file (not valid {path.suffix.lstrip('.').upper()}, "
-                            f"or it needs the optional package {e.name!r})") from e
-    except FileNotFoundError as e:  # a .gltf's .bin buffers, an .obj's includes: copied without them
-        missing = Path(e.filename).name if e.filename else str(e)
-        raise MeshLoadError(f"{path}: unreadable mesh file (a file it refers to is missing: {missing}; "
-                            "copy it beside the mesh, or export a self-contained file such as .glb)") from e
-    except Exception as e:  # trimesh raises anything from KeyError to UnicodeError on garbage
-        raise MeshLoadError(f"{path}: unreadable mesh file ({type(e).__name__}: {e})") from e
-
-    if isinstance(loaded, trimesh.Scene) and len(loaded.geometry) == 0:
-        # newer trimesh parses some garbage (e.g. a binary STL with a wrong
-        # triangle count) into an empty scene instead of raising
-        raise MeshLoadError(f"{path}: unreadable mesh file (no geometry found: not a valid "
-                            f"{path.suffix.lstrip('.').upper()} file)")
-    vertices, faces, appearance = _merge_scene(loaded, materials=materials)
+    if path.suffix.lower() in ASSIMP_EXTENSIONS:
+        vertices, faces, appearance = _read_assimp(path, materials=materials)
+    else:
+        vertices, faces, appearance = _read_trimesh(path, materials=materials)
     if len(faces) == 0:
         raise MeshLoadError(f"{path}: mesh has no faces")
     n_in = len(faces)
@@ -138,6 +121,45 @@ def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance |
     if dropped:
         mesh.metadata["onet_dropped"] = "dropped " + " and ".join(dropped)
     return mesh, appearance
+
+
+def _read_trimesh(path: Path, *, materials: bool) -> tuple[np.ndarray, np.ndarray, Appearance | None]:
+    kwargs = {}
+    if path.suffix.lower() == ".obj" and not materials:
+        kwargs["skip_materials"] = True
+    if materials:
+        kwargs["resolver"] = _LenientResolver(str(path))
+    try:
+        loaded = trimesh.load(str(path), force="scene", process=False, **kwargs)
+    except ImportError as e:  # trimesh's fallback readers (e.g. ASCII STL) import optional packages
+        raise MeshLoadError(f"{path}: unreadable mesh file (not valid {path.suffix.lstrip('.').upper()}, "
+                            f"or it needs the optional package {e.name!r})") from e
+    except FileNotFoundError as e:  # a .gltf's .bin buffers, an .obj's includes: copied without them
+        missing = Path(e.filename).name if e.filename else str(e)
+        raise MeshLoadError(f"{path}: unreadable mesh file (a file it refers to is missing: {missing}; "
+                            "copy it beside the mesh, or export a self-contained file such as .glb)") from e
+    except Exception as e:  # trimesh raises anything from KeyError to UnicodeError on garbage
+        raise MeshLoadError(f"{path}: unreadable mesh file ({type(e).__name__}: {e})") from e
+
+    if isinstance(loaded, trimesh.Scene) and len(loaded.geometry) == 0:
+        # newer trimesh parses some garbage (e.g. a binary STL with a wrong
+        # triangle count) into an empty scene instead of raising
+        raise MeshLoadError(f"{path}: unreadable mesh file (no geometry found: not a valid "
+                            f"{path.suffix.lstrip('.').upper()} file)")
+    return _merge_scene(loaded, materials=materials)
+
+
+def _read_assimp(path: Path, *, materials: bool) -> tuple[np.ndarray, np.ndarray, Appearance | None]:
+    """A scene in one of assimp's formats (geometry/assimp_reader.py), with its material colours."""
+    try:
+        vertices, faces, face_colors = assimp_reader.read_scene(path)
+    except ValueError as e:
+        raise MeshLoadError(str(e)) from e
+    appearance = None
+    if materials and np.isfinite(face_colors).all(axis=1).any():
+        defined = np.isfinite(face_colors).all(axis=1, keepdims=True)
+        appearance = Appearance(face_colors=np.where(defined, face_colors, DEFAULT_COLOR))
+    return vertices, faces, appearance
 
 
 def clean_triangles(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -7,15 +7,14 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from onet.geometry.formats import MESH_EXTENSIONS
+from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS
 
 
-# 3-D model formats onet does not read: a folder of them is reported, not passed over in silence
-# (textures, materials and buffers beside the meshes are not models and are not counted)
-OTHER_MODEL_SUFFIXES = (".3mf", ".fbx", ".blend", ".3ds", ".max", ".x", ".lwo", ".lws", ".ase", ".ac",
-                        ".mdl", ".md2", ".md3", ".md5mesh", ".ms3d", ".b3d", ".dxf", ".step", ".stp", ".iges", ".igs",
-                        ".usd", ".usda", ".usdc", ".usdz", ".wrl", ".vrml", ".x3d", ".ifc", ".irr", ".irrmesh", ".nff",
-                        ".amf", ".smd", ".cob", ".xgl", ".zgl", ".ogex", ".bvh", ".mesh", ".ter", ".hmp")
+# 3-D model formats onet does not read (here): a folder of them is reported, not passed over in
+# silence (textures, materials and buffers beside the meshes are not models and are not counted)
+OTHER_MODEL_SUFFIXES = tuple(s for s in dict.fromkeys(ASSIMP_EXTENSIONS + (
+    ".max", ".md5mesh", ".step", ".stp", ".iges", ".igs", ".usd", ".usda", ".usdc", ".usdz", ".wrl", ".vrml",
+    ".m3d", ".jt", ".raw", ".mesh", ".bvh")) if s not in MESH_EXTENSIONS)
 
 
 class InputItem(NamedTuple):
@@ -32,7 +31,7 @@ def find_inputs(input_dir: str | os.PathLike) -> list[InputItem]:
     Recognised layouts, which may be mixed:
       - ShapeNetCore v1: <synset>/<model_id>/model.obj
       - ShapeNetCore v2: <synset>/<model_id>/models/model_normalized.obj
-      - any folder of mesh files (obj, off, ply, stl, glb, gltf, dae): the first
+      - any folder of mesh files (geometry.formats.MESH_EXTENSIONS): the first
         sub-folder is the category, the file path below it (without the
         extension, '/' -> '_') the model id. Files directly in `input_dir`
         form one category named after `input_dir` ("default" if it has none).

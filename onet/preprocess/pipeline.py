@@ -53,7 +53,7 @@ from typing import Sequence
 import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
-from onet.geometry.formats import MESH_EXTENSIONS
+from onet.geometry.formats import describe_readable, unread_advice
 from onet.preprocess.discover import InputItem, describe_unread, scan_inputs
 from onet.utils.batch import attempt, describe, stops_the_run
 from onet.utils.parallel import spawn_pool
@@ -355,11 +355,11 @@ def preprocess_dataset(
                          "(mesh.ply) as new inputs; choose an output folder outside the input folder")
     items, unread_counts = scan_inputs(input_dir)
     unread = describe_unread(unread_counts)
-    readable = ", ".join(e.lstrip(".") for e in MESH_EXTENSIONS)
+    readable = describe_readable()
     if not items:
         raise FileNotFoundError(f"{input_dir}: no mesh files found (looked for {readable})"
-                                + (f"; it holds {unread}, which onet does not read: convert them to one of those "
-                                   "(e.g. with Blender or assimp)" if unread else ""))
+                                + (f"; it holds {unread}, which onet does not read: {unread_advice(unread_counts)}"
+                                   if unread else ""))
     splits = assign_splits(items, options)  # before any work: a bad --splits-from fails fast
     mine = items[i::n]
     report_path = output_dir / (REPORT_NAME if n == 1 else f"preprocess_report.shard{i}of{n}.jsonl")
@@ -386,8 +386,8 @@ def preprocess_dataset(
     written = write_splits(output_dir, splits, options)
     warnings: list[tuple[InputItem | None, str]] = [(r.item, r.reason) for r in results if r.status == "warning"]
     if unread:
-        warnings.append((None, f"left out {unread} under {input_dir}: onet does not read these formats; convert "
-                               f"them to {readable} to include them"))
+        warnings.append((None, f"left out {unread} under {input_dir}: onet does not read these formats; "
+                               f"{unread_advice(unread_counts)}"))
     warnings += [(None, w) for w in empty_split_warnings(written)]
     stages = [r.timings for r in results if r.status in ("ok", "warning")]
     mean = {s: float(np.mean([t.get(s, 0.0) for t in stages])) for s in STAGES} if stages else {}

@@ -175,8 +175,8 @@ def test_reads_gltf_with_separate_buffers_and_collada(tmp_path, sphere):
         extra.unlink()
     with pytest.raises(ValueError, match="model.gltf"):  # its buffer missing: named
         read_mesh(tmp_path / "model.gltf")
-    with pytest.raises(ValueError, match="unknown mesh format 'fbx'"):
-        read_mesh(tmp_path / "model.fbx")
+    with pytest.raises(ValueError, match="unknown mesh format 'usdz'"):
+        read_mesh(tmp_path / "model.usdz")
     trimesh.Trimesh(vertices, faces, process=False).export(tmp_path / "sphere.dae")  # COLLADA too
     v, f = read_mesh(tmp_path / "sphere.dae")
     assert len(f) == len(faces) and np.allclose(v, vertices, atol=1e-6)

@@ -74,9 +74,9 @@ def test_bad_files_raise_naming_the_file(tmp_path, name, content, message):
 def test_missing_and_unsupported(tmp_path):
     with pytest.raises(MeshLoadError, match="no such file"):
         load_mesh(tmp_path / "nope.obj")
-    (tmp_path / "x.fbx").write_text("Kaydara FBX Binary")
+    (tmp_path / "x.usdz").write_text("PK")
     with pytest.raises(MeshLoadError, match="unsupported"):
-        load_mesh(tmp_path / "x.fbx")
+        load_mesh(tmp_path / "x.usdz")
     (tmp_path / "x.dae").write_text("<COLLADA/>")  # a supported format without geometry: named
     with pytest.raises(MeshLoadError, match="x.dae"):
         load_mesh(tmp_path / "x.dae")

@@ -40,22 +40,22 @@ def test_find_inputs_missing_folder(tmp_path):
 def test_model_files_onet_does_not_read_are_counted_and_reported(tmp_path):
     root = tmp_path / "mine"
     _touch_mesh(root / "chairs" / "c1.obj")
-    for name in ("c2.3mf", "c3.3MF", "sub/c4.fbx", ".hidden.3mf"):
+    for name in ("c2.usdz", "c3.USDZ", "sub/c4.step", ".hidden.usdz"):
         (root / "chairs" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "chairs" / name).write_text("not read")
     (root / "chairs" / "wood.png").write_bytes(b"\x89PNG")  # a texture, not a model
     (root / "chairs" / "c1.mtl").write_text("newmtl a")
     items, counts = scan_inputs(root)
     assert items == find_inputs(root) and [i.model_id for i in items] == ["c1"]
-    assert counts == {".3mf": 2, ".fbx": 1}
-    assert describe_unread(counts) == "2 .3mf, 1 .fbx files"
-    assert describe_unread(scan_inputs(tmp_path / "mine" / "chairs" / "sub")[1]) == "1 .fbx file"
+    assert counts == {".usdz": 2, ".step": 1}
+    assert describe_unread(counts) == "2 .usdz, 1 .step files"
+    assert describe_unread(scan_inputs(tmp_path / "mine" / "chairs" / "sub")[1]) == "1 .step file"
 
     # a folder of them alone: the error says what is there and what to do
     only = tmp_path / "only"
     (only / "cars").mkdir(parents=True)
-    (only / "cars" / "a.fbx").write_text("Kaydara FBX Binary")
-    with pytest.raises(FileNotFoundError, match=r"no mesh files found .*1 \.fbx file, which onet does not read"):
+    (only / "cars" / "a.step").write_text("ISO-10303-21;")
+    with pytest.raises(FileNotFoundError, match=r"no mesh files found .*1 \.step file, which onet does not read"):
         preprocess_dataset(only, tmp_path / "out0", options=PreprocessOptions(), progress=False)
 
 

@@ -1,0 +1,127 @@
+"""Reading the 3-D formats trimesh does not (3DS, AC3D, FBX, Blender, DirectX .x, LightWave ...)
+through the Open Asset Import Library (the `assimp-py` package, bundled binaries).
+
+assimp is native code that crashes outright on some malformed files (a segfault on one of
+Debian's assimp test models, for instance), and a crash in the reading process would end a
+whole `onet preprocess` run. So every file is read in a child process of its own, which
+writes plain arrays to a temporary .npz; a crash, a hang or an error there becomes a
+`ValueError` naming the file, and the batch goes on. The child costs about 0.2 s per file.
+
+What is read: every triangle of the scene with the node transforms applied (assimp's
+PreTransformVertices), polygons triangulated, identical vertices joined, and each face's
+material diffuse colour. Texture maps and vertex colours of these formats are not read.
+Axes are the file's (no up-axis conversion), as for every other format.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+# seconds one file may take in the child before it is given up (a hang in native code)
+TIMEOUT = 600.0
+
+_ONET_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the onet package
+
+
+def available() -> bool:
+    """Whether assimp-py is installed (without importing it: its library is 12 MB)."""
+    return importlib.util.find_spec("assimp_py") is not None
+
+
+def read_scene(path: str | os.PathLike, *, timeout: float = TIMEOUT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All triangles of a scene file: vertices (V, 3) float64, faces (F, 3) int64 and
+    face_colors (F, 3) float32 (the material's diffuse colour; NaN where it has none).
+
+    Raises:
+        ValueError: assimp-py is missing, or the file cannot be read (the message names
+            the file and says why: assimp's error, a crash, a timeout).
+    """
+    path = Path(path)
+    if not available():
+        raise ValueError(f"{path}: reading {path.suffix} files needs the assimp-py package "
+                         f"(pip install assimp-py; wheels for Python 3.10-3.13)")
+    with tempfile.TemporaryDirectory(prefix="onet-assimp-") as tmp:
+        out = Path(tmp) / "scene.npz"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_ONET_ROOT),
+                                                                     os.environ.get("PYTHONPATH")])))
+        try:
+            proc = subprocess.run([sys.executable, "-m", "onet.geometry.assimp_reader", str(path), str(out)],
+                                  capture_output=True, text=True, timeout=timeout, env=env)
+        except subprocess.TimeoutExpired:
+            raise ValueError(f"{path}: unreadable mesh file (assimp did not finish within {timeout:.0f} s)") from None
+        if proc.returncode < 0:
+            try:
+                name = signal.Signals(-proc.returncode).name
+            except ValueError:
+                name = f"signal {-proc.returncode}"
+            raise ValueError(f"{path}: unreadable mesh file (assimp crashed on it: {name}; the file is probably "
+                             f"corrupt or uses a part of the format assimp does not support)")
+        if proc.returncode != 0 or not out.is_file():
+            lines = (proc.stderr or "").strip().splitlines()
+            raise ValueError(f"{path}: unreadable mesh file ({lines[-1] if lines else f'exit {proc.returncode}'})")
+        with np.load(out) as data:
+            return data["vertices"], data["faces"], data["face_colors"]
+
+
+# ---------------------------------------------------------------- the child process
+
+
+def _import(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    import assimp_py as ai
+
+    flags = (ai.Process_Triangulate | ai.Process_PreTransformVertices | ai.Process_JoinIdenticalVertices
+             | ai.Process_SortByPType)
+    try:
+        scene = ai.import_file(path, flags)
+        meshes = scene.meshes
+    except ValueError as e:
+        if "triangulated" in str(e):  # assimp-py refuses a scene with any line or point primitives
+            raise ValueError("the file has line or point primitives beside its faces, which assimp-py cannot "
+                             "leave out; delete them or convert the file to OBJ or PLY") from None
+        raise
+    except RuntimeError as e:  # "Assimp error loading '<path>': <reason>"
+        reason = str(e).split("': ", 1)[-1].strip() or "assimp could not read it"
+        raise ValueError(reason) from None
+    diffuse = []
+    for material in scene.materials:
+        color = material.get("COLOR_DIFFUSE") if isinstance(material, dict) else None
+        diffuse.append(np.asarray(color[:3], np.float32) if color is not None and len(color) >= 3
+                       else np.full(3, np.nan, np.float32))
+    vertices, faces, colors, offset = [], [], [], 0
+    for mesh in meshes:
+        v = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64).reshape(-1, 3)
+        f = np.asarray(mesh.indices, dtype=np.uint32).astype(np.int64).reshape(-1, 3)
+        vertices.append(v)
+        faces.append(f + offset)
+        offset += len(v)
+        m = mesh.material_index
+        colors.append(np.broadcast_to(diffuse[m] if 0 <= m < len(diffuse) else np.full(3, np.nan, np.float32),
+                                      (len(f), 3)))
+    if not faces:
+        raise ValueError("no triangle meshes in the file")
+    return np.concatenate(vertices), np.concatenate(faces), np.concatenate(colors).astype(np.float32)
+
+
+def _child(argv: list[str]) -> int:
+    path, out = argv
+    try:
+        vertices, faces, face_colors = _import(path)
+    except Exception as e:
+        print(f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e), file=sys.stderr)
+        return 3
+    with open(out + ".part", "wb") as f:
+        np.savez(f, vertices=vertices, faces=faces, face_colors=face_colors)
+    os.replace(out + ".part", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child(sys.argv[1:]))

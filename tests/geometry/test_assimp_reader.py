@@ -1,0 +1,100 @@
+"""Formats read through assimp (onet/geometry/assimp_reader.py): geometry, transforms and material
+colours of a real file, and errors, hangs and crashes of the reader named by file."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onet.geometry import assimp_reader
+from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS, unread_advice
+from onet.geometry.mesh_files import read_mesh
+from onet.geometry.mesh_io import MeshLoadError, load_mesh, load_mesh_with_appearance
+from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
+
+pytestmark = pytest.mark.skipif(not assimp_reader.available(), reason="assimp-py is not installed")
+
+CUBE = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
+QUADS = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+
+
+def _ac_object(name, loc, material, surfaces, kind="0x10"):
+    lines = ["OBJECT poly", f'name "{name}"', "loc {} {} {}".format(*loc), f"numvert {len(CUBE)}"]
+    lines += ["{} {} {}".format(*v) for v in CUBE] + [f"numsurf {len(surfaces)}"]
+    for refs in surfaces:
+        lines += [f"SURF {kind}", f"mat {material}", f"refs {len(refs)}"] + [f"{i} 0 0" for i in refs]
+    return lines + ["kids 0"]
+
+
+def _ac_file(path, objects):
+    """An AC3D file (FlightGear's format) with a red and a blue material and the given objects."""
+    head = ["AC3Db"] + [f'MATERIAL "{n}" rgb {c}  amb 0.2 0.2 0.2  emis 0 0 0  spec 0.5 0.5 0.5  shi 10  trans 0'
+                        for n, c in (("red", "1 0 0"), ("blue", "0 0 1"))]
+    path.write_text("\n".join(head + ["OBJECT world", f"kids {len(objects)}"] + sum(objects, [])) + "\n")
+    return path
+
+
+def test_ac3d_scene_with_transforms_and_materials(tmp_path):
+    # two unit cubes of quads, the second moved by its node's `loc`, one red and one blue
+    path = _ac_file(tmp_path / "two.ac", [_ac_object("a", (0, 0, 0), 0, QUADS), _ac_object("b", (3, 0, 0), 1, QUADS)])
+    mesh = load_mesh(path)
+    assert mesh.faces.shape == (24, 3) and len(mesh.vertices) == 16  # quads triangulated, corners shared
+    np.testing.assert_allclose(mesh.bounds, [[0, 0, 0], [4, 1, 1]], atol=1e-6)
+    assert mesh.area == pytest.approx(12.0)
+    mesh, appearance = load_mesh_with_appearance(path)
+    colors, counts = np.unique(appearance.face_colors, axis=0, return_counts=True)
+    np.testing.assert_allclose(colors, [[0, 0, 1], [1, 0, 0]])
+    assert counts.tolist() == [12, 12]
+    left = mesh.triangles_center[:, 0] < 2  # the red cube is the one at the origin
+    assert (appearance.face_colors[left] == [1, 0, 0]).all()
+    v, f = read_mesh(path)  # the reader of eval references and generate inputs takes it too
+    assert f.shape == (24, 3) and v.dtype == np.float32
+
+
+def test_reader_errors_name_the_file(tmp_path):
+    bad = tmp_path / "broken.3ds"
+    bad.write_bytes(b"\x4d\x4d" + bytes(range(200)))
+    with pytest.raises(MeshLoadError, match=r"broken\.3ds: unreadable mesh file"):
+        load_mesh(bad)
+    # a file of lines only: no faces, and the message says why
+    lines = _ac_file(tmp_path / "wire.ac", [_ac_object("w", (0, 0, 0), 0, [(0, 1), (2, 3)], kind="0x02")])
+    with pytest.raises(MeshLoadError, match=r"wire\.ac: .*line or point primitives"):
+        load_mesh(lines)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_reader_that_hangs_is_given_up(tmp_path):
+    fifo = tmp_path / "stuck.ac"
+    os.mkfifo(fifo)  # the child blocks opening it: no writer ever comes
+    with pytest.raises(ValueError, match=r"stuck\.ac: .*did not finish within 2 s"):
+        assimp_reader.read_scene(fifo, timeout=2)
+
+
+CRASHING = Path("/usr/share/assimp/models/OpenGEX/camera.ogex")  # Debian's assimp-testmodels
+
+
+@pytest.mark.skipif(not CRASHING.is_file(), reason="needs Debian's assimp-testmodels")
+def test_a_crash_in_assimp_fails_the_file_not_the_process():
+    with pytest.raises(MeshLoadError, match=r"camera\.ogex: unreadable mesh file \(assimp crashed on it: SIGSEGV"):
+        load_mesh(CRASHING)
+
+
+def test_preprocess_reads_assimp_formats_beside_the_others(tmp_path):
+    src = tmp_path / "models" / "boxes"
+    src.mkdir(parents=True)
+    _ac_file(src / "cube.ac", [_ac_object("a", (0, 0, 0), 0, QUADS)])
+    (src / "bad.fbx").write_text("Kaydara FBX Binary, cut short")
+    summary = preprocess_dataset(tmp_path / "models", tmp_path / "out", progress=False, workers=1,
+                                 options=PreprocessOptions(n_points=2000, n_surface=500, voxel_resolution=16,
+                                                           n_views=2, img_size=24, watertight_resolution=32))
+    assert summary.n_ok == 1 and summary.n_failed == 1
+    (item, reason), = summary.failures
+    assert item.model_id == "bad" and "bad.fbx: unreadable mesh file" in reason
+    assert (tmp_path / "out" / "boxes" / "cube" / "points.npz").is_file()
+
+
+def test_formats_and_advice():
+    assert set(ASSIMP_EXTENSIONS) <= set(MESH_EXTENSIONS)
+    assert not {".obj", ".ply", ".dae"} & set(ASSIMP_EXTENSIONS)  # those stay with trimesh / onet's readers
+    assert "convert them" in unread_advice({".usdz"})
