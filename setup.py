@@ -55,6 +55,9 @@ setup(
         # library bundled in the wheel; wheels exist for CPython 3.10-3.13 (elsewhere those formats are
         # reported as unread, with this package named)
         'assimp-py>=1.1; python_version >= "3.10" and python_version < "3.14"',
+        # glTF with Draco-compressed geometry (KHR_draco_mesh_compression, common in web exports):
+        # trimesh decodes it through DracoPy, and without it reads every vertex as 0
+        "DracoPy",
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist"],

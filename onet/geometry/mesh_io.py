@@ -20,7 +20,7 @@ import trimesh
 
 from onet.geometry.appearance import DEFAULT_COLOR, Appearance
 from onet.geometry import assimp_reader
-from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS, describe_readable
+from onet.geometry.formats import ASSIMP_AVAILABLE, ASSIMP_EXTENSIONS, MESH_EXTENSIONS, describe_readable
 
 
 
@@ -28,6 +28,10 @@ from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS, describe_r
 # loading: renderings are a few hundred pixels wide, and a mip pyramid of an
 # 8k texture would cost more memory than the rest of the object
 MAX_TEXTURE_SIZE = 2048
+
+
+# formats trimesh reads first and assimp second
+ASSIMP_FALLBACK = (".dae", ".gltf", ".glb")
 
 
 class MeshLoadError(ValueError):
@@ -96,7 +100,17 @@ def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance |
     if path.suffix.lower() in ASSIMP_EXTENSIONS:
         vertices, faces, appearance = _read_assimp(path, materials=materials)
     else:
-        vertices, faces, appearance = _read_trimesh(path, materials=materials)
+        try:
+            vertices, faces, appearance = _read_trimesh(path, materials=materials)
+        except MeshLoadError as first:
+            # COLLADA and glTF that trimesh does not read (some animated or instanced COLLADA
+            # scenes, glTF 1.0): assimp reads most of them; where it fails too, trimesh's error stands
+            if path.suffix.lower() not in ASSIMP_FALLBACK or not ASSIMP_AVAILABLE:
+                raise
+            try:
+                vertices, faces, appearance = _read_assimp(path, materials=materials)
+            except MeshLoadError:
+                raise first from None
     if len(faces) == 0:
         raise MeshLoadError(f"{path}: mesh has no faces")
     n_in = len(faces)
