@@ -74,29 +74,46 @@ def read_scene(path: str | os.PathLike, *, timeout: float = TIMEOUT) -> tuple[np
 # ---------------------------------------------------------------- the child process
 
 
-def _import(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _scene(path: str):
+    """The scene in `path` (an assimp_py.Scene); ValueError with assimp's reason when it fails."""
     import assimp_py as ai
 
     flags = (ai.Process_Triangulate | ai.Process_PreTransformVertices | ai.Process_JoinIdenticalVertices
              | ai.Process_SortByPType)
     try:
         scene = ai.import_file(path, flags)
-        meshes = scene.meshes
+        scene.meshes  # builds the mesh objects: assimp-py checks their primitives here
+        return scene
+    except RuntimeError as e:  # "Assimp error loading '<path>': <reason>"
+        raise ValueError(str(e).split("': ", 1)[-1].strip() or "assimp could not read it") from None
+
+
+def _import(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    try:
+        scene = _scene(path)
     except ValueError as e:
-        if "triangulated" in str(e):  # assimp-py refuses a scene with any line or point primitives
+        if "triangulated" not in str(e):
+            raise
+        # assimp-py refuses a whole scene with any line or point primitives in it. AC3D files
+        # (flight and racing simulators) carry lines for wires and antennas: read without them.
+        polygons = _ac3d_polygons_only(path)
+        if polygons is None:
             raise ValueError("the file has line or point primitives beside its faces, which assimp-py cannot "
                              "leave out; delete them or convert the file to OBJ or PLY") from None
-        raise
-    except RuntimeError as e:  # "Assimp error loading '<path>': <reason>"
-        reason = str(e).split("': ", 1)[-1].strip() or "assimp could not read it"
-        raise ValueError(reason) from None
+        with tempfile.TemporaryDirectory(prefix="onet-ac3d-") as tmp:
+            copy = Path(tmp) / "polygons.ac"  # textures are not read, so the folder does not matter
+            copy.write_bytes(polygons)
+            try:
+                scene = _scene(str(copy))
+            except ValueError:
+                raise ValueError("no faces: its surfaces are lines only") from None
     diffuse = []
     for material in scene.materials:
         color = material.get("COLOR_DIFFUSE") if isinstance(material, dict) else None
         diffuse.append(np.asarray(color[:3], np.float32) if color is not None and len(color) >= 3
                        else np.full(3, np.nan, np.float32))
     vertices, faces, colors, offset = [], [], [], 0
-    for mesh in meshes:
+    for mesh in scene.meshes:
         v = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64).reshape(-1, 3)
         f = np.asarray(mesh.indices, dtype=np.uint32).astype(np.int64).reshape(-1, 3)
         vertices.append(v)
@@ -108,6 +125,41 @@ def _import(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not faces:
         raise ValueError("no triangle meshes in the file")
     return np.concatenate(vertices), np.concatenate(faces), np.concatenate(colors).astype(np.float32)
+
+
+def _ac3d_polygons_only(path: str) -> bytes | None:
+    """An AC3D file's bytes without its line surfaces (SURF types 1 and 2), or None when it is
+    no AC3D file or has no line surfaces. The file is lines of text: `numsurf N`, then per
+    surface `SURF flags`, optionally `mat i`, `refs n` and n lines of `vertex u v`."""
+    if Path(path).suffix.lower() not in (".ac", ".ac3d", ".acc"):
+        return None
+    lines = Path(path).read_bytes().split(b"\n")
+    if not lines[0].startswith(b"AC3D"):
+        return None
+    out, i, dropped = [], 0, 0
+    while i < len(lines):
+        words = lines[i].split()
+        if len(words) != 2 or words[0] != b"numsurf":
+            out.append(lines[i])
+            i += 1
+            continue
+        header, kept = len(out), 0
+        out.append(b"")
+        i += 1
+        for _ in range(int(words[1])):
+            start = i
+            kind = int(lines[i].split()[1], 0) & 0xF  # 0 polygon, 1 closed line, 2 open line
+            i += 1
+            while not lines[i].startswith(b"refs"):
+                i += 1
+            i += 1 + int(lines[i].split()[1])
+            if kind == 0:
+                out += lines[start:i]
+                kept += 1
+            else:
+                dropped += 1
+        out[header] = b"numsurf %d" % kept
+    return b"\n".join(out) if dropped else None
 
 
 def _child(argv: list[str]) -> int:

@@ -57,9 +57,14 @@ def test_reader_errors_name_the_file(tmp_path):
     bad.write_bytes(b"\x4d\x4d" + bytes(range(200)))
     with pytest.raises(MeshLoadError, match=r"broken\.3ds: unreadable mesh file"):
         load_mesh(bad)
-    # a file of lines only: no faces, and the message says why
-    lines = _ac_file(tmp_path / "wire.ac", [_ac_object("w", (0, 0, 0), 0, [(0, 1), (2, 3)], kind="0x02")])
-    with pytest.raises(MeshLoadError, match=r"wire\.ac: .*line or point primitives"):
+    # AC3D wires beside the faces (assimp-py refuses any scene with lines): read without them
+    wire = _ac_object("w", (0, 0, 0), 0, [(0, 1), (2, 3, 7)], kind="0x02")  # an open and a closed line...
+    wire[wire.index("SURF 0x02", wire.index("SURF 0x02") + 1)] = "SURF 0x31"  # ...a smooth, two-sided one
+    mixed = _ac_file(tmp_path / "mixed.ac", [_ac_object("a", (0, 0, 0), 0, QUADS), wire])
+    mesh = load_mesh(mixed)
+    assert mesh.faces.shape == (12, 3) and mesh.area == pytest.approx(6.0)
+    lines = _ac_file(tmp_path / "wire.ac", [wire])
+    with pytest.raises(MeshLoadError, match=r"wire\.ac: .*no faces: its surfaces are lines only"):
         load_mesh(lines)
 
 
