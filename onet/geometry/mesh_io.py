@@ -81,13 +81,17 @@ def load_mesh_with_appearance(path: str | os.PathLike) -> tuple[trimesh.Trimesh,
         MeshLoadError: as `load_mesh`.
     """
     path = Path(path)
-    try:
+    if path.suffix.lower() in ASSIMP_EXTENSIONS:  # materials do not change what assimp reads: read once
         return _load(path, materials=True)
+    try:
+        return _load(path, materials=True, fallback=False)
     except Exception:  # maybe a material broke the loader: the geometry alone decides (and names the error)
         return _load(path, materials=False)
 
 
-def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance | None]:
+def _load(path: Path, *, materials: bool,
+          fallback: bool = True) -> tuple[trimesh.Trimesh, Appearance | None]:
+    """The cleaned mesh and its colours (None without materials; assimp's are always read)."""
     if path.is_symlink() and not path.exists():
         raise MeshLoadError(f"{path}: broken symbolic link (points to {os.readlink(path)}, which does not exist)")
     if not path.is_file():
@@ -98,17 +102,17 @@ def _load(path: Path, *, materials: bool) -> tuple[trimesh.Trimesh, Appearance |
         raise MeshLoadError(f"{path}: file is empty")
 
     if path.suffix.lower() in ASSIMP_EXTENSIONS:
-        vertices, faces, appearance = _read_assimp(path, materials=materials)
+        vertices, faces, appearance = _read_assimp(path)
     else:
         try:
             vertices, faces, appearance = _read_trimesh(path, materials=materials)
         except MeshLoadError as first:
             # COLLADA and glTF that trimesh does not read (some animated or instanced COLLADA
             # scenes, glTF 1.0): assimp reads most of them; where it fails too, trimesh's error stands
-            if path.suffix.lower() not in ASSIMP_FALLBACK or not ASSIMP_AVAILABLE:
+            if not fallback or path.suffix.lower() not in ASSIMP_FALLBACK or not ASSIMP_AVAILABLE:
                 raise
             try:
-                vertices, faces, appearance = _read_assimp(path, materials=materials)
+                vertices, faces, appearance = _read_assimp(path)
             except MeshLoadError:
                 raise first from None
     if len(faces) == 0:
@@ -163,14 +167,15 @@ def _read_trimesh(path: Path, *, materials: bool) -> tuple[np.ndarray, np.ndarra
     return _merge_scene(loaded, materials=materials)
 
 
-def _read_assimp(path: Path, *, materials: bool) -> tuple[np.ndarray, np.ndarray, Appearance | None]:
-    """A scene in one of assimp's formats (geometry/assimp_reader.py), with its material colours."""
+def _read_assimp(path: Path) -> tuple[np.ndarray, np.ndarray, Appearance | None]:
+    """A scene in one of assimp's formats (geometry/assimp_reader.py), with its material colours
+    (read in any case: they come with the geometry from one child process)."""
     try:
         vertices, faces, face_colors = assimp_reader.read_scene(path)
     except ValueError as e:
         raise MeshLoadError(str(e)) from e
     appearance = None
-    if materials and np.isfinite(face_colors).all(axis=1).any():
+    if np.isfinite(face_colors).all(axis=1).any():
         defined = np.isfinite(face_colors).all(axis=1, keepdims=True)
         appearance = Appearance(face_colors=np.where(defined, face_colors, DEFAULT_COLOR))
     return vertices, faces, appearance
