@@ -219,6 +219,39 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
             "decoder_seconds": decoder_seconds, "decoder_flops": decoder_flops, "peak_gpu_mb": gpu_mb}
 
 
+def chunked_matmul_rate(B: int = 64, T: int = 2048, H: int = 256, units: int = 10, repeats: int = 2) -> float:
+    """FLOP/s of the fused CPU decoder's matmuls alone: forward, weight- and input-gradient
+    products of `units` H x H layers over the chunks it uses (models/fused.py's chunk plan), with
+    the (B, T, H) activations in memory as in training and no elementwise work at all. The
+    ceiling for any decoder built from torch ops in this chunking: what the chunks' products
+    reach while their operands stream from memory (fp32, CPU)."""
+    from onet.models.fused import chunk_plan, default_chunk_rows
+
+    plan = chunk_plan(B, T, default_chunk_rows(H))
+    acts = [torch.randn(B, T, H) for _ in range(3)]
+    weight, bias = torch.randn(H, H) / H ** 0.5, torch.zeros(H)
+    rows = max((b1 - b0) * (t1 - t0) for b0, b1, t0, t1 in plan)
+    a, da = torch.randn(rows, H), torch.empty(rows, H)
+
+    def layers():
+        for u in range(units):  # forward: chunk of the previous output -> chunk of this one
+            x, out = acts[u % 3], acts[(u + 1) % 3]
+            for b0, b1, t0, t1 in plan:
+                n = (b1 - b0) * (t1 - t0)
+                torch.addmm(bias, x[b0:b1, t0:t1].reshape(n, H), weight, out=out[b0:b1, t0:t1].reshape(n, H))
+        dw = torch.zeros(H, H)
+        for u in range(units):  # backward: dW += a^T dy, dx = dy W, dy streamed from memory
+            dy = acts[u % 3]
+            for b0, b1, t0, t1 in plan:
+                n = (b1 - b0) * (t1 - t0)
+                dyc = dy[b0:b1, t0:t1].reshape(n, H)
+                dw.addmm_(a[:n].t(), dyc)
+                torch.mm(dyc, weight, out=da[:n])
+
+    seconds = _best_time(layers, torch.device("cpu"), repeats)
+    return 3 * units * 2 * B * T * H * H / seconds
+
+
 def with_peak(r: dict, peaks: dict) -> dict:
     """The measurement with its rates against the fp32 matmul peak of its device."""
     peak = peaks[r["device"], torch.float32]
@@ -285,6 +318,10 @@ def main(argv: list[str] | None = None) -> None:
     peaks = measure_peaks(devices, args.peak_size)
     for (dev_type, dtype), peak in peaks.items():
         print(f"matmul peak {dev_type} {str(dtype).replace('torch.', '')}: {peak / 1e9:.1f} GFLOP/s")
+    if torch.device("cpu") in devices:
+        rate = chunked_matmul_rate()
+        print(f"decoder matmuls alone in the fused path's chunks (B=64, H=256, operands in memory): "
+              f"{rate / 1e9:.1f} GFLOP/s = {100 * rate / peaks['cpu', torch.float32]:.1f}% of the fp32 peak")
     print()
 
     rows = []
@@ -329,7 +366,10 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
     bf16_peak = peaks.get(("cpu", torch.bfloat16))
     rows = [_fig("train", "fp32 matmul peak, 2048^2, CPU", peaks["cpu", torch.float32] / 1e9, "GFLOP/s"),
             _fig("train", "bf16 matmul peak, 2048^2, CPU", bf16_peak and bf16_peak / 1e9, "GFLOP/s",
-                 f"not measured: {slow}" if slow else "")]
+                 f"not measured: {slow}" if slow else ""),
+            _fig("train", "decoder matmuls alone, fused chunks, B=64, % of fp32 peak, CPU",
+                 100 * chunked_matmul_rate() / peaks["cpu", torch.float32], "%",
+                 "the ceiling of the decoder row below: its products with nothing else, operands in memory")]
     for dev in devices:
         precisions = (["fp32"] + ([] if slow else ["bf16"])) if dev.type == "cpu" else ["fp32", "amp"]
         batch = 4 if quick and dev.type == "cpu" else None
