@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="compute device (default: the config's `device`, normally auto)")
 
     p = verb("preprocess", "Turn raw meshes (a ShapeNet tree or any folder of meshes) into a training dataset.")
-    p.add_argument("input", help="ShapeNetCore v1/v2 folder, or a folder of mesh files with one sub-folder per category")
+    p.add_argument("input", help="ShapeNetCore v1/v2 folder, or a folder of mesh files (obj, off, ply, stl, glb, gltf, "
+                                  "dae; 3ds, ac, fbx, blend, x ... through assimp) with one sub-folder per category")
     p.add_argument("output", help="dataset folder to write (DESIGN §4 layout)")
     p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument("--shard", default="0/1", metavar="I/N", help="process only shard I of N (for cluster array jobs)")
