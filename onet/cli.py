@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("generate", "Extract meshes for the test split, or for a folder of your own inputs.")
     config_args(p)
     p.add_argument("--input", default=None, metavar="DIR",
-                   help="folder of images (jpg/png), point clouds (ply/xyz/npy/npz) or voxels (binvox/npy)")
+                   help="folder of images (jpg/png), point clouds (ply/xyz/txt/npy/npz; meshes of any format onet "
+                        "reads are sampled on their surface) or voxels (binvox/npy)")
     p.add_argument("--output", default=None, metavar="DIR", help="output folder (default: out_dir/generation[_input])")
     p.add_argument("--checkpoint", default=None, help="checkpoint file (default: out_dir/<test.model_file>)")
     p.add_argument("--format", choices=["ply", "obj", "off", "glb", "stl"], default=None,

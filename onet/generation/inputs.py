@@ -17,16 +17,28 @@ import torch
 
 from onet.data.dataset import load_image
 from onet.data.formats import DataFormatError, check_array, read_binvox
+from onet.geometry.formats import MESH_EXTENSIONS, describe_readable
 from onet.geometry.normalize import bounding_box_normalization
 from onet.utils.errors import UsageError
 
+# meshes given to a point-cloud model are sampled on their surface (PLY and OBJ may also be
+# bare point clouds: vertices without faces are read as they are)
+MESH_SUFFIXES = tuple(s for s in MESH_EXTENSIONS if s not in (".ply", ".obj"))
 SUFFIXES = {
     "img": (".jpg", ".jpeg", ".png"),
-    "pointcloud": (".ply", ".xyz", ".txt", ".npy", ".npz"),
+    "pointcloud": (".ply", ".xyz", ".txt", ".npy", ".npz", ".obj") + MESH_SUFFIXES,
     "voxels": (".binvox", ".npy"),
 }
 MIN_POINTS = 3
-MESH_SURFACE_POINTS = 10_000  # sampled on a .ply mesh given as a point cloud
+MESH_SURFACE_POINTS = 10_000  # sampled on a mesh given as a point cloud
+
+
+
+def describe_suffixes(input_type: str) -> str:
+    """What a model of this input type reads, for messages."""
+    if input_type == "pointcloud":
+        return f"point clouds (ply/obj/xyz/txt/npy/npz) or meshes ({describe_readable()}), sampled on the surface"
+    return "/".join(s.lstrip(".") for s in SUFFIXES[input_type])
 
 
 @dataclass
@@ -87,18 +99,13 @@ def load_user_input(path: Path, root: Path, input_type: str, *, img_size: int = 
 
 
 def read_point_cloud(path: Path) -> np.ndarray:
-    """(N, 3) float64 points from ply / xyz / txt / npy / npz (first three columns); a .ply
-    with faces gives MESH_SURFACE_POINTS points sampled uniformly on its surface."""
+    """(N, 3) float64 points from ply / obj / xyz / txt / npy / npz (first three columns); a
+    mesh (a .ply or .obj with faces, any other mesh format onet reads) gives
+    MESH_SURFACE_POINTS points sampled uniformly on its surface."""
     suffix = path.suffix.lower()
     try:
-        if suffix == ".ply":
-            import trimesh
-            loaded = trimesh.load(path, process=False)
-            points = np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
-            if len(getattr(loaded, "faces", ())) and loaded.area > 0:
-                # a mesh, not a scan: its vertices crowd at details and miss flat parts, so the
-                # encoder gets points spread over the surface by area, as in training
-                points, _ = trimesh.sample.sample_surface(loaded, MESH_SURFACE_POINTS, seed=0)
+        if suffix in MESH_SUFFIXES or suffix in (".ply", ".obj"):
+            points = _surface_or_vertices(path)
         elif suffix in (".xyz", ".txt"):
             points = _read_text_points(path)
         elif suffix == ".npy":
@@ -111,8 +118,8 @@ def read_point_cloud(path: Path) -> np.ndarray:
                 points = data[key]
     except DataFormatError:
         raise
-    except Exception as exc:
-        raise DataFormatError(path, f"cannot read point cloud ({exc})") from None
+    except Exception as exc:  # the mesh reader's messages start with the path already
+        raise DataFormatError(path, f"cannot read point cloud ({str(exc).removeprefix(f'{path}: ')})") from None
     # extra columns (normals, colours) are allowed; rows with NaN/inf (scanner holes) are dropped
     points = check_array(path, "point cloud", points, min_columns=3, finite=False)[:, :3].astype(np.float64)
     finite = np.isfinite(points).all(axis=1)
@@ -121,6 +128,22 @@ def read_point_cloud(path: Path) -> np.ndarray:
         bad = "" if finite.all() else f" after dropping {int((~finite).sum())} NaN/inf points"
         raise DataFormatError(path, f"point cloud has {len(points)} usable points{bad}; at least {MIN_POINTS} needed")
     return points
+
+
+def _surface_or_vertices(path: Path) -> np.ndarray:
+    """Points on a mesh file's surface (MESH_SURFACE_POINTS by area: a mesh's vertices crowd at
+    details and miss flat parts, so the encoder gets points spread as in training); the vertices
+    of a .ply / .obj without faces (a scan saved as a mesh format)."""
+    import trimesh
+
+    from onet.geometry.mesh_io import load_mesh
+
+    if path.suffix.lower() in (".ply", ".obj"):
+        loaded = trimesh.load(path, process=False)
+        if not isinstance(loaded, trimesh.Scene) and not (len(getattr(loaded, "faces", ())) and loaded.area > 0):
+            return np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
+    mesh = load_mesh(path)  # every part with its transform, cleaned; any format onet reads
+    return trimesh.sample.sample_surface(mesh, MESH_SURFACE_POINTS, seed=0)[0]
 
 
 def _read_text_points(path: Path) -> np.ndarray:

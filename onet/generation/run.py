@@ -56,7 +56,7 @@ from onet.data.dataset import DataOptions, ShapeDataset
 from onet.geometry.mesh_files import export_mesh
 from onet.generation.grids import save_grid
 from onet.generation.extractor import STAGES as EXTRACT_STAGES, ExtractedMesh, ExtractionBatch, extract_batches
-from onet.generation.inputs import SUFFIXES, find_input_files, load_user_input, output_names
+from onet.generation.inputs import describe_suffixes, find_input_files, load_user_input, output_names
 from onet.generation.posterior import CODES_FILE, latent_jobs, load_latent_gan, write_codes
 from onet.generation.preview import save_preview
 from onet.generation.simplify import simplify_mesh
@@ -199,7 +199,7 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
         root = Path(input_dir)
         files, other = find_input_files(root, input_type)
         others = ", ".join(f"{n} {suffix}" for suffix, n in other.most_common())
-        readable = "/".join(s.lstrip(".") for s in SUFFIXES[input_type])
+        readable = describe_suffixes(input_type)
         if not files:
             raise FileNotFoundError(f"{root}: no input files of type '{input_type}' ({readable}) found"
                                     + (f"; it holds {others}" if others else ""))

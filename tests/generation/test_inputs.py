@@ -56,6 +56,32 @@ def test_a_ply_mesh_gives_points_spread_over_its_surface(tmp_path):
     np.testing.assert_allclose(read_point_cloud(tmp_path / "cloud.ply"), box.vertices)
 
 
+
+@pytest.mark.parametrize("suffix", [".obj", ".stl", ".glb", ".off"])
+def test_meshes_of_any_format_give_points_on_their_surface(tmp_path, suffix):
+    import trimesh
+
+    # two parts (a scene in .glb / .obj): points on both, spread by area
+    parts = [trimesh.creation.box((1.0, 0.5, 0.25)), trimesh.creation.box((0.2, 0.2, 0.2)).apply_translation([2, 0, 0])]
+    both = trimesh.util.concatenate(parts)
+    (both if suffix == ".off" else trimesh.Scene(parts)).export(tmp_path / f"pair{suffix}")
+    files, other = find_input_files(tmp_path, "pointcloud")
+    assert [p.name for p in files] == [f"pair{suffix}"] and not other
+    points = read_point_cloud(tmp_path / f"pair{suffix}")
+    assert points.shape == (10_000, 3)
+    assert np.abs(both.nearest.signed_distance(points[:300])).max() < 1e-5
+    assert 0.02 < (points[:, 0] > 1.5).mean() < 0.15  # the small box: 0.24 of 1.99 area units
+    # an OBJ of vertices only (a scan) is read as it is
+    (tmp_path / "scan.obj").write_text("".join(f"v {x} {y} {z}\n" for x, y, z in parts[0].vertices))
+    np.testing.assert_allclose(read_point_cloud(tmp_path / "scan.obj"), parts[0].vertices)
+
+
+def test_an_unreadable_mesh_input_names_the_file_once(tmp_path):
+    (tmp_path / "bad.stl").write_bytes(b"solid x\nfacet broken\n")
+    with pytest.raises(DataFormatError) as info:
+        read_point_cloud(tmp_path / "bad.stl")
+    assert str(info.value).count("bad.stl") == 1 and "cannot read point cloud" in str(info.value)
+
 def test_a_file_given_as_the_input_folder_is_a_usage_error(tmp_path):
     (tmp_path / "chair.png").write_bytes(b"")
     with pytest.raises(UsageError, match="--input takes a folder, and .*chair.png is a file"):
