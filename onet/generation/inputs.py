@@ -33,7 +33,6 @@ MIN_POINTS = 3
 MESH_SURFACE_POINTS = 10_000  # sampled on a mesh given as a point cloud
 
 
-
 def describe_suffixes(input_type: str) -> str:
     """What a model of this input type reads, for messages."""
     if input_type == "pointcloud":

@@ -16,7 +16,8 @@ ASSIMP_EXTENSIONS = (".3ds", ".3mf", ".ac", ".ac3d", ".acc", ".amf", ".ase", ".b
                      ".x", ".x3d", ".xgl", ".zgl")
 
 # assimp-py has wheels for CPython 3.10-3.13 (setup.py installs it there); without it those
-# formats are reported as unread, with the package to install
+# formats are reported as unread, with the package to install (found without importing it:
+# its library is 12 MB)
 ASSIMP_AVAILABLE = importlib.util.find_spec("assimp_py") is not None
 
 MESH_EXTENSIONS = TRIMESH_EXTENSIONS + (ASSIMP_EXTENSIONS if ASSIMP_AVAILABLE else ())

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from onet.geometry import assimp_reader
-from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS, unread_advice
+from onet.geometry.formats import ASSIMP_AVAILABLE, ASSIMP_EXTENSIONS, MESH_EXTENSIONS, unread_advice
 from onet.geometry.mesh_files import read_mesh
 from onet.geometry.mesh_io import MeshLoadError, load_mesh, load_mesh_with_appearance
 from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
 
-pytestmark = pytest.mark.skipif(not assimp_reader.available(), reason="assimp-py is not installed")
+pytestmark = pytest.mark.skipif(not ASSIMP_AVAILABLE, reason="assimp-py is not installed")
 
 CUBE = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
 QUADS = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
