@@ -8,8 +8,9 @@ writes plain arrays to a temporary .npz; a crash, a hang or an error there becom
 `ValueError` naming the file, and the batch goes on. The child costs about 0.1 s per file.
 
 What is read: every triangle of the scene with the node transforms applied (assimp's
-PreTransformVertices), polygons triangulated, identical vertices joined, and each face's
-material diffuse colour. Texture maps and vertex colours of these formats are not read.
+PreTransformVertices), polygons triangulated, identical vertices joined, and per part its
+material's diffuse colour, diffuse texture path and texture coordinates (mesh_io turns them
+into an Appearance; vertex colours of these formats are not read).
 Axes are the file's (no up-axis conversion), as for every other format.
 """
 
@@ -20,6 +21,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,9 +34,27 @@ TIMEOUT = 600.0
 _ONET_ROOT = Path(__file__).resolve().parents[2]  # the folder holding the onet package
 
 
-def read_scene(path: str | os.PathLike, *, timeout: float = TIMEOUT) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All triangles of a scene file: vertices (V, 3) float64, faces (F, 3) int64 and
-    face_colors (F, 3) float32 (the material's diffuse colour; NaN where it has none).
+@dataclass
+class Scene:
+    """Every triangle of a scene file, as parts (one per assimp mesh, concatenated in order).
+
+    vertices (V, 3) float64, faces (F, 3) int64; per part: part_vertices, part_faces (P,)
+    counts, part_colors (P, 3) float32 material diffuse colour (NaN: none), part_textures (P,)
+    the diffuse texture's path as the file gives it ("": none); uv (V, 2) float32 texture
+    coordinates (OBJ convention: v upwards), NaN for parts without them.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    part_vertices: np.ndarray
+    part_faces: np.ndarray
+    part_colors: np.ndarray
+    part_textures: np.ndarray
+    uv: np.ndarray
+
+
+def read_scene(path: str | os.PathLike, *, timeout: float = TIMEOUT) -> Scene:
+    """All triangles of a scene file with their materials (see Scene).
 
     Raises:
         ValueError: assimp-py is missing, or the file cannot be read (the message names
@@ -64,7 +84,7 @@ def read_scene(path: str | os.PathLike, *, timeout: float = TIMEOUT) -> tuple[np
             lines = (proc.stderr or "").strip().splitlines()
             raise ValueError(f"{path}: unreadable mesh file ({lines[-1] if lines else f'exit {proc.returncode}'})")
         with np.load(out) as data:
-            return data["vertices"], data["faces"], data["face_colors"]
+            return Scene(**{f.name: data[f.name] for f in fields(Scene)})
 
 
 # ---------------------------------------------------------------- the child process
@@ -84,7 +104,10 @@ def _scene(path: str):
         raise ValueError(str(e).split("': ", 1)[-1].strip() or "assimp could not read it") from None
 
 
-def _import(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _import(path: str) -> dict[str, np.ndarray]:
+    """The arrays of a Scene, by field name."""
+    import assimp_py as ai
+
     try:
         scene = _scene(path)
     except ValueError as e:
@@ -97,30 +120,40 @@ def _import(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             raise ValueError("the file has line or point primitives beside its faces, which assimp-py cannot "
                              "leave out; delete them or convert the file to OBJ or PLY") from None
         with tempfile.TemporaryDirectory(prefix="onet-ac3d-") as tmp:
-            copy = Path(tmp) / "polygons.ac"  # textures are not read, so the folder does not matter
+            copy = Path(tmp) / "polygons.ac"  # texture paths are resolved later against the original's folder
             copy.write_bytes(polygons)
             try:
                 scene = _scene(str(copy))
             except ValueError:
                 raise ValueError("no faces: its surfaces are lines only") from None
-    diffuse = []
+    diffuse, textures = [], []
     for material in scene.materials:
-        color = material.get("COLOR_DIFFUSE") if isinstance(material, dict) else None
+        material = material if isinstance(material, dict) else {}
+        color = material.get("COLOR_DIFFUSE")
         diffuse.append(np.asarray(color[:3], np.float32) if color is not None and len(color) >= 3
                        else np.full(3, np.nan, np.float32))
-    vertices, faces, colors, offset = [], [], [], 0
+        paths = (material.get("TEXTURES") or {}).get(ai.TextureType_DIFFUSE) or [""]
+        textures.append(str(paths[0]))
+    parts: dict[str, list] = {name: [] for name in ("vertices", "faces", "uv", "part_vertices", "part_faces",
+                                                     "part_colors", "part_textures")}
+    offset = 0
     for mesh in scene.meshes:
         v = np.asarray(mesh.vertices, dtype=np.float32).astype(np.float64).reshape(-1, 3)
         f = np.asarray(mesh.indices, dtype=np.uint32).astype(np.int64).reshape(-1, 3)
-        vertices.append(v)
-        faces.append(f + offset)
+        uv = np.full((len(v), 2), np.nan, np.float32)
+        if mesh.texcoords and (mesh.num_uv_components or [0])[0] >= 2:
+            uv = np.asarray(mesh.texcoords[0], dtype=np.float32).reshape(len(v), -1)[:, :2]
+        m = mesh.material_index if 0 <= mesh.material_index < len(diffuse) else None
+        for name, value in (("vertices", v), ("faces", f + offset), ("uv", uv), ("part_vertices", len(v)),
+                            ("part_faces", len(f)),
+                            ("part_colors", diffuse[m] if m is not None else np.full(3, np.nan, np.float32)),
+                            ("part_textures", textures[m] if m is not None else "")):
+            parts[name].append(value)
         offset += len(v)
-        m = mesh.material_index
-        colors.append(np.broadcast_to(diffuse[m] if 0 <= m < len(diffuse) else np.full(3, np.nan, np.float32),
-                                      (len(f), 3)))
-    if not faces:
+    if not parts["faces"]:
         raise ValueError("no triangle meshes in the file")
-    return np.concatenate(vertices), np.concatenate(faces), np.concatenate(colors).astype(np.float32)
+    return {name: np.concatenate(values) if name in ("vertices", "faces", "uv") else np.asarray(values)
+            for name, values in parts.items()}
 
 
 def _ac3d_polygons_only(path: str) -> bytes | None:
@@ -168,12 +201,12 @@ def _drop_line_surfaces(lines: list[bytes]) -> bytes | None:
 def _child(argv: list[str]) -> int:
     path, out = argv
     try:
-        vertices, faces, face_colors = _import(path)
+        arrays = _import(path)
     except Exception as e:
         print(f"{type(e).__name__}: {e}" if not isinstance(e, ValueError) else str(e), file=sys.stderr)
         return 3
     with open(out + ".part", "wb") as f:
-        np.savez(f, vertices=vertices, faces=faces, face_colors=face_colors)
+        np.savez(f, **arrays)
     os.replace(out + ".part", out)
     return 0
 

@@ -168,17 +168,54 @@ def _read_trimesh(path: Path, *, materials: bool) -> tuple[np.ndarray, np.ndarra
 
 
 def _read_assimp(path: Path) -> tuple[np.ndarray, np.ndarray, Appearance | None]:
-    """A scene in one of assimp's formats (geometry/assimp_reader.py), with its material colours
-    (read in any case: they come with the geometry from one child process)."""
+    """A scene in one of assimp's formats (geometry/assimp_reader.py) with its colours: per
+    part its diffuse texture (found beside the file) where it has UVs, which replaces the
+    material colour as in OBJ, else the material colour. Read in any case: they come with
+    the geometry from one child process."""
     try:
-        vertices, faces, face_colors = assimp_reader.read_scene(path)
+        scene = assimp_reader.read_scene(path)
     except ValueError as e:
         raise MeshLoadError(str(e)) from e
-    appearance = None
-    if np.isfinite(face_colors).all(axis=1).any():
-        defined = np.isfinite(face_colors).all(axis=1, keepdims=True)
-        appearance = Appearance(face_colors=np.where(defined, face_colors, DEFAULT_COLOR))
-    return vertices, faces, appearance
+    textures, parts = _Textures(), []
+    for n_v, n_f, color, texture, uv in zip(scene.part_vertices, scene.part_faces, scene.part_colors,
+                                             scene.part_textures, np.split(scene.uv, np.cumsum(scene.part_vertices)[:-1])):
+        part = _PartColors(int(n_v), int(n_f))
+        image = _texture_beside(path, str(texture)) if texture and np.isfinite(uv).all() else None
+        index = textures.add(image) if image is not None else -1
+        if index >= 0:
+            part.uv, part.texture, part.defined = uv.astype(np.float64), index, True
+            part.face_colors = np.ones((int(n_f), 3))
+        elif np.isfinite(color).all():
+            part.face_colors, part.defined = np.broadcast_to(color.astype(np.float64), (int(n_f), 3)), True
+        parts.append(part)
+    appearance = _combine(parts, textures.images) if any(p.defined for p in parts) else None
+    return scene.vertices, scene.faces, appearance
+
+
+def _texture_beside(mesh_path: Path, name: str):
+    """The PIL image a model file names as its texture, looked up as real files are shipped: the
+    path as given (relative to the model), else its file name in the model's folder, in any
+    letter case (3DS writes TEST.PNG for test.png; FBX keeps the author's absolute D:\\ paths).
+    None for embedded textures ("*0") and files not found."""
+    from PIL import Image
+
+    if name.startswith("*"):
+        return None
+    relative = name.replace("\\", "/")
+    base = relative.rsplit("/", 1)[-1]
+    folder = mesh_path.parent
+    candidates = [folder / relative, folder / base]
+    try:
+        candidates += [p for p in folder.iterdir() if p.name.lower() == base.lower()]
+    except OSError:
+        pass
+    for candidate in candidates:
+        try:
+            if candidate.is_file():
+                return Image.open(candidate)
+        except OSError:
+            continue
+    return None
 
 
 def clean_triangles(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -19,11 +19,14 @@ CUBE = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
 QUADS = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
 
 
-def _ac_object(name, loc, material, surfaces, kind="0x10"):
-    lines = ["OBJECT poly", f'name "{name}"', "loc {} {} {}".format(*loc), f"numvert {len(CUBE)}"]
+def _ac_object(name, loc, material, surfaces, kind="0x10", texture=None):
+    lines = ["OBJECT poly", f'name "{name}"'] + ([f'texture "{texture}"'] if texture else [])
+    lines += ["loc {} {} {}".format(*loc), f"numvert {len(CUBE)}"]
     lines += ["{} {} {}".format(*v) for v in CUBE] + [f"numsurf {len(surfaces)}"]
+    corners = [(0, 0), (1, 0), (1, 1), (0, 1)]  # each quad spans the whole texture
     for refs in surfaces:
-        lines += [f"SURF {kind}", f"mat {material}", f"refs {len(refs)}"] + [f"{i} 0 0" for i in refs]
+        lines += [f"SURF {kind}", f"mat {material}", f"refs {len(refs)}"]
+        lines += ["{} {} {}".format(i, *corners[k % 4]) for k, i in enumerate(refs)]
     return lines + ["kids 0"]
 
 
@@ -51,6 +54,24 @@ def test_ac3d_scene_with_transforms_and_materials(tmp_path):
     v, f = read_mesh(path)  # the reader of eval references and generate inputs takes it too
     assert f.shape == (24, 3) and v.dtype == np.float32
 
+
+
+def test_texture_maps_are_found_beside_the_file(tmp_path):
+    from PIL import Image
+
+    # the file names its texture by the author's absolute Windows path, in other letter case
+    # (as FBX and 3DS exports do): found by its name in the model's folder
+    Image.new("RGB", (4, 4), (0, 200, 0)).save(tmp_path / "grass.png")
+    path = _ac_file(tmp_path / "textured.ac", [_ac_object("a", (0, 0, 0), 0, QUADS, texture="C:\\art\\GRASS.PNG")])
+    mesh, appearance = load_mesh_with_appearance(path)
+    assert len(appearance.textures) == 1 and (appearance.face_texture == 0).all()
+    np.testing.assert_array_equal(appearance.textures[0][0, 0], [0, 200, 0])
+    assert appearance.uv.min() >= 0 and appearance.uv.max() <= 1 and np.ptp(appearance.uv, axis=0).min() == 1
+    np.testing.assert_allclose(appearance.face_colors, 1)  # the texture replaces the material colour
+    # no such file: the material colour (red) instead
+    (tmp_path / "grass.png").unlink()
+    mesh, appearance = load_mesh_with_appearance(path)
+    assert appearance.face_texture is None and (appearance.face_colors == [1, 0, 0]).all()
 
 def test_reader_errors_name_the_file(tmp_path):
     bad = tmp_path / "broken.3ds"
