@@ -158,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--near-sigma", default="0.01", metavar="S[,S2]",
                    help="std of the near-surface offsets in unit-cube units; two scales split the points "
                         "evenly, e.g. 0.01,0.05 (default 0.01)")
+    p.add_argument("--up-axis", default="y", choices=["y", "z", "x", "-y", "-z", "-x"],
+                   help="the axis your meshes point up: z for Blender, 3ds Max and most CAD exports; each mesh is "
+                        "rotated to point up +y, as ShapeNet and the published models do (default y: as they are)")
     p.add_argument("--splits-from", default=None, metavar="DIR",
                    help="folder with <category>/{train,val,test}.lst to use instead of a seeded 70/10/20 split")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and splits")

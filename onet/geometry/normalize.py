@@ -40,3 +40,22 @@ def bounding_box_normalization(points: np.ndarray) -> tuple[np.ndarray, float]:
     if not np.isfinite(scale) or scale <= 0:
         raise ValueError(f"cannot normalise a shape with bounding box extent {bmax - bmin}")
     return (bmin + bmax) / 2, scale
+
+
+# the axis a file points up -> the rotation that turns it to +y (onet's and ShapeNet's up);
+# proper rotations only (determinant 1), so no model is mirrored
+UP_AXES = {
+    "y": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "-y": ((1, 0, 0), (0, -1, 0), (0, 0, -1)),
+    "z": ((1, 0, 0), (0, 0, 1), (0, -1, 0)),  # Blender, 3ds Max, most CAD: z up
+    "-z": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
+    "x": ((0, -1, 0), (1, 0, 0), (0, 0, 1)),
+    "-x": ((0, 1, 0), (-1, 0, 0), (0, 0, 1)),
+}
+
+
+def up_axis_rotation(axis: str) -> np.ndarray:
+    """(3, 3) rotation R with R @ e_axis = +y: rotated = vertices @ R.T. axis: y, z, x, -y, -z, -x."""
+    if axis not in UP_AXES:
+        raise ValueError(f"up axis must be one of {', '.join(UP_AXES)}, got {axis!r}")
+    return np.asarray(UP_AXES[axis], dtype=np.float64)

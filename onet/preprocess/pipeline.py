@@ -54,6 +54,7 @@ import numpy as np
 
 from onet.data.formats import POINTS_NEAR_SURFACE_FILE
 from onet.geometry.formats import describe_readable, unread_advice
+from onet.geometry.normalize import UP_AXES
 from onet.preprocess.discover import InputItem, describe_unread, scan_inputs
 from onet.utils.batch import attempt, describe, stops_the_run
 from onet.utils.parallel import spawn_pool
@@ -103,6 +104,8 @@ class PreprocessOptions:
         split_fractions: train/val/test fractions for seeded splits.
         splits_from: folder with given lists, <category>/{train,val,test}.lst
             or {train,val,test}.lst for all categories; overrides the fractions.
+        up_axis: the axis the input files point up (y, z, x, -y, -z, -x): each mesh is
+            rotated so that it points up +y, as ShapeNet does, before normalising.
     """
 
     n_points: int = 100000
@@ -122,6 +125,7 @@ class PreprocessOptions:
     seed: int = 0
     split_fractions: tuple[float, float, float] = (0.7, 0.1, 0.2)
     splits_from: str | None = None
+    up_axis: str = "y"
 
     def __post_init__(self) -> None:
         for name in ("n_points", "n_surface", "voxel_resolution", "n_views", "img_size"):
@@ -139,6 +143,8 @@ class PreprocessOptions:
         fr = tuple(float(f) for f in self.split_fractions)
         if len(fr) != 3 or min(fr) < 0 or abs(sum(fr) - 1.0) > 1e-6:
             raise ValueError(f"PreprocessOptions.split_fractions must be 3 non-negative numbers summing to 1, got {self.split_fractions}")
+        if self.up_axis not in UP_AXES:
+            raise ValueError(f"PreprocessOptions.up_axis must be one of {', '.join(UP_AXES)}, got {self.up_axis!r}")
         if not self.img_folder or "/" in self.img_folder or self.img_folder.startswith("."):
             raise ValueError(f"PreprocessOptions.img_folder must be a plain folder name, got {self.img_folder!r}")
 
@@ -255,7 +261,7 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
                                    write_points_npz)
     from onet.geometry.inside import inside_mesh
     from onet.geometry.mesh_io import load_mesh, load_mesh_with_appearance
-    from onet.geometry.normalize import normalize_mesh
+    from onet.geometry.normalize import normalize_mesh, up_axis_rotation
     from onet.geometry.render import default_cameras, render_views
     from onet.geometry.sampling import sample_surface, sample_uniform_points
     from onet.geometry.voxelize import voxelize
@@ -269,6 +275,8 @@ def _build_object(item: InputItem, folder: Path, options: PreprocessOptions, tim
         else:
             mesh, appearance = load_mesh(item.path), None
         warning = mesh.metadata.get("onet_dropped", "")
+        if options.up_axis != "y":  # a proper rotation: faces, normals and appearance stay valid
+            mesh.vertices = mesh.vertices @ up_axis_rotation(options.up_axis).T
         mesh, loc, scale = normalize_mesh(mesh)  # vertices move, faces keep their order: appearance still fits
     with _Timer(timings, "watertight"):
         wv, wf = make_watertight(
@@ -406,6 +414,8 @@ def preprocess_dataset(
 def _stamp_options(options: PreprocessOptions) -> dict:
     """What the files of every object depend on: all options (the split source as an absolute path)."""
     d = dataclasses.asdict(options)
+    if d["up_axis"] == "y":  # the default, left out: datasets made before the option match
+        del d["up_axis"]
     if d["splits_from"] is not None:
         d["splits_from"] = str(Path(d["splits_from"]).resolve())
     return d

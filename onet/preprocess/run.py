@@ -30,7 +30,7 @@ def run_preprocess(args, *, log=print) -> int:
                                     watertight_resolution=args.watertight_resolution,
                                     materials=not args.no_materials, depth=args.depth,
                                     n_near_surface=args.near_surface, near_surface_sigma=parse_sigma(args.near_sigma),
-                                    seed=args.seed, splits_from=args.splits_from)
+                                    seed=args.seed, splits_from=args.splits_from, up_axis=args.up_axis)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     summary = preprocess_dataset(args.input, args.output, options=options, workers=args.workers,

@@ -295,3 +295,23 @@ def test_textured_mesh_renders_its_texture_and_depth_lands_on_the_surface(tmp_pa
     errors = np.array(errors)
     assert len(errors) > 500  # also fails if Kd (0.2) darkened the texture: pixels under 60 are not judged
     assert np.median(errors) < 0.05 and np.quantile(errors, 0.99) < 0.2, (np.median(errors), errors.max())
+
+
+@pytest.mark.parametrize("axis", ["z", "-x"])
+def test_up_axis_turns_the_given_axis_to_y(tmp_path, axis):
+    from onet.geometry.normalize import up_axis_rotation
+
+    R = up_axis_rotation(axis)
+    assert np.allclose(R @ R.T, np.eye(3)) and np.isclose(np.linalg.det(R), 1)  # a rotation, never a mirror
+    up = {"z": [0, 0, 1], "-x": [-1, 0, 0]}[axis]
+    np.testing.assert_allclose(R @ up, [0, 1, 0])
+    # a post standing along that axis comes out standing along y
+    extents = np.where(np.abs(up) > 0, 3.0, 1.0)
+    _export(trimesh.creation.box(extents=extents), tmp_path / "in" / "posts" / "post.obj")
+    summary = preprocess_dataset(tmp_path / "in", tmp_path / "out", options=PreprocessOptions(**SMALL, up_axis=axis),
+                                 progress=False)
+    assert summary.n_ok == 1
+    mesh = trimesh.load(tmp_path / "out" / "posts" / "post" / "mesh.ply", process=False)
+    assert np.argmax(mesh.extents) == 1
+    with pytest.raises(ValueError, match="up_axis must be one of"):
+        PreprocessOptions(up_axis="up")
