@@ -31,11 +31,22 @@ def describe_readable() -> str:
     return text
 
 
+# archives as models are downloaded (Sketchfab, Thingiverse, Sweet Home 3D's .sh3f furniture
+# libraries): not read, but counted, so that a folder of them is not a silent "nothing found"
+ARCHIVE_EXTENSIONS = (".zip", ".sh3f", ".sh3d", ".7z", ".rar", ".tar", ".tgz", ".gz", ".bz2", ".xz")
+
+
 def unread_advice(suffixes) -> str:
-    """What to do about model files with these suffixes, which onet left out."""
+    """What to do about model files (or archives) with these suffixes, which onet left out."""
     suffixes = set(suffixes)
-    convert = f"convert them to one of: {describe_readable()}"
-    if ASSIMP_AVAILABLE or not suffixes & set(ASSIMP_EXTENSIONS):
-        return convert
-    advice = f"pip install assimp-py (Python 3.10-3.13) to read {', '.join(sorted(suffixes & set(ASSIMP_EXTENSIONS)))}"
-    return advice + ("" if suffixes <= set(ASSIMP_EXTENSIONS) else "; " + convert.replace("them", "the others", 1))
+    archives = sorted(suffixes & set(ARCHIVE_EXTENSIONS))
+    models = suffixes - set(archives)
+    advice = []
+    if archives:
+        advice.append(f"unpack the archives ({', '.join(archives)}) into the folder first")
+    missing = sorted(models & set(ASSIMP_EXTENSIONS)) if not ASSIMP_AVAILABLE else []
+    if missing:
+        advice.append(f"pip install assimp-py (Python 3.10-3.13) to read {', '.join(missing)}")
+    if models - set(missing):
+        advice.append(f"convert {'the other ' if missing else ''}models to one of: {describe_readable()}")
+    return "; ".join(advice)

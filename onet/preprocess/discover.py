@@ -7,14 +7,15 @@ from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
-from onet.geometry.formats import ASSIMP_EXTENSIONS, MESH_EXTENSIONS
+from onet.geometry.formats import ARCHIVE_EXTENSIONS, ASSIMP_EXTENSIONS, MESH_EXTENSIONS
 
 
-# 3-D model formats onet does not read (here): a folder of them is reported, not passed over in
-# silence (textures, materials and buffers beside the meshes are not models and are not counted)
+# 3-D model formats onet does not read (here), and archives that may hold models: a folder of
+# them is reported, not passed over in silence (textures, materials and buffers beside the
+# meshes are not models and are not counted)
 OTHER_MODEL_SUFFIXES = tuple(s for s in dict.fromkeys(ASSIMP_EXTENSIONS + (
     ".max", ".md5mesh", ".step", ".stp", ".iges", ".igs", ".usd", ".usda", ".usdc", ".usdz", ".wrl", ".vrml",
-    ".m3d", ".jt", ".raw", ".mesh", ".bvh")) if s not in MESH_EXTENSIONS)
+    ".m3d", ".jt", ".raw", ".mesh", ".bvh") + ARCHIVE_EXTENSIONS) if s not in MESH_EXTENSIONS)
 
 
 class InputItem(NamedTuple):

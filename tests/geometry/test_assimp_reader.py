@@ -123,4 +123,6 @@ def test_preprocess_reads_assimp_formats_beside_the_others(tmp_path):
 def test_formats_and_advice():
     assert set(ASSIMP_EXTENSIONS) <= set(MESH_EXTENSIONS)
     assert not {".obj", ".ply", ".dae"} & set(ASSIMP_EXTENSIONS)  # those stay with trimesh / onet's readers
-    assert "convert them" in unread_advice({".usdz"})
+    assert unread_advice({".usdz"}).startswith("convert models to one of: obj, off, ply")
+    advice = unread_advice({".zip", ".step"}).split("; ")
+    assert advice[0] == "unpack the archives (.zip) into the folder first" and advice[1].startswith("convert models")

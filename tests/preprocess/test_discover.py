@@ -57,6 +57,14 @@ def test_model_files_onet_does_not_read_are_counted_and_reported(tmp_path):
     (only / "cars" / "a.step").write_text("ISO-10303-21;")
     with pytest.raises(FileNotFoundError, match=r"no mesh files found .*1 \.step file, which onet does not read"):
         preprocess_dataset(only, tmp_path / "out0", options=PreprocessOptions(), progress=False)
+    # models as downloaded, in archives: counted, and the advice says to unpack them
+    zips = tmp_path / "zips"
+    zips.mkdir()
+    for name in ("chair.zip", "sofa.ZIP", "table.sh3f"):
+        (zips / name).write_bytes(b"PK\x03\x04")
+    with pytest.raises(FileNotFoundError, match=r"it holds 2 \.zip, 1 \.sh3f files, which onet does not read: "
+                                                r"unpack the archives \(\.sh3f, \.zip\) into the folder first$"):
+        preprocess_dataset(zips, tmp_path / "out1", options=PreprocessOptions(), progress=False)
 
 
 def _touch_mesh(path):
