@@ -407,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"onet {args.verb}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        if debug:
+            traceback.print_exc()
         print(f"onet {args.verb}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # one clear line for users; --debug for developers

@@ -37,7 +37,7 @@ from onet.geometry.sampling import sample_surface, sample_uniform_points
 from onet.geometry.voxelize import voxelize
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 from onet.utils.lazy import lazy_import
-from onet.utils.parallel import spawn_pool, usable_cpus
+from onet.utils.parallel import usable_cpus, worker_pool
 
 trimesh = lazy_import("trimesh")  # 1-1.5 s of start-up: imported on first use
 
@@ -548,16 +548,11 @@ def build_synthetic_dataset(
                 _build_object(*a)
                 bar.update()
         else:
-            with spawn_pool(min(workers, len(todo))) as pool:
+            with worker_pool(min(workers, len(todo))) as pool:  # an error or Ctrl-C stops the workers
                 futures = [pool.submit(_build_object, *a) for a in args]
-                try:
-                    for fut in as_completed(futures):
-                        fut.result()  # a failure here is a bug in the generator: stop and show it
-                        bar.update()
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+                for fut in as_completed(futures):
+                    fut.result()  # a failure here is a bug in the generator: stop and show it
+                    bar.update()
 
     for category in classes:
         ids = [f"{category}_{i:04d}" for i in range(n_per_class)]

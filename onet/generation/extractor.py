@@ -28,6 +28,7 @@ from onet.geometry.marching_cubes import marching_cubes, marching_cubes_warp
 from onet.generation.mise import EvalFn, mise_grids, probability_to_logit
 from onet.generation.refine import FieldFn, refine_mesh, vertex_normals_from_field
 from onet.generation.simplify import simplify_mesh
+from onet.utils.parallel import stop_pool
 
 MARCHING_CUBES = ("skimage", "warp")
 STAGES = ("evaluate", "marching_cubes", "simplify", "refine", "normals")
@@ -180,6 +181,11 @@ def extract_batches(
             pending = current
         if pending is not None:
             yield _finish(*pending, **post)
+    except BaseException:  # an error, Ctrl-C or the caller closing the generator: no waiting
+        if pool is not None:
+            stop_pool(pool)
+            pool = None
+        raise
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -46,6 +46,7 @@ import time
 import zlib
 from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -57,7 +58,7 @@ from onet.geometry.formats import describe_readable, unread_advice
 from onet.geometry.normalize import UP_AXES
 from onet.preprocess.discover import InputItem, describe_unread, scan_inputs
 from onet.utils.batch import attempt, describe, stops_the_run
-from onet.utils.parallel import spawn_pool
+from onet.utils.parallel import worker_pool
 from onet.utils.stamp import claim_folder
 
 REPORT_NAME = "preprocess_report.jsonl"
@@ -383,12 +384,13 @@ def preprocess_dataset(
 
     results: list[ObjectResult] = []
     bar = _progress_bar(len(mine), progress)
-    for result in _run(mine, output_dir, options, workers):
-        results.append(result)
-        if result.status != "skipped":
-            _append_report(report_path, result)
-        bar.update(1)
-        bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
+    with closing(_run(mine, output_dir, options, workers)) as run:  # an interrupt here stops the workers too
+        for result in run:
+            results.append(result)
+            if result.status != "skipped":
+                _append_report(report_path, result)
+            bar.update(1)
+            bar.set_postfix(failed=sum(r.status == "failed" for r in results), refresh=False)
     bar.close()
 
     written = write_splits(output_dir, splits, options)
@@ -445,8 +447,7 @@ def _run(items: Sequence[InputItem], output_dir: Path, options: PreprocessOption
         for item in items:
             yield process_object(item, output_dir, options)
         return
-    pool = spawn_pool(workers)
-    with pool:
+    with worker_pool(workers) as pool:
         futures = {pool.submit(process_object, item, output_dir, options): item for item in items}
         try:
             for fut in as_completed(futures):
@@ -464,10 +465,6 @@ def _run(items: Sequence[InputItem], output_dir: Path, options: PreprocessOption
             for fut, item in futures.items():
                 if not fut.done() or fut.exception() is not None:
                     yield ObjectResult(item, "failed", "worker process died (out of memory or crashed?)")
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
 
 
 def _append_report(path: Path, result: ObjectResult) -> None:

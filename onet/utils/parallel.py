@@ -11,6 +11,8 @@ import multiprocessing as mp
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from typing import Iterator
 
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -56,3 +58,36 @@ def spawn_pool(workers: int) -> ProcessPoolExecutor:
             else:
                 os.environ[k] = v
     return pool
+
+
+def stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Stop a pool now: queued tasks are dropped and the workers killed, running tasks with them.
+
+    For an interrupt or an error: `shutdown(wait=True)` would first finish every running task
+    (a large mesh: minutes), and a second Ctrl-C during that wait left the workers waiting for
+    work that never came and the process hanging at exit. Callers write their outputs
+    atomically, so a killed task leaves at most temporaries that a rerun removes.
+    """
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14+
+    if terminate is not None:
+        terminate()
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # before 3.14: the only handle
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
+
+
+@contextmanager
+def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
+    """`spawn_pool` for a `with` block: on leaving it normally the workers finish and exit; on an
+    exception (an error, Ctrl-C, a generator closed early) they are stopped at once (`stop_pool`)."""
+    pool = spawn_pool(workers)
+    try:
+        yield pool
+    except BaseException:
+        stop_pool(pool)
+        raise
+    pool.shutdown(wait=True)

@@ -31,3 +31,24 @@ def test_usable_cpus_follows_the_affinity_mask():
     assert 1 <= usable_cpus() <= (os.cpu_count() or 1)
     if hasattr(os, "sched_getaffinity"):
         assert usable_cpus() == len(os.sched_getaffinity(0))
+
+
+def test_leaving_a_worker_pool_by_an_exception_stops_its_workers_at_once():
+    import time
+    from concurrent.futures import as_completed
+
+    from onet.utils.parallel import worker_pool
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with worker_pool(2) as pool:
+            processes = list(pool._processes.values())
+            futures = [pool.submit(time.sleep, 60) for _ in range(4)]
+            raise KeyboardInterrupt  # Ctrl-C while tasks of a minute run: no waiting for them
+    assert time.perf_counter() - start < 20
+    assert not any(p.is_alive() for p in processes)
+    assert all(f.cancelled() or f.done() for f in futures)
+    # left normally, the tasks finish first
+    with worker_pool(2) as pool:
+        futures = [pool.submit(pow, 2, k) for k in range(8)]
+    assert sorted(f.result() for f in as_completed(futures)) == [2 ** k for k in range(8)]
