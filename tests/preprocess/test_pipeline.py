@@ -155,6 +155,48 @@ def test_sigkill_leaves_only_complete_files_and_rerun_finishes(tmp_path):
     ) == 12
 
 
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
+def test_ctrl_c_twice_with_workers_exits_at_once_and_rerun_finishes(tmp_path):
+    # a second Ctrl-C during the pool's shutdown left workers waiting for work and the process
+    # hanging at exit; now the workers are stopped at once
+    src, out = tmp_path / "in", tmp_path / "out"
+    for i in range(12):
+        _export(trimesh.creation.icosphere(subdivisions=2).apply_scale(1 + i / 10), src / "things" / f"s{i:02d}.obj")
+    flags = ["--n-points", "2000", "--n-surface", "500", "--voxel-resolution", "16", "--n-views", "2",
+             "--img-size", "24", "--watertight-resolution", "32", "--no-progress"]
+    script = textwrap.dedent(f"""
+        import signal, sys
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, whatever started us
+        from onet.cli import main
+        sys.exit(main(["preprocess", {str(src)!r}, {str(out)!r}, "--workers", "2", *{flags!r}]))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(out.glob("things/*/mesh.ply")):
+        time.sleep(0.05)
+    workers = [int(pid) for task in Path(f"/proc/{proc.pid}/task").iterdir()
+               for pid in (task / "children").read_text().split()]
+    assert workers, "the pool's workers run by now"
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.3)
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise AssertionError("onet preprocess hung after Ctrl-C")
+    assert "interrupted" in err
+    for pid in workers:  # gone (or a zombie of the finished parent, reaped by init)
+        status = Path(f"/proc/{pid}/status")
+        assert not status.exists() or "State:\tZ" in status.read_text()
+    done = len(list(out.glob("things/*/mesh.ply")))
+    summary = preprocess_dataset(src, out, options=OPTS, progress=False)
+    assert summary.n_failed == 0 and summary.n_ok + summary.n_skipped == 12 and summary.n_skipped >= done
+    assert not list(out.rglob(".*tmp*"))
+
 def test_shards_and_workers_cover_everything_once(tmp_path):
     src = _tree(tmp_path / "in", broken=False)
     _export(trimesh.creation.capsule(), src / "02691156" / "ddd" / "model.obj")
