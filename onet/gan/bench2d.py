@@ -56,6 +56,7 @@ from onet.gan.plot import COLORS, Figure
 from onet.gan.stacked import StackedMLP, d_grads, flatten, g_grads, sample, views
 from onet.utils.device import keep_freed_memory
 from onet.utils.io import write_bytes_atomic, write_text_atomic
+from onet.utils.parallel import stopping
 
 DISTRIBUTIONS = ("gaussian", "line", "circle", "four-lines", "four-squares", "eight")
 METHODS = ("unreg", "wgan-gp-1", "wgan-gp-5", "r1", "r2")
@@ -288,7 +289,7 @@ def _map_w1(pairs, workers: int, progress: bool = False) -> list[float]:
     bar = dict(total=len(pairs), desc="bench2d W1", disable=not progress)
     if workers <= 1 or len(pairs) < 4:
         return [_w1_job(p) for p in tqdm(pairs, **bar)]
-    with ProcessPoolExecutor(workers) as ex:
+    with stopping(ProcessPoolExecutor(workers)) as ex:  # Ctrl-C stops the workers at once
         return list(tqdm(ex.map(_w1_job, pairs, chunksize=max(1, len(pairs) // (16 * workers))), **bar))
 
 
@@ -372,7 +373,7 @@ def _run(grid, methods, distributions, quick, out_dir, dev, seed, progress, work
             for key, idx, n_d, _, _ in todo]
     if workers > 1 and dev.type == "cpu" and len(todo) > 1:
         # independent groups on separate single-threaded processes: both cores busy
-        with ProcessPoolExecutor(workers) as ex:
+        with stopping(ProcessPoolExecutor(workers)) as ex:  # Ctrl-C stops the workers at once
             futures = {ex.submit(_train_job, job): t for job, t in zip(jobs, todo)}
             for fut in tqdm(as_completed(futures), total=len(futures), desc="bench2d groups", disable=not progress):
                 key, idx, _, tag, cache = futures[fut]

@@ -81,13 +81,17 @@ def stop_pool(pool: ProcessPoolExecutor) -> None:
 
 
 @contextmanager
-def worker_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
-    """`spawn_pool` for a `with` block: on leaving it normally the workers finish and exit; on an
+def stopping(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
+    """A pool for a `with` block: on leaving it normally the workers finish and exit; on an
     exception (an error, Ctrl-C, a generator closed early) they are stopped at once (`stop_pool`)."""
-    pool = spawn_pool(workers)
     try:
         yield pool
     except BaseException:
         stop_pool(pool)
         raise
     pool.shutdown(wait=True)
+
+
+def worker_pool(workers: int):
+    """`spawn_pool(workers)` for a `with` block, stopped at once on an exception (`stopping`)."""
+    return stopping(spawn_pool(workers))
