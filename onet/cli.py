@@ -7,14 +7,17 @@ sentence on stderr; `--debug` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
-from pathlib import Path
+import threading
 import traceback
+from pathlib import Path
 
 from onet.data import BUILTIN_OBJECTS_PER_CLASS
 from onet.utils.batch import BATCH_RULE
-from onet.utils.errors import ConfigError, UsageError
+from onet.utils.errors import ConfigError, Terminated, UsageError
 
 EPILOGS = {
     "preprocess": """examples:
@@ -399,6 +402,33 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         args.overrides = list(args.overrides) + extra
     debug = getattr(args, "debug", False)
+    with _sigterm_raises():
+        return _main(args, debug)
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises Terminated in the main thread for the length of the block (when nothing
+    else handles it): a `kill` of the main process then stops worker processes too. Not in a
+    torchrun rank, which torchrun stops with SIGTERM and then SIGKILL: a Python handler would
+    wait for a blocking collective to return."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL
+            or int(os.environ.get("WORLD_SIZE", "1") or 1) > 1):
+        yield
+        return
+
+    def terminated(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def _main(args, debug: bool) -> int:
     try:
         return _run(args)
     except (ConfigError, UsageError) as exc:
@@ -411,6 +441,9 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"onet {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"onet {args.verb}: terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except Exception as exc:  # one clear line for users; --debug for developers
         if debug:
             traceback.print_exc()

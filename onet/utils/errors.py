@@ -15,3 +15,12 @@ class UsageError(ValueError):
 
 class ConfigError(ValueError):
     """A config file or override is invalid (exit code 2); the message names the file or key."""
+
+
+class Terminated(BaseException):
+    """SIGTERM reached the CLI (`kill`, a job scheduler), raised in the main thread (exit code 143).
+
+    Not an Exception, like KeyboardInterrupt: per-item handlers let it through, and worker pools
+    stop their workers on the way out (utils.parallel.stopping) instead of dying without them
+    (orphaned workers waited on their task queue for good).
+    """
