@@ -69,7 +69,8 @@ def read_scene(path: str | os.PathLike, *, timeout: float = TIMEOUT) -> Scene:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_ONET_ROOT),
                                                                      os.environ.get("PYTHONPATH")])))
         try:
-            proc = subprocess.run([sys.executable, "-m", "onet.geometry.assimp_reader", str(path), str(out)],
+            proc = subprocess.run([sys.executable, "-m", "onet.geometry.assimp_reader", str(path), str(out),
+                                   str(os.getpid())],
                                   capture_output=True, text=True, timeout=timeout, env=env)
         except subprocess.TimeoutExpired:
             raise ValueError(f"{path}: unreadable mesh file (assimp did not finish within {timeout:.0f} s)") from None
@@ -198,8 +199,24 @@ def _drop_line_surfaces(lines: list[bytes]) -> bytes | None:
     return b"\n".join(out) if dropped else None
 
 
+def _die_with_parent(parent: int) -> None:
+    """Linux: end this process when the one reading the file ends (a worker stopped by Ctrl-C
+    or killed), instead of finishing, or hanging, on its own for up to TIMEOUT."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent was gone before the request took effect
+        os._exit(1)
+
+
 def _child(argv: list[str]) -> int:
-    path, out = argv
+    path, out, parent = argv
+    _die_with_parent(int(parent))
     try:
         arrays = _import(path)
     except Exception as e:

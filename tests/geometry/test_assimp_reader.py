@@ -2,6 +2,9 @@
 colours of a real file, and errors, hangs and crashes of the reader named by file."""
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from onet.preprocess.pipeline import PreprocessOptions, preprocess_dataset
 
 pytestmark = pytest.mark.skipif(not ASSIMP_AVAILABLE, reason="assimp-py is not installed")
 
+REPO = Path(__file__).resolve().parents[2]
 CUBE = [(x, y, z) for x in (0, 1) for y in (0, 1) for z in (0, 1)]
 QUADS = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
 
@@ -96,6 +100,34 @@ def test_a_reader_that_hangs_is_given_up(tmp_path):
     with pytest.raises(ValueError, match=r"stuck\.ac: .*did not finish within 2 s"):
         assimp_reader.read_scene(fifo, timeout=2)
 
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not hasattr(os, "mkfifo"), reason="Linux: PR_SET_PDEATHSIG")
+def test_the_reader_ends_with_the_process_that_started_it(tmp_path):
+    # a worker stopped by Ctrl-C or killed must not leave its reader behind (up to 600 s on a hang)
+    fifo = tmp_path / "stuck.ac"
+    os.mkfifo(fifo)
+    script = f"from onet.geometry.assimp_reader import read_scene; read_scene({str(fifo)!r}, timeout=120)"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    parent = subprocess.Popen([sys.executable, "-c", script], env=env)
+    children, deadline = [], time.time() + 60
+    while time.time() < deadline and not children:
+        children = [int(pid) for task in Path(f"/proc/{parent.pid}/task").iterdir()
+                    for pid in (task / "children").read_text().split()]
+        time.sleep(0.05)
+    assert children, "the reader starts"
+    parent.kill()
+    parent.wait()
+    def alive(pid):  # a zombie waiting for init to reap it counts as ended
+        try:
+            return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            return False
+
+    deadline = time.time() + 10
+    while time.time() < deadline and alive(children[0]):
+        time.sleep(0.05)
+    assert not alive(children[0])
 
 CRASHING = Path("/usr/share/assimp/models/OpenGEX/camera.ogex")  # Debian's assimp-testmodels
 
