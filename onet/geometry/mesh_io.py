@@ -177,8 +177,9 @@ def _read_assimp(path: Path) -> tuple[np.ndarray, np.ndarray, Appearance | None]
     except ValueError as e:
         raise MeshLoadError(str(e)) from e
     textures, parts = _Textures(), []
+    uvs = np.split(scene.uv, np.cumsum(scene.part_vertices)[:-1])
     for n_v, n_f, color, texture, uv in zip(scene.part_vertices, scene.part_faces, scene.part_colors,
-                                             scene.part_textures, np.split(scene.uv, np.cumsum(scene.part_vertices)[:-1])):
+                                             scene.part_textures, uvs):
         part = _PartColors(int(n_v), int(n_f))
         image = _texture_beside(path, str(texture)) if texture and np.isfinite(uv).all() else None
         index = textures.add(image) if image is not None else -1
