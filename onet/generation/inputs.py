@@ -139,8 +139,10 @@ def _surface_or_vertices(path: Path) -> np.ndarray:
 
     if path.suffix.lower() in (".ply", ".obj"):
         loaded = trimesh.load(path, process=False)
-        if not isinstance(loaded, trimesh.Scene) and not (len(getattr(loaded, "faces", ())) and loaded.area > 0):
-            return np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
+        if not isinstance(loaded, trimesh.Scene):  # one part: used as read (no second reading)
+            if not (len(getattr(loaded, "faces", ())) and loaded.area > 0):
+                return np.asarray(getattr(loaded, "vertices", np.empty((0, 3))))
+            return trimesh.sample.sample_surface(loaded, MESH_SURFACE_POINTS, seed=0)[0]
     mesh = load_mesh(path)  # every part with its transform, cleaned; any format onet reads
     return trimesh.sample.sample_surface(mesh, MESH_SURFACE_POINTS, seed=0)[0]
 
