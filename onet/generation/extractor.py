@@ -16,6 +16,7 @@ network, so they run in the calling process. Meshes are the same either way.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from onet.geometry.marching_cubes import marching_cubes, marching_cubes_warp
 from onet.generation.mise import EvalFn, mise_grids, probability_to_logit
 from onet.generation.refine import FieldFn, refine_mesh, vertex_normals_from_field
 from onet.generation.simplify import simplify_mesh
-from onet.utils.parallel import stop_pool
+from onet.utils.parallel import stopping
 
 MARCHING_CUBES = ("skimage", "warp")
 STAGES = ("evaluate", "marching_cubes", "simplify", "refine", "normals")
@@ -138,7 +139,8 @@ def extract_batches(
     use_pool = workers > 0 and marching_cubes_backend == "skimage"
     pool = _worker_pool(workers) if use_pool else None
     pending = None
-    try:
+    # on an error, Ctrl-C or the caller closing the generator, the workers are stopped at once
+    with stopping(pool) if pool is not None else contextlib.nullcontext():
         for batch in batches:
             _check_field_fns(batch, refinement_step > 0 or vertex_normals)
             start = time.perf_counter()
@@ -181,14 +183,6 @@ def extract_batches(
             pending = current
         if pending is not None:
             yield _finish(*pending, **post)
-    except BaseException:  # an error, Ctrl-C or the caller closing the generator: no waiting
-        if pool is not None:
-            stop_pool(pool)
-            pool = None
-        raise
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_field_fns(batch: ExtractionBatch, needs_field: bool) -> None:
