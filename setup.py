@@ -33,6 +33,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["onet", "onet.*"]),
+    # C sources compiled on first use where a compiler exists (onet/utils/native.py)
+    package_data={"onet.models": ["*.c"]},
     cmdclass={"build_py": BuildWithConfigs},
     install_requires=[
         "torch>=2.0",

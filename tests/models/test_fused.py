@@ -189,3 +189,63 @@ def test_chunk_plan_covers_every_point_once_within_objects(B, T, rows):
         assert (b1 - b0) * (t1 - t0) <= max(rows, T if b1 - b0 == 1 else rows)
         seen[b0:b1, t0:t1] += 1
     assert torch.equal(seen, torch.ones_like(seen))
+
+
+needs_native = pytest.mark.skipif(fused.native() is None, reason="no compiled kernels here (see onet/utils/native.py)")
+
+
+@pytest.fixture
+def counted_native(monkeypatch):
+    """The compiled kernels, with a count of their calls (a test of them must see them run)."""
+    calls = []
+    for name in ("act", "bias_stats", "relu_back", "norm_back"):
+        f = getattr(fused._Native, name)
+        monkeypatch.setattr(fused._Native, name, lambda self, *a, f=f, name=name: (calls.append(name), f(self, *a))[1])
+    return calls
+
+
+@needs_native
+@pytest.mark.parametrize("name", FIELD_DECODERS)
+@pytest.mark.parametrize("z_dim", [0, 3])
+@pytest.mark.parametrize("chunk_rows", [None, 16, 150])  # one chunk; parts of objects; two whole objects
+def test_compiled_kernels_train_step_equals_plain_modules(name, z_dim, chunk_rows, counted_native):
+    """The fp32 path with the C kernels against the plain modules in float64, two training steps."""
+    dec, ref, c_dim = pair(name, z_dim, dtype=torch.float32, hidden=32)
+    ref.double()
+    dec.fused_chunk_rows = chunk_rows
+    dec.train(), ref.train()
+    for it in range(2):
+        p, c, z, occ = inputs(4, 75, c_dim, z_dim, torch.float32, seed=it)
+        out, grads = step(dec, p, c, z, occ)
+        out_ref, grads_ref = step(ref, *(None if x is None else x.detach().double().requires_grad_(x.requires_grad)
+                                         for x in (p, c, z, occ)))
+        torch.testing.assert_close(out, out_ref.float(), atol=1e-4, rtol=1e-4)
+        assert_same(grads, {k: None if g is None else g.float() for k, g in grads_ref.items()}, atol=2e-4, rtol=1e-3)
+        assert_same(dec.state_dict(), {k: v.to(dec.state_dict()[k].dtype) for k, v in ref.state_dict().items()},
+                    atol=1e-5, rtol=1e-5)
+    normalised = any(isinstance(m, torch.nn.BatchNorm1d) for m in dec.modules())
+    assert set(counted_native) == ({"act", "bias_stats", "relu_back", "norm_back"} if normalised
+                                   else {"act", "relu_back"})
+
+
+@needs_native
+@pytest.mark.parametrize("chunk_rows", [16, 150])
+def test_compiled_kernels_eval_mode_and_torch_op_path_agree(chunk_rows, counted_native, monkeypatch):
+    """Eval-mode trunk gradients (constant statistics) with and without the kernels: same to fp32 rounding."""
+    dec, _, c_dim = pair("cbn_resnet", 3, dtype=torch.float32, hidden=32)
+    dec.eval()
+    p, c, z, occ = inputs(3, 50, c_dim, 3, torch.float32)
+
+    def trunk_forward(p, z, c):
+        net = dec.fc_p(p) + dec._offset(z, c).unsqueeze(1)
+        return fused.trunk(*dec._units(c), net, chunk_rows=chunk_rows)
+
+    dec.forward = trunk_forward
+    out, grads = step(dec, p, c, z, occ)
+    assert "norm_back" in counted_native
+    monkeypatch.setenv("ONET_NATIVE", "0")
+    n_calls = len(counted_native)
+    out_ops, grads_ops = step(dec, p, c, z, occ)
+    assert len(counted_native) == n_calls  # turned off: the torch ops ran
+    torch.testing.assert_close(out, out_ops, atol=1e-5, rtol=1e-5)
+    assert_same(grads, grads_ops, atol=1e-5, rtol=1e-4)

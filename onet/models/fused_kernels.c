@@ -1,0 +1,192 @@
+/* Elementwise passes of the fused decoder trunk (onet/models/fused.py) as single OpenMP loops.
+
+   Each function does, over one cache-sized chunk of rows, the work that takes the torch path
+   two to five whole-chunk ops (each with its own dispatch, thread hand-off and pass over the
+   chunk).  Built at first use by onet/utils/native.py with the system C compiler and linked
+   against the OpenMP runtime torch has already loaded, so these loops share torch's threads.
+
+   Layout: row-major float32, H values per row; a chunk of n rows holds whole objects of tt rows,
+   or a part of one object (tt >= n), so row r belongs to object r / tt of the chunk.  Per-object
+   tensors (s, t) point at the chunk's first object.  Sums split rows between threads; a thread
+   writes the sums of an object it holds whole straight to the output and the sums of an object it
+   shares into its own slots of `part`, added up after the parallel region: results do not depend
+   on how many threads run, beyond rounding. */
+
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef int64_t i64;
+
+/* Rows [r0, r1) of thread tid out of nt, in equal blocks. */
+static void row_range(i64 n, int tid, int nt, i64 *r0, i64 *r1) {
+    i64 q = n / nt, rem = n % nt;
+    *r0 = tid * q + (tid < rem ? tid : rem);
+    *r1 = *r0 + q + (tid < rem ? 1 : 0);
+}
+
+/* a = relu(x * s_b + t_b), or relu(x) when s is NULL. */
+void onet_act(const float *x, const float *s, const float *t, float *a, i64 n, i64 tt, i64 H, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        const float *xr = x + r * H;
+        float *ar = a + r * H;
+        if (s) {
+            const float *sb = s + (r / tt) * H, *tb = t + (r / tt) * H;
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) {
+                float v = xr[j] * sb[j] + tb[j];
+                ar[j] = v < 0.f ? 0.f : v;  /* NaN stays NaN, as torch.relu */
+            }
+        } else {
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) ar[j] = xr[j] < 0.f ? 0.f : xr[j];
+        }
+    }
+}
+
+/* Per-object sums over rows of two functions of each row (see the kinds below): out1[b], out2[b]
+   (rows of H floats) for the chunk's objects b.  Sums run in double: the batch variance is
+   E[d^2] - E[d]^2 and dgamma is S2 - mean * S1, differences that a float running sum over
+   thousands of rows spoils (measured: a weight gradient 7e-3 off with one thread).  Rows are
+   summed in float in blocks of BLOCK_ROWS (vectorised), each block's sums added in double.
+   part: nt * 3 * 2 * H doubles of scratch. */
+#define BLOCK_ROWS 32
+enum { SUMS_STATS = 0, SUMS_RELU_BACK = 1 };
+
+static void row_sums_kind(int kind, i64 r0, i64 r1, i64 H, float *y, const float *bias, const float *K,
+                          const float *da, const float *a, const float *x, float *dz, float *acc1, float *acc2) {
+    for (i64 r = r0; r < r1; r++) {
+        if (kind == SUMS_STATS) {
+            /* y += bias (if any); sums of d = y - K and d * d (shifted sums of the batch statistics) */
+            float *yr = y + r * H;
+            if (!acc1) {
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) yr[j] += bias[j];
+                continue;
+            }
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) {
+                float v = bias ? yr[j] + bias[j] : yr[j];
+                yr[j] = v;
+                float d = v - K[j];
+                acc1[j] += d;
+                acc2[j] += d * d;
+            }
+        } else {
+            /* dz = da where a > 0 else 0 (ReLU backward); sums of dz and dz * x (x may be NULL) */
+            const float *dar = da + r * H, *arr = a + r * H;
+            float *dzr = dz + r * H;
+            if (acc1) {
+                const float *xr = x + r * H;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) {
+                    float g = arr[j] <= 0.f ? 0.f : dar[j];
+                    dzr[j] = g;
+                    acc1[j] += g;
+                    acc2[j] += g * xr[j];
+                }
+            } else {
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) dzr[j] = arr[j] <= 0.f ? 0.f : dar[j];
+            }
+        }
+    }
+}
+
+static void object_sums(int kind, i64 n, i64 tt, i64 H, float *y, const float *bias, const float *K,
+                        const float *da, const float *a, const float *x, float *dz,
+                        float *out1, float *out2, double *part, int nt, int sums) {
+    i64 shared_obj[64][2];  /* per thread: the objects of its two shared slots, -1 when unused */
+    if (nt > 64) nt = 64;
+    for (int k = 0; k < nt; k++) shared_obj[k][0] = shared_obj[k][1] = -1;
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        i64 r0, r1;
+        row_range(n, tid, nth, &r0, &r1);
+        double *mine = part + (i64)tid * 3 * 2 * H;  /* slots 0, 1: shared objects; 2: the current whole one */
+        float block[2 * H];
+        int slot = 0;
+        for (i64 b = r0 / tt; r0 < r1 && b * tt < r1; b++) {
+            i64 s0 = b * tt > r0 ? b * tt : r0, s1 = (b + 1) * tt < r1 ? (b + 1) * tt : r1;
+            if (s0 >= s1) continue;
+            if (!sums) {
+                row_sums_kind(kind, s0, s1, H, y, bias, K, da, a, x, dz, NULL, NULL);
+                continue;
+            }
+            int whole = s0 == b * tt && s1 == (b + 1) * tt;
+            double *acc = mine + (whole ? 2 : slot) * 2 * H;
+            if (!whole) {
+                shared_obj[tid][slot] = b;
+                slot = 1;  /* only a thread's first and last objects can be shared */
+            }
+            memset(acc, 0, 2 * H * sizeof(double));
+            for (i64 q = s0; q < s1; q += BLOCK_ROWS) {
+                memset(block, 0, 2 * H * sizeof(float));
+                row_sums_kind(kind, q, q + BLOCK_ROWS < s1 ? q + BLOCK_ROWS : s1, H, y, bias, K, da, a, x, dz,
+                              block, block + H);
+                for (i64 j = 0; j < 2 * H; j++) acc[j] += block[j];
+            }
+            if (whole)
+                for (i64 j = 0; j < H; j++) {
+                    out1[b * H + j] = (float)acc[j];
+                    out2[b * H + j] = (float)acc[H + j];
+                }
+        }
+    }
+    if (!sums) return;
+    /* shared objects, added up in double: slots in thread order hold nondecreasing objects, so the
+       slots of one object are consecutive */
+    double *run = NULL;
+    i64 run_b = -1;
+    for (int k = 0; k <= nt; k++)
+        for (int sl = 0; sl < 2; sl++) {
+            i64 b = k < nt ? shared_obj[k][sl] : -2;  /* -2: past the last slot, flush */
+            if (b == -1) continue;
+            if (b == run_b) {
+                const double *p = part + ((i64)k * 3 + sl) * 2 * H;
+                for (i64 j = 0; j < 2 * H; j++) run[j] += p[j];
+                continue;
+            }
+            if (run)
+                for (i64 j = 0; j < H; j++) {
+                    out1[run_b * H + j] = (float)run[j];
+                    out2[run_b * H + j] = (float)run[H + j];
+                }
+            if (b == -2) return;
+            run = part + ((i64)k * 3 + sl) * 2 * H;
+            run_b = b;
+        }
+}
+
+/* y (n, H) += bias (if not NULL); s1 = sum over rows of (y - K), s2 = sum of (y - K)^2 when s1 is not NULL. */
+void onet_bias_stats(float *y, const float *bias, const float *K, i64 n, i64 H, float *s1, float *s2,
+                     double *part, int nt) {
+    object_sums(SUMS_STATS, n, n, H, y, bias, K, NULL, NULL, NULL, NULL, s1, s2, part, nt, s1 != NULL);
+}
+
+/* dz = da * [a > 0]; per object of the chunk S1[b] = sum dz, S2[b] = sum dz * x, when x is not NULL. */
+void onet_relu_back(const float *da, const float *a, const float *x, float *dz, i64 n, i64 tt, i64 H,
+                    float *S1, float *S2, double *part, int nt) {
+    object_sums(SUMS_RELU_BACK, n, tt, H, NULL, NULL, NULL, da, a, x, dz, S1, S2, part, nt, x != NULL);
+}
+
+/* Input gradient of the normalisation: dz = dz * s_b (+ x * v + c0) (+ add); v and c0 (H) are NULL
+   in eval mode (constant statistics), add (the skip gradient, rows of H) may be NULL. */
+void onet_norm_back(float *dz, const float *x, const float *s, const float *v, const float *c0,
+                    const float *add, i64 n, i64 tt, i64 H, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        float *g = dz + r * H;
+        const float *xr = x + r * H, *sb = s + (r / tt) * H;
+        const float *ad = add ? add + r * H : NULL;
+        if (v) {
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) g[j] = g[j] * sb[j] + (xr[j] * v[j] + c0[j]) + (ad ? ad[j] : 0.f);
+        } else {
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) g[j] = g[j] * sb[j] + (ad ? ad[j] : 0.f);
+        }
+    }
+}
