@@ -69,7 +69,7 @@ class _Native:
     def __init__(self, lib: ctypes.CDLL):
         vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
         lib.onet_act.argtypes = [vp] * 4 + [i64] * 3 + [i32]
-        lib.onet_bias_stats.argtypes = [vp] * 3 + [i64] * 2 + [vp] * 3 + [i32]
+        lib.onet_bias_stats.argtypes = [vp] * 5 + [i64] * 2 + [vp] * 3 + [i32]
         lib.onet_relu_back.argtypes = [vp] * 4 + [i64] * 3 + [vp] * 3 + [i32]
         lib.onet_norm_back.argtypes = [vp] * 6 + [i64] * 3 + [i32]
         for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_norm_back):
@@ -89,11 +89,12 @@ class _Native:
         n, H = x.shape
         self.lib.onet_act(x.data_ptr(), _ptr(s), _ptr(t), a.data_ptr(), n, tt, H, torch.get_num_threads())
 
-    def bias_stats(self, y, bias, K, s1, s2) -> None:
-        """y += bias (when given); s1, s2 (H,) = sums over the rows of y of (y - K) and (y - K)^2."""
-        n, H = y.shape
+    def bias_stats(self, m, bias, skip, out, K=None, s1=None, s2=None) -> None:
+        """out = m (+ bias) (+ skip) (not written when None); when K is given, s1, s2 (H,) = sums over
+        the rows of (out - K) and (out - K)^2. m, skip, out: (n, H)."""
+        n, H = m.shape
         nt = self.scratch(H)
-        self.lib.onet_bias_stats(y.data_ptr(), _ptr(bias), K.data_ptr(), n, H, s1.data_ptr(), s2.data_ptr(),
+        self.lib.onet_bias_stats(m.data_ptr(), _ptr(bias), _ptr(skip), _ptr(out), _ptr(K), n, H, _ptr(s1), _ptr(s2),
                                  self.part.data_ptr(), nt)
 
     def relu_back(self, da, a, x, dz, tt: int, S1, S2) -> None:
@@ -234,11 +235,7 @@ class _Stats:
         """y: (n, H) chunk (any float dtype), first `y += bias` when given; chunks come in order, each once."""
         n, H = y.shape
         if self.kernels is not None:
-            if self.K is None:
-                self.K = y[0] + bias if bias is not None else y[0].clone()
-            self.kernels.bias_stats(y, bias, self.K, self.sums[0, self.i], self.sums[1, self.i])
-            self.i += 1
-            self.n += n
+            self.add_output(y, bias, None, y if bias is not None else None)
             return
         if bias is not None:
             y.add_(bias)
@@ -251,6 +248,15 @@ class _Stats:
         _row_sums(d.view(1, n, H), self.ones, self.sums[1, self.i])
         self.i += 1
         self.n += n
+
+    def add_output(self, m: torch.Tensor, bias, skip, out) -> None:
+        """Compiled kernels: out = m + bias + skip (see _Native.bias_stats), its statistics added."""
+        if self.K is None:
+            first = m[0] if bias is None else m[0] + bias
+            self.K = (first if skip is None else first + skip[0]).to(self.dtype, copy=True)
+        self.kernels.bias_stats(m, bias, skip, out, self.K, self.sums[0, self.i], self.sums[1, self.i])
+        self.i += 1
+        self.n += m.shape[0]
 
     def mean_var(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and biased variance (H,) in the activations' dtype."""
@@ -338,6 +344,15 @@ def _unit_forward(plan: _Plan, x: torch.Tensor, s, t, out: torch.Tensor, skip: t
         a = _act(plan, x[b0:b1, t0:t1], s, t, b0, b1)
         n = a.shape[0]
         oc = out[b0:b1, t0:t1].reshape(n, H_out)
+        if plan.native is not None and (stats is not None or skip is not None):
+            # the product into the cache; bias, skip and statistics in one pass that writes oc
+            m = torch.mm(a, wT, out=plan.view(plan.m, n, H_out))
+            sk = None if skip is None else skip[b0:b1, t0:t1].reshape(n, H_out)
+            if stats is not None:
+                stats.add_output(m, bias, sk, oc)
+            else:
+                plan.native.bias_stats(m, bias, sk, oc)
+            continue
         bias_left = None  # added in the statistics pass when there is one
         if skip is None:
             torch.addmm(bias, a, wT, out=oc)

@@ -14,6 +14,9 @@
 
 #include <omp.h>
 #include <stdint.h>
+#if defined(__AVX__) || defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #include <string.h>
 
 typedef int64_t i64;
@@ -54,49 +57,82 @@ void onet_act(const float *x, const float *s, const float *t, float *a, i64 n, i
 #define BLOCK_ROWS 32
 enum { SUMS_STATS = 0, SUMS_RELU_BACK = 1 };
 
-static void row_sums_kind(int kind, i64 r0, i64 r1, i64 H, float *y, const float *bias, const float *K,
-                          const float *da, const float *a, const float *x, float *dz, float *acc1, float *acc2) {
+typedef struct {
+    /* SUMS_STATS: out = m + bias (+ skip); sums of d = out - K and d * d */
+    const float *m, *bias, *skip, *K;
+    float *out;
+    /* SUMS_RELU_BACK: dz = da * [a > 0]; sums of dz and dz * x (no sums when x is NULL) */
+    const float *da, *a, *x;
+    float *dz;
+} Args;
+
+/* dst[0:H] = row[0:H]; rows bound for memory (read again only in a later pass) are written with
+   streaming stores where the CPU has them: no read of the old line first, no cache space taken. */
+static inline void stream_row(float *dst, const float *row, i64 H) {
+#if defined(__AVX512F__)
+    if (((uintptr_t)dst & 63) == 0 && H % 16 == 0) {
+        for (i64 j = 0; j < H; j += 16) _mm512_stream_ps(dst + j, _mm512_loadu_ps(row + j));
+        return;
+    }
+#elif defined(__AVX__)
+    if (((uintptr_t)dst & 31) == 0 && H % 8 == 0) {
+        for (i64 j = 0; j < H; j += 8) _mm256_stream_ps(dst + j, _mm256_loadu_ps(row + j));
+        return;
+    }
+#endif
+    memcpy(dst, row, H * sizeof(float));
+}
+
+static inline void stream_fence(void) {
+#if defined(__AVX__) || defined(__AVX512F__)
+    _mm_sfence();
+#endif
+}
+
+static void row_sums_kind(int kind, const Args *g, i64 r0, i64 r1, i64 H, float *row, float *acc1, float *acc2) {
     for (i64 r = r0; r < r1; r++) {
         if (kind == SUMS_STATS) {
-            /* y += bias (if any); sums of d = y - K and d * d (shifted sums of the batch statistics) */
-            float *yr = y + r * H;
-            if (!acc1) {
+            const float *mr = g->m + r * H, *sk = g->skip ? g->skip + r * H : NULL, *bias = g->bias, *K = g->K;
+            if (sk && bias) {
 #pragma omp simd
-                for (i64 j = 0; j < H; j++) yr[j] += bias[j];
-                continue;
-            }
+                for (i64 j = 0; j < H; j++) row[j] = mr[j] + bias[j] + sk[j];
+            } else if (bias) {
 #pragma omp simd
-            for (i64 j = 0; j < H; j++) {
-                float v = bias ? yr[j] + bias[j] : yr[j];
-                yr[j] = v;
-                float d = v - K[j];
-                acc1[j] += d;
-                acc2[j] += d * d;
+                for (i64 j = 0; j < H; j++) row[j] = mr[j] + bias[j];
+            } else if (sk) {
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) row[j] = mr[j] + sk[j];
+            } else {
+                memcpy(row, mr, H * sizeof(float));
             }
-        } else {
-            /* dz = da where a > 0 else 0 (ReLU backward); sums of dz and dz * x (x may be NULL) */
-            const float *dar = da + r * H, *arr = a + r * H;
-            float *dzr = dz + r * H;
             if (acc1) {
-                const float *xr = x + r * H;
 #pragma omp simd
                 for (i64 j = 0; j < H; j++) {
-                    float g = arr[j] <= 0.f ? 0.f : dar[j];
-                    dzr[j] = g;
-                    acc1[j] += g;
-                    acc2[j] += g * xr[j];
+                    float d = row[j] - K[j];
+                    acc1[j] += d;
+                    acc2[j] += d * d;
                 }
-            } else {
-#pragma omp simd
-                for (i64 j = 0; j < H; j++) dzr[j] = arr[j] <= 0.f ? 0.f : dar[j];
             }
+            if (g->out) stream_row(g->out + r * H, row, H);
+        } else {
+            const float *dar = g->da + r * H, *arr = g->a + r * H;
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) row[j] = arr[j] <= 0.f ? 0.f : dar[j];
+            if (acc1) {
+                const float *xr = g->x + r * H;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) {
+                    acc1[j] += row[j];
+                    acc2[j] += row[j] * xr[j];
+                }
+            }
+            stream_row(g->dz + r * H, row, H);
         }
     }
 }
 
-static void object_sums(int kind, i64 n, i64 tt, i64 H, float *y, const float *bias, const float *K,
-                        const float *da, const float *a, const float *x, float *dz,
-                        float *out1, float *out2, double *part, int nt, int sums) {
+static void object_sums(int kind, const Args *g, i64 n, i64 tt, i64 H, float *out1, float *out2, double *part,
+                        int nt, int sums) {
     i64 shared_obj[64][2];  /* per thread: the objects of its two shared slots, -1 when unused */
     if (nt > 64) nt = 64;
     for (int k = 0; k < nt; k++) shared_obj[k][0] = shared_obj[k][1] = -1;
@@ -106,13 +142,13 @@ static void object_sums(int kind, i64 n, i64 tt, i64 H, float *y, const float *b
         i64 r0, r1;
         row_range(n, tid, nth, &r0, &r1);
         double *mine = part + (i64)tid * 3 * 2 * H;  /* slots 0, 1: shared objects; 2: the current whole one */
-        float block[2 * H];
+        float block[2 * H], row[H];
         int slot = 0;
         for (i64 b = r0 / tt; r0 < r1 && b * tt < r1; b++) {
             i64 s0 = b * tt > r0 ? b * tt : r0, s1 = (b + 1) * tt < r1 ? (b + 1) * tt : r1;
             if (s0 >= s1) continue;
             if (!sums) {
-                row_sums_kind(kind, s0, s1, H, y, bias, K, da, a, x, dz, NULL, NULL);
+                row_sums_kind(kind, g, s0, s1, H, row, NULL, NULL);
                 continue;
             }
             int whole = s0 == b * tt && s1 == (b + 1) * tt;
@@ -124,8 +160,7 @@ static void object_sums(int kind, i64 n, i64 tt, i64 H, float *y, const float *b
             memset(acc, 0, 2 * H * sizeof(double));
             for (i64 q = s0; q < s1; q += BLOCK_ROWS) {
                 memset(block, 0, 2 * H * sizeof(float));
-                row_sums_kind(kind, q, q + BLOCK_ROWS < s1 ? q + BLOCK_ROWS : s1, H, y, bias, K, da, a, x, dz,
-                              block, block + H);
+                row_sums_kind(kind, g, q, q + BLOCK_ROWS < s1 ? q + BLOCK_ROWS : s1, H, row, block, block + H);
                 for (i64 j = 0; j < 2 * H; j++) acc[j] += block[j];
             }
             if (whole)
@@ -134,6 +169,7 @@ static void object_sums(int kind, i64 n, i64 tt, i64 H, float *y, const float *b
                     out2[b * H + j] = (float)acc[H + j];
                 }
         }
+        stream_fence();
     }
     if (!sums) return;
     /* shared objects, added up in double: slots in thread order hold nondecreasing objects, so the
@@ -160,16 +196,20 @@ static void object_sums(int kind, i64 n, i64 tt, i64 H, float *y, const float *b
         }
 }
 
-/* y (n, H) += bias (if not NULL); s1 = sum over rows of (y - K), s2 = sum of (y - K)^2 when s1 is not NULL. */
-void onet_bias_stats(float *y, const float *bias, const float *K, i64 n, i64 H, float *s1, float *s2,
-                     double *part, int nt) {
-    object_sums(SUMS_STATS, n, n, H, y, bias, K, NULL, NULL, NULL, NULL, s1, s2, part, nt, s1 != NULL);
+/* out (n, H) = m (+ bias) (+ skip), NULLs left out: a product from the cache, its bias and the residual
+   stream, written to memory once (not at all when out is NULL); s1 = sum over rows of (out - K),
+   s2 = sum of (out - K)^2 when s1 is not NULL.  out may be m itself. */
+void onet_bias_stats(const float *m, const float *bias, const float *skip, float *out, const float *K, i64 n,
+                     i64 H, float *s1, float *s2, double *part, int nt) {
+    Args g = {.m = m, .bias = bias, .skip = skip, .K = K, .out = out};
+    object_sums(SUMS_STATS, &g, n, n, H, s1, s2, part, nt, s1 != NULL);
 }
 
 /* dz = da * [a > 0]; per object of the chunk S1[b] = sum dz, S2[b] = sum dz * x, when x is not NULL. */
 void onet_relu_back(const float *da, const float *a, const float *x, float *dz, i64 n, i64 tt, i64 H,
                     float *S1, float *S2, double *part, int nt) {
-    object_sums(SUMS_RELU_BACK, n, tt, H, NULL, NULL, NULL, da, a, x, dz, S1, S2, part, nt, x != NULL);
+    Args g = {.da = da, .a = a, .x = x, .dz = dz};
+    object_sums(SUMS_RELU_BACK, &g, n, tt, H, S1, S2, part, nt, x != NULL);
 }
 
 /* Input gradient of the normalisation: dz = dz * s_b (+ x * v + c0) (+ add); v and c0 (H) are NULL
