@@ -71,8 +71,8 @@ class _Native:
         lib.onet_act.argtypes = [vp] * 4 + [i64] * 3 + [i32]
         lib.onet_bias_stats.argtypes = [vp] * 5 + [i64] * 2 + [vp] * 3 + [i32]
         lib.onet_relu_back.argtypes = [vp] * 4 + [i64] * 3 + [vp] * 3 + [i32]
-        lib.onet_norm_back.argtypes = [vp] * 6 + [i64] * 3 + [i32]
-        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_norm_back):
+        lib.onet_input_grad.argtypes = [vp] * 8 + [i64] * 3 + [vp] * 2 + [i32]
+        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad):
             f.restype = None
         self.lib = lib
         self.part = torch.empty(0)
@@ -104,11 +104,13 @@ class _Native:
         self.lib.onet_relu_back(da.data_ptr(), a.data_ptr(), _ptr(x), dz.data_ptr(), n, tt, H, _ptr(S1), _ptr(S2),
                                 self.part.data_ptr(), nt)
 
-    def norm_back(self, dz, x, s, v, c0, add, tt: int) -> None:
-        """dz = dz * s_b (+ x * v + c0 when v is given) (+ add when given)."""
+    def input_grad(self, dz, x, s, v, c0, add, out, keep, tt: int, db) -> None:
+        """out = dz * s_b (+ x * v + c0) (+ add) (dz (+ add) when s is None); keep = out and db (H,) = its
+        row sums when given. dz, x, add, out, keep: (n, H)."""
         n, H = dz.shape
-        self.lib.onet_norm_back(dz.data_ptr(), x.data_ptr(), s.data_ptr(), _ptr(v), _ptr(c0), _ptr(add), n, tt, H,
-                                torch.get_num_threads())
+        nt = self.scratch(H)
+        self.lib.onet_input_grad(dz.data_ptr(), _ptr(x), _ptr(s), _ptr(v), _ptr(c0), _ptr(add), out.data_ptr(),
+                                 _ptr(keep), n, tt, H, _ptr(db), self.part.data_ptr(), nt)
 
 
 _native: list = []
@@ -293,6 +295,7 @@ class _Plan:
         self.a = torch.empty(n, dtype=mm_dtype)  # ReLU output, the matmul's input
         self.f = torch.empty(n, dtype=dtype)  # scratch: statistics, products
         self.m = torch.empty(n, dtype=mm_dtype)  # matmul output / gradient in mm dtype
+        self.d = torch.empty(n, dtype=dtype)  # a unit's output gradient, evaluated chunk by chunk
         self.ones = torch.ones(self.rows, dtype=dtype)  # row sums as products (_row_sums)
         # the compiled elementwise passes, for fp32 throughout (bf16 and float64 run the torch ops)
         self.native = native() if dtype == mm_dtype == torch.float32 else None
@@ -369,17 +372,74 @@ def _unit_forward(plan: _Plan, x: torch.Tensor, s, t, out: torch.Tensor, skip: t
             oc.add_(bias_left)
 
 
-def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: torch.Tensor, dz: torch.Tensor,
-                   w: torch.Tensor, batch_stats: bool, add: torch.Tensor | None):
-    """Gradients of one unit. x: (B, T, H_in) its input; dy: (B, T, H_out) its output's gradient.
+@dataclass
+class _InputGrad:
+    """A unit's input gradient dx = dz * s_b (+ x * v + c0) (+ add), not written out.
 
-    Writes dx (+ `add`, the skip gradient, when given) into `dz` (B, T, H_in, float32),
-    which may be dy itself (each chunk of dy is used up before that chunk of dz is written)
-    but not `add`. w: (H_out, H_in) in mm dtype; gamma, s, t: (B, H_in) or None (unnormalised).
-    Returns (dgamma, dbeta, dweight, dbias); dgamma/dbeta are None for an unnormalised unit.
+    Its one reader, the next unit down, evaluates it chunk by chunk into the cache
+    (`_input_grad_chunk`), which saves writing dx and reading it back (two passes over
+    B x T x H per unit). `value` instead: a gradient already in memory. s None: an
+    unnormalised unit, dx = dz (+ add); v, c0 None: eval mode (constant statistics).
+    """
+
+    value: torch.Tensor | None = None
+    dz: torch.Tensor | None = None
+    x: torch.Tensor | None = None
+    s: torch.Tensor | None = None
+    v: torch.Tensor | None = None
+    c0: torch.Tensor | None = None
+    add: torch.Tensor | None = None
+
+
+def _input_grad_chunk(plan: _Plan, g: _InputGrad, b0: int, b1: int, t0: int, t1: int, out: torch.Tensor,
+                      keep: torch.Tensor | None, db: torch.Tensor | None) -> torch.Tensor:
+    """Chunk [b0:b1, t0:t1] of g as (n, H): a view of g.value, or evaluated into `out` (n, H; may be
+    that chunk of g.dz). Also written into `keep` (n, H) and summed over rows into `db` (H,), when given."""
+    n = (b1 - b0) * (t1 - t0)
+    H = g.value.shape[2] if g.value is not None else g.dz.shape[2]
+    if g.value is not None:
+        res = g.value[b0:b1, t0:t1].reshape(n, H)
+        if keep is not None:
+            keep.copy_(res)
+    else:
+        dzc = g.dz[b0:b1, t0:t1].reshape(n, H)
+        xc = None if g.x is None else g.x[b0:b1, t0:t1].reshape(n, H)
+        addc = None if g.add is None else g.add[b0:b1, t0:t1].reshape(n, H)
+        sb = None if g.s is None else g.s[b0:b1]
+        if plan.native is not None:
+            plan.native.input_grad(dzc, xc, sb, g.v, g.c0, addc, out, keep, t1 - t0, db)
+            return out
+        if sb is None:
+            if out.data_ptr() != dzc.data_ptr():
+                out.copy_(dzc)
+        else:  # in this order, `out` may be dz's chunk
+            torch.mul(dzc.view(b1 - b0, t1 - t0, H), sb.unsqueeze(1), out=out.view(b1 - b0, t1 - t0, H))
+            if g.v is not None:
+                out.addcmul_(xc, g.v).add_(g.c0)
+        if addc is not None:
+            out.add_(addc)
+        if keep is not None:
+            keep.copy_(out)
+        res = out
+    if db is not None:
+        _row_sums(res.view(1, n, H), plan.ones, db)
+    return res
+
+
+def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: _InputGrad, dz: torch.Tensor,
+                   w: torch.Tensor, batch_stats: bool, keep: torch.Tensor | None, add: torch.Tensor | None):
+    """Gradients of one unit. x: (B, T, H_in) its input; dy: its output's gradient (B, T, H_out).
+
+    One pass over the chunks: dy evaluated (and written into `keep` when given: the residual
+    stream's gradient, needed again as the skip gradient), the activation recomputed, the
+    weight gradients, dz = the gradient at the ReLU input and its per-object sums, written
+    into `dz` (B, T, H_in; may hold dy's own dz: each chunk of dy is evaluated before that
+    chunk of dz is written). w: (H_out, H_in) in mm dtype; gamma, s, t: (B, H_in) or None
+    (unnormalised). Returns (dgamma, dbeta, dweight, dbias) and the input gradient, with
+    `add` (the skip gradient) in it, unevaluated; dgamma/dbeta are None for an unnormalised unit.
     """
     B, T, H_in = x.shape
-    H_out = dy.shape[2]
+    H_out = w.shape[0]
     low = plan.mm_dtype != plan.dtype
     normalized = gamma is not None
     dwT = torch.zeros(H_in, H_out, dtype=plan.dtype)
@@ -387,13 +447,12 @@ def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: to
     n_parts = plan.part_start[-1]
     # per (chunk, object) sums of dz and dz * x
     S_parts = torch.empty(2, n_parts, H_in, dtype=plan.dtype) if normalized else None
-    # pass 1: recompute the activation; weight gradients; dz and its per-object sums
     for i, (b0, b1, t0, t1) in enumerate(plan.chunks):
+        n = (b1 - b0) * (t1 - t0)
+        dyc = _input_grad_chunk(plan, dy, b0, b1, t0, t1, plan.view(plan.d, n, H_out),
+                                None if keep is None else keep[b0:b1, t0:t1].reshape(n, H_out), db_parts[i])
         xc = x[b0:b1, t0:t1]
         a = _act(plan, xc, s, t, b0, b1)
-        n = a.shape[0]
-        dyc = dy[b0:b1, t0:t1].reshape(n, H_out)
-        _row_sums(dyc.view(1, n, H_out), plan.ones, db_parts[i])
         if low:
             dym = plan.view(plan.m, n, H_out)
             dym.copy_(dyc)
@@ -421,43 +480,19 @@ def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: to
             _row_sums(prod, plan.ones, S_parts[1, rows])
     db = db_parts.sum(0)
     if not normalized:  # a = relu(x): dx = dz
-        if add is not None:
-            dz.add_(add)
-        return None, None, dwT.t(), db
+        return (None, None, dwT.t(), db), _InputGrad(dz=dz, add=add)
     S1, S2 = plan.per_object(S_parts[0]), plan.per_object(S_parts[1])
     dgamma = rstd * (S2 - mean * S1)
     dbeta = S1
-    # pass 2: dx = s_b dz (+ the batch-statistics terms v * x + c0) (+ the skip gradient)
+    # dx = s_b dz (+ the batch-statistics terms v * x + c0) (+ the skip gradient)
+    v = c0 = None
     if batch_stats:
         N = B * T
         m1 = (gamma * S1).sum(0) / N  # mean of dx_hat over all points
         m2 = (gamma * dgamma).sum(0) / N  # mean of dx_hat * x_hat
         v = -rstd * rstd * m2
         c0 = -rstd * m1 - v * mean
-    for b0, b1, t0, t1 in plan.chunks:
-        xc = x[b0:b1, t0:t1]
-        dzc = dz[b0:b1, t0:t1]
-        if plan.native is not None:
-            n = (b1 - b0) * (t1 - t0)
-            plan.native.norm_back(dzc.view(n, H_in), xc.reshape(n, H_in), s[b0:b1], v if batch_stats else None,
-                                  c0 if batch_stats else None,
-                                  None if add is None else add[b0:b1, t0:t1].reshape(n, H_in), t1 - t0)
-            continue
-        sb = s[b0:b1].unsqueeze(1)
-        if batch_stats:
-            nb, tt, _ = xc.shape
-            r = plan.view(plan.f, nb * tt, H_in).view(nb, tt, H_in)
-            if add is not None:
-                torch.addcmul(add[b0:b1, t0:t1], xc, v, out=r)
-                r.add_(c0)
-            else:
-                torch.addcmul(c0, xc, v, out=r)
-            torch.addcmul(r, dzc, sb, out=dzc)
-        elif add is not None:
-            torch.addcmul(add[b0:b1, t0:t1], dzc, sb, out=dzc)
-        else:
-            dzc.mul_(sb)
-    return dgamma, dbeta, dwT.t(), db
+    return (dgamma, dbeta, dwT.t(), db), _InputGrad(dz=dz, x=x, s=s, v=v, c0=c0, add=add)
 
 
 class _Trunk(torch.autograd.Function):
@@ -548,24 +583,30 @@ class _Trunk(torch.autograd.Function):
         B, T, H = plan.B, plan.T, plan.H
         grads: list = [None] * (4 * len(bns))
 
-        def unit_grads(k: int, dy: torch.Tensor, dz: torch.Tensor, add: torch.Tensor | None) -> None:
+        def unit_grads(k: int, dy: _InputGrad, keep: torch.Tensor | None = None,
+                       add: torch.Tensor | None = None) -> _InputGrad:
             mean, rstd, s, t, batch = norms[k]
-            grads[4 * k: 4 * k + 4] = _unit_backward(plan, saved_x[k], ctx.gammas[k], s, t, mean, rstd, dy, dz,
-                                                     ctx.ws[k], batch, add)
+            grads[4 * k: 4 * k + 4], dx = _unit_backward(plan, saved_x[k], ctx.gammas[k], s, t, mean, rstd, dy, G,
+                                                         ctx.ws[k], batch, keep, add)
+            return dx
 
         k = len(bns) - 1
-        dh = torch.empty(B, T, H, dtype=plan.dtype)  # gradient of the residual stream
-        other = torch.empty_like(dh)
-        unit_grads(k, dlogits.contiguous().view(B, T, 1).to(plan.dtype), dh, None)
+        # G: every unit's dz in turn; R: the residual stream's gradient, written once per block
+        G = torch.empty(B, T, H, dtype=plan.dtype)
+        R = torch.empty_like(G)
+        g = unit_grads(k, _InputGrad(value=dlogits.contiguous().view(B, T, 1).to(plan.dtype)))
         for kind in reversed(layout):
             if kind == "res":
                 k -= 2
-                unit_grads(k + 1, dh, other, None)  # other: gradient of y0
-                unit_grads(k, other, other, dh)  # other: dh (the skip) + dx of unit 0
-                dh, other = other, dh
+                g = unit_grads(k + 1, g, keep=R)  # R: the block output's gradient, the skip's
+                g = unit_grads(k, g, add=R)
             else:
                 k -= 1
-                unit_grads(k, dh, dh, None)
+                g = unit_grads(k, g)
+        dh = G  # the trunk input's gradient, evaluated in place of the first unit's dz
+        for b0, b1, t0, t1 in plan.chunks:
+            n = (b1 - b0) * (t1 - t0)
+            _input_grad_chunk(plan, g, b0, b1, t0, t1, dh[b0:b1, t0:t1].reshape(n, H), None, None)
         return (None, dh, *grads)
 
 

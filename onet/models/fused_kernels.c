@@ -55,7 +55,7 @@ void onet_act(const float *x, const float *s, const float *t, float *a, i64 n, i
    summed in float in blocks of BLOCK_ROWS (vectorised), each block's sums added in double.
    part: nt * 3 * 2 * H doubles of scratch. */
 #define BLOCK_ROWS 32
-enum { SUMS_STATS = 0, SUMS_RELU_BACK = 1 };
+enum { SUMS_STATS = 0, SUMS_RELU_BACK = 1, SUMS_INPUT_GRAD = 2 };
 
 typedef struct {
     /* SUMS_STATS: out = m + bias (+ skip); sums of d = out - K and d * d */
@@ -64,6 +64,11 @@ typedef struct {
     /* SUMS_RELU_BACK: dz = da * [a > 0]; sums of dz and dz * x (no sums when x is NULL) */
     const float *da, *a, *x;
     float *dz;
+    /* SUMS_INPUT_GRAD: gout = dz * s_b (+ x * v + c0) (+ add), s_b the row's object's (tt rows each);
+       keep = a copy (when not NULL); sums of gout */
+    const float *s, *v, *c0, *add;
+    float *gout, *keep;
+    i64 tt;
 } Args;
 
 /* dst[0:H] = row[0:H]; rows bound for memory (read again only in a later pass) are written with
@@ -114,6 +119,29 @@ static void row_sums_kind(int kind, const Args *g, i64 r0, i64 r1, i64 H, float 
                 }
             }
             if (g->out) stream_row(g->out + r * H, row, H);
+        } else if (kind == SUMS_INPUT_GRAD) {
+            const float *dzr = g->dz + r * H, *ad = g->add ? g->add + r * H : NULL;
+            float *o = g->gout + r * H;
+            if (g->s && g->v) {
+                const float *sb = g->s + (r / g->tt) * H, *xr = g->x + r * H, *v = g->v, *c0 = g->c0;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) o[j] = dzr[j] * sb[j] + (xr[j] * v[j] + c0[j]);
+            } else if (g->s) {
+                const float *sb = g->s + (r / g->tt) * H;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) o[j] = dzr[j] * sb[j];
+            } else if (o != dzr) {
+                memcpy(o, dzr, H * sizeof(float));
+            }
+            if (ad) {
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) o[j] += ad[j];
+            }
+            if (acc1) {
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) acc1[j] += o[j];
+            }
+            if (g->keep) stream_row(g->keep + r * H, o, H);
         } else {
             const float *dar = g->da + r * H, *arr = g->a + r * H;
 #pragma omp simd
@@ -166,7 +194,7 @@ static void object_sums(int kind, const Args *g, i64 n, i64 tt, i64 H, float *ou
             if (whole)
                 for (i64 j = 0; j < H; j++) {
                     out1[b * H + j] = (float)acc[j];
-                    out2[b * H + j] = (float)acc[H + j];
+                    if (out2) out2[b * H + j] = (float)acc[H + j];
                 }
         }
         stream_fence();
@@ -188,7 +216,7 @@ static void object_sums(int kind, const Args *g, i64 n, i64 tt, i64 H, float *ou
             if (run)
                 for (i64 j = 0; j < H; j++) {
                     out1[run_b * H + j] = (float)run[j];
-                    out2[run_b * H + j] = (float)run[H + j];
+                    if (out2) out2[run_b * H + j] = (float)run[H + j];
                 }
             if (b == -2) return;
             run = part + ((i64)k * 3 + sl) * 2 * H;
@@ -212,21 +240,14 @@ void onet_relu_back(const float *da, const float *a, const float *x, float *dz, 
     object_sums(SUMS_RELU_BACK, &g, n, tt, H, S1, S2, part, nt, x != NULL);
 }
 
-/* Input gradient of the normalisation: dz = dz * s_b (+ x * v + c0) (+ add); v and c0 (H) are NULL
-   in eval mode (constant statistics), add (the skip gradient, rows of H) may be NULL. */
-void onet_norm_back(float *dz, const float *x, const float *s, const float *v, const float *c0,
-                    const float *add, i64 n, i64 tt, i64 H, int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (i64 r = 0; r < n; r++) {
-        float *g = dz + r * H;
-        const float *xr = x + r * H, *sb = s + (r / tt) * H;
-        const float *ad = add ? add + r * H : NULL;
-        if (v) {
-#pragma omp simd
-            for (i64 j = 0; j < H; j++) g[j] = g[j] * sb[j] + (xr[j] * v[j] + c0[j]) + (ad ? ad[j] : 0.f);
-        } else {
-#pragma omp simd
-            for (i64 j = 0; j < H; j++) g[j] = g[j] * sb[j] + (ad ? ad[j] : 0.f);
-        }
-    }
+/* The input gradient of a unit, evaluated where it is used (the next unit down's backward pass, or
+   the trunk's input): out = dz * s_b (+ x * v + c0) (+ add), or dz (+ add) when s is NULL (an
+   unnormalised unit); v and c0 (H) are NULL in eval mode (constant statistics); add (rows of H) the
+   skip gradient or NULL.  keep (not NULL): a copy streamed to memory.  db (not NULL): the sums of out
+   over all rows.  out may be dz (in place). */
+void onet_input_grad(const float *dz, const float *x, const float *s, const float *v, const float *c0,
+                     const float *add, float *out, float *keep, i64 n, i64 tt, i64 H, float *db, double *part,
+                     int nt) {
+    Args g = {.dz = (float *)dz, .x = x, .s = s, .v = v, .c0 = c0, .add = add, .gout = out, .keep = keep, .tt = tt};
+    object_sums(SUMS_INPUT_GRAD, &g, n, n, H, db, NULL, part, nt, db != NULL);
 }

@@ -198,7 +198,7 @@ needs_native = pytest.mark.skipif(fused.native() is None, reason="no compiled ke
 def counted_native(monkeypatch):
     """The compiled kernels, with a count of their calls (a test of them must see them run)."""
     calls = []
-    for name in ("act", "bias_stats", "relu_back", "norm_back"):
+    for name in ("act", "bias_stats", "relu_back", "input_grad"):
         f = getattr(fused._Native, name)
         monkeypatch.setattr(fused._Native, name, lambda self, *a, f=f, name=name: (calls.append(name), f(self, *a))[1])
     return calls
@@ -223,9 +223,7 @@ def test_compiled_kernels_train_step_equals_plain_modules(name, z_dim, chunk_row
         assert_same(grads, {k: None if g is None else g.float() for k, g in grads_ref.items()}, atol=2e-4, rtol=1e-3)
         assert_same(dec.state_dict(), {k: v.to(dec.state_dict()[k].dtype) for k, v in ref.state_dict().items()},
                     atol=1e-5, rtol=1e-5)
-    normalised = any(isinstance(m, torch.nn.BatchNorm1d) for m in dec.modules())
-    assert set(counted_native) == ({"act", "bias_stats", "relu_back", "norm_back"} if normalised
-                                   else {"act", "bias_stats", "relu_back"})  # bias_stats: the skip
+    assert set(counted_native) == {"act", "bias_stats", "relu_back", "input_grad"}
 
 
 @needs_native
@@ -242,7 +240,7 @@ def test_compiled_kernels_eval_mode_and_torch_op_path_agree(chunk_rows, counted_
 
     dec.forward = trunk_forward
     out, grads = step(dec, p, c, z, occ)
-    assert "norm_back" in counted_native
+    assert "input_grad" in counted_native
     monkeypatch.setenv("ONET_NATIVE", "0")
     n_calls = len(counted_native)
     out_ops, grads_ops = step(dec, p, c, z, occ)
