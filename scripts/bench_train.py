@@ -225,9 +225,9 @@ def chunked_matmul_rate(B: int = 64, T: int = 2048, H: int = 256, units: int = 1
     the (B, T, H) activations in memory as in training and no elementwise work at all. The
     ceiling for any decoder built from torch ops in this chunking: what the chunks' products
     reach while their operands stream from memory (fp32, CPU)."""
-    from onet.models.fused import chunk_plan, default_chunk_rows
+    from onet.models.fused import chunk_plan, default_chunk_rows, native
 
-    plan = chunk_plan(B, T, default_chunk_rows(H))
+    plan = chunk_plan(B, T, default_chunk_rows(H, native() is not None))  # the fp32 path's chunks
     acts = [torch.randn(B, T, H) for _ in range(3)]
     weight, bias = torch.randn(H, H) / H ** 0.5, torch.zeros(H)
     rows = max((b1 - b0) * (t1 - t0) for b0, b1, t0, t1 in plan)
