@@ -42,11 +42,15 @@ def test_leaving_a_worker_pool_by_an_exception_stops_its_workers_at_once():
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         with worker_pool(2) as pool:
-            processes = list(pool._processes.values())
             futures = [pool.submit(time.sleep, 60) for _ in range(4)]
+            processes = list(pool._processes.values())  # started by the submits
             raise KeyboardInterrupt  # Ctrl-C while tasks of a minute run: no waiting for them
     assert time.perf_counter() - start < 20
-    assert not any(p.is_alive() for p in processes)
+    assert processes and not any(p.is_alive() for p in processes)
+    # each task cancelled or failed, once the pool's own thread has seen its workers go
+    deadline = time.perf_counter() + 20
+    while not all(f.cancelled() or f.done() for f in futures) and time.perf_counter() < deadline:
+        time.sleep(0.05)
     assert all(f.cancelled() or f.done() for f in futures)
     # left normally, the tasks finish first
     with worker_pool(2) as pool:
