@@ -41,18 +41,21 @@ import torch
 from torch import nn
 
 from onet.utils import native as native_lib
+from onet.utils.device import last_level_cache_bytes
 
 # Rows of one chunk per torch CPU thread for H = 256 (scaled by 256 / H): a
 # chunk's handful of (rows, H) buffers then stay in the caches while each
 # thread's matmul block is still big enough to run near peak (the torch ops).
 CHUNK_ROWS_PER_THREAD_H256 = 1024
 # With the compiled passes, which stream their chunk from memory in one go,
-# larger chunks win: fewer calls and thread hand-offs per unit. Pointcloud
-# decoder, B = 64, 2 threads, fp32, 2026-12-06, forward + backward,
-# alternating: 1024 / 2048 / 4096 / 8192 rows per thread 2.57-2.65 /
-# 2.50-2.62 / 2.45-2.51 / 2.54-2.65 s (bf16, torch ops: 1024 per thread
-# 1.92-2.05 s, 4096 2.08-2.23 s).
-CHUNK_ROWS_PER_THREAD_H256_NATIVE = 4096
+# larger chunks win: fewer calls, thread hand-offs and matmul edges per unit.
+# Pointcloud decoder, B = 64, 2 threads, fp32, 2026-12-06, forward + backward,
+# alternating, three rounds: 2048 / 3072 / 4096 / 6144 / 8192 / 12288 / 16384
+# rows per thread 2.03-2.09 / 1.99-2.00 / 1.97-2.01 / 1.94-1.95 / 1.92-1.93 /
+# 1.95-2.03 / 1.99-2.10 s (bf16, torch ops: 1024 per thread 1.92-2.05 s,
+# 4096 2.08-2.23 s). The chunk's four scratch buffers are kept within half the
+# last-level cache, where it is known (this CPU's: 480 MB).
+CHUNK_ROWS_PER_THREAD_H256_NATIVE = 8192
 
 _threshold_backward = torch.ops.aten.threshold_backward
 
@@ -203,7 +206,11 @@ def chunk_plan(B: int, T: int, rows: int) -> list[tuple[int, int, int, int]]:
 
 def default_chunk_rows(hidden: int, compiled: bool = False) -> int:
     per_thread = CHUNK_ROWS_PER_THREAD_H256_NATIVE if compiled else CHUNK_ROWS_PER_THREAD_H256
-    return max(64, per_thread * 256 // max(1, hidden)) * max(1, torch.get_num_threads())
+    rows = max(64, per_thread * 256 // max(1, hidden)) * max(1, torch.get_num_threads())
+    llc = last_level_cache_bytes() if compiled else None
+    if llc:
+        rows = min(rows, max(64 * max(1, torch.get_num_threads()), llc // 2 // (4 * 4 * max(1, hidden))))
+    return rows
 
 
 def _kernels_for(dtype: torch.dtype, mm_dtype: torch.dtype) -> _Native | None:

@@ -114,3 +114,34 @@ def keep_freed_memory() -> bool:
         return False
     m_trim_threshold, m_mmap_max = -1, -4
     return bool(mallopt(m_mmap_max, 0) and mallopt(m_trim_threshold, ctypes.c_int(2**31 - 1)))
+
+
+def last_level_cache_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """Size of the CPU's last-level data cache in bytes (Linux sysfs), or None where unknown."""
+    best = None
+    try:
+        entries = sorted(os.listdir(cache_dir))
+    except OSError:
+        return None
+    for entry in entries:
+        if not entry.startswith("index"):
+            continue
+        try:
+            with open(os.path.join(cache_dir, entry, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(cache_dir, entry, "type")) as f:
+                kind = f.read().strip()
+            with open(os.path.join(cache_dir, entry, "size")) as f:
+                size = f.read().strip()
+        except (OSError, ValueError):
+            continue
+        if kind == "Instruction" or not size:
+            continue
+        units = {"K": 2**10, "M": 2**20, "G": 2**30}
+        try:
+            n = int(size[:-1]) * units[size[-1].upper()] if size[-1].isalpha() else int(size)
+        except (KeyError, ValueError):
+            continue
+        if best is None or level > best[0]:
+            best = (level, n)
+    return None if best is None else best[1]

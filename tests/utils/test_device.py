@@ -73,3 +73,29 @@ def test_keep_freed_memory_serves_large_blocks_from_the_heap():
             pytest.skip("not glibc >= 2.33: no mallopt / mallinfo2")
         mapped[mode] = int(n)
     assert mapped == {"on": 0, "off": 2}
+
+
+def test_last_level_cache_bytes_reads_sysfs(tmp_path):
+    from onet.utils.device import last_level_cache_bytes
+
+    for i, (level, kind, size) in enumerate([(1, "Data", "48K"), (1, "Instruction", "64K"), (2, "Unified", "2048K"),
+                                             (3, "Unified", "32M")]):
+        d = tmp_path / f"index{i}"
+        d.mkdir()
+        (d / "level").write_text(f"{level}\n")
+        (d / "type").write_text(f"{kind}\n")
+        (d / "size").write_text(f"{size}\n")
+    assert last_level_cache_bytes(str(tmp_path)) == 32 * 2**20
+    (tmp_path / "index3" / "size").write_text("garbage\n")  # unreadable entries are skipped
+    assert last_level_cache_bytes(str(tmp_path)) == 2048 * 2**10
+    assert last_level_cache_bytes(str(tmp_path / "missing")) is None
+
+
+def test_compiled_chunks_fit_half_the_last_level_cache(monkeypatch):
+    from onet.models import fused
+
+    monkeypatch.setattr(fused, "last_level_cache_bytes", lambda: 8 * 2**20)
+    rows = fused.default_chunk_rows(256, compiled=True)
+    assert rows * 256 * 4 * 4 <= 4 * 2**20  # four float32 scratch buffers of (rows, 256)
+    monkeypatch.setattr(fused, "last_level_cache_bytes", lambda: None)
+    assert fused.default_chunk_rows(256, compiled=True) > rows
