@@ -126,6 +126,14 @@ class _Native:
 _native: list = []
 
 
+def describe_kernels() -> str:
+    """How the fp32 CPU trunk runs its elementwise passes, for the training log."""
+    if native() is not None:
+        return f"compiled C loops ({KERNELS_SOURCE.name})"
+    why = native_lib.load(KERNELS_SOURCE)[1] if native_lib.enabled() else "turned off (ONET_NATIVE=0)"
+    return f"torch ops: {why}"
+
+
 def native() -> _Native | None:
     """The compiled kernels, or None (no compiler, not Linux, ONET_NATIVE=0: see onet/utils/native.py)."""
     if not native_lib.enabled():

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from onet.config import ConfigError, save_config
 from onet.gan import ema_update, make_ema
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
-from onet.models import build_model, count_parameters, data_targets
+from onet.models import build_model, count_parameters, data_targets, fused
 from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
     DistInfo,
@@ -236,6 +236,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     tcfg = cfg["train"]
     if main:
         log(f"training precision: {precision} ({why})")
+        if dev.type == "cpu" and precision == "fp32":
+            log(f"decoder elementwise passes on the CPU: {fused.describe_kernels()}")
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
 

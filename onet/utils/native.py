@@ -71,6 +71,22 @@ def _unsupported() -> str | None:
     return None
 
 
+def _second_openmp_runtime() -> str:
+    """Why the loaded library must not be used when it brought its own OpenMP runtime ("" if fine).
+
+    A torch built against Intel's or LLVM's OpenMP leaves libgomp unloaded: the kernels would
+    then start a second pool of threads beside torch's, each as large as the machine."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return ""
+    others = [name for name in ("libiomp5", "libomp.so") if name in maps]
+    if "libgomp" in maps and others:
+        return f"torch's OpenMP runtime is {others[0]}, not libgomp: the kernels would run a second thread pool"
+    return ""
+
+
 def _build(source: Path, cc: str) -> Path:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout.split("\n")[0]
     key = hashlib.sha256("\n".join([source.read_text(), cc, version, " ".join(FLAGS),
@@ -112,6 +128,10 @@ def load(source: Path) -> tuple[ctypes.CDLL | None, str]:
                 lib = ctypes.CDLL(str(_build(source, cc)))
             except (OSError, RuntimeError, subprocess.SubprocessError) as err:
                 why = f"{type(err).__name__}: {err}"
+            else:
+                why = _second_openmp_runtime()
+                if why:
+                    lib = None
         if lib is None:
             log.info("native %s not used: %s; its torch-op fallback runs instead", source.stem, why)
         _loaded[source] = (lib, why)

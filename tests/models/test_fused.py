@@ -247,3 +247,11 @@ def test_compiled_kernels_eval_mode_and_torch_op_path_agree(chunk_rows, counted_
     assert len(counted_native) == n_calls  # turned off: the torch ops ran
     torch.testing.assert_close(out, out_ops, atol=1e-5, rtol=1e-5)
     assert_same(grads, grads_ops, atol=1e-5, rtol=1e-4)
+
+
+def test_the_training_log_says_how_the_passes_run(monkeypatch):
+    monkeypatch.setenv("ONET_NATIVE", "0")
+    assert fused.describe_kernels() == "torch ops: turned off (ONET_NATIVE=0)"
+    monkeypatch.setenv("ONET_NATIVE", "1")
+    text = fused.describe_kernels()
+    assert text == "compiled C loops (fused_kernels.c)" if fused.native() is not None else text.startswith("torch ops: ")
