@@ -1,6 +1,6 @@
 /* Elementwise passes of the fused decoder trunk (onet/models/fused.py) as single OpenMP loops.
 
-   Each function does, over one cache-sized chunk of rows, the work that takes the torch path
+   Each function does, over one chunk of rows, the work that takes the torch path
    two to five whole-chunk ops (each with its own dispatch, thread hand-off and pass over the
    chunk).  Built at first use by onet/utils/native.py with the system C compiler and linked
    against the OpenMP runtime torch has already loaded, so these loops share torch's threads.
