@@ -55,6 +55,7 @@ class DataOptions:
     pointcloud_noise: float = 0.005
     voxels_file: str = "model.binvox"
     cache_points: bool = False
+    cache_images: bool = False
     skip_bad: bool = False
     pointcloud_target_n: int = 1024
     # extra training targets the model asks for (onet.models.data_targets): "voxels", "pointcloud"
@@ -136,8 +137,8 @@ def _seed_for(*parts: object) -> int:
     return zlib.crc32("/".join(str(p) for p in parts).encode())
 
 
-def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None, augment: bool = False) -> torch.Tensor:
-    """An RGB image file -> (3, size, size) float tensor in [0, 1]; RGBA is composited on white."""
+def read_image(path: Path) -> Image.Image:
+    """An image file, decoded to RGB (RGBA composited on white); errors name the file."""
     try:
         with Image.open(path) as img:
             img.load()
@@ -146,6 +147,12 @@ def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None,
         raise DataFormatError(path, f"cannot read image ({exc})") from None
     if img.width == 0 or img.height == 0:
         raise DataFormatError(path, "image has zero size")
+    return img
+
+
+def resize_image(img: Image.Image, size: int, *, rng: np.random.Generator | None = None,
+                 augment: bool = False) -> np.ndarray:
+    """(size, size, 3) uint8 array of an RGB image, randomly cropped first when augmenting."""
     if augment and rng is not None:
         # Random scale in [0.75, 1] and a random crop of that size (off by default: it lowered results).
         s = rng.uniform(0.75, 1.0)
@@ -153,9 +160,17 @@ def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None,
         x0 = int(rng.integers(0, img.width - w + 1))
         y0 = int(rng.integers(0, img.height - h + 1))
         img = img.crop((x0, y0, x0 + w, y0 + h))
-    img = img.resize((size, size), Image.BILINEAR)
-    arr = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+    return np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+
+
+def image_tensor(arr: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (3, H, W) float tensor in [0, 1]."""
+    return torch.from_numpy(arr.astype(np.float32) / 255.0).permute(2, 0, 1).contiguous()
+
+
+def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None, augment: bool = False) -> torch.Tensor:
+    """An RGB image file -> (3, size, size) float tensor in [0, 1]; RGBA is composited on white."""
+    return image_tensor(resize_image(read_image(path), size, rng=rng, augment=augment))
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -209,6 +224,8 @@ class ShapeDataset(torch.utils.data.Dataset):
         self.items = items
         self.epoch = 0
         self._file_cache: dict[Path, Any] = {}  # arrays read from each file (data.cache_points)
+        self._image_cache: dict[tuple[Path, int | None], Any] = {}  # decoded views (data.cache_images)
+        self._view_lists: dict[Path, list[Path]] = {}  # each object's view files, listed once
 
     def __len__(self) -> int:
         return len(self.items)
@@ -301,6 +318,26 @@ class ShapeDataset(torch.utils.data.Dataset):
             self._file_cache[path] = value
         return value
 
+    def _views(self, img_dir: Path) -> list[Path]:
+        """The view images of one object, in view order, checked once per object."""
+        files = self._view_lists.get(img_dir)
+        if files is not None:
+            return files
+        if not img_dir.is_dir():
+            raise DataFormatError(img_dir, "image folder not found (check data.img_folder)")
+        files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataFormatError(img_dir, "no .jpg/.png images")
+        numbers = [int(p.stem) for p in files if p.stem.isdigit()]
+        if len(numbers) == len(files) and max(numbers) >= len(files):
+            # numbered views (000.jpg, ...) with a gap: view 0 must be 000.jpg, never a neighbour
+            gap = min(set(range(len(files) + 1)) - set(numbers))
+            missing = img_dir / f"{gap:0{len(files[0].stem)}d}{files[0].suffix}"
+            raise DataFormatError(missing, f"view image missing (views must be numbered 0..{max(numbers)} "
+                                           "without gaps); restore it or remove the object from the lists")
+        self._view_lists[img_dir] = files
+        return files
+
     def _points(self, idx: int, folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(points (N, 3) float32, occupancies (N,) bool) of one occupancy file, cached when asked."""
         pts = self._cached(folder / name, load_points_npz)
@@ -309,21 +346,18 @@ class ShapeDataset(torch.utils.data.Dataset):
     def load_inputs(self, folder: Path, rng: np.random.Generator) -> torch.Tensor:
         opt = self.options
         if opt.input_type == "img":
-            img_dir = folder / opt.img_folder
-            if not img_dir.is_dir():
-                raise DataFormatError(img_dir, "image folder not found (check data.img_folder)")
-            files = sorted(p for p in img_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-            if not files:
-                raise DataFormatError(img_dir, "no .jpg/.png images")
-            numbers = [int(p.stem) for p in files if p.stem.isdigit()]
-            if len(numbers) == len(files) and max(numbers) >= len(files):
-                # numbered views (000.jpg, ...) with a gap: view 0 must be 000.jpg, never a neighbour
-                gap = min(set(range(len(files) + 1)) - set(numbers))
-                missing = img_dir / f"{gap:0{len(files[0].stem)}d}{files[0].suffix}"
-                raise DataFormatError(missing, f"view image missing (views must be numbered 0..{max(numbers)} "
-                                               "without gaps); restore it or remove the object from the lists")
+            files = self._views(folder / opt.img_folder)
             view = int(rng.integers(len(files))) if self.mode == "train" else 0
-            return load_image(files[view], opt.img_size, rng=rng, augment=opt.img_augment and self.mode == "train")
+            augment = opt.img_augment and self.mode == "train"
+            if not opt.cache_images:
+                return load_image(files[view], opt.img_size, rng=rng, augment=augment)
+            # decoded once; resized once too unless each draw crops it anew
+            key = (files[view], None if augment else opt.img_size)
+            cached = self._image_cache.get(key)
+            if cached is None:
+                img = read_image(files[view])
+                cached = self._image_cache[key] = img if augment else resize_image(img, opt.img_size)
+            return image_tensor(resize_image(cached, opt.img_size, rng=rng, augment=True) if augment else cached)
         if opt.input_type == "pointcloud":
             path = folder / opt.pointcloud_file
             # the input cloud is drawn anew each epoch from the same surface points

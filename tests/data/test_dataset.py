@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from onet.data.dataset import DataOptions, DatasetError, ShapeDataset, category_names, collate
+from onet.data.dataset import DataOptions, DataFormatError, DatasetError, ShapeDataset, category_names, collate
 from onet.training import train
 
 SYNSETS = {"02691156": "airplane,aeroplane,plane", "03001627": "chair"}
@@ -192,6 +192,45 @@ def test_cache_points_keeps_the_input_cloud_and_draws_the_same_items(published, 
     cached.epoch = 1
     again = cached[0]
     assert again["inputs"].shape == (300, 3) and not torch.equal(again["inputs"], first[0]["inputs"])
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_cache_images_gives_the_same_tensors_and_reads_each_view_once(published, tmp_path, augment):
+    root = tmp_path / "copy"
+    shutil.copytree(published[0], root)
+    rng = np.random.default_rng(0)
+    for view in root.glob("*/*/img_choy2016/*.jpg"):  # texture, so that crops and resizing show
+        Image.fromarray(rng.integers(0, 256, (137, 137, 3), dtype=np.uint8)).save(view, quality=95)
+    opts = dict(img_size=48, img_augment=augment)
+    plain = ShapeDataset(root, "train", options=_options(**opts), seed=3)
+    cached = ShapeDataset(root, "train", options=_options(**opts, cache_images=True), seed=3)
+    drawn = {}
+    for epoch in range(6):  # random views, and with augmentation random crops, per epoch
+        plain.epoch = cached.epoch = epoch
+        for i in range(len(cached)):
+            item = cached[i]
+            assert torch.equal(item["inputs"], plain[i]["inputs"])
+            drawn[(epoch, i)] = item["inputs"]
+    assert len(cached._image_cache) >= 2
+    for cat, mid in cached.items:  # every view read once: later epochs run without the files
+        for f in (root / cat / mid / "img_choy2016").iterdir():
+            f.unlink()
+    for (epoch, i), image in drawn.items():
+        cached.epoch = epoch
+        assert torch.equal(cached[i]["inputs"], image)
+    with pytest.raises(DataFormatError, match="img_choy2016"):
+        plain[0]
+
+
+def test_a_gap_in_the_views_is_named_whether_or_not_images_are_cached(published, tmp_path):
+    root = tmp_path / "copy"
+    shutil.copytree(published[0], root)
+    ds = ShapeDataset(root, "train", options=_options())
+    cat, mid = ds.items[0]
+    (root / cat / mid / "img_choy2016" / "001.jpg").unlink()
+    for cache in (False, True):
+        with pytest.raises(DataFormatError, match="001.jpg"):
+            ShapeDataset(root, "train", options=_options(cache_images=cache))[0]
 
 
 def test_val_sampling_is_seeded_and_training_sampling_is_not_repeated(published):
