@@ -119,8 +119,8 @@ def load(source: Path) -> tuple[ctypes.CDLL | None, str]:
         cc = compiler()
         if not enabled():
             why = "turned off (ONET_NATIVE=0)"
-        elif _unsupported():
-            why = _unsupported()
+        elif unsupported := _unsupported():
+            why = unsupported
         elif cc is None:
             why = "no C compiler found (cc, gcc or clang; or set CC)"
         else:
