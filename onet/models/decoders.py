@@ -191,7 +191,7 @@ class OccupancyDecoder(nn.Module):
             w = self.fc_p.weight
             with torch.autocast(p.device.type, enabled=False):
                 # fc_p and the offsets in full precision even under autocast: bf16 point coordinates are coarse
-                net = self.fc_p(p.to(w.dtype))  # (B, T, H)
+                net = fused.point_linear(p.to(w.dtype), self.fc_p)  # (B, T, H)
                 off = self._offset(None if z is None else z.to(w.dtype), c.to(w.dtype))
                 if off is not None:
                     net = net + off.unsqueeze(1)

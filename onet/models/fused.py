@@ -643,6 +643,40 @@ class _Trunk(torch.autograd.Function):
         return (None, dh, *grads)
 
 
+class _PointLinear(torch.autograd.Function):
+    """F.linear(p, weight, bias) for points p (..., dim) with few coordinates.
+
+    The plain linear's weight gradient comes out as (dy^T @ p)^T to match the
+    transposed weight's strides: an (H, N) @ (N, 3) product that ran at 3 GFLOP/s
+    (3.6 ms of a 0.29 s demo step, N = 16384, H = 128); p^T @ dy, (3, N) @ (N, H),
+    took 1.0 ms.
+    """
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        ctx.save_for_backward(p, weight)
+        ctx.has_bias = bias is not None
+        return torch.nn.functional.linear(p, weight, bias)
+
+    @staticmethod
+    def backward(ctx, dy: torch.Tensor):
+        p, weight = ctx.saved_tensors
+        dy2 = dy.reshape(-1, dy.shape[-1])
+        dp = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dp = (dy2 @ weight).view(p.shape)
+        if ctx.needs_input_grad[1]:
+            dw = (p.reshape(-1, p.shape[-1]).t() @ dy2).t()
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dy2.sum(0)
+        return dp, dw, db
+
+
+def point_linear(p: torch.Tensor, linear: nn.Linear) -> torch.Tensor:
+    """linear(p) with a fast weight gradient for few input features (`_PointLinear`)."""
+    return _PointLinear.apply(p, linear.weight, linear.bias)
+
+
 def trunk(units: list[Unit], layout: list[str], h0: torch.Tensor, *, mm_dtype: torch.dtype | None = None,
           chunk_rows: int | None = None) -> torch.Tensor:
     """Decoder trunk on first point features h0 (B, T, H) -> logits (B, T), fused and chunked.

@@ -255,3 +255,19 @@ def test_the_training_log_says_how_the_passes_run(monkeypatch):
     monkeypatch.setenv("ONET_NATIVE", "1")
     text = fused.describe_kernels()
     assert text == "compiled C loops (fused_kernels.c)" if fused.native() is not None else text.startswith("torch ops: ")
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("points_grad", [True, False])
+def test_point_linear_equals_linear(bias, points_grad):
+    g = torch.Generator().manual_seed(0)
+    lin = torch.nn.Linear(3, 6, bias=bias).double()
+    p = torch.randn(2, 5, 3, generator=g, dtype=torch.float64).requires_grad_(points_grad)
+    dy = torch.randn(2, 5, 6, generator=g, dtype=torch.float64)
+    y = fused.point_linear(p, lin)
+    torch.testing.assert_close(y, lin(p), rtol=1e-12, atol=1e-12)
+    inputs = [p] * points_grad + list(lin.parameters())
+    got = torch.autograd.grad(y, inputs, dy)
+    want = torch.autograd.grad(lin(p), inputs, dy)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -1,4 +1,4 @@
-"""ResNet-18 image encoder: torchvision key layout, pretrained weights handling."""
+"""ResNet-18 image encoder: torchvision key layout, pretrained weights handling, small-grid convolutions."""
 
 import sys
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from onet.models import ENCODERS, PretrainedWeightsUnavailable
-from onet.models.image import ResNet18Encoder
+from onet.models import image as image_module
+from onet.models.image import ResNet18Encoder, _small_grid, conv2d
 
 
 def torchvision_resnet18_keys():
@@ -96,3 +97,65 @@ def test_pretrained_true_uses_the_hub_cache(tmp_path, monkeypatch):
     torch.save(source, tmp_path / "checkpoints" / "resnet18-f37072fd.pth")
     enc = ResNet18Encoder(c_dim=256, pretrained=True)
     assert torch.equal(enc.state_dict()["layer1.0.conv1.weight"], source["layer1.0.conv1.weight"])
+
+
+@pytest.mark.parametrize("grid,stride,channels_last", [((2, 2), 1, True), ((2, 2), 1, False), ((1, 1), 1, True),
+                                                       ((2, 1), 1, True), ((2, 2), 2, True)])
+def test_small_grid_conv_equals_conv2d(grid, stride, channels_last):
+    g = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(5, 7, 3, stride=stride, padding=1, bias=False).double()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    conv = conv.to(memory_format=fmt)
+    x = torch.randn(4, 5, *grid, generator=g, dtype=torch.float64).contiguous(memory_format=fmt).requires_grad_()
+    assert _small_grid(conv, x)
+    y = conv2d(conv, x)
+    ref = torch.nn.functional.conv2d(x, conv.weight, stride=stride, padding=1)
+    torch.testing.assert_close(y, ref, rtol=1e-12, atol=1e-12)
+    dy = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+    dx, dw = torch.autograd.grad(y, (x, conv.weight), dy)
+    dx_ref, dw_ref = torch.autograd.grad(ref, (x, conv.weight), dy)
+    torch.testing.assert_close(dx, dx_ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(dw, dw_ref, rtol=1e-12, atol=1e-12)
+    assert dw.stride() == conv.weight.stride()  # no layout copy when the gradient is accumulated
+
+
+def test_small_grid_conv_only_where_the_dense_matrix_is_small():
+    conv = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False)
+    assert _small_grid(conv, torch.rand(1, 4, 2, 2))
+    assert not _small_grid(conv, torch.rand(1, 4, 3, 3))  # the dense matrix would be mostly zeros
+    assert not _small_grid(torch.nn.Conv2d(4, 4, 1, bias=False), torch.rand(1, 4, 2, 2))
+    assert not _small_grid(torch.nn.Conv2d(4, 4, 3, padding=1, groups=2, bias=False), torch.rand(1, 4, 2, 2))
+    assert not _small_grid(torch.nn.Conv2d(4, 4, 3, padding=1, bias=True), torch.rand(1, 4, 2, 2))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_encoder_with_small_grid_convs_equals_plain_convs(train, monkeypatch):
+    # 64-pixel images: the last stage runs on 2 x 2 grids, through the dense path
+    torch.manual_seed(0)
+    enc = ResNet18Encoder(c_dim=8, width=8).double().train(train)
+    ref = ResNet18Encoder(c_dim=8, width=8).double().train(train)
+    ref.load_state_dict(enc.state_dict())
+    x = torch.rand(3, 3, 64, 64, dtype=torch.float64)
+    calls = []
+    apply = image_module._SmallGridConv.apply
+    monkeypatch.setattr(image_module._SmallGridConv, "apply", lambda *a: calls.append(1) or apply(*a))
+    out = enc(x)
+    assert len(calls) == 3  # layer4: block 0's second conv, block 1's two (block 0's first has stride 2 on 4 x 4)
+    monkeypatch.setattr(image_module, "SMALL_GRID_MAX_PIXELS_PER_TAP", 0.0)
+    out_ref = ref(x)
+    assert len(calls) == 3
+    torch.testing.assert_close(out, out_ref, rtol=1e-10, atol=1e-10)
+    out.square().sum().backward()
+    out_ref.square().sum().backward()
+    for (name, p), q in zip(enc.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-9, atol=1e-10, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def test_small_grid_conv_under_bf16_autocast_gives_fp32_weight_gradients():
+    enc = ResNet18Encoder(c_dim=8, width=8).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        c = enc(torch.rand(2, 3, 64, 64))
+    assert c.dtype == torch.bfloat16
+    c.float().sum().backward()
+    grad = enc.layer4[1].conv2.weight.grad
+    assert grad.dtype == torch.float32 and torch.isfinite(grad).all() and grad.abs().sum() > 0
