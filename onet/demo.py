@@ -60,6 +60,7 @@ def estimate_training(cfg: dict, *, n_steps: int = 3) -> tuple[float, float, flo
 
     from onet.data.dataset import DataOptions, ShapeDataset, collate
     from onet.models import build_model
+    from onet.training.trainer import make_optimizer
     from onet.utils.device import keep_freed_memory, resolve_device
     from onet.utils.precision import autocast, resolve_precision
 
@@ -74,7 +75,7 @@ def estimate_training(cfg: dict, *, n_steps: int = 3) -> tuple[float, float, flo
                                      mode=split, seed=cfg["seed"]) for split in ("train", "val"))
     precision, _ = resolve_precision(tcfg["precision"], dev)
     model = build_model(cfg["model"]).to(dev).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=tcfg["lr"])
+    optimizer = make_optimizer(model, tcfg["lr"], dev)  # training's own (fused on the CPU)
     B = tcfg["batch_size"]
 
     def batch(ds, start: int, n: int) -> dict:
