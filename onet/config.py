@@ -64,6 +64,7 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.num_workers": (int,),  # null: chosen by device (onet.utils.device.loader_settings)
     "train.pin_memory": (bool,),
     "generation.marching_cubes_workers": (int,),
+    "evaluation.workers": (int,),  # null: one per usable CPU (onet.evaluation.evaluate.resolve_workers)
 }
 # Keys whose value is a free-form mapping handed to a builder that validates it.
 FREE_FORM = {"model.encoder_kwargs", "model.decoder_kwargs", "model.encoder_latent_kwargs"}
@@ -145,6 +146,7 @@ RANGES: dict[str, Range] = {
     "evaluation.n_points": AT_LEAST_1,
     "evaluation.fscore_thresholds": POSITIVE,
     "evaluation.seed": NON_NEGATIVE,
+    "evaluation.workers": AT_LEAST_1,
     "latent_gan.noise_dim": AT_LEAST_1,
     "latent_gan.hidden_size": AT_LEAST_1,
     "latent_gan.n_layers": AT_LEAST_1,

@@ -188,7 +188,7 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
                           mesh_format=cfg["generation"]["mesh_format"], n_points=ecfg["n_points"],
                           fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"], progress=progress,
                           split=cfg["data"]["test_split"], points_file=cfg["data"]["points_file"],
-                          pointcloud_file=cfg["data"]["pointcloud_file"])
+                          pointcloud_file=cfg["data"]["pointcloud_file"], workers=ecfg["workers"])
     log("")
     log(ev.markdown)
     minutes = (time.time() - t_start) / 60

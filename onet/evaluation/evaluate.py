@@ -106,6 +106,54 @@ def _progress(iterable, *, enabled: bool, desc: str, total: int):
     return tqdm(iterable, desc=desc, total=total, unit="obj")
 
 
+# a spawned worker takes 1-2 s to import onet and embree: not worth it for a few objects
+MIN_OBJECTS_PER_WORKER = 8
+
+
+def resolve_workers(workers: int | None, n_items: int) -> int:
+    """Processes for an evaluation of n_items objects: `workers`, or None for one per usable CPU
+    (up to 8) when there are at least MIN_OBJECTS_PER_WORKER objects for each."""
+    from onet.utils.parallel import usable_cpus
+
+    if workers is None:
+        return max(1, min(usable_cpus(), 8, n_items // MIN_OBJECTS_PER_WORKER))
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    return workers
+
+
+def _score_shard(evaluate, kwargs: dict, index: int, count: int) -> int:
+    """In a worker: score share (index, count) into the records; returns how many it took."""
+    return len(evaluate(**kwargs, shard=(index, count), workers=1, progress=False).rows)
+
+
+def _score_in_workers(evaluate, kwargs: dict, n_items: int, workers: int, progress: bool) -> None:
+    """Score every object in `workers` single-threaded processes, a few shares each.
+
+    Each share appends its per-object records (`onet.evaluation.records`), which the
+    caller's own unsharded pass then takes instead of scoring again: the tables are
+    those of one process. A share that fails leaves its objects unrecorded; the
+    unsharded pass scores them and reports any failure in the usual way."""
+    from concurrent.futures import as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    from onet.utils.parallel import worker_pool
+
+    count = min(n_items, workers * 4)  # several shares per worker: an even finish, a moving bar
+    try:
+        with worker_pool(workers) as pool:
+            futures = [pool.submit(_score_shard, evaluate, kwargs, i, count) for i in range(count)]
+            done = _progress(as_completed(futures), enabled=progress, desc=f"eval ({workers} processes)",
+                             total=count)
+            for fut in done:
+                try:
+                    fut.result()
+                except Exception:  # noqa: BLE001 -- the unsharded pass scores (and names) these objects
+                    pass
+    except (BrokenProcessPool, OSError):  # no processes to be had (e.g. a script without a __main__ guard)
+        pass  # the caller scores everything itself
+
+
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(vertices (V, 3) float64, faces (F, 3) int64) through the shared reader (every format onet
     reads); raises naming the file when unreadable, empty or not finite."""
@@ -228,6 +276,7 @@ def evaluate_dataset(
     shard: tuple[int, int] = (0, 1),
     prediction: str = "mesh",
     split: str | None = None,
+    workers: int | None = 1,
 ) -> EvalResult:
     """Score predicted meshes mesh_dir/<category>/<model_id>.<mesh_format> against the dataset.
 
@@ -248,6 +297,9 @@ def evaluate_dataset(
             records, write no tables (see the module docstring).
         prediction: "mesh", or "points" for vertex-only point sets (surface metrics only).
         split: the split's name, recorded in eval.json (so runs can be compared).
+        workers: processes scoring objects side by side (`resolve_workers`; None: one per
+            usable CPU when there are enough objects); unsharded evaluations only. Same
+            tables as one process: the workers write records that this call then merges.
     Raises when no prediction exists at all, or no object could be scored.
     """
     if prediction not in PREDICTIONS:
@@ -269,11 +321,28 @@ def evaluate_dataset(
                                 "or check the folder and mesh format")
     runner = ItemRunner(log=log or (lambda *a: None))
 
+    def stamp_of(category: str, model_id: str) -> list:
+        folder = dataset_root / category / model_id
+        return file_stamp([paths[(category, model_id)], *(folder / f for f in (points_file, pointcloud_file,
+                                                                                  "mesh.ply"))])
+
+    n_workers = 1
+    if share.whole and workers != 1:
+        pending = sum(records.get(c, m, stamp_of(c, m)) is None for c, m in items)
+        n_workers = min(resolve_workers(workers, pending), pending)  # none when all is recorded
+    if n_workers > 1:
+        _score_in_workers(evaluate_dataset, dict(
+            dataset_root=dataset_root, items=items, mesh_dir=mesh_dir, out_dir=out_dir, mesh_format=mesh_format,
+            n_points=n_points, fscore_thresholds=tuple(fscore_thresholds), seed=seed, chamfer_scale=chamfer_scale,
+            points_file=points_file, pointcloud_file=pointcloud_file, prediction=prediction, split=split),
+            len(items), n_workers, progress)
+        records = RecordStore(Path(out_dir) / RECORDS_DIR, "dataset", settings, share)  # what they wrote
+
     rows = []
     mine = share.take(items)
-    for category, model_id in _progress(mine, enabled=progress, desc="eval", total=len(mine)):
+    for category, model_id in _progress(mine, enabled=progress and n_workers <= 1, desc="eval", total=len(mine)):
         name, folder, mesh_path = f"{category}/{model_id}", dataset_root / category / model_id, paths[(category, model_id)]
-        stamp = file_stamp([mesh_path, *(folder / f for f in (points_file, pointcloud_file, "mesh.ply"))])
+        stamp = stamp_of(category, model_id)
         recorded = _recorded(records, runner, category, model_id, stamp, mesh_path)
         if recorded is not None:
             rows.append(recorded)

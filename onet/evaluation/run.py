@@ -98,6 +98,7 @@ def _run_eval(cfg: dict, args, launch, shard, log) -> int:
             prediction = "points" if output_kind(cfg["model"]) == POINTS else "mesh"
             result = split(lambda shard: evaluate_dataset(
                 data["path"], items, meshes, out, mesh_format=fmt, shard=shard, prediction=prediction,
+                workers=ecfg["workers"],
                 split=data["test_split"], **files, **common))
     for problem in result.problems:
         log(f"warning: {problem}")

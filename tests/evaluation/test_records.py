@@ -74,3 +74,49 @@ def test_stale_or_foreign_records_are_scored_again(tiny_dataset, predictions, tm
     calls.clear()
     evaluate_dataset(tiny_dataset, items, pred, out, n_points=2000, seed=1, progress=False)
     assert len(calls) == len(items) - 2  # the missing and the unreadable prediction need no scoring
+
+
+def test_worker_processes_give_the_tables_of_one_process(tiny_dataset, predictions, tmp_path, monkeypatch):
+    items, pred = predictions
+    common = dict(n_points=2000, seed=3, progress=False)
+    one = evaluate_dataset(tiny_dataset, items, pred, tmp_path / "one", **common)
+    calls = _count_scoring(monkeypatch)  # counts this process only: the workers are spawned
+    two = evaluate_dataset(tiny_dataset, items, pred, tmp_path / "two", workers=2, **common)
+    assert not calls  # every object was scored in a worker and merged from the records
+    assert list((tmp_path / "two" / RECORDS_DIR).glob("dataset.shard*of*.jsonl"))
+    for name in TABLES:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
+    assert [(p.name, p.reason) for p in two.failures] == [(p.name, p.reason) for p in one.failures]
+    assert two.problems == one.problems
+    # a rerun finds everything recorded: no workers are started for nothing
+    monkeypatch.setattr(evaluate_module, "_score_in_workers", lambda *a: pytest.fail("workers started"))
+    evaluate_dataset(tiny_dataset, items, pred, tmp_path / "two", workers=2, **common)
+
+
+def test_worker_count(monkeypatch):
+    monkeypatch.setattr("onet.utils.parallel.usable_cpus", lambda: 4)
+    per = evaluate_module.MIN_OBJECTS_PER_WORKER
+    assert evaluate_module.resolve_workers(None, 100 * per) == 4
+    assert evaluate_module.resolve_workers(None, 2 * per) == 2
+    assert evaluate_module.resolve_workers(None, per - 1) == 1  # not worth starting a process
+    assert evaluate_module.resolve_workers(3, 1) == 3
+    for bad in (0, -1, True, 1.5, "2"):
+        with pytest.raises(ValueError, match="workers must be"):
+            evaluate_module.resolve_workers(bad, 10)
+
+
+def test_without_worker_processes_this_process_scores_everything(tiny_dataset, predictions, tmp_path, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    items, pred = predictions
+    one = evaluate_dataset(tiny_dataset, items, pred, tmp_path / "one", n_points=2000, progress=False)
+
+    def broken(workers):
+        raise BrokenProcessPool("a worker died while starting")
+
+    monkeypatch.setattr("onet.utils.parallel.worker_pool", broken)
+    calls = _count_scoring(monkeypatch)
+    two = evaluate_dataset(tiny_dataset, items, pred, tmp_path / "two", n_points=2000, progress=False, workers=2)
+    assert len(calls) == len(items) - 2  # all but the missing and the unreadable prediction, here
+    for name in TABLES:
+        assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name
