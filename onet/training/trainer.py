@@ -56,7 +56,8 @@ from onet.training.distributed import (
     once_per_node,
     shutdown_distributed,
 )
-from onet.utils.device import keep_freed_memory, loader_settings, resolve_device, set_tf32, to_device
+from onet.utils.device import (keep_freed_memory, loader_settings, release_freed_memory, resolve_device, set_tf32,
+                               to_device)
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path
 
@@ -379,6 +380,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         val_it = it
         metrics = validate(scored, val_loader, dev, cfg["test"]["threshold"], points_chunk=tcfg["val_points_chunk"],
                            encode_points=cfg["data"]["points_subsample"], dist_info=dist_info)
+        if dev.type == "cpu":
+            release_freed_memory()  # validation's buffers: training does not reuse them
         value = metrics[f"val_{tcfg['model_selection_metric']}"]
         if not all(math.isfinite(metrics[f"val_{k}"]) for k in model.val_metrics):
             shown = ", ".join(f"val_{k} {metrics[f'val_{k}']}" for k in model.val_metrics)
