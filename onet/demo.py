@@ -60,7 +60,7 @@ def estimate_training(cfg: dict, *, n_steps: int = 3) -> tuple[float, float, flo
 
     from onet.data.dataset import DataOptions, ShapeDataset, collate
     from onet.models import build_model
-    from onet.training.trainer import make_optimizer
+    from onet.training import make_optimizer
     from onet.utils.device import keep_freed_memory, resolve_device
     from onet.utils.precision import autocast, resolve_precision
 

@@ -2,11 +2,12 @@
 
 Public entry points (other stages and the CLI use only these):
     train(cfg, device=None, progress=True) -> TrainResult
+    make_optimizer(model, lr, device) -> the Adam training uses (e.g. to time steps as training runs them)
 """
 
 from onet.models.latent import is_latent_gan
 from onet.training.latent_gan import train_latent_gan
-from onet.training.trainer import TrainResult
+from onet.training.trainer import TrainResult, make_optimizer
 from onet.training.trainer import train as train_occupancy
 
 
@@ -22,4 +23,4 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
     return train_occupancy(cfg, device=device, progress=progress, log=log)
 
 
-__all__ = ["train", "TrainResult"]
+__all__ = ["train", "TrainResult", "make_optimizer"]
