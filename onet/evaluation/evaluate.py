@@ -154,6 +154,20 @@ def _score_in_workers(evaluate, kwargs: dict, n_items: int, workers: int, progre
         pass  # the caller scores everything itself
 
 
+def _prescore(evaluate, kwargs: dict, items, records: RecordStore, stamp_of, share: Share, workers: int | None,
+              progress: bool) -> int:
+    """Score in worker processes the objects without a record (`_score_in_workers`), where it pays.
+
+    Returns the number of workers that ran (<= 1: none; this process scores everything)."""
+    if not share.whole or workers == 1:
+        return 1
+    pending = sum(records.get(c, m, stamp_of(c, m)) is None for c, m in items)
+    n_workers = min(resolve_workers(workers, pending), pending)  # none when all is recorded
+    if n_workers > 1:
+        _score_in_workers(evaluate, kwargs, len(items), n_workers, progress)
+    return n_workers
+
+
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(vertices (V, 3) float64, faces (F, 3) int64) through the shared reader (every format onet
     reads); raises naming the file when unreadable, empty or not finite."""
@@ -326,16 +340,12 @@ def evaluate_dataset(
         return file_stamp([paths[(category, model_id)], *(folder / f for f in (points_file, pointcloud_file,
                                                                                   "mesh.ply"))])
 
-    n_workers = 1
-    if share.whole and workers != 1:
-        pending = sum(records.get(c, m, stamp_of(c, m)) is None for c, m in items)
-        n_workers = min(resolve_workers(workers, pending), pending)  # none when all is recorded
+    n_workers = _prescore(evaluate_dataset, dict(
+        dataset_root=dataset_root, items=items, mesh_dir=mesh_dir, out_dir=out_dir, mesh_format=mesh_format,
+        n_points=n_points, fscore_thresholds=tuple(fscore_thresholds), seed=seed, chamfer_scale=chamfer_scale,
+        points_file=points_file, pointcloud_file=pointcloud_file, prediction=prediction, split=split),
+        items, records, stamp_of, share, workers, progress)
     if n_workers > 1:
-        _score_in_workers(evaluate_dataset, dict(
-            dataset_root=dataset_root, items=items, mesh_dir=mesh_dir, out_dir=out_dir, mesh_format=mesh_format,
-            n_points=n_points, fscore_thresholds=tuple(fscore_thresholds), seed=seed, chamfer_scale=chamfer_scale,
-            points_file=points_file, pointcloud_file=pointcloud_file, prediction=prediction, split=split),
-            len(items), n_workers, progress)
         records = RecordStore(Path(out_dir) / RECORDS_DIR, "dataset", settings, share)  # what they wrote
 
     rows = []
@@ -422,6 +432,7 @@ def evaluate_inputs(
     log=None,
     shard: tuple[int, int] = (0, 1),
     split: str | None = None,
+    workers: int | None = 1,
 ) -> EvalResult:
     """Score the inputs themselves (the "Input" rows of the thesis tables).
 
@@ -431,8 +442,8 @@ def evaluate_inputs(
     points with Gaussian noise `pointcloud_noise` (what the model sees, seeded
     per object); scored with the surface metrics only: a point cloud has no
     inside (IoU) and no normals, so those columns print as "–".
-    File names as in the data.* config keys; shard (I, N) as in `evaluate_dataset`;
-    split: the split's name, recorded in eval.json.
+    File names as in the data.* config keys; shard (I, N) and workers as in
+    `evaluate_dataset`; split: the split's name, recorded in eval.json.
     """
     if input_type not in INPUT_TYPES:
         raise ValueError(f"input_type must be one of {INPUT_TYPES}, got {input_type!r}")
@@ -445,11 +456,25 @@ def evaluate_inputs(
                 "pointcloud_noise": pointcloud_noise, "files": [points_file, pointcloud_file, voxels_file]}
     records = RecordStore(Path(out_dir) / RECORDS_DIR, f"input_{input_type}", settings, share)
 
+    def stamp_of(category: str, model_id: str) -> list:
+        folder = dataset_root / category / model_id
+        return file_stamp([folder / f for f in (voxels_file, points_file, pointcloud_file, "mesh.ply")])
+
+    n_workers = _prescore(evaluate_inputs, dict(
+        dataset_root=dataset_root, items=items, out_dir=out_dir, input_type=input_type, n_points=n_points,
+        fscore_thresholds=tuple(fscore_thresholds), seed=seed, chamfer_scale=chamfer_scale,
+        pointcloud_n=pointcloud_n, pointcloud_noise=pointcloud_noise, points_file=points_file,
+        pointcloud_file=pointcloud_file, voxels_file=voxels_file, split=split),
+        items, records, stamp_of, share, workers, progress)
+    if n_workers > 1:
+        records = RecordStore(Path(out_dir) / RECORDS_DIR, f"input_{input_type}", settings, share)
+
     rows = []
     mine = share.take(items)
-    for category, model_id in _progress(mine, enabled=progress, desc=f"eval {input_type}", total=len(mine)):
+    for category, model_id in _progress(mine, enabled=progress and n_workers <= 1, desc=f"eval {input_type}",
+                                        total=len(mine)):
         name, folder = f"{category}/{model_id}", dataset_root / category / model_id
-        stamp = file_stamp([folder / f for f in (voxels_file, points_file, pointcloud_file, "mesh.ply")])
+        stamp = stamp_of(category, model_id)
         recorded = _recorded(records, runner, category, model_id, stamp, folder / voxels_file)
         if recorded is not None:
             rows.append(recorded)

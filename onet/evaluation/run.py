@@ -89,6 +89,7 @@ def _run_eval(cfg: dict, args, launch, shard, log) -> int:
             result = split(lambda shard: evaluate_inputs(
                 data["path"], items, out, input_type=data["input_type"], pointcloud_n=data["pointcloud_n"],
                 pointcloud_noise=data["pointcloud_noise"], voxels_file=data["voxels_file"], shard=shard,
+                workers=ecfg["workers"],
                 split=data["test_split"], **files, **common))
         else:
             meshes, fmt = generation_meshes(cfg, args.pred, config_name=args.config)
