@@ -127,13 +127,14 @@ def _score_shard(evaluate, kwargs: dict, index: int, count: int) -> int:
     return len(evaluate(**kwargs, shard=(index, count), workers=1, progress=False).rows)
 
 
-def _score_in_workers(evaluate, kwargs: dict, n_items: int, workers: int, progress: bool) -> None:
+def _score_in_workers(evaluate, kwargs: dict, n_items: int, workers: int, progress: bool) -> bool:
     """Score every object in `workers` single-threaded processes, a few shares each.
 
     Each share appends its per-object records (`onet.evaluation.records`), which the
     caller's own unsharded pass then takes instead of scoring again: the tables are
     those of one process. A share that fails leaves its objects unrecorded; the
-    unsharded pass scores them and reports any failure in the usual way."""
+    unsharded pass scores them and reports any failure in the usual way. Returns whether
+    the workers started."""
     from concurrent.futures import as_completed
     from concurrent.futures.process import BrokenProcessPool
 
@@ -151,21 +152,22 @@ def _score_in_workers(evaluate, kwargs: dict, n_items: int, workers: int, progre
                 except Exception:  # noqa: BLE001 -- the unsharded pass scores (and names) these objects
                     pass
     except (BrokenProcessPool, OSError):  # no processes to be had (e.g. a script without a __main__ guard)
-        pass  # the caller scores everything itself
+        return False  # the caller scores everything itself
+    return True
 
 
 def _prescore(evaluate, kwargs: dict, items, records: RecordStore, stamp_of, share: Share, workers: int | None,
               progress: bool) -> int:
-    """Score in worker processes the objects without a record (`_score_in_workers`), where it pays.
-
-    Returns the number of workers that ran (<= 1: none; this process scores everything)."""
+    """Score in worker processes the objects without a record (`_score_in_workers`), where it pays,
+    and read their records into `records`. Returns whether workers ran (else this process scores)."""
     if not share.whole or workers == 1:
-        return 1
+        return False
     pending = sum(records.get(c, m, stamp_of(c, m)) is None for c, m in items)
     n_workers = min(resolve_workers(workers, pending), pending)  # none when all is recorded
-    if n_workers > 1:
-        _score_in_workers(evaluate, kwargs, len(items), n_workers, progress)
-    return n_workers
+    if n_workers <= 1 or not _score_in_workers(evaluate, kwargs, len(items), n_workers, progress):
+        return False
+    records.reload()
+    return True
 
 
 def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -340,17 +342,15 @@ def evaluate_dataset(
         return file_stamp([paths[(category, model_id)], *(folder / f for f in (points_file, pointcloud_file,
                                                                                   "mesh.ply"))])
 
-    n_workers = _prescore(evaluate_dataset, dict(
+    in_workers = _prescore(evaluate_dataset, dict(
         dataset_root=dataset_root, items=items, mesh_dir=mesh_dir, out_dir=out_dir, mesh_format=mesh_format,
         n_points=n_points, fscore_thresholds=tuple(fscore_thresholds), seed=seed, chamfer_scale=chamfer_scale,
         points_file=points_file, pointcloud_file=pointcloud_file, prediction=prediction, split=split),
         items, records, stamp_of, share, workers, progress)
-    if n_workers > 1:
-        records = RecordStore(Path(out_dir) / RECORDS_DIR, "dataset", settings, share)  # what they wrote
 
     rows = []
     mine = share.take(items)
-    for category, model_id in _progress(mine, enabled=progress and n_workers <= 1, desc="eval", total=len(mine)):
+    for category, model_id in _progress(mine, enabled=progress and not in_workers, desc="eval", total=len(mine)):
         name, folder, mesh_path = f"{category}/{model_id}", dataset_root / category / model_id, paths[(category, model_id)]
         stamp = stamp_of(category, model_id)
         recorded = _recorded(records, runner, category, model_id, stamp, mesh_path)
@@ -460,18 +460,16 @@ def evaluate_inputs(
         folder = dataset_root / category / model_id
         return file_stamp([folder / f for f in (voxels_file, points_file, pointcloud_file, "mesh.ply")])
 
-    n_workers = _prescore(evaluate_inputs, dict(
+    in_workers = _prescore(evaluate_inputs, dict(
         dataset_root=dataset_root, items=items, out_dir=out_dir, input_type=input_type, n_points=n_points,
         fscore_thresholds=tuple(fscore_thresholds), seed=seed, chamfer_scale=chamfer_scale,
         pointcloud_n=pointcloud_n, pointcloud_noise=pointcloud_noise, points_file=points_file,
         pointcloud_file=pointcloud_file, voxels_file=voxels_file, split=split),
         items, records, stamp_of, share, workers, progress)
-    if n_workers > 1:
-        records = RecordStore(Path(out_dir) / RECORDS_DIR, f"input_{input_type}", settings, share)
 
     rows = []
     mine = share.take(items)
-    for category, model_id in _progress(mine, enabled=progress and n_workers <= 1, desc=f"eval {input_type}",
+    for category, model_id in _progress(mine, enabled=progress and not in_workers, desc=f"eval {input_type}",
                                         total=len(mine)):
         name, folder = f"{category}/{model_id}", dataset_root / category / model_id
         stamp = stamp_of(category, model_id)

@@ -60,9 +60,14 @@ class RecordStore:
 
     def __init__(self, folder: Path, mode: str, settings: dict, share: Share):
         self.folder, self.settings = Path(folder), json.loads(json.dumps(settings))  # as it reads back
-        self.path = self.folder / f"{mode}.{share.suffix}.jsonl"
+        self.mode, self.path = mode, self.folder / f"{mode}.{share.suffix}.jsonl"
         self._rows: dict[tuple[str, str], tuple[list, ObjectRow]] = {}
-        for p in sorted(self.folder.glob(f"{mode}.shard*of*.jsonl")) if self.folder.is_dir() else []:
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every share's records again (e.g. after worker processes appended theirs)."""
+        self._rows.clear()
+        for p in sorted(self.folder.glob(f"{self.mode}.shard*of*.jsonl")) if self.folder.is_dir() else []:
             for line in p.read_text(encoding="utf-8").splitlines():
                 try:
                     rec = json.loads(line)
