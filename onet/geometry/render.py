@@ -177,7 +177,7 @@ def render_views(
     # ray direction in world coordinates: R^T K^-1 (u, v, 1), one 3x3 map per view
     pix_to_world = np.linalg.inv(K).transpose(0, 2, 1) @ R  # (V, 3, 3), applied to row vectors
     directions = (pix[None] @ pix_to_world).astype(np.float32)  # (V, P, 3)
-    directions /= np.sqrt((directions * directions).sum(axis=-1, keepdims=True))
+    directions /= np.sqrt(_row_dot(directions, directions))[..., None]
     origins = np.broadcast_to(centers[:, None, :].astype(np.float32), directions.shape)
 
     mesh = trimesh.Trimesh(vertices, faces, process=False)
@@ -191,13 +191,13 @@ def render_views(
     f = tri[hit]
     d = directions.reshape(-1, 3)[hit].astype(np.float64)  # (H, 3) unit rays
     t, bary = _hit_points(vertices[faces[f]], centers[view], d)
-    depth.reshape(-1)[hit] = t * np.einsum("hc,hc->h", d, R[view, 2])  # z of the hit in camera coordinates
+    depth.reshape(-1)[hit] = t * _row_dot(d, R[view, 2])  # z of the hit in camera coordinates
 
     n = np.asarray(mesh.face_normals, dtype=np.float64)[f]  # (H, 3)
     light = (R.transpose(0, 2, 1) @ _LIGHT_CAM)[view]  # (H, 3) towards the light, world
     # two-sided: a normal facing away from the viewer is flipped
-    towards_viewer = -np.sign((n * d).sum(axis=1))
-    lambert = np.clip(towards_viewer * (n * light).sum(axis=1), 0, 1)
+    towards_viewer = -np.sign(_row_dot(n, d))
+    lambert = np.clip(towards_viewer * _row_dot(n, light), 0, 1)
     if appearance is None:
         albedo = np.broadcast_to(BASE_COLOR, (len(hit), 3))
     else:
@@ -205,6 +205,12 @@ def render_views(
     color = 255 * albedo * (AMBIENT + DIFFUSE * lambert)[:, None]
     images.reshape(-1, 3)[hit] = color.round().clip(0, 255).astype(np.uint8)
     return Renders(images, depth)
+
+
+def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Dot products of the 3-vectors along the last axis. numpy reduces a length-3 last axis
+    element by element (sum or einsum): three strided products are 4-8x faster on a view's rays."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
 
 
 def _hit_points(tri: np.ndarray, origins: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -217,20 +223,21 @@ def _hit_points(tri: np.ndarray, origins: np.ndarray, d: np.ndarray) -> tuple[np
     """
     e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     normal = np.cross(e1, e2)
-    denom = np.einsum("hc,hc->h", d, normal)
-    along = np.einsum("hc,hc->h", tri[:, 0] - origins, normal)
-    grazing = np.abs(denom) <= 1e-9 * np.linalg.norm(normal, axis=1)
+    denom = _row_dot(d, normal)
+    along = _row_dot(tri[:, 0] - origins, normal)
+    grazing = np.abs(denom) <= 1e-9 * np.sqrt(_row_dot(normal, normal))
     # a ray (nearly) in the triangle's plane: take the centroid's distance along it
-    t = np.where(grazing, np.einsum("hc,hc->h", tri.mean(axis=1) - origins, d), along / np.where(grazing, 1.0, denom))
+    centroid = (tri[:, 0] + tri[:, 1] + tri[:, 2]) / 3
+    t = np.where(grazing, _row_dot(centroid - origins, d), along / np.where(grazing, 1.0, denom))
     p = origins + t[:, None] * d - tri[:, 0]
     # barycentric coordinates of p in (e1, e2): solve the 2x2 normal equations
-    d11, d12, d22 = (e1 * e1).sum(1), (e1 * e2).sum(1), (e2 * e2).sum(1)
-    p1, p2 = (p * e1).sum(1), (p * e2).sum(1)
+    d11, d12, d22 = _row_dot(e1, e1), _row_dot(e1, e2), _row_dot(e2, e2)
+    p1, p2 = _row_dot(p, e1), _row_dot(p, e2)
     det = d11 * d22 - d12 * d12
     b1 = (d22 * p1 - d12 * p2) / det
     b2 = (d11 * p2 - d12 * p1) / det
     bary = np.clip(np.stack([1 - b1 - b2, b1, b2], axis=1), 0, None)  # embree hits are float32: stay inside
-    bary /= bary.sum(axis=1, keepdims=True)
+    bary /= (bary[:, 0] + bary[:, 1] + bary[:, 2])[:, None]
     return t, bary
 
 
