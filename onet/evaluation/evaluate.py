@@ -157,7 +157,7 @@ def _score_in_workers(evaluate, kwargs: dict, n_items: int, workers: int, progre
 
 
 def _prescore(evaluate, kwargs: dict, items, records: RecordStore, stamp_of, share: Share, workers: int | None,
-              progress: bool) -> int:
+              progress: bool) -> bool:
     """Score in worker processes the objects without a record (`_score_in_workers`), where it pays,
     and read their records into `records`. Returns whether workers ran (else this process scores)."""
     if not share.whole or workers == 1:

@@ -130,8 +130,10 @@ def release_freed_memory() -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=None)
 def _libc_function(name: str):
-    """A function of the C library by name, or None where there is none (not glibc)."""
+    """A function of the C library by name, or None where there is none (not glibc). Cached:
+    find_library runs ldconfig, and malloc_trim is called after every CPU validation."""
     import ctypes
     import ctypes.util
 
