@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -43,76 +42,6 @@ def make_image_folder(dataset_root: Path, items: list[tuple[str, str]], folder: 
                 tmp.replace(dst)
         written.append(dst)
     return written
-
-
-def estimate_training(cfg: dict, *, n_steps: int = 3) -> tuple[float, float, float]:
-    """(seconds per training iteration, seconds per validation, extra seconds of the first epoch)
-    of `cfg` on this machine, now.
-
-    Times a few Adam steps of a fresh copy of the configured model on real batches of the
-    training split, and one validation batch scaled to the validation split. Loading is timed
-    apart from the steps: with data.cache_points the occupancy files are read from disk only
-    in the first epoch (a cold batch cost about 4x a warm one on the demo, so timing steps
-    with cold batches had put the demo at 0.42 s per iteration where it trained at 0.22).
-    The copy is thrown away; training itself reseeds, so its result does not change.
-    """
-    import torch
-
-    from onet.data.dataset import DataOptions, ShapeDataset, collate
-    from onet.models import build_model
-    from onet.training import make_optimizer
-    from onet.utils.device import keep_freed_memory, resolve_device
-    from onet.utils.precision import autocast, resolve_precision
-
-    data, tcfg = cfg["data"], cfg["train"]
-    dev = resolve_device(cfg["device"])
-    if dev.type == "cpu":
-        # as training will (it runs next in this process): without it every step maps and
-        # page-faults its activations anew, and the estimate said 0.44 s per step for 0.29
-        keep_freed_memory()
-    options = DataOptions.from_config(data)
-    train_ds, val_ds = (ShapeDataset(data["path"], data[f"{split}_split"], options=options, classes=data["classes"],
-                                     mode=split, seed=cfg["seed"]) for split in ("train", "val"))
-    precision, _ = resolve_precision(tcfg["precision"], dev)
-    model = build_model(cfg["model"]).to(dev).train()
-    optimizer = make_optimizer(model, tcfg["lr"], dev)  # training's own (fused on the CPU)
-    B = tcfg["batch_size"]
-
-    def batch(ds, start: int, n: int) -> dict:
-        b = collate([ds[i % len(ds)] for i in range(start, start + n)])
-        return {k: b[k].to(dev) for k in ("points", "points.occ", "inputs")}
-
-    def timed(fn):
-        start = time.perf_counter()
-        out = fn()
-        return out, time.perf_counter() - start
-
-    # first reads of each object (cold), then the same objects again (warm: cached points, if cached)
-    batches, cold = zip(*(timed(lambda k=k: batch(train_ds, k * B, B)) for k in range(n_steps + 1)))
-    _, warm = zip(*(timed(lambda k=k: batch(train_ds, k * B, B)) for k in range(n_steps + 1)))
-    load_cold, load_warm = sum(cold) / len(cold), sum(warm) / len(warm)
-
-    def step(b: dict) -> None:
-        with autocast(precision, dev):
-            loss, _ = model.compute_loss(b)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    step(batches[0])  # warm-up
-    _, compute = timed(lambda: [step(b) for b in batches[1:]])
-    per_step = compute / n_steps + load_warm
-    first_epoch = max(0.0, load_cold - load_warm) * math.ceil(len(train_ds) / B)
-    model.eval()
-    n_val = min(tcfg["val_batch_size"], len(val_ds))
-    b = batch(val_ds, 0, n_val)
-    with torch.no_grad():
-        model(b["points"], b["inputs"], sample=False)  # warm-up: the first eval call sets up the folded path
-        _, forward = timed(lambda: model(b["points"], b["inputs"], sample=False))
-    # one batch cold from disk: validation reads its objects again each time (points_iou_subsample)
-    _, load = timed(lambda: batch(val_ds, n_val, n_val))
-    per_validation = (forward + load) * math.ceil(len(val_ds) / max(n_val, 1))
-    return per_step, per_validation, first_epoch
 
 
 def choose_threshold(cfg: dict, *, progress: bool = True, log=print) -> float:
@@ -157,16 +86,11 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
                             split_fractions=BUILTIN_SPLIT_FRACTIONS, progress=progress)
 
     _banner(f"2/4 training the single-image model of {config or 'configs/demo.yaml'} into {out_dir}", log)
-    tcfg = cfg["train"]
-    if tcfg["max_iters"] is not None:
+    if cfg["train"]["max_iters"] is not None:
         # a fixed number of iterations (not a time cap) so the result does not depend on the
-        # machine's load; say up front how long it should take here
-        per_step, per_validation, first_epoch = estimate_training(cfg)
-        n_validations = math.ceil(tcfg["max_iters"] / tcfg["validate_every"])
-        minutes = (tcfg["max_iters"] * per_step + n_validations * per_validation + first_epoch) / 60
-        log(f"training {tcfg['max_iters']} iterations: about {minutes:.1f} min on this machine "
-            f"({per_step:.2f} s per iteration, {n_validations} validations of {per_validation:.1f} s, "
-            f"{first_epoch:.0f} s of first reads; timed just now)")
+        # machine's load; the trainer prints how long they take here once it has timed a few
+        log(f"training {cfg['train']['max_iters']} iterations; how long they take on this machine is printed "
+            "once the first few dozen have been timed")
     result = train(cfg, progress=progress, log=log)
 
     _banner("3/4 choosing the threshold on the validation split, generating meshes", log)

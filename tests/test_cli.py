@@ -108,7 +108,8 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert code == 0
     text = "\n".join(lines)
     assert "IoU" in text and "demo finished" in text
-    assert "training 2 iterations: about" in text and "s of first reads; timed just now" in text
+    # 2 iterations end before the trainer has timed its pace: the demo says so, no number is made up
+    assert "training 2 iterations; how long they take" in text and "s per iteration" not in text
     # tau chosen on the validation split (the fast sweep) and used for the meshes
     chosen = float(text.split("threshold tau = ")[1].split(",")[0])
     sweep = json.loads((tmp_path / "demo" / "eval" / "sweep" / "sweep.json").read_text())

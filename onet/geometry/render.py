@@ -174,22 +174,27 @@ def render_views(
     centers = camera_centers(cameras)  # (V, 3)
     rows, cols = np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5, indexing="ij")
     pix = np.stack([cols, rows, np.ones_like(rows)], axis=-1).reshape(-1, 3)  # (P, 3) homogeneous (u, v, 1)
+    # only rays through the mesh's projected bounding box can hit it: cast those (each ray is
+    # traced on its own, so the images are those of casting every ray)
+    box = _box_pixels(vertices.min(0), vertices.max(0), K, RT, size).reshape(n_views, -1)  # (V, P)
+    cast = np.flatnonzero(box)  # pixel indices into (V * P,)
     # ray direction in world coordinates: R^T K^-1 (u, v, 1), one 3x3 map per view
     pix_to_world = np.linalg.inv(K).transpose(0, 2, 1) @ R  # (V, 3, 3), applied to row vectors
-    directions = (pix[None] @ pix_to_world).astype(np.float32)  # (V, P, 3)
-    directions /= np.sqrt(_row_dot(directions, directions))[..., None]
-    origins = np.broadcast_to(centers[:, None, :].astype(np.float32), directions.shape)
+    directions = np.concatenate([pix[box[v]] @ pix_to_world[v] for v in range(n_views)]).astype(np.float32)
+    directions /= np.sqrt(_row_dot(directions, directions))[:, None]
+    origins = centers.astype(np.float32)[cast // (size * size)]
 
     mesh = trimesh.Trimesh(vertices, faces, process=False)
-    tri = mesh.ray.intersects_first(origins.reshape(-1, 3), directions.reshape(-1, 3))  # (V * P,), -1 = miss
-    hit = np.flatnonzero(tri >= 0)
-    if len(hit) == 0:
+    tri = mesh.ray.intersects_first(origins, directions)  # (C,), -1 = miss
+    k = np.flatnonzero(tri >= 0)
+    if len(k) == 0:
         return Renders(images, depth)
 
     # shade the hit pixels only
+    hit = cast[k]
     view = hit // (size * size)
-    f = tri[hit]
-    d = directions.reshape(-1, 3)[hit].astype(np.float64)  # (H, 3) unit rays
+    f = tri[k]
+    d = directions[k].astype(np.float64)  # (H, 3) unit rays
     t, bary = _hit_points(vertices[faces[f]], centers[view], d)
     depth.reshape(-1)[hit] = t * _row_dot(d, R[view, 2])  # z of the hit in camera coordinates
 
@@ -205,6 +210,25 @@ def render_views(
     color = 255 * albedo * (AMBIENT + DIFFUSE * lambert)[:, None]
     images.reshape(-1, 3)[hit] = color.round().clip(0, 255).astype(np.uint8)
     return Renders(images, depth)
+
+
+def _box_pixels(lo: np.ndarray, hi: np.ndarray, K: np.ndarray, RT: np.ndarray, size: int) -> np.ndarray:
+    """bool (V, size, size): the pixels whose centre ray can meet the box [lo, hi] in each view.
+
+    The rectangle around the box's 8 projected corners, one pixel wider on every side (the rays
+    are traced in float32); every pixel of a view whose camera is not in front of all corners.
+    """
+    corners = np.stack(np.meshgrid(*zip(lo, hi), indexing="ij"), axis=-1).reshape(-1, 3)  # (8, 3)
+    cam = np.einsum("vij,kj->vki", RT[:, :, :3], corners) + RT[:, None, :, 3]  # (V, 8, 3)
+    proj = np.einsum("vij,vkj->vki", K, cam)
+    in_front = (proj[..., 2] > 1e-9).all(axis=1)  # (V,): (u, v, 1) scaled by proj's z > 0 is ahead on the ray
+    uv = proj[..., :2] / np.where(proj[..., 2:] > 1e-9, proj[..., 2:], 1.0)
+    lo_uv = np.where(in_front[:, None], uv.min(axis=1) - 1, -np.inf)  # (V, 2) as (u, v)
+    hi_uv = np.where(in_front[:, None], uv.max(axis=1) + 1, np.inf)
+    centre = np.arange(size) + 0.5
+    cols = (centre >= lo_uv[:, :1]) & (centre <= hi_uv[:, :1])  # (V, size) along u
+    rows = (centre >= lo_uv[:, 1:]) & (centre <= hi_uv[:, 1:])
+    return rows[:, :, None] & cols[:, None, :]
 
 
 def _row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:

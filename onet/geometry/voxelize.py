@@ -48,24 +48,33 @@ def triangle_box_overlap(triangles: np.ndarray, centers: np.ndarray, half_size: 
     """
     v = triangles - centers[:, None, :]  # (M, 3, 3) corners relative to the cube centre
     h = half_size
+    # numpy reduces a length-3 axis element by element (min, sum, einsum): the corners and
+    # components are written out instead, with the same operations in the same order
+    corner = [v[:, 0], v[:, 1], v[:, 2]]
     # box face normals: the triangle's bounding box must overlap the cube
-    hit = np.all((v.min(axis=1) <= h) & (v.max(axis=1) >= -h), axis=1)
-    edges = np.stack([v[:, 1] - v[:, 0], v[:, 2] - v[:, 1], v[:, 0] - v[:, 2]], axis=1)  # (M, 3, 3)
-    normal = np.cross(edges[:, 0], edges[:, 1])  # (M, 3)
-    d = np.einsum("mi,mi->m", normal, v[:, 0])
-    hit &= np.abs(d) <= h * np.abs(normal).sum(axis=1)
+    hit = np.ones(len(v), dtype=bool)
+    for i in range(3):
+        hit &= (_min3(v[:, 0, i], v[:, 1, i], v[:, 2, i]) <= h) & (_max3(v[:, 0, i], v[:, 1, i], v[:, 2, i]) >= -h)
+    edges = [corner[1] - corner[0], corner[2] - corner[1], corner[0] - corner[2]]
+    normal = np.cross(edges[0], edges[1])  # (M, 3)
+    d = normal[:, 0] * corner[0][:, 0] + normal[:, 1] * corner[0][:, 1] + normal[:, 2] * corner[0][:, 2]
+    hit &= np.abs(d) <= h * (np.abs(normal[:, 0]) + np.abs(normal[:, 1]) + np.abs(normal[:, 2]))
     for axis in range(3):
-        for e in range(3):
-            # a = unit_axis x edge, written out to avoid building the vector
-            f = edges[:, e]
-            a = np.zeros_like(f)
-            b, c = (axis + 1) % 3, (axis + 2) % 3
-            a[:, c] = f[:, b]
-            a[:, b] = -f[:, c]
-            p = np.einsum("mki,mi->mk", v, a)  # (M, 3) projections of the corners
-            r = h * np.abs(a).sum(axis=1)
-            hit &= (p.min(axis=1) <= r) & (p.max(axis=1) >= -r)
+        b, c = (axis + 1) % 3, (axis + 2) % 3
+        for f in edges:
+            # projections on a = unit_axis x edge = (a_b, a_c) = (-f_c, f_b) and 0 on the axis
+            p = [w[:, c] * f[:, b] - w[:, b] * f[:, c] for w in corner]
+            r = h * (np.abs(f[:, c]) + np.abs(f[:, b]))
+            hit &= (_min3(*p) <= r) & (_max3(*p) >= -r)
     return hit
+
+
+def _min3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.minimum(np.minimum(a, b), c)
+
+
+def _max3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum(np.maximum(a, b), c)
 
 
 def _surface_cells(vertices: np.ndarray, faces: np.ndarray, resolution: int) -> np.ndarray:

@@ -202,6 +202,41 @@ class MetricsLog:
         self.file.close()
 
 
+class IterationClock:
+    """The pace of training, measured on the run itself: seconds per iteration (loading and step;
+    validations and checkpoints excluded) over `window` iterations after `skip` warm-up ones (the
+    first epoch's cold reads, the allocator's first steps). Costs nothing: no extra steps are timed.
+    """
+
+    def __init__(self, start_it: int, *, skip: int = 15, window: int = 20):
+        self.first, self.last = start_it + skip, start_it + skip + window
+        self.seconds, self.mark = 0.0, time.perf_counter()
+
+    def tick(self, it: int) -> float | None:
+        """Called after iteration `it`'s step; returns the pace once, at the window's end."""
+        now = time.perf_counter()
+        if self.first < it <= self.last:
+            self.seconds += now - self.mark
+        self.mark = now
+        return self.seconds / (self.last - self.first) if it == self.last else None
+
+    def restart(self) -> None:
+        """After work that is not an iteration (a validation, a checkpoint): not counted."""
+        self.mark = time.perf_counter()
+
+
+def pace_message(it: int, per_it: float, tcfg: dict) -> str:
+    """What the run's measured pace means for its end, when the end is an iteration count."""
+    text = f"[it {it}] {per_it:.3f} s per iteration"
+    max_iters, every = tcfg["max_iters"], tcfg["validate_every"]
+    if max_iters is None or it >= max_iters:
+        return text
+    # validations still to come: the grid's, and the last model's when the run ends off the grid
+    n_val = max_iters // every - it // every + int(max_iters % every != 0)
+    return (f"{text}: the remaining {max_iters - it} iterations take about {(max_iters - it) * per_it / 60:.1f} min"
+            + (f", plus {n_val} validation{'s' if n_val != 1 else ''}" if n_val else ""))
+
+
 def _tensorboard(out_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -452,6 +487,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                                  f"{names}. Lower train.lr, or check the data")
 
     model.train()
+    clock = IterationClock(it)
     stop_reason = agree_to_stop(limit_reached(), dist_info, dev)
     while not stop_reason:
         sampler.set_epoch(epoch, start_batch=batch_in_epoch)
@@ -483,6 +519,9 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                 ema_update(average, model, ema_decay_at(tcfg["ema_decay"], it))
             it += 1
             bar.update(1)
+            per_it = clock.tick(it)
+            if per_it is not None and main:  # an estimate up front (issue 13), from the run's own steps
+                log(pace_message(it, per_it, tcfg))
             value = loss.detach().to(torch.float64)
             first_bad.copy_(torch.where((first_bad[0] < 0) & ~torch.isfinite(value),
                                         torch.stack([value.new_tensor(float(it)), value]), first_bad))
@@ -508,8 +547,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             # validation first: a kill between the two never leaves a model.pt whose best_metric is stale
             if it % tcfg["validate_every"] == 0:
                 last_val = run_validation()
+                clock.restart()
             if it % tcfg["checkpoint_every"] == 0:
                 checkpoint(ckpt_path)
+                clock.restart()
             stop_reason = decision if dist_info.enabled else limit_reached()
             if stop_reason:
                 break

@@ -169,3 +169,30 @@ def test_depth_reprojects_onto_the_surface():
         # depth is z along the camera axis, not the distance along the ray
         cam_z = (depth_to_points(depth, K, RT) @ RT[:, :3].T + RT[:, 3])[:, 2]
         np.testing.assert_allclose(cam_z, depth[depth > 0], rtol=1e-6)
+
+
+def test_rays_outside_the_projected_box_are_not_cast_and_change_nothing(monkeypatch):
+    from onet.data.synthetic import make_shape
+    from onet.geometry import render
+
+    shapes = [make_shape(c, s) for c, s in (("chair", 0), ("lamp", 1), ("mug", 2))]
+    cube = trimesh.creation.box(extents=[0.1, 0.1, 0.1])
+    cube.apply_translation([0.25, 0.1, -0.2])
+    meshes = [(s.mesh.vertices, s.mesh.faces) for s in shapes] + [(cube.vertices, cube.faces)]
+
+    def cameras(v):  # the default cameras, and one inside the mesh's box (every pixel is cast there)
+        centre = (v.min(0) + v.max(0)) / 2
+        return default_cameras(5, size=48, seed=1) + [look_at_camera(centre + 0.01, size=48, target=centre)]
+
+    culled = [render.render_views(v, f, cameras(v), size=48) for v, f in meshes]
+    fractions = [render._box_pixels(v.min(0), v.max(0), *map(np.stack, zip(*cameras(v))), 48).mean(axis=(1, 2))
+                 for v, _ in meshes]
+    monkeypatch.setattr(render, "_box_pixels", lambda lo, hi, K, RT, size: np.ones((len(K), size, size), bool))
+    for (v, f), mine in zip(meshes, culled):
+        every = render.render_views(v, f, cameras(v), size=48)
+        assert (every.depth > 0).any()
+        np.testing.assert_array_equal(mine.images, every.images)
+        np.testing.assert_array_equal(mine.depth, every.depth)
+    assert all(fr[-1] == 1.0 for fr in fractions)  # the camera inside the box
+    assert fractions[-1][:-1].max() < 0.1  # the small cube: a few pixels of each outside view
+    assert all(fr[:-1].max() < 1.0 for fr in fractions)

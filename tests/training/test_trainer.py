@@ -46,6 +46,43 @@ def test_a_run_stopping_between_validations_validates_its_last_model(tiny_cfg):
     assert [int(r["it"]) for r in rows if r["val_iou"]] == [2, 4, 5, 6]
 
 
+def test_iteration_clock_times_its_window_only(monkeypatch):
+    from onet.training import trainer
+    now = [100.0]
+    monkeypatch.setattr(trainer.time, "perf_counter", lambda: now[0])
+    clock = trainer.IterationClock(10, skip=2, window=3)  # times iterations 13, 14 and 15
+
+    def step(it, seconds):
+        now[0] += seconds
+        return clock.tick(it)
+
+    assert [step(11, 5.0), step(12, 5.0), step(13, 1.0)] == [None, None, None]
+    now[0] += 30.0  # a validation
+    clock.restart()
+    assert step(14, 2.0) is None
+    assert step(15, 3.0) == pytest.approx(2.0)
+    assert step(16, 9.0) is None  # said once
+
+
+def test_pace_message_counts_what_is_left():
+    from onet.training.trainer import pace_message
+    tcfg = {"max_iters": 2000, "validate_every": 400}
+    assert pace_message(35, 0.3, tcfg) == ("[it 35] 0.300 s per iteration: the remaining 1965 iterations take "
+                                           "about 9.8 min, plus 5 validations")
+    # off the grid: the last model is validated too
+    assert pace_message(35, 0.3, {"max_iters": 1000, "validate_every": 400}).endswith("plus 3 validations")
+    assert pace_message(35, 0.3, {"max_iters": None, "validate_every": 400}) == "[it 35] 0.300 s per iteration"
+
+
+def test_a_run_logs_its_pace_once(tiny_cfg):
+    tiny_cfg["train"].update(max_iters=40, validate_every=1000, checkpoint_every=1000)
+    lines = []
+    train(tiny_cfg, progress=False, log=lines.append)
+    paces = [line for line in lines if "s per iteration" in line]
+    assert len(paces) == 1 and paces[0].startswith("[it 35] ")
+    assert "the remaining 5 iterations take about" in paces[0] and paces[0].endswith("plus 1 validation")
+
+
 def test_resume_continues_the_iteration_count(tiny_cfg):
     train(tiny_cfg, progress=False, log=lambda *a: None)
     tiny_cfg["train"]["max_iters"] = 6
