@@ -54,7 +54,8 @@ def triangle_box_overlap(triangles: np.ndarray, centers: np.ndarray, half_size: 
     # box face normals: the triangle's bounding box must overlap the cube
     hit = np.ones(len(v), dtype=bool)
     for i in range(3):
-        hit &= (_min3(v[:, 0, i], v[:, 1, i], v[:, 2, i]) <= h) & (_max3(v[:, 0, i], v[:, 1, i], v[:, 2, i]) >= -h)
+        x = [w[:, i] for w in corner]
+        hit &= (_min3(*x) <= h) & (_max3(*x) >= -h)
     edges = [corner[1] - corner[0], corner[2] - corner[1], corner[0] - corner[2]]
     normal = np.cross(edges[0], edges[1])  # (M, 3)
     d = normal[:, 0] * corner[0][:, 0] + normal[:, 1] * corner[0][:, 1] + normal[:, 2] * corner[0][:, 2]
