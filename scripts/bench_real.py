@@ -24,6 +24,7 @@ the test split; `--parallel` trains them side by side):
     pc_cpu_p1k     the same with 1024 occupancy points per object (data.points_subsample)
     pc_cpu_b8p4k   the same with batch 8 and 4096 points per object (the same points per step)
     pc_cpu_pe7     the same with sin / cos of the query point at 7 octaves beside it (fourier_levels)
+    pc_cpu_s20     the same with training objects stretched by 0.8-1 along each axis (data.augment_scale)
     pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
     img_cpu        configs/img_cpu.yaml
 The meshes are cut at the threshold tau chosen on the validation split
@@ -96,6 +97,8 @@ RUNS = {
     # the decoder told where in a plane cell each point lies: sin / cos of p at 7 octaves
     # (periods down to one cell of the 32 x 32 planes) beside p
     "pc_cpu_pe7": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.fourier_levels=7"]),
+    # every training object stretched by a random factor in [0.8, 1] along each axis
+    "pc_cpu_s20": ("configs/pointcloud_cpu.yaml", ["data.augment_scale=0.2"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }

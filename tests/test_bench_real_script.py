@@ -104,6 +104,7 @@ def test_onet_runner_launches_processes_with_torchrun_and_counts_all_their_cpu(t
 
 def test_config_threshold_reads_the_config_and_its_overrides():
     bench = _load()
-    # pointcloud_cpu.yaml inherits the thesis's tau = 0.2 (configs/default.yaml)
-    assert bench._config_threshold("configs/pointcloud_cpu.yaml", []) == pytest.approx(0.2)
-    assert bench._config_threshold("configs/pointcloud_cpu.yaml", ["test.threshold=0.35"]) == pytest.approx(0.35)
+    # pointcloud_cpu.yaml sets 0.35; pointcloud.yaml inherits the thesis's 0.2 (configs/default.yaml)
+    assert bench._config_threshold("configs/pointcloud_cpu.yaml", []) == pytest.approx(0.35)
+    assert bench._config_threshold("configs/pointcloud.yaml", []) == pytest.approx(0.2)
+    assert bench._config_threshold("configs/pointcloud_cpu.yaml", ["test.threshold=0.3"]) == pytest.approx(0.3)

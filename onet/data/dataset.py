@@ -50,6 +50,7 @@ class DataOptions:
     img_size: int = 224
     img_augment: bool = False
     augment_symmetries: bool = False
+    augment_scale: float = 0.0
     pointcloud_file: str = "pointcloud.npz"
     pointcloud_n: int = 300
     pointcloud_noise: float = 0.005
@@ -69,6 +70,12 @@ class DataOptions:
         if self.augment_symmetries and self.input_type == "img":
             raise ConfigError("config key 'data.augment_symmetries' needs point-cloud or voxel inputs (or none): "
                               "an image cannot be turned with its object's points; set it to false")
+        if not 0.0 <= self.augment_scale < 1.0:
+            raise ConfigError(f"config key 'data.augment_scale' must be in [0, 1), got {self.augment_scale!r}")
+        if self.augment_scale and (self.input_type in ("img", "voxels") or "voxels" in self.targets):
+            raise ConfigError("config key 'data.augment_scale' needs point-cloud inputs (or none) and no voxel "
+                              f"targets: {self.input_type or 'no'} inputs cannot be stretched with their object's "
+                              "points; set it to 0")
 
     @classmethod
     def from_config(cls, data_cfg: dict, *, targets: tuple[str, ...] = ()) -> "DataOptions":
@@ -284,10 +291,13 @@ class ShapeDataset(torch.utils.data.Dataset):
                                                       0.0, rng)
             except ValueError as exc:
                 raise DataFormatError(path, str(exc)) from None
-        if opt.augment_symmetries and self.mode == "train":
+        if self.mode == "train" and (opt.augment_symmetries or opt.augment_scale):
             # its own stream: the draws above are the same with and without augmentation
-            k = int(np.random.default_rng(_seed_for(self.seed, "augment", self.epoch, cat, model_id)).integers(8))
-            item = turn_about_up_axis(item, k, input_type=opt.input_type)
+            aug = np.random.default_rng(_seed_for(self.seed, "augment", self.epoch, cat, model_id))
+            if opt.augment_symmetries:
+                item = turn_about_up_axis(item, int(aug.integers(8)), input_type=opt.input_type)
+            if opt.augment_scale:
+                item = stretch(item, aug.uniform(1.0 - opt.augment_scale, 1.0, size=3), input_type=opt.input_type)
         return item
 
     def n_near_surface(self, n: int | None, folder: Path) -> int:
@@ -402,6 +412,19 @@ def turn_about_up_axis(item: dict, k: int, *, input_type: str | None) -> dict:
         out["pointcloud"] = points(item["pointcloud"])
     if "voxels" in item:
         out["voxels"] = grid(item["voxels"])
+    return out
+
+
+def stretch(item: dict, scale: np.ndarray, *, input_type: str | None) -> dict:
+    """Every point field of an item scaled by scale[axis] about the box centre. Occupancy is kept
+    by any such map (a point is inside the stretched mesh iff its preimage is inside the mesh), and
+    factors <= 1 keep the object within the box; grids and images have no exact counterpart."""
+    factors = torch.as_tensor(scale, dtype=torch.float32)
+    out = {**item, "points": item["points"] * factors}
+    if input_type == "pointcloud":
+        out["inputs"] = item["inputs"] * factors
+    if "pointcloud" in item:
+        out["pointcloud"] = item["pointcloud"] * factors
     return out
 
 

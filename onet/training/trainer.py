@@ -205,36 +205,55 @@ class MetricsLog:
 class IterationClock:
     """The pace of training, measured on the run itself: seconds per iteration (loading and step;
     validations and checkpoints excluded) over `window` iterations after `skip` warm-up ones (the
-    first epoch's cold reads, the allocator's first steps). Costs nothing: no extra steps are timed.
+    first epoch's cold reads, the allocator's first steps), in wall time and in this process's CPU
+    time (`cpu_per_it`, what train.max_cpu_time counts). Costs nothing: no extra steps are timed.
     """
 
     def __init__(self, start_it: int, *, skip: int = 15, window: int = 20):
         self.first, self.last = start_it + skip, start_it + skip + window
-        self.seconds, self.mark = 0.0, time.perf_counter()
+        self.seconds = self.cpu_seconds = 0.0
+        self.cpu_per_it: float | None = None
+        self.restart()
 
     def tick(self, it: int) -> float | None:
-        """Called after iteration `it`'s step; returns the pace once, at the window's end."""
-        now = time.perf_counter()
+        """Called after iteration `it`'s step; returns the wall pace once, at the window's end."""
+        now, cpu = time.perf_counter(), time.process_time()
         if self.first < it <= self.last:
             self.seconds += now - self.mark
-        self.mark = now
-        return self.seconds / (self.last - self.first) if it == self.last else None
+            self.cpu_seconds += cpu - self.cpu_mark
+        self.mark, self.cpu_mark = now, cpu
+        if it != self.last:
+            return None
+        self.cpu_per_it = self.cpu_seconds / (self.last - self.first)
+        return self.seconds / (self.last - self.first)
 
     def restart(self) -> None:
         """After work that is not an iteration (a validation, a checkpoint): not counted."""
-        self.mark = time.perf_counter()
+        self.mark, self.cpu_mark = time.perf_counter(), time.process_time()
 
 
-def pace_message(it: int, per_it: float, tcfg: dict) -> str:
-    """What the run's measured pace means for its end, when the end is an iteration count."""
+def pace_message(it: int, per_it: float, tcfg: dict, *, cpu_per_it: float | None = None,
+                 cpu_left: float | None = None, time_left: float | None = None) -> str:
+    """What the run's measured pace means for its end: the time an iteration count takes, or the
+    iterations a time or CPU budget leaves room for (`cpu_per_it`: all processes' CPU seconds)."""
     text = f"[it {it}] {per_it:.3f} s per iteration"
     max_iters, every = tcfg["max_iters"], tcfg["validate_every"]
-    if max_iters is None or it >= max_iters:
+    if max_iters is not None and it < max_iters:
+        # validations still to come: the grid's, and the last model's when the run ends off the grid
+        n_val = max_iters // every - it // every + int(max_iters % every != 0)
+        return (f"{text}: the remaining {max_iters - it} iterations take about {(max_iters - it) * per_it / 60:.1f} min"
+                + (f", plus {n_val} validation{'s' if n_val != 1 else ''}" if n_val else ""))
+    budgets = []  # (iterations left, what limits them)
+    if cpu_left is not None and cpu_per_it:
+        budgets.append((max(cpu_left, 0.0) / cpu_per_it, f"train.max_cpu_time leaves {cpu_left:.0f} CPU s"))
+    if time_left is not None:
+        budgets.append((max(time_left, 0.0) / per_it, f"train.max_time leaves {time_left:.0f} s"))
+    if max_iters is not None or not budgets:
         return text
-    # validations still to come: the grid's, and the last model's when the run ends off the grid
-    n_val = max_iters // every - it // every + int(max_iters % every != 0)
-    return (f"{text}: the remaining {max_iters - it} iterations take about {(max_iters - it) * per_it / 60:.1f} min"
-            + (f", plus {n_val} validation{'s' if n_val != 1 else ''}" if n_val else ""))
+    n, what = min(budgets)
+    cpu = f" ({cpu_per_it:.3f} CPU s)" if cpu_per_it is not None else ""
+    return (f"{text}{cpu}: {what}, about {n:,.0f} more iterations in {n * per_it / 60:.1f} min "
+            "(fewer: validations spend the budget too)")
 
 
 def _tensorboard(out_dir: Path):
@@ -521,7 +540,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             bar.update(1)
             per_it = clock.tick(it)
             if per_it is not None and main:  # an estimate up front (issue 13), from the run's own steps
-                log(pace_message(it, per_it, tcfg))
+                # the CPU budget is all processes' seconds: the ranks' steps are alike
+                log(pace_message(it, per_it, tcfg, cpu_per_it=clock.cpu_per_it * dist_info.world_size,
+                                 cpu_left=None if max_cpu_time is None else max_cpu_time - cpu_used(),
+                                 time_left=None if max_time is None else max_time - (time.time() - t_start)))
             value = loss.detach().to(torch.float64)
             first_bad.copy_(torch.where((first_bad[0] < 0) & ~torch.isfinite(value),
                                         torch.stack([value.new_tensor(float(it)), value]), first_bad))

@@ -475,3 +475,46 @@ def test_augmentation_in_training_only_and_not_with_images(published):
     assert torch.equal(val[0]["points"], ShapeDataset(root, "val", options=_options(**opts), mode="val")[0]["points"])
     with pytest.raises(ValueError, match="data.augment_symmetries"):
         _options(input_type="img", augment_symmetries=True)
+
+
+def test_stretch_keeps_occupancy_of_the_stretched_shape():
+    from onet.data.dataset import stretch
+    gen = torch.Generator().manual_seed(0)
+    pts = torch.rand(4000, 3, generator=gen) - 0.5
+    inside = (pts / torch.tensor([0.4, 0.25, 0.3])).norm(dim=1) < 1  # an ellipsoid
+    factors = np.array([0.8, 0.95, 0.85])
+    out = stretch({"points": pts, "inputs": pts[:300], "pointcloud": pts[300:400], "points.occ": inside.float()},
+                  factors, input_type="pointcloud")
+    # the stretched points fall inside the ellipsoid stretched by the same factors, and only they
+    stretched_axes = torch.tensor([0.4, 0.25, 0.3]) * torch.as_tensor(factors, dtype=torch.float32)
+    assert torch.equal((out["points"] / stretched_axes).norm(dim=1) < 1, inside)
+    assert torch.equal(out["inputs"], out["points"][:300]) and torch.equal(out["pointcloud"], out["points"][300:400])
+    assert out["points"].abs().max() <= 0.5
+
+
+def test_scale_augmentation_in_training_only_on_point_inputs(published):
+    root, _ = published
+    opts = dict(input_type="pointcloud", points_subsample=300)
+    plain = ShapeDataset(root, "train", options=_options(**opts), seed=1)
+    stretched = ShapeDataset(root, "train", options=_options(**opts, augment_scale=0.3), seed=1)
+    both = ShapeDataset(root, "train", options=_options(**opts, augment_scale=0.3, augment_symmetries=True), seed=1)
+    turned = ShapeDataset(root, "train", options=_options(**opts, augment_symmetries=True), seed=1)
+    for i in range(len(plain)):
+        a, b, c, d = plain[i], stretched[i], both[i], turned[i]
+        assert torch.equal(a["points.occ"], b["points.occ"])
+        # the same draws, each axis scaled by one factor in [0.7, 1], inputs with the points
+        factors = b["points"] / a["points"]
+        assert torch.allclose(factors, factors[0].expand_as(factors), atol=1e-5)
+        assert ((factors[0] >= 0.7 - 1e-6) & (factors[0] <= 1 + 1e-6)).all() and not torch.allclose(factors[0], torch.ones(3))
+        assert torch.allclose(b["inputs"], a["inputs"] * factors[0], atol=1e-6)
+        # with the symmetries: the turn first (the same turn as without scaling), then the stretch
+        ratio = c["points"] / d["points"]
+        assert torch.allclose(ratio, ratio[0].expand_as(ratio), atol=1e-5) and (ratio[0] <= 1 + 1e-6).all()
+    val = ShapeDataset(root, "val", options=_options(**opts, augment_scale=0.3), mode="val")
+    assert torch.equal(val[0]["points"], ShapeDataset(root, "val", options=_options(**opts), mode="val")[0]["points"])
+    for bad in (dict(augment_scale=1.0), dict(augment_scale=-0.1)):
+        with pytest.raises(ValueError, match="data.augment_scale"):
+            _options(**opts, **bad)
+    for refused in (dict(input_type="img"), dict(input_type="voxels"), dict(input_type=None, targets=("voxels",))):
+        with pytest.raises(ValueError, match="data.augment_scale"):
+            _options(**{**opts, **refused, "augment_scale": 0.2})

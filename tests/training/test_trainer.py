@@ -49,18 +49,22 @@ def test_a_run_stopping_between_validations_validates_its_last_model(tiny_cfg):
 def test_iteration_clock_times_its_window_only(monkeypatch):
     from onet.training import trainer
     now = [100.0]
+    cpu = [7.0]
     monkeypatch.setattr(trainer.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(trainer.time, "process_time", lambda: cpu[0])
     clock = trainer.IterationClock(10, skip=2, window=3)  # times iterations 13, 14 and 15
 
     def step(it, seconds):
         now[0] += seconds
+        cpu[0] += 1.5 * seconds  # a process keeping 1.5 cores busy
         return clock.tick(it)
 
     assert [step(11, 5.0), step(12, 5.0), step(13, 1.0)] == [None, None, None]
     now[0] += 30.0  # a validation
     clock.restart()
     assert step(14, 2.0) is None
-    assert step(15, 3.0) == pytest.approx(2.0)
+    assert clock.cpu_per_it is None
+    assert step(15, 3.0) == pytest.approx(2.0) and clock.cpu_per_it == pytest.approx(3.0)
     assert step(16, 9.0) is None  # said once
 
 
@@ -72,6 +76,16 @@ def test_pace_message_counts_what_is_left():
     # off the grid: the last model is validated too
     assert pace_message(35, 0.3, {"max_iters": 1000, "validate_every": 400}).endswith("plus 3 validations")
     assert pace_message(35, 0.3, {"max_iters": None, "validate_every": 400}) == "[it 35] 0.300 s per iteration"
+    # a budget instead of a count: the iterations it leaves room for, the tighter budget deciding
+    budget = {"max_iters": None, "validate_every": 500}
+    assert pace_message(35, 0.25, budget, cpu_per_it=0.5, cpu_left=3000.0) == (
+        "[it 35] 0.250 s per iteration (0.500 CPU s): train.max_cpu_time leaves 3000 CPU s, about 6,000 more "
+        "iterations in 25.0 min (fewer: validations spend the budget too)")
+    assert "train.max_time leaves 600 s, about 2,400 more iterations in 10.0 min" in pace_message(
+        35, 0.25, budget, cpu_per_it=0.5, cpu_left=3000.0, time_left=600.0)
+    # a count ends the run first when one is set: the count's message
+    assert "the remaining 965 iterations" in pace_message(35, 0.3, {"max_iters": 1000, "validate_every": 400},
+                                                          cpu_per_it=0.5, cpu_left=10.0)
 
 
 def test_a_run_logs_its_pace_once(tiny_cfg):
@@ -81,6 +95,17 @@ def test_a_run_logs_its_pace_once(tiny_cfg):
     paces = [line for line in lines if "s per iteration" in line]
     assert len(paces) == 1 and paces[0].startswith("[it 35] ")
     assert "the remaining 5 iterations take about" in paces[0] and paces[0].endswith("plus 1 validation")
+
+
+def test_a_budgeted_run_logs_the_iterations_its_budget_allows(tiny_cfg):
+    # no iteration count: epochs end this run, the CPU budget is what the message speaks of
+    tiny_cfg["train"].update(max_iters=None, max_epochs=40, max_cpu_time=10_000.0, lr_schedule="constant",
+                             validate_every=1000, checkpoint_every=1000)
+    lines = []
+    train(tiny_cfg, progress=False, log=lines.append)
+    paces = [line for line in lines if "s per iteration" in line]
+    assert len(paces) == 1 and paces[0].startswith("[it 35] ")
+    assert "train.max_cpu_time leaves" in paces[0] and "more iterations in" in paces[0]
 
 
 def test_resume_continues_the_iteration_count(tiny_cfg):
