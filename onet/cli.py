@@ -322,8 +322,14 @@ def _run(args) -> int:
         return run_preprocess(args)
 
     if args.verb == "train":
-        from onet.training import train
+        from onet.training import launch, processes_for, train
+        from onet.utils.device import resolve_device
         cfg = load_config(args.config, args.overrides)
+        processes = processes_for(cfg, resolve_device(args.device or cfg["device"]).type)
+        if processes > 1:  # train.cpu_processes: this command again, as that many ranks
+            argv = ["train", args.config, *args.overrides, *(["--device", args.device] if args.device else []),
+                    *(["--no-progress"] if args.no_progress else []), *(["--debug"] if getattr(args, "debug", False) else [])]
+            return launch(argv, processes)
         train(cfg, device=args.device, progress=not args.no_progress)
         return 0
 

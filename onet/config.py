@@ -14,7 +14,8 @@ section of configs/default.yaml (the type is taken from the default);
 (2) if the default is null, give its type in NULLABLE_TYPES; (3) a size,
 count, interval or limit gets a Range in RANGES (AT_LEAST_1, NON_NEGATIVE,
 POSITIVE or Range(low, high)); a string with fixed values gets CHOICES; a
-string that may be empty goes in EMPTY_STRING_ALLOWED; (4) a rule tying it to
+string that may be empty goes in EMPTY_STRING_ALLOWED; a number that may also
+be "auto" goes in AUTO_ALLOWED; (4) a rule tying it to
 other keys goes in `_check_across`. tests/test_config.py checks that every
 RANGES/CHOICES key exists in the defaults.
 
@@ -85,6 +86,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "evaluation.sweep_rule": ("one_se", "max"),  # onet.evaluation.sweep.choose_threshold
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
+# Number keys that also take the string "auto" (resolved where the key is used).
+AUTO_ALLOWED = {"train.cpu_processes"}  # onet.training.launch.resolve_cpu_processes
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,7 @@ RANGES: dict[str, Range] = {
     "data.points_iou_subsample": AT_LEAST_1,
     "data.points_jitter": NON_NEGATIVE,
     "data.points_near_surface_ratio": Range(0, 1),
+    "data.augment_scale": Range(0, 1, high_inclusive=False),
     "data.img_size": AT_LEAST_1,
     "data.pointcloud_n": AT_LEAST_1,
     "data.pointcloud_noise": NON_NEGATIVE,
@@ -133,6 +137,7 @@ RANGES: dict[str, Range] = {
     "train.checkpoint_every": AT_LEAST_1,
     "train.print_every": AT_LEAST_1,
     "train.num_workers": NON_NEGATIVE,
+    "train.cpu_processes": AT_LEAST_1,
     "train.val_points_chunk": AT_LEAST_1,
     "test.threshold": Range(0, 1, low_inclusive=False, high_inclusive=False),
     "generation.resolution_0": Range(2),
@@ -328,6 +333,8 @@ def _check_type(key: str, value: Any, default: Any) -> Any:
     if key in FREE_FORM:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}' must be a mapping, got {value!r}")
+        return value
+    if key in AUTO_ALLOWED and value == "auto":
         return value
     if key in CHOICES:
         if value is None and key in NULL_ALLOWED_CHOICES:

@@ -24,7 +24,7 @@ the test split; `--parallel` trains them side by side):
     pc_cpu_p1k     the same with 1024 occupancy points per object (data.points_subsample)
     pc_cpu_b8p4k   the same with batch 8 and 4096 points per object (the same points per step)
     pc_cpu_pe7     the same with sin / cos of the query point at 7 octaves beside it (fourier_levels)
-    pc_cpu_s20     the same with training objects stretched by 0.8-1 along each axis (data.augment_scale)
+    pc_cpu_s0      the same without stretching the training objects (data.augment_scale=0, the config until 2026-12-06)
     pc_global_cpu  configs/pointcloud_global_cpu.yaml (the thesis's global-code model, scaled down)
     img_cpu        configs/img_cpu.yaml
 The meshes are cut at the threshold tau chosen on the validation split
@@ -97,8 +97,8 @@ RUNS = {
     # the decoder told where in a plane cell each point lies: sin / cos of p at 7 octaves
     # (periods down to one cell of the 32 x 32 planes) beside p
     "pc_cpu_pe7": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.fourier_levels=7"]),
-    # every training object stretched by a random factor in [0.8, 1] along each axis
-    "pc_cpu_s20": ("configs/pointcloud_cpu.yaml", ["data.augment_scale=0.2"]),
+    # the training objects not stretched (the config stretches them by 0.8-1 along each axis)
+    "pc_cpu_s0": ("configs/pointcloud_cpu.yaml", ["data.augment_scale=0"]),
     "img_cpu": ("configs/img_cpu.yaml", []),
     "pc_global_cpu": ("configs/pointcloud_global_cpu.yaml", []),
 }
@@ -267,8 +267,9 @@ def run(name: str, args) -> dict:
             raise SystemExit(f"--skip-train: no {out / 'model_best.pt'}")
         cpu_train = _checkpoint_cpu_seconds(out / "model.pt")
     else:
-        cpu_train = onet(["train", config, *common, "--device", "cpu", "--no-progress"], args,
-                         log_to=out / "log.txt", procs=args.procs)
+        # the processes are this script's (--procs), not the config's train.cpu_processes
+        cpu_train = onet(["train", config, *common, "train.cpu_processes=1", "--device", "cpu", "--no-progress"],
+                         args, log_to=out / "log.txt", procs=args.procs)
     t_train = None if args.skip_train else time.time() - t0
     # --overwrite: a rerun (no run.json yet) redoes the meshes, also those of a swept tau
     onet(["generate", config, *common, "--device", "cpu", "--overwrite", "--no-progress"], args, log_to=out / "log.txt")

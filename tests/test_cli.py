@@ -191,13 +191,19 @@ def test_cpu_point_cloud_config_trains_generates_and_evaluates(tmp_path):
               "--img-size", 32, "--watertight-resolution", 32, "--near-surface", 500, "--no-progress")
     assert res.returncode == 0, res.stderr
     common = [f"data.path={data}", f"out_dir={tmp_path / 'run'}", "train.max_cpu_time=null", "train.max_iters=3",
-              "train.batch_size=2", "data.points_subsample=128", "data.points_iou_subsample=500",
+              "train.batch_size=4", "data.points_subsample=128", "data.points_iou_subsample=500",
               "model.encoder_kwargs={hidden_dim: 8, plane_resolution: 8, unet_levels: 2, unet_channels: 4}",
               "model.decoder_kwargs={hidden_size: 8, n_blocks: 2}", "model.c_dim=8",
               "generation.resolution_0=8", "generation.upsampling_steps=1", "generation.refinement_step=2",
               "generation.vertex_normals=true", "evaluation.n_points=2000", "--no-progress"]
-    res = run("train", "configs/pointcloud_cpu.yaml", *common)
+    # trained as 2 single-threaded processes (train.cpu_processes; auto would give 1 for a batch of 2)
+    res = run("train", "configs/pointcloud_cpu.yaml", *common, "train.cpu_processes=2")
     assert res.returncode == 0, res.stderr
+    assert "training as 2 processes x 1 thread" in res.stdout
+    from onet.utils.checkpoints import load_checkpoint
+    assert load_checkpoint(tmp_path / "run" / "model.pt")["it"] == 3
+    res = run("train", "configs/pointcloud_cpu.yaml", *common, "train.cpu_processes=3", "train.max_iters=4")
+    assert res.returncode == 2 and "train.cpu_processes" in res.stderr and "training as" not in res.stdout
     res = run("generate", "configs/pointcloud_cpu.yaml", *common)
     assert res.returncode == 0, res.stderr
     assert len(list((tmp_path / "run" / "generation" / "meshes").rglob("*.ply"))) >= 1

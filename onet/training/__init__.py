@@ -3,10 +3,13 @@
 Public entry points (other stages and the CLI use only these):
     train(cfg, device=None, progress=True) -> TrainResult
     make_optimizer(model, lr, device) -> the Adam training uses (e.g. to time steps as training runs them)
+    processes_for(cfg, device_type) -> how many processes `onet train` of cfg starts (train.cpu_processes)
+    launch(argv, processes) -> runs `onet ARGV` as that many data-parallel processes, returns the exit code
 """
 
 from onet.models.latent import is_latent_gan
 from onet.training.latent_gan import train_latent_gan
+from onet.training.launch import launch, processes_for
 from onet.training.trainer import TrainResult, make_optimizer
 from onet.training.trainer import train as train_occupancy
 
@@ -23,4 +26,4 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
     return train_occupancy(cfg, device=device, progress=progress, log=log)
 
 
-__all__ = ["train", "TrainResult", "make_optimizer"]
+__all__ = ["train", "TrainResult", "make_optimizer", "processes_for", "launch"]
