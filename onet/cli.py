@@ -36,6 +36,7 @@ records them) unless --overwrite.
   onet train configs/img.yaml data.path=data/ShapeNet out_dir=out/img
   onet train configs/pointcloud.yaml train.batch_size=32 train.max_iters=100000 --device cuda
   torchrun --nproc_per_node 4 -m onet train configs/img.yaml      # 4 GPUs, DDP
+  onet train configs/pointcloud_cpu.yaml data.path=data/mine   # a CPU: one process per core (train.cpu_processes)
   onet train configs/latent_gan.yaml latent_gan.gamma=1   # latent GAN on a trained VAE's codes
       (NS loss + R1 = gamma/2 E||grad_x D||^2, the thesis convention: public code's gamma 10 is 20 here)
 Running the same command again resumes from out_dir/model.pt.
