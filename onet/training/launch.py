@@ -20,18 +20,11 @@ import time
 from pathlib import Path
 
 from onet.utils.errors import ConfigError
+from onet.utils.parallel import SINGLE_THREAD_ENV, usable_cpus
 
 # auto never gives a process fewer objects of the global batch than this: below it the
 # per-process steps get too small for the gradient all-reduce to pay
 MIN_OBJECTS_PER_PROCESS = 4
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask: a container's or taskset's share)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def resolve_cpu_processes(value, batch_size: int, cpus: int) -> int:
@@ -55,7 +48,7 @@ def processes_for(cfg: dict, device_type: str, *, cpus: int | None = None) -> in
     """How many processes `onet train` of CFG starts: 1 unless on a CPU, not already under
     torchrun (WORLD_SIZE set), with train.cpu_processes above 1."""
     value = cfg["train"].get("cpu_processes", 1)
-    n = resolve_cpu_processes(value, int(cfg["train"]["batch_size"]), cpus or available_cpus())
+    n = resolve_cpu_processes(value, int(cfg["train"]["batch_size"]), cpus or usable_cpus())
     if device_type != "cpu" or "WORLD_SIZE" in os.environ:
         return 1
     return n
@@ -72,10 +65,10 @@ def launch(argv: list[str], processes: int, *, cpus: int | None = None, log=prin
     environment torchrun would give them); returns the job's exit code: 0, or the first failed
     rank's (the others are stopped then). Rank 0 speaks; another rank's errors are shown when
     rank 0 did not fail itself (all ranks meet the same bad file: it is said once)."""
-    threads = max(1, (cpus or available_cpus()) // processes)
+    threads = max(1, (cpus or usable_cpus()) // processes)
     log(f"training as {processes} processes x {threads} thread{'s' if threads > 1 else ''} "
         f"(train.cpu_processes; data-parallel on this CPU, the batch split between them)")
-    base = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+    base = {**os.environ, **{name: str(threads) for name in SINGLE_THREAD_ENV},
             "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": str(processes),
             "LOCAL_WORLD_SIZE": str(processes)}
     with tempfile.TemporaryDirectory(prefix="onet-ranks-") as tmp:

@@ -13,6 +13,7 @@ import os
 import torch
 
 from onet.utils.errors import ConfigError
+from onet.utils.parallel import usable_cpus
 
 
 def resolve_device(name: str) -> torch.device:
@@ -60,7 +61,7 @@ def loader_settings(device: torch.device, num_workers: int | None, pin_memory: b
         raise ConfigError(f"config key 'train.num_workers' must be >= 0 or null, got {num_workers}")
     if num_workers is None:
         if cuda:
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            cores = usable_cpus()
             num_workers = max(1, min(8, cores // max(1, processes_per_node) - 1))
         else:
             num_workers = 0
@@ -83,7 +84,7 @@ def marching_cubes_workers(device: torch.device, workers: int | None, *, process
         return int(workers)
     if torch.device(device).type != "cuda":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cpus()
     return max(1, min(32, cores // max(1, processes_per_node) - 2))
 
 
