@@ -138,6 +138,7 @@ RANGES: dict[str, Range] = {
     "train.print_every": AT_LEAST_1,
     "train.num_workers": NON_NEGATIVE,
     "train.cpu_processes": AT_LEAST_1,
+    "train.model_selection_tolerance": NON_NEGATIVE,
     "train.val_points_chunk": AT_LEAST_1,
     "test.threshold": Range(0, 1, low_inclusive=False, high_inclusive=False),
     "generation.resolution_0": Range(2),

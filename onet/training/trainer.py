@@ -11,7 +11,8 @@ Guarantees (issue 12):
 - A non-finite training loss stops the run with an error naming the iteration;
   no checkpoint with non-finite parameters is ever written; a non-finite
   validation metric stops the run and is never "best".
-- model_best.pt survives any kill: an iteration validates before it writes
+- model_best.pt is the best validated checkpoint, or with train.model_selection_tolerance
+  the latest one within that of the best; it survives any kill: an iteration validates before it writes
   model.pt, and a resume takes the best metric recorded in model_best.pt.
 - Ranks agree when to stop: rank 0 decides (its clock for train.max_time) and
   every rank follows, and a non-finite loss on any rank stops all of them.
@@ -440,15 +441,18 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             shown = ", ".join(f"val_{k} {metrics[f'val_{k}']}" for k in model.val_metrics)
             raise NonFiniteError(f"validation at iteration {it} gave {shown}: the model's outputs are not finite; "
                                  f"{best_path} keeps its earlier state. Lower train.lr or check the data")
-        better = best is None or (value > best if tcfg["model_selection_mode"] == "max" else value < best)
+        better, kept = _selection(value, best, tcfg["model_selection_mode"], tcfg["model_selection_tolerance"])
         if better:
             best = value
-            checkpoint(best_path)
+        if better or kept:
+            checkpoint(best_path)  # records the best metric itself, so a later tolerance is measured from it
         if not main:
             return metrics
         shown = "  ".join(f"val_{name} {metrics[f'val_{name}']:.4f}" for name in model.val_metrics)
         log(f"[it {it}] {shown}"
-            + ("  (new best)" if better else "") + (f"  skipped {metrics['val_skipped']}" if metrics["val_skipped"] else ""))
+            + ("  (new best)" if better else "")
+            + (f"  (model_best.pt: within {tcfg['model_selection_tolerance']:g} of the best {best:.4f})" if kept else "")
+            + (f"  skipped {metrics['val_skipped']}" if metrics["val_skipped"] else ""))
         metrics_log.write(it=it, epoch=epoch, time=round(time.time() - t_start, 2), **metrics)
         if tb is not None:
             for name in model.val_metrics:
@@ -605,6 +609,20 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         if tb is not None:
             tb.close()
     return TrainResult(out_dir, it, epoch, best, last_val, skipped_total, stop_reason)
+
+
+def _selection(value: float, best: float | None, mode: str, tolerance: float) -> tuple[bool, bool]:
+    """(a new best, kept as model_best.pt though not better): the latter when within `tolerance`.
+
+    Validation on a few dozen objects is noisy: once the metric plateaus its maximum is
+    often an early checkpoint by chance, while the later ones, trained at smaller learning
+    rates, do better on the test split. A tolerance prefers the latest checkpoint that is not
+    measurably worse than the best; 0 keeps the strict "better than all before" rule.
+    """
+    if best is None:
+        return True, False
+    gain = value - best if mode == "max" else best - value
+    return gain > 0, tolerance > 0 and -tolerance <= gain <= 0
 
 
 def _best_so_far(best: float | None, best_path: Path, mode: str) -> float | None:

@@ -46,6 +46,30 @@ def test_a_run_stopping_between_validations_validates_its_last_model(tiny_cfg):
     assert [int(r["it"]) for r in rows if r["val_iou"]] == [2, 4, 5, 6]
 
 
+@pytest.mark.parametrize("tolerance, chosen", [(0.0, 2), (0.01, 3), (0.03, 5)])
+def test_model_selection_tolerance_prefers_the_latest_checkpoint_near_the_best(tiny_cfg, monkeypatch, tolerance, chosen):
+    from onet.training import trainer
+    # a noisy plateau: the maximum at iteration 2, then 0.005, 0.02 and 0.015 below it
+    scores = iter([0.40, 0.50, 0.495, 0.48, 0.485])
+    monkeypatch.setattr(trainer, "validate", lambda *a, **k: {"val_loss": 1.0, "val_iou": next(scores), "val_skipped": 0})
+    tiny_cfg["train"].update(max_iters=5, validate_every=1, model_selection_tolerance=tolerance)
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    best = load_checkpoint(result.out_dir / "model_best.pt")
+    assert best["it"] == chosen and best["best_metric"] == pytest.approx(0.50) == result.best_metric
+
+
+def test_selection_rule_in_both_directions():
+    from onet.training.trainer import _selection
+    assert _selection(0.3, None, "max", 0.0) == (True, False)
+    assert _selection(0.49, 0.5, "max", 0.0) == (False, False)
+    assert _selection(0.5, 0.5, "max", 0.0) == (False, False)  # strict: a tie keeps the earlier one
+    assert _selection(0.5, 0.5, "max", 0.01) == (False, True)
+    assert _selection(0.485, 0.5, "max", 0.01) == (False, False)
+    assert _selection(10.5, 10.0, "min", 1.0) == (False, True)  # a loss: lower is better
+    assert _selection(9.0, 10.0, "min", 1.0) == (True, False)
+    assert _selection(11.5, 10.0, "min", 1.0) == (False, False)
+
+
 def test_iteration_clock_times_its_window_only(monkeypatch):
     from onet.training import trainer
     now = [100.0]
