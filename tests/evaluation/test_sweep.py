@@ -133,6 +133,32 @@ def test_sweep_writes_csv_json_png_and_picks_a_grid_tau(trained_cfg, tmp_path):
     png = Image.open(tmp_path / "sweep" / "sweep.png")
     assert png.format == "PNG" and png.width > 500
     assert "| tau |" in result.markdown
+    # no near-surface samples in this dataset: no such column
+    assert all(r["iou_near"] is None for r in result.rows) and "near surface" not in result.markdown
+
+
+def test_sweep_scores_the_near_surface_samples_where_the_dataset_has_them(trained_cfg, tmp_path):
+    # a copy of the dataset whose near-surface files hold each object's uniform points: the same
+    # seeded draw from the same points, so the column must equal the IoU at every tau
+    root = tmp_path / "data"
+    shutil.copytree(trained_cfg["data"]["path"], root)
+    for points in root.glob("*/*/points.npz"):
+        shutil.copy(points, points.with_name("points_near_surface.npz"))
+    trained_cfg["data"]["path"] = str(root)
+    result = sweep(trained_cfg, output=tmp_path / "sweep", progress=False, log=quiet)
+    assert all(r["iou_near"] == pytest.approx(r["iou"], abs=1e-12) for r in result.rows)
+    assert "IoU (near surface)" in result.markdown
+    rows = list(csv.DictReader(open(tmp_path / "sweep" / "sweep.csv")))
+    assert all(float(r["iou_near"]) == pytest.approx(float(r["iou"]), abs=1e-6) for r in rows)
+    # inverted occupancies near the surface: a different column, the IoU (and so the choice) as before
+    for near in root.glob("*/*/points_near_surface.npz"):
+        with np.load(near) as f:
+            arrays = dict(f)
+        arrays["occupancies"] = np.packbits(~np.unpackbits(arrays["occupancies"]).astype(bool))
+        np.savez(near, **arrays)
+    flipped = sweep(trained_cfg, output=tmp_path / "sweep2", progress=False, log=quiet)
+    assert [r["iou"] for r in flipped.rows] == [r["iou"] for r in result.rows] and flipped.best_tau == result.best_tau
+    assert any(abs(r["iou_near"] - r["iou"]) > 0.05 for r in flipped.rows)
 
 
 def test_cli_sweep_exits_zero(trained_cfg, tmp_path):
@@ -158,7 +184,7 @@ def test_full_sweep_meshes_and_scores_each_tau(trained_cfg, tmp_path):
         assert 0 <= r["mesh_iou"] <= 1 and r["normal_consistency"] is not None
         assert math.isclose(r["chamfer_l1"], (r["accuracy"] + r["completeness"]) / 2, rel_tol=1e-6)
     header = next(csv.reader(open(out / "sweep.csv")))
-    assert header == ["tau", "iou", "mesh_iou", "accuracy", "completeness", "chamfer_l1", "normal_consistency"]
+    assert header == ["tau", "iou", "iou_near", "mesh_iou", "accuracy", "completeness", "chamfer_l1", "normal_consistency"]
 
 
 def test_vae_sweep_scores_the_posterior_mean_like_training_validation(tiny_vae_cfg, tmp_path):
@@ -184,3 +210,22 @@ def test_vae_sweep_scores_the_posterior_mean_like_training_validation(tiny_vae_c
     prior = validate(model, val_loader(cfg), torch.device("cpu"), tau)["val_iou"]
     assert abs(posterior - prior) > 1e-3
     assert {r["tau"]: r["iou"] for r in result.rows}[tau] == pytest.approx(posterior, abs=1e-9)
+
+
+@pytest.mark.parametrize("near_at_chosen, warned", [(0.3870, True), (0.4150, False), (None, False)])
+def test_the_advice_says_when_the_chosen_tau_loses_the_surface(monkeypatch, tmp_path, near_at_chosen, warned):
+    from onet.evaluation import sweep as sweep_module
+    from onet.evaluation.sweep import SweepResult, run_sweep
+
+    # the real-data benchmark's seed-2 validation figures: IoU up 0.006 from 0.35 to 0.4, near-surface IoU down
+    rows = [{"tau": 0.35, "iou": 0.4925, "iou_near": None if near_at_chosen is None else 0.4207},
+            {"tau": 0.4, "iou": 0.4984, "iou_near": near_at_chosen}]
+    result = SweepResult(rows=rows, best_tau=0.4, criterion="iou", current_tau=0.35, n_objects=37,
+                         files={"sweep.csv": tmp_path / "sweep.csv"}, markdown="", max_tau=0.4, rule="one_se")
+    monkeypatch.setattr(sweep_module, "sweep", lambda *a, **k: result)
+    lines = []
+    assert run_sweep({}, log=lines.append) == 0
+    text = "\n".join(lines)
+    assert ("near the surface it scores 0.3870 against 0.4207 at 0.35" in text) == warned
+    assert ("recommended by the IoU: set test.threshold=0.4" in text) == warned
+    assert "set test.threshold=0.4" in text
