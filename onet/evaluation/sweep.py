@@ -135,37 +135,38 @@ def sweep_iou(model, loader, thresholds=DEFAULT_TAUS, device="cpu", *,
 
 def val_loader(cfg: dict, device: str | torch.device = "cpu") -> torch.utils.data.DataLoader:
     """The validation split exactly as `onet train` validates on it (seeded per object)."""
-    from onet.data.dataset import DataOptions, ShapeDataset, collate
-    from onet.utils.device import loader_settings
-
-    data = cfg["data"]
-    dataset = ShapeDataset(data["path"], data["val_split"], options=DataOptions.from_config(data),
-                           classes=data["classes"], mode="val", seed=cfg["seed"])
+    dataset = _val_dataset(cfg)
     if len(dataset) == 0:
-        raise RuntimeError(f"{data['path']}: the validation split '{data['val_split']}' is empty")
-    workers, pin = loader_settings(device, cfg["train"]["num_workers"], cfg["train"]["pin_memory"])
-    return torch.utils.data.DataLoader(dataset, batch_size=cfg["train"]["val_batch_size"], shuffle=False,
-                                       collate_fn=collate, num_workers=workers, pin_memory=pin)
+        raise RuntimeError(f"{cfg['data']['path']}: the validation split '{cfg['data']['val_split']}' is empty")
+    return _loader(cfg, dataset, device)
 
 
 def near_surface_loader(cfg: dict, device: str | torch.device = "cpu") -> torch.utils.data.DataLoader | None:
     """The validation objects' near-surface samples (seeded per object as `val_loader`), or None
     where no validation object has the file."""
+    dataset = _val_dataset(cfg, near_surface=True)
+    name = dataset.options.points_file
+    have = [i for i, (cat, mid) in enumerate(dataset.items) if (dataset.root / cat / mid / name).is_file()]
+    return _loader(cfg, torch.utils.data.Subset(dataset, have), device) if have else None
+
+
+def _val_dataset(cfg: dict, *, near_surface: bool = False):
     import dataclasses
 
-    from onet.data.dataset import DataOptions, ShapeDataset, collate
-    from onet.utils.device import loader_settings
+    from onet.data.dataset import DataOptions, ShapeDataset
 
     data = cfg["data"]
     options = DataOptions.from_config(data)
-    # the validation objects read through their near-surface file in place of points.npz
-    options = dataclasses.replace(options, points_file=options.points_near_surface_file)
-    dataset = ShapeDataset(data["path"], data["val_split"], options=options, classes=data["classes"], mode="val",
-                           seed=cfg["seed"])
-    have = [i for i, (cat, mid) in enumerate(dataset.items) if (dataset.root / cat / mid / options.points_file).is_file()]
-    if not have:
-        return None
-    dataset = torch.utils.data.Subset(dataset, have)
+    if near_surface:  # the same objects read through their near-surface file in place of points.npz
+        options = dataclasses.replace(options, points_file=options.points_near_surface_file)
+    return ShapeDataset(data["path"], data["val_split"], options=options, classes=data["classes"], mode="val",
+                        seed=cfg["seed"])
+
+
+def _loader(cfg: dict, dataset, device) -> torch.utils.data.DataLoader:
+    from onet.data.dataset import collate
+    from onet.utils.device import loader_settings
+
     workers, pin = loader_settings(device, cfg["train"]["num_workers"], cfg["train"]["pin_memory"])
     return torch.utils.data.DataLoader(dataset, batch_size=cfg["train"]["val_batch_size"], shuffle=False,
                                        collate_fn=collate, num_workers=workers, pin_memory=pin)
