@@ -105,7 +105,7 @@ RUNS = {
     # against 1.12 (Zen 3), but less learnt per CPU second (validation IoU 0.4882 vs 0.5035 at 2,350 CPU s)
     "pc_cpu_u8": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=8"]),
     # 32 x 32 planes (the config until 2026-12-06): 0.35x the CPU time of a step, ~2.4x the
-    # iterations in the budget; test IoU 0.510-0.514 vs 0.525 on Zen 3, 0.437 vs 0.483 on the thin set
+    # iterations in the budget; test IoU 0.510-0.514 vs 0.520-0.525 on Zen 3, 0.437 vs 0.483 on the thin set
     "pc_cpu_p32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=32"]),
     # the decoder at twice the width (hidden 64): 1.5x the step
     "pc_cpu_h64": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.hidden_size=64"]),
