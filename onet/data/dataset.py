@@ -316,8 +316,11 @@ class ShapeDataset(torch.utils.data.Dataset):
 
     def count_missing_near_surface(self) -> int:
         """Objects of this split without the near-surface file (they train on uniform points only)."""
-        name = self.options.points_near_surface_file
-        return sum(not (self.root / cat / mid / name).is_file() for cat, mid in self.items)
+        return len(self.items) - len(self.indices_with(self.options.points_near_surface_file))
+
+    def indices_with(self, name: str) -> list[int]:
+        """Indices of the objects whose folder holds the file `name`."""
+        return [i for i, (cat, mid) in enumerate(self.items) if (self.root / cat / mid / name).is_file()]
 
     def _cached(self, path: Path, read: Callable[[Path], Any]) -> Any:
         """read(path), kept in memory after the first call when data.cache_points is set."""

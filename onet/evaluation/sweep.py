@@ -32,6 +32,7 @@ import csv
 import io
 import json
 import math
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,14 +146,11 @@ def near_surface_loader(cfg: dict, device: str | torch.device = "cpu") -> torch.
     """The validation objects' near-surface samples (seeded per object as `val_loader`), or None
     where no validation object has the file."""
     dataset = _val_dataset(cfg, near_surface=True)
-    name = dataset.options.points_file
-    have = [i for i, (cat, mid) in enumerate(dataset.items) if (dataset.root / cat / mid / name).is_file()]
+    have = dataset.indices_with(dataset.options.points_file)
     return _loader(cfg, torch.utils.data.Subset(dataset, have), device) if have else None
 
 
 def _val_dataset(cfg: dict, *, near_surface: bool = False):
-    import dataclasses
-
     from onet.data.dataset import DataOptions, ShapeDataset
 
     data = cfg["data"]
