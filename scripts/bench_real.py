@@ -19,12 +19,14 @@ the test split; `--parallel` trains them side by side):
     pc_cpu         configs/pointcloud_cpu.yaml (local features; near-surface ratio of the config)
     pc_cpu_r0      the same with data.points_near_surface_ratio=0 (the near-surface comparison)
     pc_cpu_r75     the same with data.points_near_surface_ratio=0.75
-    pc_cpu_u32     the same with the U-Net at twice the width (unet_channels 32, shipped until 2026-12-03)
-    pc_cpu_u8      the same with the U-Net at half the width (unet_channels 8)
-    pc_cpu_p32     the same with 32 x 32 planes (the config until 2026-12-06)
+    pc_cpu_u16     the same with the U-Net at 3 levels of 16-64 channels (the config until 2026-12-07)
+    pc_cpu_u32     the same with the U-Net at 3 levels of 32-128 channels (shipped until 2026-12-03)
+    pc_cpu_u8      the same with the U-Net at 3 levels of 8-32 channels
+    pc_cpu_p32     the same with 32 x 32 planes and the U-Net at 3 levels of 16-64 (the config until 2026-12-06)
     pc_cpu_h64     the same with the decoder at twice the width (hidden_size 64)
     pc_cpu_ema     the same with a moving average of the weights (train.ema_decay 0.999)
     pc_cpu_p1k     the same with 1024 occupancy points per object (data.points_subsample)
+    pc_cpu_p4k     the same with 4096 occupancy points per object
     pc_cpu_b8p4k   the same with batch 8 and 4096 points per object (the same points per step)
     pc_cpu_pe7     the same with sin / cos of the query point at 7 octaves beside it (fourier_levels)
     pc_cpu_s0      the same without stretching the training objects (data.augment_scale=0, the config until 2026-12-06)
@@ -93,20 +95,28 @@ THIN_CLASSES = {
 }
 CLASS_SETS = {"benchmark": CLASSES, "thin": THIN_CLASSES}
 
+# the U-Net of the config until 2026-12-07 (3 levels of 16-64 channels on 64 x 64 planes)
+U16 = ["model.encoder_kwargs.unet_channels=16", "model.encoder_kwargs.unet_levels=3"]
 RUNS = {
     "pc_cpu": ("configs/pointcloud_cpu.yaml", []),
     "pc_cpu_r0": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0"]),
     # three quarters of the occupancy points near the surface instead of half
     "pc_cpu_r75": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0.75"]),
-    # the U-Net at 32-128 channels (the config until 2026-12-03): the same validation IoU per
-    # iteration, 1.9x the CPU time of a step on CPUs without bf16
-    "pc_cpu_u32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=32"]),
-    # the U-Net at half the width (8-32 channels): at 64 x 64 planes 0.52 CPU s per training iteration
-    # against 1.12 (Zen 3), but less learnt per CPU second (validation IoU 0.4882 vs 0.5035 at 2,350 CPU s)
-    "pc_cpu_u8": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=8"]),
-    # 32 x 32 planes (the config until 2026-12-06): 0.35x the CPU time of a step, ~2.4x the
-    # iterations in the budget; test IoU 0.510-0.514 vs 0.520-0.525 on Zen 3, 0.437 vs 0.483 on the thin set
-    "pc_cpu_p32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=32"]),
+    # the U-Net at 3 levels of 16-64 channels (the config until 2026-12-07): the same channels at
+    # 32 x 32 and below as the config, twice as many at 64 x 64 and no 8 x 8 level; 1.6x the CPU
+    # time of a step (Zen 3), fewer iterations in the budget
+    "pc_cpu_u16": ("configs/pointcloud_cpu.yaml", U16),
+    # 3 levels of 32-128 channels (the config until 2026-12-03, then on 32 x 32 planes): the same
+    # validation IoU per iteration as 16-64, 1.9x the CPU time of a step on CPUs without bf16
+    "pc_cpu_u32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=32",
+                                                   "model.encoder_kwargs.unet_levels=3"]),
+    # 3 levels of 8-32 channels: at 64 x 64 planes 0.52 CPU s per training iteration against 1.12 for
+    # 16-64 (Zen 3), but less learnt per CPU second (validation IoU 0.4882 vs 0.5035 at 2,350 CPU s)
+    "pc_cpu_u8": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=8",
+                                                  "model.encoder_kwargs.unet_levels=3"]),
+    # 32 x 32 planes and the 16-64 U-Net (the config until 2026-12-06): 0.35x the CPU time of a step of
+    # the 64 x 64 / 16-64 config; test IoU 0.510-0.514 vs 0.520-0.525 on Zen 3, 0.437 vs 0.483 on the thin set
+    "pc_cpu_p32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=32", *U16]),
     # the decoder at twice the width (hidden 64): 1.5x the step
     "pc_cpu_h64": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.hidden_size=64"]),
     # batch 32 and the thesis's MISE rule (the config until 2026-12-04)
@@ -115,6 +125,9 @@ RUNS = {
     "pc_cpu_ema": ("configs/pointcloud_cpu.yaml", ["train.ema_decay=0.999"]),
     # half the occupancy points per object (1024): the decoder's half of the step halves
     "pc_cpu_p1k": ("configs/pointcloud_cpu.yaml", ["data.points_subsample=1024"]),
+    # twice the occupancy points per object (4096): 1.14x the step on 64 x 64 planes, no more learnt
+    # (half budget, Zen 3: test IoU 0.499 vs 0.496-0.500; 8,192 points 0.493)
+    "pc_cpu_p4k": ("configs/pointcloud_cpu.yaml", ["data.points_subsample=4096"]),
     # half the objects per batch at twice the points (the same points per step): the U-Net's
     # half of the step halves
     "pc_cpu_b8p4k": ("configs/pointcloud_cpu.yaml", ["train.batch_size=8", "data.points_subsample=4096"]),

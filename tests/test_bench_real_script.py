@@ -124,3 +124,18 @@ def test_config_threshold_reads_the_config_and_its_overrides():
     assert bench._config_threshold("configs/pointcloud_cpu.yaml", []) == pytest.approx(0.35)
     assert bench._config_threshold("configs/pointcloud.yaml", []) == pytest.approx(0.2)
     assert bench._config_threshold("configs/pointcloud_cpu.yaml", ["test.threshold=0.3"]) == pytest.approx(0.3)
+
+
+def test_every_run_is_a_config_that_loads_and_builds():
+    # a run's overrides must stay valid as the configs change under them (e.g. a plane
+    # resolution the U-Net's levels do not divide)
+    bench = _load()
+    from onet.config import load_config
+    from onet.models import build_model, count_parameters
+    sizes = {}
+    for name, (config, overrides) in bench.RUNS.items():
+        cfg = load_config(bench.REPO / config, overrides)
+        sizes[name] = count_parameters(build_model(cfg["model"], pretrained=False))
+    # the comparison runs differ from the shipped config where they say they do
+    assert sizes["pc_cpu_u16"] != sizes["pc_cpu"] and sizes["pc_cpu_u8"] < sizes["pc_cpu_u16"] < sizes["pc_cpu_u32"]
+    assert sizes["pc_cpu_p32"] == sizes["pc_cpu_u16"]  # the planes' size is not a weight
