@@ -95,8 +95,12 @@ THIN_CLASSES = {
 }
 CLASS_SETS = {"benchmark": CLASSES, "thin": THIN_CLASSES}
 
-# the U-Net of the config until 2026-12-07 (3 levels of 16-64 channels on 64 x 64 planes)
-U16 = ["model.encoder_kwargs.unet_channels=16", "model.encoder_kwargs.unet_levels=3"]
+
+def _unet(channels: int, levels: int) -> list[str]:
+    """Overrides for a U-Net of `levels` levels starting at `channels` channels."""
+    return [f"model.encoder_kwargs.unet_channels={channels}", f"model.encoder_kwargs.unet_levels={levels}"]
+
+
 RUNS = {
     "pc_cpu": ("configs/pointcloud_cpu.yaml", []),
     "pc_cpu_r0": ("configs/pointcloud_cpu.yaml", ["data.points_near_surface_ratio=0"]),
@@ -105,18 +109,16 @@ RUNS = {
     # the U-Net at 3 levels of 16-64 channels (the config until 2026-12-07): the same channels at
     # 32 x 32 and below as the config, twice as many at 64 x 64 and no 8 x 8 level; 1.6x the CPU
     # time of a step (Zen 3), fewer iterations in the budget
-    "pc_cpu_u16": ("configs/pointcloud_cpu.yaml", U16),
+    "pc_cpu_u16": ("configs/pointcloud_cpu.yaml", _unet(16, 3)),
     # 3 levels of 32-128 channels (the config until 2026-12-03, then on 32 x 32 planes): the same
     # validation IoU per iteration as 16-64, 1.9x the CPU time of a step on CPUs without bf16
-    "pc_cpu_u32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=32",
-                                                   "model.encoder_kwargs.unet_levels=3"]),
+    "pc_cpu_u32": ("configs/pointcloud_cpu.yaml", _unet(32, 3)),
     # 3 levels of 8-32 channels: at 64 x 64 planes 0.52 CPU s per training iteration against 1.12 for
     # 16-64 (Zen 3), but less learnt per CPU second (validation IoU 0.4882 vs 0.5035 at 2,350 CPU s)
-    "pc_cpu_u8": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.unet_channels=8",
-                                                  "model.encoder_kwargs.unet_levels=3"]),
+    "pc_cpu_u8": ("configs/pointcloud_cpu.yaml", _unet(8, 3)),
     # 32 x 32 planes and the 16-64 U-Net (the config until 2026-12-06): 0.35x the CPU time of a step of
     # the 64 x 64 / 16-64 config; test IoU 0.510-0.514 vs 0.520-0.525 on Zen 3, 0.437 vs 0.483 on the thin set
-    "pc_cpu_p32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=32", *U16]),
+    "pc_cpu_p32": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=32", *_unet(16, 3)]),
     # the decoder at twice the width (hidden 64): 1.5x the step
     "pc_cpu_h64": ("configs/pointcloud_cpu.yaml", ["model.decoder_kwargs.hidden_size=64"]),
     # batch 32 and the thesis's MISE rule (the config until 2026-12-04)

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import math
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
