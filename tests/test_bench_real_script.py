@@ -139,4 +139,6 @@ def test_every_run_is_a_config_that_loads_and_builds():
     # the comparison runs differ from the shipped config where they say they do
     assert sizes["pc_cpu_u16"] == sizes["pc_cpu"] != sizes["pc_cpu_u8l4"]
     assert sizes["pc_cpu_u8"] < sizes["pc_cpu_u16"] < sizes["pc_cpu_u32"]
+    assert sizes["pc_cpu_u8l4"] < sizes["pc_cpu_u12l4"] < sizes["pc_cpu_u32"]
+    assert sizes["pc_cpu_p96"] == sizes["pc_cpu_p128"] == sizes["pc_cpu_u8l4"]
     assert sizes["pc_cpu_p32"] == sizes["pc_cpu_u16"]  # the planes' size is not a weight
