@@ -11,6 +11,7 @@ script rebuilds everything:
     python scripts/bench_real.py --stage data          # only fetch, convert and preprocess
     python scripts/bench_real.py --runs pc_cpu --cpu-budget 600 --set train.lr=0.001   # a tuning run
     python scripts/bench_real.py --classes thin --runs pc_cpu    # the held-out thin objects (THIN_CLASSES)
+    python scripts/bench_real.py --step-times --runs pc_cpu,pc_cpu_u8l4   # CPU time of a step per run, no data
 
 Runs (each trains for `--cpu-budget` CPU seconds of its training process with
 `--threads` threads (as that many single-threaded torchrun processes unless `--procs`
@@ -508,7 +509,70 @@ def _points_image(points: np.ndarray, camera, size: int) -> np.ndarray:
     return img
 
 
+# --------------------------------------------------------------------------- step times
+
+
+def step_times(names: list[str], *, batch: int = 16, rounds: int = 5, steps: int = 10, seed: int = 0) -> list[dict]:
+    """CPU time of one training step of each point-cloud run, on random batches, one thread.
+
+    Forward + backward + Adam on the occupancy loss, `batch` objects of the config's
+    data.pointcloud_n input points and data.points_subsample queries. The runs alternate
+    within each round, so a machine that slows down slows all of them; the best round is
+    kept. This is the model's own step: data loading and validations are left out."""
+    import torch
+    import torch.nn.functional as F
+
+    from onet.config import load_config
+    from onet.models import build_model, count_parameters
+
+    torch.set_num_threads(1)
+    models = {}
+    for name in names:
+        config, overrides = RUNS[name]
+        cfg = load_config(REPO / config, overrides)
+        if cfg["data"]["input_type"] != "pointcloud":
+            raise SystemExit(f"--step-times: run {name!r} ({config}) is not a point-cloud model")
+        torch.manual_seed(seed)
+        model = build_model(cfg["model"], pretrained=False).train()
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(batch, cfg["data"]["pointcloud_n"], 3, generator=g) - 0.5
+        q = torch.rand(batch, cfg["data"]["points_subsample"], 3, generator=g) - 0.5
+        occ = (q.norm(dim=-1) < 0.3).float()
+        models[name] = (model, torch.optim.Adam(model.parameters(), 1e-3), x, q, occ, count_parameters(model))
+
+    def step(model, opt, x, q, occ, _n) -> None:
+        loss = F.binary_cross_entropy_with_logits(model(q, x), occ, reduction="none").sum(-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for m in models.values():  # warm-up: allocator, first-call dispatch
+        step(*m)
+    best = dict.fromkeys(models, float("inf"))
+    for _ in range(rounds):
+        for name, m in models.items():
+            t = time.process_time()
+            for _ in range(steps):
+                step(*m)
+            best[name] = min(best[name], (time.process_time() - t) / steps)
+    base = best[names[0]]
+    return [{"run": n, "parameters": models[n][5], "cpu_s": best[n], "ratio": best[n] / base} for n in names]
+
+
+def step_table(rows: list[dict]) -> str:
+    out = [f"| run | parameters | CPU s / step | vs {rows[0]['run']} |", "|---|---|---|---|"]
+    out += [f"| {r['run']} | {r['parameters'] / 1e3:.0f}k | {r['cpu_s']:.3f} | {r['ratio']:.2f}x |" for r in rows]
+    return "\n".join(out)
+
+
 # --------------------------------------------------------------------------- main
+
+
+def _cpu_model() -> str:
+    if not shutil.which("lscpu"):
+        return "?"
+    model = [l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if "Model name" in l]
+    return model[0].split(":", 1)[1].strip() if model else "?"
 
 
 def main() -> None:
@@ -549,6 +613,9 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every run")
     p.add_argument("--figure", default=None, help="contact sheet PNG of the first run (e.g. scripts/figures/bench_real.png)")
     p.add_argument("--figure-only", action="store_true", help="only redraw --figure from the runs already in --out")
+    p.add_argument("--step-times", action="store_true",
+                   help="only time one training step of each of --runs (one thread, batch 16, random batches, "
+                        "the runs alternating, best of 5 rounds of 10 steps; the first run is the reference)")
     args = p.parse_args()
     if args.data is None:
         args.data = "data/bench_real" if args.classes == "benchmark" else f"data/bench_real_{args.classes}"
@@ -557,6 +624,14 @@ def main() -> None:
     if args.procs < 1 or args.threads < 1:
         raise SystemExit(f"--procs and --threads must be >= 1, got {args.procs} and {args.threads}")
 
+    if args.step_times:
+        names = [r for r in args.runs.split(",") if r]
+        unknown = [r for r in names if r not in RUNS]
+        if unknown:
+            raise SystemExit(f"unknown run {unknown[0]!r}; known: {', '.join(RUNS)}")
+        log(f"CPU: {_cpu_model()}; load {os.getloadavg()[0]:.2f}; one thread")
+        print(step_table(step_times(names)))
+        return
     if args.figure_only:
         contact_sheet(args, args.runs.split(",")[0], Path(args.figure))
         return
@@ -564,9 +639,7 @@ def main() -> None:
         build_dataset(args)
     if args.stage == "data":
         return
-    if shutil.which("lscpu"):
-        model = [l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if "Model name" in l]
-        log(f"CPU: {model[0].split(':', 1)[1].strip() if model else '?'}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
+    log(f"CPU: {_cpu_model()}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
     results: dict[str, dict] = {}
     names = [r for r in args.runs.split(",") if r]
     for name in names:

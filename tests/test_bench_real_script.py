@@ -142,3 +142,15 @@ def test_every_run_is_a_config_that_loads_and_builds():
     assert sizes["pc_cpu_u8l4"] < sizes["pc_cpu_u12l4"] < sizes["pc_cpu_u32"]
     assert sizes["pc_cpu_p96"] == sizes["pc_cpu_p128"] == sizes["pc_cpu_u8l4"]
     assert sizes["pc_cpu_p32"] == sizes["pc_cpu_u16"]  # the planes' size is not a weight
+
+
+def test_step_times_table_and_rejects_image_runs():
+    bench = _load()
+    rows = bench.step_times(["pc_cpu_u8", "pc_cpu"], batch=2, rounds=1, steps=1)
+    assert [r["run"] for r in rows] == ["pc_cpu_u8", "pc_cpu"]
+    assert rows[0]["ratio"] == 1.0 and all(r["cpu_s"] > 0 for r in rows)
+    assert rows[0]["parameters"] < rows[1]["parameters"]  # 8-32 channels against 16-64
+    table = bench.step_table(rows).splitlines()
+    assert table[0].startswith("| run |") and table[2].startswith("| pc_cpu_u8 |") and len(table) == 4
+    with pytest.raises(SystemExit, match="img_cpu"):
+        bench.step_times(["img_cpu"], batch=1, rounds=1, steps=1)
