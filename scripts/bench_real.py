@@ -23,7 +23,7 @@ the test split; `--parallel` trains them side by side):
     pc_cpu_u16     the same with the U-Net named: 3 levels of 16-64 channels (the config's)
     pc_cpu_u8l4    the U-Net at 4 levels of 8-64 channels: 0.61x the step, less learnt on thin objects
     pc_cpu_u12l4   the U-Net at 4 levels of 12-96 channels: the config's step, more channels below 64 x 64
-    pc_cpu_p96     96 x 96 planes, the U-Net at 4 levels of 8-64 channels: 1.4x the config's step
+    pc_cpu_p96     96 x 96 planes, the U-Net at 4 levels of 8-64 channels: 1.46x the config's step
     pc_cpu_p128    128 x 128 planes, the U-Net at 4 levels of 8-64 channels: 2.6x the config's step
     pc_cpu_u32     the same with the U-Net at 3 levels of 32-128 channels (shipped until 2026-12-03)
     pc_cpu_u8      the same with the U-Net at 3 levels of 8-32 channels
@@ -117,12 +117,12 @@ RUNS = {
     # one cheap 8-channel level at 64 x 64; 0.61x the CPU time of a step (Zen 3), more learnt on the
     # benchmark (test IoU 0.531 vs 0.520-0.525), less on the thin set (0.465, 0.456 vs 0.483, 0.467)
     "pc_cpu_u8l4": ("configs/pointcloud_cpu.yaml", _unet(8, 4)),
-    # 4 levels of 12-96 channels: 0.96x the CPU time of the config's step (Zen 3), 321k parameters
+    # 4 levels of 12-96 channels: 0.93x the CPU time of the config's step (Zen 3), 321k parameters
     # against 166k, three quarters of the channels at 64 x 64 and twice as many below
     "pc_cpu_u12l4": ("configs/pointcloud_cpu.yaml", _unet(12, 4)),
     # finer planes for thin parts (64 x 64 gained 0.046 test IoU over 32 x 32 on the thin set), the
-    # 8-channel level at the finest cells to pay for them: 1.41x and 2.62x the CPU time of the
-    # config's step (Zen 3, one thread, batch 16)
+    # 8-channel level at the finest cells to pay for them: 1.46x and 2.63x the CPU time of the
+    # config's step (Zen 3, --step-times); thin set test IoU 0.486 and 0.473 (README)
     "pc_cpu_p96": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=96", *_unet(8, 4)]),
     "pc_cpu_p128": ("configs/pointcloud_cpu.yaml", ["model.encoder_kwargs.plane_resolution=128", *_unet(8, 4)]),
     # 3 levels of 32-128 channels (the config until 2026-12-03, then on 32 x 32 planes): the same
