@@ -515,18 +515,22 @@ def _points_image(points: np.ndarray, camera, size: int) -> np.ndarray:
 def step_times(names: list[str], *, batch: int = 16, rounds: int = 5, steps: int = 10, seed: int = 0) -> list[dict]:
     """CPU time of one training step of each point-cloud run, on random batches, one thread.
 
-    Forward + backward + Adam on the occupancy loss, `batch` objects of the config's
+    Forward + backward + Adam on the model's training loss (`compute_loss`, as `onet train`
+    runs it) over bench_train.py's random batch: `batch` objects of the config's
     data.pointcloud_n input points and data.points_subsample queries. The runs alternate
     within each round, so a machine that slows down slows all of them; the best round is
     kept. This is the model's own step: data loading and validations are left out."""
     import torch
-    import torch.nn.functional as F
+
+    sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "scripts"))
+    from bench_train import random_batch
 
     from onet.config import load_config
     from onet.models import build_model, count_parameters
 
     torch.set_num_threads(1)
-    models = {}
+    runs, params = {}, {}
     for name in names:
         config, overrides = RUNS[name]
         cfg = load_config(REPO / config, overrides)
@@ -534,29 +538,26 @@ def step_times(names: list[str], *, batch: int = 16, rounds: int = 5, steps: int
             raise SystemExit(f"--step-times: run {name!r} ({config}) is not a point-cloud model")
         torch.manual_seed(seed)
         model = build_model(cfg["model"], pretrained=False).train()
-        g = torch.Generator().manual_seed(seed)
-        x = torch.rand(batch, cfg["data"]["pointcloud_n"], 3, generator=g) - 0.5
-        q = torch.rand(batch, cfg["data"]["points_subsample"], 3, generator=g) - 0.5
-        occ = (q.norm(dim=-1) < 0.3).float()
-        models[name] = (model, torch.optim.Adam(model.parameters(), 1e-3), x, q, occ, count_parameters(model))
+        params[name] = count_parameters(model)
+        p, occ, inputs = random_batch(cfg, batch, torch.device("cpu"))
+        runs[name] = (model, torch.optim.Adam(model.parameters(), 1e-3), {"points": p, "points.occ": occ, "inputs": inputs})
 
-    def step(model, opt, x, q, occ, _n) -> None:
-        loss = F.binary_cross_entropy_with_logits(model(q, x), occ, reduction="none").sum(-1).mean()
-        opt.zero_grad()
-        loss.backward()
+    def step(model, opt, data) -> None:
+        opt.zero_grad(set_to_none=True)
+        model.compute_loss(data)[0].backward()
         opt.step()
 
-    for m in models.values():  # warm-up: allocator, first-call dispatch
-        step(*m)
-    best = dict.fromkeys(models, float("inf"))
+    for entry in runs.values():  # warm-up: allocator, first-call dispatch
+        step(*entry)
+    best = dict.fromkeys(runs, float("inf"))
     for _ in range(rounds):
-        for name, m in models.items():
+        for name, entry in runs.items():
             t = time.process_time()
             for _ in range(steps):
-                step(*m)
+                step(*entry)
             best[name] = min(best[name], (time.process_time() - t) / steps)
     base = best[names[0]]
-    return [{"run": n, "parameters": models[n][5], "cpu_s": best[n], "ratio": best[n] / base} for n in names]
+    return [{"run": n, "parameters": params[n], "cpu_s": best[n], "ratio": best[n] / base} for n in names]
 
 
 def step_table(rows: list[dict]) -> str:
@@ -624,11 +625,11 @@ def main() -> None:
     if args.procs < 1 or args.threads < 1:
         raise SystemExit(f"--procs and --threads must be >= 1, got {args.procs} and {args.threads}")
 
+    names = [r for r in args.runs.split(",") if r]
+    for name in names:
+        if name not in RUNS:
+            raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
     if args.step_times:
-        names = [r for r in args.runs.split(",") if r]
-        unknown = [r for r in names if r not in RUNS]
-        if unknown:
-            raise SystemExit(f"unknown run {unknown[0]!r}; known: {', '.join(RUNS)}")
         log(f"CPU: {_cpu_model()}; load {os.getloadavg()[0]:.2f}; one thread")
         print(step_table(step_times(names)))
         return
@@ -641,10 +642,6 @@ def main() -> None:
         return
     log(f"CPU: {_cpu_model()}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
     results: dict[str, dict] = {}
-    names = [r for r in args.runs.split(",") if r]
-    for name in names:
-        if name not in RUNS:
-            raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
 
     def one(name: str) -> dict:
         r = run(name, args)
