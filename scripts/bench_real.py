@@ -626,6 +626,8 @@ def main() -> None:
         raise SystemExit(f"--procs and --threads must be >= 1, got {args.procs} and {args.threads}")
 
     names = [r for r in args.runs.split(",") if r]
+    if not names:
+        raise SystemExit(f"--runs names no run; known: {', '.join(RUNS)}")
     for name in names:
         if name not in RUNS:
             raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
@@ -634,7 +636,7 @@ def main() -> None:
         print(step_table(step_times(names)))
         return
     if args.figure_only:
-        contact_sheet(args, args.runs.split(",")[0], Path(args.figure))
+        contact_sheet(args, names[0], Path(args.figure))
         return
     if args.stage in ("data", "all"):
         build_dataset(args)
