@@ -17,15 +17,37 @@ from onet.geometry.mesh import check_mesh
 FieldFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def _outward_normals_of_field(points: torch.Tensor, field_fn: FieldFn, *, create_graph: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """points (N, 3) requiring grad -> logits (N,), unit outward normals (N, 3)."""
+def _logits(field_fn: FieldFn, points: torch.Tensor) -> torch.Tensor:
+    """field_fn on points (N, 3) -> logits (N,), its output shape checked."""
     logits = field_fn(points.unsqueeze(0))  # (1, N)
     if logits.shape != (1, points.shape[0]):
         raise ValueError(f"field_fn must return logits of shape (1, {points.shape[0]}), got {tuple(logits.shape)}")
-    logits = logits.squeeze(0)
-    (grad,) = torch.autograd.grad(logits.sum(), points, create_graph=create_graph)
+    return logits.squeeze(0)
+
+
+def _outward_normals_of_field(points: torch.Tensor, field_fn: FieldFn) -> tuple[torch.Tensor, torch.Tensor]:
+    """points (N, 3) requiring grad -> logits (N,), unit outward normals (N, 3), both
+    differentiable w.r.t. the points (create_graph: double backprop)."""
+    logits = _logits(field_fn, points)
+    (grad,) = torch.autograd.grad(logits.sum(), points, create_graph=True)
     normals = -grad / (grad.norm(dim=-1, keepdim=True) + 1e-10)
     return logits, normals
+
+
+def _value_and_grad(points: torch.Tensor, field_fn: FieldFn) -> tuple[torch.Tensor, torch.Tensor]:
+    """points (N, 3) -> logits (N,), d logits / d points (N, 3), both detached.
+
+    Through the field's own `value_and_grad` where it has one (onet's decoders: a
+    hand-written backward, no autograd graph), else autograd.
+    """
+    fast = getattr(field_fn, "value_and_grad", None)
+    if fast is not None:
+        return fast(points)
+    p = points.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = _logits(field_fn, p)
+        (grad,) = torch.autograd.grad(logits.sum(), p)
+    return logits.detach(), grad
 
 
 def vertex_normals_from_field(
@@ -44,10 +66,8 @@ def vertex_normals_from_field(
     normals = np.zeros(vertices.shape, np.float32)
     for start in range(0, len(vertices), points_chunk):
         p = torch.tensor(vertices[start : start + points_chunk], dtype=torch.float32, device=device)
-        p.requires_grad_(True)
-        with torch.enable_grad():
-            _, n = _outward_normals_of_field(p, field_fn, create_graph=False)
-        normals[start : start + len(p)] = n.detach().cpu().numpy()
+        _, grad = _value_and_grad(p, field_fn)
+        normals[start : start + len(p)] = (-grad / (grad.norm(dim=-1, keepdim=True) + 1e-10)).cpu().numpy()
     return normals
 
 
@@ -126,7 +146,7 @@ def refine_mesh(
             if piecewise_linear:
                 loss = _first_order_loss(points, face_normal, field_fn, threshold, normal_weight)
             else:
-                logits, field_normal = _outward_normals_of_field(points, field_fn, create_graph=True)
+                logits, field_normal = _outward_normals_of_field(points, field_fn)
                 loss_level = ((torch.sigmoid(logits) - threshold) ** 2).sum()
                 loss_normal = ((field_normal - face_normal) ** 2).sum(dim=-1).sum()
                 loss = loss_level + normal_weight * loss_normal
@@ -150,14 +170,9 @@ def _first_order_loss(points: torch.Tensor, face_normal: torch.Tensor, field_fn:
     the network give grad f; the double backprop of the general loss (its second-order
     term, exactly zero here) is skipped. Sum over the points, like the general loss.
     """
-    p = points.detach().requires_grad_(True)
-    with torch.enable_grad():
-        logits = field_fn(p.unsqueeze(0))
-        if logits.shape != (1, p.shape[0]):
-            raise ValueError(f"field_fn must return logits of shape (1, {p.shape[0]}), got {tuple(logits.shape)}")
-        (grad_f,) = torch.autograd.grad(logits.sum(), p)
+    logits, grad_f = _value_and_grad(points.detach(), field_fn)
     with torch.no_grad():
-        prob = torch.sigmoid(logits[0])
+        prob = torch.sigmoid(logits)
         d_level = (2 * (prob - threshold) * prob * (1 - prob)).unsqueeze(1) * grad_f  # (S, 3)
         field_normal = -grad_f / (grad_f.norm(dim=-1, keepdim=True) + 1e-10)
     return (points * d_level).sum() + normal_weight * ((field_normal - face_normal) ** 2).sum()

@@ -421,9 +421,30 @@ class OccupancyDecoder(nn.Module):
             out = torch.addmm(b_out, _clamp(h, lo_out, hi_out), W_out)  # (N, 1)
             return out.view(1, -1)
 
+        relu_net = _relu_form(c.to(w).clone(), z, self._folded, torch.bfloat16 if precision == "bf16" else w.dtype)
+        rows = _CUDA_CHUNK_POINTS if w.device.type == "cuda" else _CPU_CHUNK_POINTS_PER_THREAD * max(1, torch.get_num_threads())
+
+        def value_and_grad(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            """p: (N, dim) points -> logits (N,) and their gradient w.r.t. p (N, dim), detached.
+
+            The function of `field_fn` and its derivative, without autograd: `_relu_form`'s
+            network forward, keeping each ReLU's output, then the transposed matmuls back,
+            one cache-sized chunk of points at a time (a point's gradient depends on that point
+            alone), so no activations of all N points are held.
+            """
+            if p.dim() != 2 or p.shape[1] != dim:
+                raise ValueError(f"p must be (N, {dim}), got {tuple(p.shape)}")
+            p = p.to(device=w.device, dtype=w.dtype)
+            logits, grad = p.new_empty(p.shape[0]), p.new_empty(p.shape[0], dim)
+            with torch.no_grad():
+                for i in range(0, p.shape[0], rows):
+                    relu_net(p[i:i + rows], logits[i:i + rows], grad[i:i + rows])
+            return logits, grad
+
         # clamps and matmuls: the gradient w.r.t. p is piecewise constant, which lets
         # refinement skip double backprop (onet.generation.refine._first_order_loss)
         field_fn.piecewise_linear = True
+        field_fn.value_and_grad = value_and_grad
         return field_fn
 
 
@@ -477,6 +498,14 @@ def _fold(
     return lo.unsqueeze(1), hi.unsqueeze(1), W, bias
 
 
+def _thresholds(lo: torch.Tensor, hi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A clamp's ReLU threshold m per channel (its finite bound, else 0) and its bounds shifted
+    by m: clamp(x, lo, hi) = m + clamp(x - m, lo - m, hi - m), the new bounds in {0, +-inf}."""
+    m = torch.where(torch.isfinite(lo), lo, torch.where(torch.isfinite(hi), hi, torch.zeros_like(lo)))
+    inf = torch.full_like(lo, float("inf"))
+    return m, torch.where(torch.isfinite(lo), 0.0, -inf), torch.where(torch.isfinite(hi), 0.0, inf)
+
+
 def _centered(ops, lo_out, hi_out, W_out, b_out, mm_dtype: torch.dtype):
     """The folded network of `_folded` rewritten for bf16 matmul inputs: each clamp's input is
     shifted by its ReLU threshold m, so what is rounded to bf16 is clamp(x, lo, hi) - m =
@@ -492,25 +521,97 @@ def _centered(ops, lo_out, hi_out, W_out, b_out, mm_dtype: torch.dtype):
     and the output layer's lo, hi, W, bias (`out = clamp(h, lo, hi) @ W + bias`). The hidden
     weights W0, W1 are returned in `mm_dtype` (the output layer stays in its own dtype).
     """
-    def threshold(lo, hi):
-        m = torch.where(torch.isfinite(lo), lo, torch.where(torch.isfinite(hi), hi, torch.zeros_like(lo)))
-        inf = torch.full_like(lo, float("inf"))
-        return m, torch.where(torch.isfinite(lo), 0.0, -inf), torch.where(torch.isfinite(hi), 0.0, inf)
-
     K = torch.zeros_like(lo_out)  # (B, 1, H): h_true = h + K
     out = []
     for op in ops:
-        m0, lo0, hi0 = threshold(op[1], op[2])
+        m0, lo0, hi0 = _thresholds(op[1], op[2])
         W0 = op[3]
         k0 = torch.bmm(m0, W0)  # (B, 1, H)
         if op[0] == "res":
-            m1, lo1, hi1 = threshold(op[4], op[5])
+            m1, lo1, hi1 = _thresholds(op[4], op[5])
             out.append(("res", m0 - K, lo0, hi0, W0.to(mm_dtype), k0 - m1, lo1, hi1, op[6].to(mm_dtype)))
             K = K + torch.bmm(m1, op[6])
         else:
             out.append(("lin", m0 - K, lo0, hi0, W0.to(mm_dtype)))
             K = k0
     return out, lo_out - K, hi_out - K, W_out, b_out + torch.bmm(K, W_out).squeeze(2)
+
+
+def _relu_form(c: torch.Tensor, z: torch.Tensor | None, folded, mm_dtype: torch.dtype):
+    """One object's folded network (`folded(c, z)`, `_centered` in `mm_dtype`) with every clamp
+    a ReLU, as fn(p (n, dim), logits_out (n,), grad_out (n, dim)) writing f(p) and df/dp.
+
+    After centring, each channel's clamp is relu(x) or -relu(-x) (or, on channels whose weight
+    row `_fold` zeroed, the identity: any form will do). With s = -1 on the second kind and +1
+    elsewhere, clamp(x) = s * relu(s * x), and the signs go into the weights: forward is
+    x = s0 * (h - m0); a = relu(x); y = relu(a @ A0 + q1'); h += y @ A1, with A0 = s0^T W0 s1,
+    A1 = s1^T W1, and the backward's masks are `threshold_backward` on the kept ReLU outputs:
+    one cheap pass each, where comparing x with clamp(x) and multiplying by a bool mask are
+    slow mixed-dtype passes on a CPU. Exact in real arithmetic (the signs are +-1).
+    """
+    with torch.no_grad():
+        ops, lo_out, hi_out, W_out, b_out, WpT = folded(c, z)
+        ops, lo_out, hi_out, W_out, b_out = _centered(ops, lo_out, hi_out, W_out, b_out, mm_dtype)
+        m_out, _, hi_c = _thresholds(lo_out, hi_out)  # the output layer's clamp, centred here
+        b_out = b_out + torch.bmm(m_out, W_out).squeeze(2)
+
+        def sign(hi):  # -1 where the clamp is -relu(-x) (a finite upper bound, centred to 0)
+            return torch.where(hi == 0, -1.0, 1.0).to(W_out)[0, 0]  # (H,)
+
+        def signed(W, left, right):  # diag(left) W diag(right), in W's dtype (exact: signs)
+            W = W[0].float()
+            W = W * left[:, None] if left is not None else W
+            return (W * right[None, :] if right is not None else W).to(mm_dtype).contiguous()
+
+        blocks = []  # ("res", s0, shift, A0, q1', A1, A1^T, B0^T) / ("lin", s0, shift, A0, B0^T)
+        for op in ops:
+            s0 = sign(op[3])
+            shift = -op[1][0, 0] * s0  # x = h * s0 + shift
+            if op[0] == "res":
+                _, _, _, _, W0, q1, _, hi1, W1 = op
+                s1 = sign(hi1)
+                A1 = signed(W1, s1, None)
+                # B0 = (s0 A0)^T: the backward's mask commutes with s0, which goes into it
+                blocks.append(("res", s0, shift, signed(W0, s0, s1), q1[0, 0] * s1, A1, A1.t().contiguous(),
+                               signed(W0, None, s1).t().contiguous()))
+            else:
+                blocks.append(("lin", s0, shift, signed(op[4], s0, None), signed(op[4], None, None).t().contiguous()))
+        s_out = sign(hi_c)
+        out_shift = -m_out[0, 0] * s_out
+        w_row = W_out[0, :, 0].contiguous()  # (H,)
+        w_signed = w_row * s_out
+        b_out = b_out[0]
+        WpT = WpT.contiguous()
+    dtype = W_out.dtype  # of the residual stream, the shifts and the output layer
+    threshold_backward = torch.ops.aten.threshold_backward
+
+    def run(p: torch.Tensor, logits: torch.Tensor, grad: torch.Tensor) -> None:
+        h = p @ WpT  # (n, H): the residual stream
+        kept = []  # each ReLU's output, in the matmul dtype
+        for blk in blocks:
+            a = torch.addcmul(blk[2], h, blk[1]).relu_().to(mm_dtype)
+            if blk[0] == "res":
+                _, _, _, A0, q1, A1, _, _ = blk
+                y = (a @ A0).to(dtype).add_(q1).relu_().to(mm_dtype)
+                h.add_((y @ A1).to(dtype))
+                kept += [a, y]
+            else:
+                h = (a @ blk[3]).to(dtype)
+                kept.append(a)
+        a = torch.addcmul(out_shift, h, s_out).relu_()
+        torch.addmv(b_out, a, w_signed, out=logits)
+        g = threshold_backward(w_row.expand_as(a), a, 0)  # d logit / d h
+        for blk in reversed(blocks):
+            if blk[0] == "res":
+                _, _, _, _, _, _, A1T, B0T = blk
+                y, a = kept.pop(), kept.pop()
+                gy = threshold_backward(g.to(mm_dtype) @ A1T, y, 0)
+                g.add_(threshold_backward(gy @ B0T, a, 0).to(dtype))
+            else:
+                g = threshold_backward(g.to(mm_dtype) @ blk[4], kept.pop(), 0).to(dtype)
+        torch.mm(g, WpT.t(), out=grad)
+
+    return run
 
 
 class CBNResnetDecoder(OccupancyDecoder):

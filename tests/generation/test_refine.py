@@ -108,3 +108,26 @@ def test_piecewise_linear_field_skips_double_backprop_with_the_same_result(coars
     b = refine_mesh(vertices, faces, general, n_steps=5, lr=1e-3, seed=3)
     assert np.abs(a - vertices).max() > 1e-3  # the vertices did move
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_vertex_normals_through_the_decoders_own_gradient_equal_autograds(coarse_sphere):
+    """A field with `value_and_grad` (the folded decoder's hand-written backward) gives the
+    normals autograd gives for the same field."""
+    from onet.models import DECODERS
+
+    torch.manual_seed(1)
+    dec = DECODERS["cbn_resnet"](c_dim=4, hidden_size=32, n_blocks=2)
+    with torch.no_grad():
+        for q in dec.parameters():
+            q.add_(0.3 * torch.randn_like(q))
+    fast = dec.eval().make_field_fn(torch.randn(1, 4))
+    assert callable(fast.value_and_grad)
+
+    def general(p):  # the same field, differentiated by autograd
+        return fast(p)
+
+    vertices, _ = coarse_sphere
+    a = vertex_normals_from_field(vertices, fast, points_chunk=50)
+    b = vertex_normals_from_field(vertices, general)
+    assert a.shape == vertices.shape and np.allclose(np.linalg.norm(a, axis=1), 1, atol=1e-5)
+    np.testing.assert_allclose(a, b, atol=1e-5)
