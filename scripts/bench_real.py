@@ -569,11 +569,11 @@ def step_table(rows: list[dict]) -> str:
 # --------------------------------------------------------------------------- main
 
 
-def _cpu_model() -> str:
-    if not shutil.which("lscpu"):
-        return "?"
-    model = [l for l in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines() if "Model name" in l]
-    return model[0].split(":", 1)[1].strip() if model else "?"
+def cpu_description() -> str:
+    sys.path.insert(0, str(REPO))
+    from onet.utils import precision
+
+    return precision.cpu_description()
 
 
 def main() -> None:
@@ -632,7 +632,7 @@ def main() -> None:
         if name not in RUNS:
             raise SystemExit(f"unknown run {name!r}; known: {', '.join(RUNS)}")
     if args.step_times:
-        log(f"CPU: {_cpu_model()}; load {os.getloadavg()[0]:.2f}; one thread")
+        log(f"CPU: {cpu_description()}; load {os.getloadavg()[0]:.2f}; one thread")
         print(step_table(step_times(names)))
         return
     if args.figure_only:
@@ -642,7 +642,7 @@ def main() -> None:
         build_dataset(args)
     if args.stage == "data":
         return
-    log(f"CPU: {_cpu_model()}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
+    log(f"CPU: {cpu_description()}; load {os.getloadavg()[0]:.2f}; threads {args.threads}")
     results: dict[str, dict] = {}
 
     def one(name: str) -> dict:

@@ -79,14 +79,9 @@ def describe_machine(device: str) -> dict:
     import numpy as np
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from onet.utils.precision import cpu_description
+
+    cpu = cpu_description()
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -20,17 +20,49 @@ PRECISIONS = ("fp32", "bf16", "auto")
 FAST_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
 
 
-def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
-    """Feature flags of the first CPU listed in /proc/cpuinfo; empty where there is none."""
+def _first_cpu(cpuinfo: str | Path) -> dict[str, str]:
+    """The fields of the first CPU listed in /proc/cpuinfo; empty where there is none."""
     try:
         text = Path(cpuinfo).read_text()
     except OSError:
-        return set()
+        return {}
+    fields = {}
     for line in text.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
-    return set()
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """Feature flags of the first CPU listed in /proc/cpuinfo; empty where there is none."""
+    fields = _first_cpu(cpuinfo)
+    return set(fields.get("flags", fields.get("Features", "")).split())
+
+
+# the vector and matrix units a timing depends on, as named in /proc/cpuinfo -> in reports
+_UNITS = (("amx_bf16", "AMX"), ("avx512_bf16", "AVX512-BF16"), ("avx512f", "AVX-512"), ("avx2", "AVX2"))
+
+
+def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
+    """The CPU as a benchmark should name it: model name, x86 family / model (a virtual
+    machine's model name alone, e.g. "AMD EPYC", does not tell the generations apart) and
+    the vector units, e.g. "AMD EPYC (family 25 model 17; AVX512-BF16, AVX-512, AVX2)"."""
+    import platform
+
+    fields = _first_cpu(cpuinfo)
+    name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
+    flags = cpu_flags(cpuinfo)
+    extra = []
+    if "cpu family" in fields and "model" in fields:
+        extra.append(f"family {fields['cpu family']} model {fields['model']}")
+    units = [label for flag, label in _UNITS if flag in flags]
+    if units:
+        extra.append(", ".join(units))
+    return f"{name} ({'; '.join(extra)})" if extra else name
 
 
 def fast_bf16(device: torch.device) -> tuple[bool, str]:

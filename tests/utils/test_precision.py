@@ -91,3 +91,14 @@ def test_bf16_training_runs_and_is_recorded(tiny_cfg):
     result = train(tiny_cfg, progress=False, log=lambda *a: None)
     assert yaml.safe_load((result.out_dir / "config.yaml").read_text())["train"]["precision"] == "bf16"
     assert result.last_val is not None and 0.0 <= result.last_val["val_iou"] <= 1.0
+
+
+def test_cpu_description_names_family_model_and_vector_units(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+                    "processor\t: 1\nmodel name\t: other\n")
+    assert precision.cpu_description(path) == "AMD EPYC (family 25 model 17; AVX512-BF16, AVX-512, AVX2)"
+    path.write_text("processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse\n")
+    assert precision.cpu_description(path) == "Some CPU"
+    assert precision.cpu_description(tmp_path / "missing")  # still names something
