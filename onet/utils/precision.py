@@ -11,6 +11,7 @@ instructions -- and fp32 elsewhere.
 from __future__ import annotations
 
 import contextlib
+import platform
 from pathlib import Path
 
 import torch
@@ -51,8 +52,6 @@ def cpu_description(cpuinfo: str | Path = "/proc/cpuinfo") -> str:
     """The CPU as a benchmark should name it: model name, x86 family / model (a virtual
     machine's model name alone, e.g. "AMD EPYC", does not tell the generations apart) and
     the vector units, e.g. "AMD EPYC (family 25 model 17; AVX512-BF16, AVX-512, AVX2)"."""
-    import platform
-
     fields = _first_cpu(cpuinfo)
     name = fields.get("model name") or platform.processor() or platform.machine() or "unknown CPU"
     flags = cpu_flags(cpuinfo)
