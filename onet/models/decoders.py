@@ -387,7 +387,10 @@ class OccupancyDecoder(nn.Module):
         # that autograd can save them as constants of the graph
         with torch.inference_mode(False), torch.no_grad():
             z = None if z is None else z.to(w).clone()
-            ops, lo_out, hi_out, W_out, b_out, WpT = self._folded(c.to(w).clone(), z)
+            folded = self._folded(c.to(w).clone(), z)
+            # the same network for `value_and_grad` (made here: under inference mode too, plain tensors)
+            relu_net = _relu_form(folded, torch.bfloat16 if precision == "bf16" else w.dtype)
+            ops, lo_out, hi_out, W_out, b_out, WpT = folded
             if precision == "bf16":  # centred inputs and bf16 hidden weights, as in make_eval_fn
                 ops, lo_out, hi_out, W_out, b_out = _centered(ops, lo_out, hi_out, W_out, b_out, torch.bfloat16)
             ops = [(op[0], *(t[0] for t in op[1:])) for op in ops]  # drop the batch dim: all 2D
@@ -421,7 +424,6 @@ class OccupancyDecoder(nn.Module):
             out = torch.addmm(b_out, _clamp(h, lo_out, hi_out), W_out)  # (N, 1)
             return out.view(1, -1)
 
-        relu_net = _relu_form(c.to(w).clone(), z, self._folded, torch.bfloat16 if precision == "bf16" else w.dtype)
         rows = _CUDA_CHUNK_POINTS if w.device.type == "cuda" else _CPU_CHUNK_POINTS_PER_THREAD * max(1, torch.get_num_threads())
 
         def value_and_grad(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -537,20 +539,21 @@ def _centered(ops, lo_out, hi_out, W_out, b_out, mm_dtype: torch.dtype):
     return out, lo_out - K, hi_out - K, W_out, b_out + torch.bmm(K, W_out).squeeze(2)
 
 
-def _relu_form(c: torch.Tensor, z: torch.Tensor | None, folded, mm_dtype: torch.dtype):
-    """One object's folded network (`folded(c, z)`, `_centered` in `mm_dtype`) with every clamp
-    a ReLU, as fn(p (n, dim), logits_out (n,), grad_out (n, dim)) writing f(p) and df/dp.
+def _relu_form(folded: tuple, mm_dtype: torch.dtype):
+    """One object's folded network (`OccupancyDecoder._folded`'s output, `_centered` in
+    `mm_dtype`) with every clamp a ReLU, as fn(p (n, dim), logits_out (n,), grad_out (n, dim))
+    writing f(p) and df/dp.
 
     After centring, each channel's clamp is relu(x) or -relu(-x) (or, on channels whose weight
     row `_fold` zeroed, the identity: any form will do). With s = -1 on the second kind and +1
     elsewhere, clamp(x) = s * relu(s * x), and the signs go into the weights: forward is
     x = s0 * (h - m0); a = relu(x); y = relu(a @ A0 + q1'); h += y @ A1, with A0 = s0^T W0 s1,
     A1 = s1^T W1, and the backward's masks are `threshold_backward` on the kept ReLU outputs:
-    one cheap pass each, where comparing x with clamp(x) and multiplying by a bool mask are
-    slow mixed-dtype passes on a CPU. Exact in real arithmetic (the signs are +-1).
+    one cheap pass each, where comparing x with clamp(x) and masking with the bool result
+    (autograd's way) are slow passes on a CPU. Exact in real arithmetic (the signs are +-1).
     """
     with torch.no_grad():
-        ops, lo_out, hi_out, W_out, b_out, WpT = folded(c, z)
+        ops, lo_out, hi_out, W_out, b_out, WpT = folded
         ops, lo_out, hi_out, W_out, b_out = _centered(ops, lo_out, hi_out, W_out, b_out, mm_dtype)
         m_out, _, hi_c = _thresholds(lo_out, hi_out)  # the output layer's clamp, centred here
         b_out = b_out + torch.bmm(m_out, W_out).squeeze(2)

@@ -87,17 +87,22 @@ def test_refinement_samples_are_seeded_on_the_given_device(coarse_sphere):
     assert np.array_equal(a, b) and not np.array_equal(a, c)
 
 
-def test_piecewise_linear_field_skips_double_backprop_with_the_same_result(coarse_sphere):
-    """The folded decoder field is piecewise linear: the first-order loss moves the vertices
-    exactly like the double-backprop loss (whose second-order term is zero there)."""
+def _decoder_field(seed: int):
+    """The folded field fn of a small CBN decoder with perturbed (non-identity) weights."""
     from onet.models import DECODERS
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     dec = DECODERS["cbn_resnet"](c_dim=4, hidden_size=32, n_blocks=2)
     with torch.no_grad():
         for q in dec.parameters():
             q.add_(0.3 * torch.randn_like(q))
-    fast = dec.eval().make_field_fn(torch.randn(1, 4))
+    return dec.eval().make_field_fn(torch.randn(1, 4))
+
+
+def test_piecewise_linear_field_skips_double_backprop_with_the_same_result(coarse_sphere):
+    """The folded decoder field is piecewise linear: the first-order loss moves the vertices
+    exactly like the double-backprop loss (whose second-order term is zero there)."""
+    fast = _decoder_field(0)
     assert fast.piecewise_linear
 
     def general(p):  # the same field without the marker: refinement double-backprops
@@ -113,14 +118,7 @@ def test_piecewise_linear_field_skips_double_backprop_with_the_same_result(coars
 def test_vertex_normals_through_the_decoders_own_gradient_equal_autograds(coarse_sphere):
     """A field with `value_and_grad` (the folded decoder's hand-written backward) gives the
     normals autograd gives for the same field."""
-    from onet.models import DECODERS
-
-    torch.manual_seed(1)
-    dec = DECODERS["cbn_resnet"](c_dim=4, hidden_size=32, n_blocks=2)
-    with torch.no_grad():
-        for q in dec.parameters():
-            q.add_(0.3 * torch.randn_like(q))
-    fast = dec.eval().make_field_fn(torch.randn(1, 4))
+    fast = _decoder_field(1)
     assert callable(fast.value_and_grad)
 
     def general(p):  # the same field, differentiated by autograd
