@@ -82,7 +82,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "latent_gan.loss": ("ns", "standard"),
     "latent_gan.reg": ("r1", "r2", "none"),
     "latent_gan.optimizer": ("rmsprop", "adam"),
-    "generation.marching_cubes": ("skimage", "warp"),
+    "generation.marching_cubes": ("auto", "skimage", "torch", "warp"),
     "evaluation.sweep_rule": ("one_se", "max"),  # onet.evaluation.sweep.choose_threshold
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}

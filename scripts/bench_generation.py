@@ -5,6 +5,7 @@
     python scripts/bench_generation.py --skip-model    # analytic field only
     python scripts/bench_generation.py --pipeline      # + simplify / refine stage breakdown at 128^3
     python scripts/bench_generation.py --memory 256 --memory-field img   # peak RSS of one 256^3 extraction
+    python scripts/bench_generation.py --marching-cubes   # the marching-cubes backends on MISE grids
 
 Fields:
   chair         an analytic chair (seat, back, four legs as boxes): logits =
@@ -41,8 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.generation.extractor import extract_meshes  # noqa: E402
-from onet.geometry.marching_cubes import marching_cubes  # noqa: E402
 from onet.generation.mise import mise, probability_to_logit  # noqa: E402
+from onet.geometry.marching_cubes import marching_cubes  # noqa: E402
 
 THRESHOLD = 0.2
 LEVEL = probability_to_logit(THRESHOLD)
@@ -284,12 +285,61 @@ def gpu_meshes_per_second(batch: int, device: str, repeats: int) -> tuple[float,
     from onet.config import load_defaults
 
     points_chunk = load_defaults()["generation"]["points_chunk"]
-    options = dict(resolution_0=32, upsampling_steps=2, threshold=THRESHOLD, points_chunk=points_chunk, device=device)
+    from onet.utils.device import resolve_marching_cubes
+
+    options = dict(resolution_0=32, upsampling_steps=2, threshold=THRESHOLD, points_chunk=points_chunk, device=device,
+                   marching_cubes_backend=resolve_marching_cubes("auto", device))  # as `onet generate`
     extract_meshes(eval_fn, batch, **options)  # warm-up (kernels, allocator)
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     best, _ = best_of(repeats, lambda: extract_meshes(eval_fn, batch, **options))
     return batch / best, torch.cuda.max_memory_allocated() / 2**20
+
+
+def bench_marching_cubes(device: str, batch_sizes=(1, 8, 32), resolution: int = 128, repeats: int = 3) -> None:
+    """Table: ms per mesh of each marching-cubes backend on the chair's MISE grids (B, S, S, S) on
+    `device`, and how far each backend's vertices are from skimage's (the same edge crossings)."""
+    from scipy.spatial import cKDTree
+
+    from onet.generation.mise import mise_grids
+    from onet.geometry.marching_cubes import (
+        marching_cubes_torch_batch,
+        marching_cubes_warp,
+    )
+
+    steps = int(round(math.log2(resolution / 32)))
+    print(f"marching cubes at {resolution}^3 on {device}, the chair's MISE grid, best of {repeats}; "
+          "ms/mesh includes the copy of the mesh to the host")
+    print(f"{'backend':<20} {'B':>3} {'ms/mesh':>8} {'faces':>7} {'vertex dist to skimage':>23}")
+    for B in batch_sizes:
+        grids = mise_grids(chair_eval_fn, B, resolution_0=32, upsampling_steps=steps, threshold=THRESHOLD,
+                           device=device).values
+        host = grids.cpu().numpy()
+
+        def sync():
+            if torch.device(device).type == "cuda":
+                torch.cuda.synchronize()
+
+        runs = {"skimage (CPU, 1 proc)": lambda grids, host: [marching_cubes(g, LEVEL) for g in host],
+                "torch, batch": lambda grids, host: marching_cubes_torch_batch(grids, LEVEL)}
+        try:
+            import warp  # noqa: F401
+            runs["warp"] = lambda grids, host: [marching_cubes_warp(g, LEVEL) for g in grids]
+        except ImportError:
+            pass
+        ref = None
+        for name, fn in runs.items():
+            def timed(fn=fn, grids=grids, host=host):
+                meshes = fn(grids, host)
+                sync()
+                return meshes
+
+            timed()  # warm-up: tables, kernels
+            t, meshes = best_of(repeats, timed)
+            if ref is None:
+                ref = meshes
+            dist = max(float(cKDTree(v).query(r[0])[0].max()) for (v, _), r in zip(meshes, ref))
+            print(f"{name:<20} {B:>3} {1e3 * t / B:>8.1f} {len(meshes[0][1]):>7} {dist:>23.1e}", flush=True)
 
 
 def run(quick: bool = False, device: str = "cpu") -> list[dict]:
@@ -369,7 +419,6 @@ def run(quick: bool = False, device: str = "cpu") -> list[dict]:
         ]
         # the same refinement through the bf16 field fn (generation.precision=bf16)
         from onet.generation.refine import refine_mesh
-
         from onet.utils.precision import slow_bf16
 
         slow = slow_bf16(torch.device("cpu"))
@@ -424,6 +473,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--memory", type=int, default=None, metavar="R",
                         help="only measure peak RSS of one MISE extraction at R^3; prints JSON")
     parser.add_argument("--memory-field", choices=["chair", "img"], default="chair", help="field for --memory")
+    parser.add_argument("--marching-cubes", action="store_true",
+                        help="only the table of marching-cubes backends at 128^3 (B = 1, 8, 32)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device for --marching-cubes (default: cuda when available)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -431,6 +484,9 @@ def main(argv: list[str] | None = None) -> None:
         import json
 
         print(json.dumps(memory_at(args.memory, args.memory_field)))
+        return
+    if args.marching_cubes:
+        bench_marching_cubes(args.device, repeats=max(args.repeats, 3))
         return
     resolutions = sorted(set(args.resolutions + ([256] if args.full else [])))
 

@@ -18,7 +18,9 @@ Steps (each is one row; a failing step is reported and the others still run):
   refine+normals  simplification to 5000 faces, 30 refinement steps and vertex normals on the GPU
   generate B=...  `onet generate` itself (the library call the CLI makes) on a folder of images,
                   128^3, no refinement, previews and input copies off -> meshes/s of the whole
-                  call, and the CPU marching-cubes time per mesh (run in worker processes)
+                  call and the marching-cubes time per mesh, with the default backend (auto:
+                  torch on the GPU), then the largest batch with skimage (CPU marching cubes in
+                  worker processes) and warp (when installed)
   eval            `onet eval` of the test split's meshes
 The --dry-run sizes are small (a narrow model, 32^3 grids) so the CPU finishes quickly: the
 figures then only show that each path runs; the aims are for the GPU run.
@@ -391,10 +393,11 @@ def main() -> int:
     batch_sizes = (1, 8, 32) if gpu else (1, 2, 4)
     counts = {1: 64, 8: 256, 32: 512} if gpu else {1: 4, 2: 8, 4: 8}
 
-    def generate_run(B: int, backend: str = "skimage") -> None:
+    def generate_run(B: int, backend: str = "auto") -> None:
         from onet.generation import generate
+        from onet.utils.device import marching_cubes_workers, resolve_marching_cubes
 
-        # the dry run's largest batch takes the worker-process path that CUDA runs use by default
+        # the dry run's largest batch takes the worker-process path that CUDA runs use with skimage
         workers = 2 if not gpu and B == batch_sizes[-1] else "null"
         cfg = load_config(REPO / "configs" / ("img.yaml" if gpu else "demo.yaml"),
                           [*base, f"out_dir={work / 'train_fp32'}", "test.model_file=model.pt",
@@ -412,20 +415,24 @@ def main() -> int:
             rows = list(csv.DictReader(f))
         mc = 1e3 * np.mean([float(r["marching_cubes"]) for r in rows])
         ev = 1e3 * np.mean([float(r["evaluate"]) for r in rows])
-        from onet.utils.device import marching_cubes_workers
+        used = resolve_marching_cubes(backend, dev)
         workers = marching_cubes_workers(dev, cfg["generation"]["marching_cubes_workers"])
-        where = f"{workers} worker processes" if backend == "skimage" and workers else (
-            "on the GPU" if backend == "warp" and gpu else "in the main process")
+        where = (f"skimage in {workers} worker processes" if used == "skimage" and workers
+                 else f"{used} in the main process" if used == "skimage" or not gpu else f"{used} on the GPU")
         ok = len(summary.written) == n and not summary.failures
-        table.add(f"generate B={B}" + (" warp" if backend == "warp" else ""), ok,
+        table.add(f"generate B={B}" + ("" if backend == "auto" else f" {backend}"), ok,
                   f"{n / wall:.1f} meshes/s at {res}^3 ({n} meshes in {wall:.1f} s, start-up included); "
-                  f"evaluate {ev:.1f} ms/mesh, {'CPU ' if backend == 'skimage' else ''}marching cubes "
-                  f"{mc:.1f} ms/mesh ({where})", ">= 100 meshes/s (B=32)" if gpu and B == 32 else "")
+                  f"evaluate {ev:.1f} ms/mesh, marching cubes {mc:.1f} ms/mesh ({where})",
+                  ">= 100 meshes/s (B=32)" if gpu and B == 32 and backend == "auto" else "")
 
+    # the default (auto: torch marching cubes on the GPU, skimage on the CPU), then the
+    # largest batch with the other backends for comparison
     for B in batch_sizes:
         step(table, f"generate B={B}")(lambda B=B: generate_run(B))
+    other = "skimage" if gpu else "torch"
+    step(table, f"generate B={batch_sizes[-1]} {other}")(lambda: generate_run(batch_sizes[-1], other))
     if warp_version is not None:
-        step(table, "generate warp")(lambda: generate_run(batch_sizes[-1], "warp"))
+        step(table, f"generate B={batch_sizes[-1]} warp")(lambda: generate_run(batch_sizes[-1], "warp"))
     else:
         table.add("generate warp", None, "warp not installed (pip install -e .[gpu])")
 

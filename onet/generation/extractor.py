@@ -25,13 +25,13 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
-from onet.geometry.marching_cubes import marching_cubes, marching_cubes_warp
+from onet.geometry.marching_cubes import marching_cubes, marching_cubes_torch_batch, marching_cubes_warp
 from onet.generation.mise import EvalFn, mise_grids, probability_to_logit
 from onet.generation.refine import FieldFn, refine_mesh, vertex_normals_from_field
 from onet.generation.simplify import simplify_mesh
 from onet.utils.parallel import stopping
 
-MARCHING_CUBES = ("skimage", "warp")
+MARCHING_CUBES = ("skimage", "torch", "warp")
 STAGES = ("evaluate", "marching_cubes", "simplify", "refine", "normals")
 
 
@@ -111,8 +111,9 @@ def extract_batches(
     simplify_nfaces: decimate to at most this many faces (None: keep all).
     refinement_step: number of refinement steps (0: no refinement).
     keep_grids: return each object's MISE logit grid in ExtractedMesh.grid.
-    marching_cubes_backend: "skimage" (CPU) or "warp" (NVIDIA Warp on `device`, an
-        optional extra; the same vertices, possibly other triangles, in another order).
+    marching_cubes_backend: "skimage" (CPU), "torch" (torch on `device`, the whole batch
+        at once) or "warp" (NVIDIA Warp on `device`, an optional extra); the same vertices,
+        possibly other triangles, in another order.
     workers: processes for CPU marching cubes and simplification; with workers > 0
         a batch is yielded once the device has evaluated the next one (the CPU work
         of one batch overlaps the device work of the next). 0: all in this process.
@@ -147,7 +148,12 @@ def extract_batches(
             grids = mise_grids(batch.eval_fn, batch.batch_size, **mise_options)
             counts = grids.n_evaluated.tolist()  # waits for the device: the evaluation time is real
             kept = None
-            if marching_cubes_backend == "warp":
+            if marching_cubes_backend == "torch":
+                evaluate_time = (time.perf_counter() - start) / batch.batch_size
+                surfaces = [_done(s) for s in _surfaces_torch(grids.values, **surface_options)]
+                if keep_grids:
+                    kept = list(grids.values.cpu().numpy())
+            elif marching_cubes_backend == "warp":
                 evaluate_time = (time.perf_counter() - start) / batch.batch_size
                 surfaces = [_done(_surface(grids.values[b], warp=True, **surface_options))
                             for b in range(batch.batch_size)]
@@ -215,7 +221,18 @@ def _surface(values, *, level: float, box_size: float, simplify_nfaces: int | No
         vertices, faces = marching_cubes_warp(values, level, box_size=box_size)
     else:
         vertices, faces = marching_cubes(values, level, box_size=box_size)
-    t_mc = time.perf_counter() - start
+    return _simplified(vertices, faces, time.perf_counter() - start, simplify_nfaces)
+
+
+def _surfaces_torch(values: torch.Tensor, *, level: float, box_size: float, simplify_nfaces: int | None):
+    """_surface of each grid of a batch (B, S, S, S), marching cubes by torch on the grids' device."""
+    start = time.perf_counter()
+    meshes = marching_cubes_torch_batch(values, level, box_size=box_size)
+    t_mc = (time.perf_counter() - start) / max(1, len(meshes))  # one pass for the batch: its share
+    return [_simplified(vertices, faces, t_mc, simplify_nfaces) for vertices, faces in meshes]
+
+
+def _simplified(vertices, faces, t_mc: float, simplify_nfaces: int | None):
     t_simplify = 0.0
     if simplify_nfaces is not None and len(faces) > 0:
         start = time.perf_counter()

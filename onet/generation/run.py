@@ -64,7 +64,7 @@ from onet.geometry.voxelize import voxel_isosurface
 from onet.models import FIELD, POINTS, VOXELS, load_model
 from onet.models.latent import is_latent_gan
 from onet.utils.batch import ItemRunner, describe, stops_the_run, write_problems_csv
-from onet.utils.device import marching_cubes_workers, resolve_device, set_tf32
+from onet.utils.device import marching_cubes_workers, resolve_device, resolve_marching_cubes, set_tf32
 from onet.utils.errors import ConfigError, UsageError
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path, write_text_atomic
@@ -173,9 +173,11 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     dev = launch.device(resolve_device(device or cfg["device"]))
     # generation.precision auto -> what this device runs; the saved config.yaml records it
     precision, why = resolve_precision(cfg["generation"]["precision"], dev, key="generation.precision")
-    cfg = {**cfg, "generation": {**cfg["generation"], "precision": precision}}
+    # generation.marching_cubes auto -> the backend for this device, recorded the same way
+    marching = resolve_marching_cubes(cfg["generation"]["marching_cubes"], dev)
+    cfg = {**cfg, "generation": {**cfg["generation"], "precision": precision, "marching_cubes": marching}}
     gcfg = cfg["generation"]
-    log(f"generation precision: {precision} ({why})")
+    log(f"generation precision: {precision} ({why}); marching cubes: {marching}")
     set_tf32(dev, cfg["tf32"])
     sampler = None
     if is_latent_gan(cfg):  # the one dispatch: a latent GAN's codes are decoded by its VAE

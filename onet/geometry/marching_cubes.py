@@ -81,19 +81,9 @@ def marching_cubes_warp(values, level: float, *, box_size: float = 1.1) -> tuple
     on the host. Raises ImportError naming the extra when warp is not installed.
     """
     wp = _import_warp()
-    values = torch.as_tensor(values)
-    if values.dim() != 3 or min(values.shape) < 2:
-        raise ValueError(f"values must be 3D and at least 2x2x2, got {tuple(values.shape)}")
-    if values.dtype.is_complex or values.dtype == torch.bool:
-        raise ValueError(f"values must be a real-valued array, got dtype {values.dtype}")
-    level = float(level)
-    if not np.isfinite(level) or level <= _PAD_VALUE:
-        raise ValueError(f"level must be finite and above {_PAD_VALUE}, got {level!r}")
-    box_size = check_box_size(box_size)
-    values = values.to(torch.float32)
-    if torch.isnan(values).any():
-        raise ValueError("values contain NaN")
-    if not (values > level).any():
+    values = _check_values(values, level, box_size)
+    level, box_size = float(level), check_box_size(box_size)
+    if not bool((values > level).any()):
         return np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64)
 
     # pad with a large negative logit so the mesh is closed at the box boundary
@@ -118,6 +108,26 @@ def marching_cubes_warp(values, level: float, *, box_size: float = 1.1) -> tuple
     return vertices, faces[~degenerate]
 
 
+def _check_values(values, level: float, box_size: float, *, batched: bool = False) -> torch.Tensor:
+    """The grid (batched: grids (B, X, Y, Z)) as float32 on its own device; ValueError on a bad grid,
+    level or box. One NaN test for a batch: each test waits for the device."""
+    values = torch.as_tensor(values)
+    grid = tuple(values.shape[1:] if batched else values.shape)
+    if batched and values.dim() != 4:
+        raise ValueError(f"values must be a batch of 3D grids (B, X, Y, Z), got {tuple(values.shape)}")
+    if len(grid) != 3 or min(grid) < 2:
+        raise ValueError(f"values must be 3D and at least 2x2x2, got {grid}")
+    if values.dtype.is_complex or values.dtype == torch.bool:
+        raise ValueError(f"values must be a real-valued array, got dtype {values.dtype}")
+    level = float(level)
+    if not np.isfinite(level) or level <= _PAD_VALUE:
+        raise ValueError(f"level must be finite and above {_PAD_VALUE}, got {level!r}")
+    check_box_size(box_size)
+    values = values.to(torch.float32)
+    if torch.isnan(values).any():
+        raise ValueError("values contain NaN")
+    return values
+
 def _import_warp():
     try:
         import warp as wp
@@ -136,3 +146,148 @@ def _to_world(verts: np.ndarray, shape, box_size: float) -> np.ndarray:
     # undo the padding; clip the ~1e-6 cell overshoot of capping vertices
     index = np.clip(verts.astype(np.float64) - 1.0, 0.0, resolution)
     return index_to_world(index, [int(r) for r in resolution], box_size=box_size).astype(np.float32)
+
+
+# --- marching cubes in torch: any device torch runs on, nothing to install ---------------------
+#
+# The case table is built here from the cube's geometry rather than typed in: on each of a
+# cell's six faces the crossing edges are joined by segments (on a face whose two inside
+# corners are diagonal, each inside corner is cut off by its own segment), each segment is
+# directed so that the inside corners lie on its right seen from outside the cell, the
+# segments of a cell then close into loops and each loop becomes a triangle fan. The face
+# rule depends only on the face's four corners, so the two cells sharing a face cut it the
+# same way: the mesh is closed for any grid (tests/geometry/test_marching_cubes.py builds
+# all 256 cases and random grids).
+
+_CORNERS = np.array([[c & 1, (c >> 1) & 1, (c >> 2) & 1] for c in range(8)])  # corner c: bits x, y, z
+# edge = (first corner, second corner, axis); first has the axis bit 0
+_EDGES = [(c, c | (1 << a), a) for a in range(3) for c in range(8) if not (c >> a) & 1]
+
+
+def _build_case_table() -> tuple[np.ndarray, np.ndarray]:
+    """(256, T, 3) local edge ids of each case's triangles (-1 padded) and (256,) triangle counts."""
+    mid = np.array([_CORNERS[c0] + 0.5 * np.eye(3)[a] for c0, _, a in _EDGES])
+    triangles = []
+    for case in range(256):
+        inside = [(case >> c) & 1 == 1 for c in range(8)]
+        nxt = {}
+        for axis in range(3):
+            for side in (0, 1):
+                normal = (2 * side - 1) * np.eye(3)[axis]
+                on_face = [e for e, (c0, _, a) in enumerate(_EDGES) if a != axis and (c0 >> axis) & 1 == side]
+                crossing = [e for e in on_face if inside[_EDGES[e][0]] != inside[_EDGES[e][1]]]
+                corners_in = [c for c in range(8) if (c >> axis) & 1 == side and inside[c]]
+                if len(crossing) == 2:
+                    pairs = [(crossing, corners_in[0])]
+                elif len(crossing) == 4:  # diagonal inside corners: cut each off on its own
+                    pairs = [([e for e in crossing if c in _EDGES[e][:2]], c) for c in corners_in]
+                else:
+                    pairs = []
+                for (e0, e1), corner in pairs:
+                    turn = np.cross(normal, mid[e1] - mid[e0])
+                    if np.dot(turn, _CORNERS[corner] - mid[e0]) > 0:  # the inside corner on the left
+                        e0, e1 = e1, e0
+                    if e0 in nxt:
+                        raise AssertionError(f"case {case}: edge {e0} starts two segments")
+                    nxt[e0] = e1
+        tris = []
+        while nxt:
+            loop = [next(iter(nxt))]
+            while nxt[loop[-1]] != loop[0]:
+                loop.append(nxt.pop(loop[-1]))
+            nxt.pop(loop[-1])
+            tris += [(loop[0], loop[k], loop[k + 1]) for k in range(1, len(loop) - 1)]
+        triangles.append(tris)
+    count = np.array([len(t) for t in triangles])
+    table = np.full((256, count.max(), 3), -1, np.int64)
+    for case, tris in enumerate(triangles):
+        if tris:
+            table[case, :len(tris)] = tris
+    return table, count
+
+
+_CASE_TABLE: tuple[torch.Tensor, torch.Tensor] | None = None
+
+
+def marching_cubes_torch(values, level: float, *, box_size: float = 1.1) -> tuple[np.ndarray, np.ndarray]:
+    """`marching_cubes` computed with torch on the device that holds `values`.
+
+    values: (X, Y, Z) torch tensor (CUDA or CPU) or numpy array, as in marching_cubes.
+    Returns the same vertices as marching_cubes (vertices (V, 3) float32 world coordinates,
+    faces (F, 3) int64, outward winding, on the host) in another order, and as closed a
+    surface; a cell's polygon may be split along another diagonal, and a face whose two
+    inside corners are diagonal is always cut between them (skimage decides by the bilinear
+    saddle), which only matters where the grid is too coarse for the surface.
+    """
+    return marching_cubes_torch_batch(_check_values(values, level, box_size)[None], level, box_size=box_size)[0]
+
+
+def marching_cubes_torch_batch(values, level: float, *, box_size: float = 1.1) -> list[tuple[np.ndarray, np.ndarray]]:
+    """marching_cubes_torch of each grid of a batch (B, X, Y, Z), in one pass over the batch.
+
+    One pass keeps the number of device calls independent of B (on a GPU each call costs more
+    than a 128^3 grid's arithmetic). A value exactly at the level puts the vertex on the grid
+    point, shared by every edge that ends there; triangles that collapse there are dropped,
+    as in skimage's allow_degenerate=False.
+    """
+    global _CASE_TABLE
+    values = _check_values(values, level, box_size, batched=True)
+    level, box_size = float(level), check_box_size(box_size)
+    B, device = len(values), values.device
+    empty = (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64))
+    if B == 0:
+        return []
+    if _CASE_TABLE is None:
+        _CASE_TABLE = tuple(torch.from_numpy(t) for t in _build_case_table())
+    table, count = (t.to(device) for t in _CASE_TABLE)
+
+    # pad with a large negative logit so the mesh is closed at the box boundary
+    padded = torch.nn.functional.pad(values, (1, 1, 1, 1, 1, 1), value=_PAD_VALUE).contiguous()
+    _, X, Y, Z = padded.shape
+    inside = (padded > level).to(torch.uint8)
+    case = torch.zeros((B, X - 1, Y - 1, Z - 1), dtype=torch.uint8, device=device)
+    for c, (dx, dy, dz) in enumerate(_CORNERS.tolist()):
+        case |= inside[:, dx:X - 1 + dx, dy:Y - 1 + dy, dz:Z - 1 + dz] << c
+    cells = torch.nonzero((case != 0) & (case != 255))  # (A, 4) cells the surface crosses, batch-major
+    cell_case = case[tuple(cells.T)].long()
+    n_tri = count[cell_case]
+    cell_of_tri = torch.repeat_interleave(torch.arange(len(cells), device=device), n_tri)
+    slot = torch.arange(len(cell_of_tri), device=device) - (torch.cumsum(n_tri, 0) - n_tri)[cell_of_tri]
+    local = table[cell_case[cell_of_tri], slot]  # (F, 3) local edge ids
+
+    # each triangle corner's edge: its first grid point (flat index p0) and axis
+    edges = torch.tensor(_EDGES, dtype=torch.long, device=device)
+    offsets = torch.nn.functional.pad(torch.from_numpy(_CORNERS).to(device), (1, 0))  # (8, 4): no batch offset
+    start = cells[cell_of_tri][:, None, :] + offsets[edges[local, 0]]  # (F, 3, 4)
+    axis = edges[local, 2]
+    stride = torch.tensor([X * Y * Z, Y * Z, Z, 1], device=device)
+    p0 = (start * stride).sum(-1)
+    p1 = p0 + stride[1:][axis]
+    flat = padded.view(-1)
+    v0 = flat[p0]
+    t = ((level - v0) / (flat[p1] - v0)).clamp(0, 1)  # the signs differ across the edge
+    # vertex key, sorted batch-major: the grid point where the vertex lies on one, else the edge
+    key = torch.where(t <= 0, 4 * p0 + 3, torch.where(t >= 1, 4 * p1 + 3, 4 * p0 + axis))
+    keys, faces = torch.unique(key.view(-1), return_inverse=True)
+    faces = faces.view(-1, 3)
+    position = start[..., 1:].to(torch.float32) + t[..., None] * torch.nn.functional.one_hot(axis, 3)
+    vertices = torch.empty((len(keys), 3), dtype=torch.float32, device=device)
+    vertices[faces.view(-1)] = position.view(-1, 3)  # equal keys, equal positions
+    keep = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
+    face_batch = cells[cell_of_tri[keep], 0]
+    n_faces = torch.bincount(face_batch, minlength=B)
+    n_vertices = torch.bincount(keys // (4 * X * Y * Z), minlength=B)
+
+    vertices, faces = vertices.cpu().numpy(), faces[keep].cpu().numpy()
+    n_faces, n_vertices = n_faces.tolist(), n_vertices.tolist()
+    meshes, v_start, f_start = [], 0, 0
+    for b in range(B):
+        v_end, f_end = v_start + n_vertices[b], f_start + n_faces[b]
+        if f_end == f_start:
+            meshes.append(empty)
+        else:
+            # a vertex whose triangles all collapsed stays, unused, as skimage's can
+            meshes.append((_to_world(vertices[v_start:v_end], values.shape[1:], box_size),
+                           faces[f_start:f_end] - v_start))
+        v_start, f_start = v_end, f_end
+    return meshes

@@ -101,16 +101,25 @@ def test_overlapped_extraction_equals_serial():
     assert len(overlapped[2][1][0].faces) == 0 and len(overlapped[2][1][1].faces) > 0
 
 
-def test_warp_backend_gives_the_same_vertices():
-    pytest.importorskip("warp", reason="optional extra: pip install -e .[gpu]")
+@pytest.mark.parametrize("backend", ["torch", "warp"])
+def test_device_backends_give_the_same_vertices(backend):
+    if backend == "warp":
+        pytest.importorskip("warp", reason="optional extra: pip install -e .[gpu]")
     from scipy.spatial import cKDTree
 
-    ref = extract_meshes(batched_eval_fn(SDFS[:2]), 2, **OPTIONS)
-    wp_meshes = extract_meshes(batched_eval_fn(SDFS[:2]), 2, marching_cubes_backend="warp", **OPTIONS)
-    for a, b in zip(ref, wp_meshes):
+    # an object with no surface between two others
+    sdfs = [SDFS[0], sphere_sdf(radius=-1.0), SDFS[1]]
+    ref = extract_meshes(batched_eval_fn(sdfs), 3, keep_grids=True, **OPTIONS)
+    meshes = extract_meshes(batched_eval_fn(sdfs), 3, marching_cubes_backend=backend, keep_grids=True,
+                            **OPTIONS)
+    assert [len(m.faces) > 0 for m in ref] == [True, False, True]
+    for a, b in zip(ref, meshes):
         assert a.vertices.shape == b.vertices.shape and a.faces.shape == b.faces.shape
-        assert cKDTree(b.vertices).query(a.vertices)[0].max() < 1e-6
-        assert trimesh.Trimesh(b.vertices, b.faces, process=False).is_watertight
+        assert np.array_equal(a.grid, b.grid) and a.n_evaluated == b.n_evaluated
+        if len(a.faces):
+            assert cKDTree(b.vertices).query(a.vertices)[0].max() < 1e-6
+            assert trimesh.Trimesh(b.vertices, b.faces, process=False).is_watertight
+            assert b.timings["marching_cubes"] > 0
 
 
 def test_bad_extraction_options():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import trimesh
 import yaml
 from PIL import Image
 
@@ -132,6 +133,26 @@ def test_marching_cubes_workers_write_the_meshes_of_one_process(trained_cfg, tmp
     assert overlapped.written == serial.written and len(serial.written) >= 4
     skip = ("config.yaml", "time_generation.csv")
     assert _files(tmp_path / "workers", skip) == _files(tmp_path / "serial", skip)
+
+
+def test_torch_marching_cubes_writes_the_same_vertices(trained_cfg, tmp_path):
+    """generation.marching_cubes=torch (auto's choice on CUDA, here on the CPU); auto on the CPU
+    is recorded as skimage in the folder's config."""
+    from scipy.spatial import cKDTree
+
+    quiet = dict(device="cpu", progress=False, log=lambda *a: None)
+    trained_cfg["generation"]["marching_cubes"] = "auto"
+    ref = generate(trained_cfg, output_dir=tmp_path / "auto", **quiet)
+    assert yaml.safe_load((tmp_path / "auto" / "config.yaml").read_text())["generation"]["marching_cubes"] == "skimage"
+    trained_cfg["generation"]["marching_cubes"] = "torch"
+    torch_run = generate(trained_cfg, output_dir=tmp_path / "torch", **quiet)
+    assert torch_run.written == ref.written and len(ref.written) >= 4
+    assert yaml.safe_load((tmp_path / "torch" / "config.yaml").read_text())["generation"]["marching_cubes"] == "torch"
+    for name in ref.written:
+        a = trimesh.load(tmp_path / "auto" / "meshes" / f"{name}.ply", process=False)
+        b = trimesh.load(tmp_path / "torch" / "meshes" / f"{name}.ply", process=False)
+        assert a.vertices.shape == b.vertices.shape and b.is_watertight
+        assert cKDTree(b.vertices).query(a.vertices)[0].max() < 1e-5
 
 
 def test_a_failure_inside_the_worker_pipeline_skips_only_its_object(trained_cfg, tmp_path, monkeypatch):

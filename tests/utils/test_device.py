@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from onet.utils.device import loader_settings, marching_cubes_workers, set_tf32
+from onet.utils.device import (
+    loader_settings,
+    marching_cubes_workers,
+    resolve_marching_cubes,
+    set_tf32,
+)
 from onet.utils.errors import ConfigError
 
 
@@ -27,6 +32,13 @@ def test_marching_cubes_workers_by_device():
     assert marching_cubes_workers(torch.device("cuda"), None, processes_per_node=64) == 1
     with pytest.raises(ConfigError, match="marching_cubes_workers"):
         marching_cubes_workers(torch.device("cpu"), -2)
+
+
+def test_marching_cubes_auto_by_device():
+    assert resolve_marching_cubes("auto", torch.device("cuda")) == "torch"
+    assert resolve_marching_cubes("auto", torch.device("cpu")) == "skimage"
+    for value in ("skimage", "torch", "warp"):  # a set backend stays, on any device
+        assert resolve_marching_cubes(value, torch.device("cpu")) == value
 
 
 def test_set_tf32_switches_cuda_matmuls_only():
