@@ -20,6 +20,12 @@ same vertices (to 2e-7) in another order and as many triangles, wound the other
 way round by Warp (flipped here); about a quarter of the triangles are the same,
 the others split a cell's polygon along another diagonal (classic case table vs
 Lewiner's), which changes volume and area by < 1e-4 relative.
+
+`marching_cubes_torch(_batch)` does the same in torch on the grid's device, a whole
+batch per pass, with nothing to install (generation.marching_cubes=torch, auto's
+choice on CUDA). Same vertices as skimage on smooth fields (bench_generation.py
+--marching-cubes: distance 0 on the chair at 128^3) and, on 2 CPU cores, 16 ms
+against skimage's 31 ms for one 129^3 grid.
 """
 
 from __future__ import annotations
