@@ -393,9 +393,9 @@ def main() -> int:
     batch_sizes = (1, 8, 32) if gpu else (1, 2, 4)
     counts = {1: 64, 8: 256, 32: 512} if gpu else {1: 4, 2: 8, 4: 8}
 
-    def generate_run(B: int, backend: str = "auto") -> None:
+    def generate_run(B: int, backend: str = "auto", precision: str | None = None) -> None:
         from onet.generation import generate
-        from onet.utils.device import marching_cubes_workers, resolve_marching_cubes
+        from onet.utils.device import marching_cubes_workers
 
         # the dry run's largest batch takes the worker-process path that CUDA runs use with skimage
         workers = 2 if not gpu and B == batch_sizes[-1] else "null"
@@ -404,9 +404,10 @@ def main() -> int:
                            f"generation.marching_cubes_workers={workers}",
                            f"generation.batch_size={B}", "generation.previews=false", "generation.copy_input=false",
                            f"generation.marching_cubes={backend}", f"generation.resolution_0={res0}",
-                           f"generation.upsampling_steps={steps}"])
+                           f"generation.upsampling_steps={steps}",
+                           *([f"generation.precision={precision}"] if precision else [])])
         n = counts[B]
-        out = work / f"generate_{backend}_{B}"
+        out = work / f"generate_{backend}_{precision}_{B}"
         t0 = time.perf_counter()
         summary = generate(cfg, device=dev.type, input_dir=image_folder(n), output_dir=out, progress=False,
                            log=lambda *a: None)
@@ -415,20 +416,26 @@ def main() -> int:
             rows = list(csv.DictReader(f))
         mc = 1e3 * np.mean([float(r["marching_cubes"]) for r in rows])
         ev = 1e3 * np.mean([float(r["evaluate"]) for r in rows])
-        used = resolve_marching_cubes(backend, dev)
+        import yaml
+        ran = yaml.safe_load((out / "config.yaml").read_text())["generation"]  # auto resolved, as recorded
+        used = ran["marching_cubes"]
         workers = marching_cubes_workers(dev, cfg["generation"]["marching_cubes_workers"])
         where = (f"skimage in {workers} worker processes" if used == "skimage" and workers
                  else f"{used} in the main process" if used == "skimage" or not gpu else f"{used} on the GPU")
         ok = len(summary.written) == n and not summary.failures
-        table.add(f"generate B={B}" + ("" if backend == "auto" else f" {backend}"), ok,
+        label = f"generate B={B}" + ("" if backend == "auto" else f" {backend}") + (f" {precision}" if precision else "")
+        table.add(label, ok,
                   f"{n / wall:.1f} meshes/s at {res}^3 ({n} meshes in {wall:.1f} s, start-up included); "
-                  f"evaluate {ev:.1f} ms/mesh, marching cubes {mc:.1f} ms/mesh ({where})",
+                  f"evaluate {ev:.1f} ms/mesh ({ran['precision']}), marching cubes {mc:.1f} ms/mesh "
+                  f"({where})",
                   ">= 100 meshes/s (B=32)" if gpu and B == 32 and backend == "auto" else "")
 
     # the default (auto: torch marching cubes on the GPU, skimage on the CPU), then the
-    # largest batch with the other backends for comparison
+    # largest batch in bf16 (generation.precision; the config's default is fp32) and with
+    # the other backends, for comparison
     for B in batch_sizes:
         step(table, f"generate B={B}")(lambda B=B: generate_run(B))
+    step(table, f"generate B={batch_sizes[-1]} bf16")(lambda: generate_run(batch_sizes[-1], precision="bf16"))
     other = "skimage" if gpu else "torch"
     step(table, f"generate B={batch_sizes[-1]} {other}")(lambda: generate_run(batch_sizes[-1], other))
     if warp_version is not None:
