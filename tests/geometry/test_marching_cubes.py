@@ -101,6 +101,25 @@ def test_values_exactly_at_the_level_keep_the_mesh_closed(mc):
     assert mesh.is_watertight and mesh.volume > 0
 
 
+@BACKENDS
+@pytest.mark.parametrize("where", ["inside", "outside", "both"])
+def test_infinite_logits_give_finite_closed_meshes(where, mc):
+    # a probability of exactly 1 or 0 is an infinite logit: interpolating towards it gave NaN vertices
+    res = 16
+    values = grid_values(logits_fn(sphere_sdf((0.05, -0.02, 0.01), 0.3)), res)
+    if where in ("inside", "both"):
+        values = np.where(values > LEVEL, np.inf, values)
+    if where in ("outside", "both"):
+        values = np.where(values <= LEVEL, -np.inf, values)
+    vertices, faces = mc(values, LEVEL)
+    assert len(faces) > 0 and np.isfinite(vertices).all()
+    mesh = trimesh.Trimesh(vertices, faces, process=False)  # no merging: shared vertices already
+    assert mesh.is_watertight and mesh.volume > 0
+    assert len(np.unique(faces)) == len(vertices)  # every vertex used
+    # the crossings sit on the finite side (a grid point) or, between two infinities, mid-edge
+    assert mesh.volume == pytest.approx(4 / 3 * math.pi * 0.3**3, rel=0.35)
+
+
 def test_torch_case_table_separates_inside_from_outside_grid_points():
     """Every one of the 256 cell cases, and random grids full of ambiguous faces: a closed,
     outward surface with exactly the grid points above the level inside it."""
