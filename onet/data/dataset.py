@@ -237,16 +237,20 @@ class ShapeDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
-    def rng_for(self, idx: int) -> np.random.Generator:
+    def rng_for(self, idx: int, epoch: int | None = None) -> np.random.Generator:
         # Seeded per (epoch, object) in training and per object otherwise, so runs repeat
         # whatever the number of DataLoader workers.
         if self.mode == "train":
-            return np.random.default_rng(_seed_for(self.seed, "train", self.epoch, *self.items[idx]))
+            epoch = self.epoch if epoch is None else epoch
+            return np.random.default_rng(_seed_for(self.seed, "train", epoch, *self.items[idx]))
         return np.random.default_rng(_seed_for(self.seed, *self.items[idx]))
 
-    def __getitem__(self, idx: int) -> dict | None:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """Object `key`, or key = (object, epoch): the epoch's draws whatever self.epoch says
+        (training streams batches of several epochs through the same loader workers)."""
+        idx, epoch = key if isinstance(key, tuple) else (key, self.epoch)
         try:
-            return self.load(idx)
+            return self.load(idx, epoch)
         except Exception as exc:  # any failure to load one object is that object's (named, or skipped)
             if not isinstance(exc, (DataFormatError, OSError)):  # these name their file already
                 exc = DataFormatError(self.root / self.items[idx][0] / self.items[idx][1],
@@ -255,11 +259,12 @@ class ShapeDataset(torch.utils.data.Dataset):
                 raise exc from None
             return {"skipped": f"{self.items[idx][0]}/{self.items[idx][1]}: {exc}"}
 
-    def load(self, idx: int) -> dict:
+    def load(self, idx: int, epoch: int | None = None) -> dict:
+        epoch = self.epoch if epoch is None else epoch
         cat, model_id = self.items[idx]
         folder = self.root / cat / model_id
         opt = self.options
-        rng = self.rng_for(idx)
+        rng = self.rng_for(idx, epoch)
         points, occ = self._points(idx, folder, opt.points_file)
         n = opt.points_subsample if self.mode == "train" else opt.points_iou_subsample
         n_near = self.n_near_surface(n, folder)
@@ -293,7 +298,7 @@ class ShapeDataset(torch.utils.data.Dataset):
                 raise DataFormatError(path, str(exc)) from None
         if self.mode == "train" and (opt.augment_symmetries or opt.augment_scale):
             # its own stream: the draws above are the same with and without augmentation
-            aug = np.random.default_rng(_seed_for(self.seed, "augment", self.epoch, cat, model_id))
+            aug = np.random.default_rng(_seed_for(self.seed, "augment", epoch, cat, model_id))
             if opt.augment_symmetries:
                 item = turn_about_up_axis(item, int(aug.integers(8)), input_type=opt.input_type)
             if opt.augment_scale:

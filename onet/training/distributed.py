@@ -245,8 +245,9 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     With W processes each rank takes every W-th index of the same global batch, so
     a W-process run sees exactly the global batches of a 1-process run.
     Datasets smaller than a batch are cycled (sampling with replacement across epochs).
-    `set_epoch(epoch, start_batch=k)` skips the first k batches of that epoch: a resumed
-    run continues inside the epoch exactly where the checkpoint was written.
+    `epoch_batches(epoch, start_batch=k)` skips the first k batches of that epoch: a
+    resumed run continues inside the epoch exactly where the checkpoint was written
+    (EpochStream chains the epochs for training); iterating the sampler gives epoch 0.
     """
 
     def __init__(self, n_items: int, batch_size: int, *, rank: int = 0, world_size: int = 1, seed: int = 0):
@@ -255,22 +256,47 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         if batch_size % world_size:
             raise ValueError(f"train.batch_size={batch_size} must be divisible by the number of processes ({world_size})")
         self.n, self.batch_size, self.rank, self.world, self.seed = n_items, batch_size, rank, world_size, seed
-        self.epoch = 0
-        self.start_batch = 0
-
-    def set_epoch(self, epoch: int, *, start_batch: int = 0) -> None:
-        self.epoch = epoch
-        self.start_batch = start_batch
 
     def __len__(self) -> int:
         return max(1, self.n // self.batch_size)
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        return self.epoch_batches(0)
+
+    def epoch_batches(self, epoch: int, start_batch: int = 0):
+        """This rank's share of each batch of `epoch` from batch `start_batch` on."""
+        g = torch.Generator().manual_seed(self.seed * 100003 + epoch)
         n_needed = len(self) * self.batch_size
         perm = torch.randperm(self.n, generator=g)
         while len(perm) < n_needed:
             perm = torch.cat([perm, torch.randperm(self.n, generator=g)])
-        for i in range(self.start_batch, len(self)):
+        for i in range(start_batch, len(self)):
             batch = perm[i * self.batch_size:(i + 1) * self.batch_size]
             yield batch[self.rank::self.world].tolist()
+
+
+class EpochStream(torch.utils.data.Sampler):
+    """The batches of epoch after epoch of a GlobalBatchSampler, endlessly, each index as
+    (index, epoch) (ShapeDataset draws an item's points with its epoch's seed).
+
+    One DataLoader iterator over the stream serves the whole run: its workers live from
+    the first batch to the last, so what they cache (data.cache_points, cache_images)
+    stays cached, and they load the next epoch's first batches while the current epoch's
+    last ones train. A loader iterator per epoch starts new workers each epoch, with
+    empty caches, and waits at each epoch's start for a whole batch from one worker.
+    """
+
+    def __init__(self, sampler: GlobalBatchSampler):
+        self.sampler = sampler
+        self.epoch, self.start_batch = 0, 0
+
+    def start_at(self, epoch: int, start_batch: int = 0) -> None:
+        """Where the next iterator starts (a resumed run: inside the checkpoint's epoch)."""
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __iter__(self):
+        epoch, start = self.epoch, self.start_batch
+        while True:
+            for batch in self.sampler.epoch_batches(epoch, start):
+                yield [(i, epoch) for i in batch]
+            epoch, start = epoch + 1, 0

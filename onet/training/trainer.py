@@ -45,6 +45,7 @@ from onet.models import build_model, count_parameters, data_targets, fused
 from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
     DistInfo,
+    EpochStream,
     GlobalBatchSampler,
     NONFINITE_STOP,
     agree,
@@ -290,6 +291,21 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
         shutdown_distributed(dist_info)
 
 
+def training_loader(train_ds: ShapeDataset, sampler: GlobalBatchSampler, workers: int, pin: bool,
+                    seed: int) -> tuple[EpochStream, torch.utils.data.DataLoader]:
+    """The training DataLoader over epoch after epoch of `sampler` (EpochStream: one loader
+    iterator serves the whole run, so its workers and their caches live as long as the run).
+
+    Its own generator: starting a loader iteration must not draw from the global torch RNG,
+    whose state a checkpoint restores (the loader's draws only seed workers; items are seeded
+    per object and epoch). Set the start with stream.start_at before iterating.
+    """
+    stream = EpochStream(sampler)
+    loader = torch.utils.data.DataLoader(train_ds, batch_sampler=stream, collate_fn=collate, num_workers=workers,
+                                         pin_memory=pin, generator=torch.Generator().manual_seed(seed))
+    return stream, loader
+
+
 def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progress: bool, log) -> TrainResult:
     out_dir = Path(cfg["out_dir"])
     main = dist_info.is_main
@@ -327,11 +343,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
                                  world_size=dist_info.world_size, seed=cfg["seed"])
     workers, pin = loader_settings(dev, tcfg["num_workers"], tcfg["pin_memory"],
                                    processes_per_node=dist_info.local_world_size)
-    # Own generators: starting a loader iteration must not draw from the global torch RNG, whose
-    # state a checkpoint restores (the loaders' draws only seed workers; items are seeded per object).
-    train_loader = torch.utils.data.DataLoader(train_ds, batch_sampler=sampler, collate_fn=collate,
-                                               num_workers=workers, pin_memory=pin,
-                                               generator=torch.Generator().manual_seed(cfg["seed"]))
+    stream, train_loader = training_loader(train_ds, sampler, workers, pin, cfg["seed"])
     # every rank validates its share of the objects (sums are all-reduced in validate)
     val_loader = torch.utils.data.DataLoader(val_ds, batch_size=tcfg["val_batch_size"], collate_fn=collate,
                                              sampler=range(dist_info.rank, len(val_ds), dist_info.world_size),
@@ -512,78 +524,80 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     model.train()
     clock = IterationClock(it)
     stop_reason = agree_to_stop(limit_reached(), dist_info, dev)
+    stream.start_at(epoch, batch_in_epoch)
+    batches = iter(train_loader)
+    n_batches = len(sampler)
     while not stop_reason:
-        sampler.set_epoch(epoch, start_batch=batch_in_epoch)
-        train_ds.epoch = epoch
-        for batch in train_loader:
-            batch_in_epoch += 1
-            n_skipped, n_empty = len(batch["skipped"]), int("points" not in batch)
-            if dist_info.enabled and cfg["data"]["skip_bad"]:
-                # a rank whose whole batch was skipped must not leave the others alone in the
-                # step's collectives: all ranks skip it together (and count skipped loads globally)
-                n_skipped, n_empty = agree([n_skipped, n_empty], dist_info)
-            skipped_total += n_skipped
-            for reason in batch["skipped"]:
-                if reason.split(":")[0] not in skipped_names and main:
-                    log(f"skipping {reason}")
-                skipped_names.add(reason.split(":")[0])
-            if n_empty:
-                continue
-            batch = to_device(batch, dev)
-            optimizer.zero_grad(set_to_none=True)
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(tcfg, it, cpu_used())
-            with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-                loss, parts = loss_module(batch)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if average is not None:
-                ema_update(average, model, ema_decay_at(tcfg["ema_decay"], it))
-            it += 1
-            bar.update(1)
-            per_it = clock.tick(it)
-            if per_it is not None and main:  # an estimate up front (issue 13), from the run's own steps
-                # the CPU budget is all processes' seconds: the ranks' steps are alike
-                log(pace_message(it, per_it, tcfg, cpu_per_it=clock.cpu_per_it * dist_info.world_size,
-                                 cpu_left=None if max_cpu_time is None else max_cpu_time - cpu_used(),
-                                 time_left=None if max_time is None else max_time - (time.time() - t_start)))
-            value = loss.detach().to(torch.float64)
-            first_bad.copy_(torch.where((first_bad[0] < 0) & ~torch.isfinite(value),
-                                        torch.stack([value.new_tensor(float(it)), value]), first_bad))
-            if dist_info.enabled:
-                # one decision for every rank, before anything is validated or written at this iteration
-                decision = agree_to_stop(limit_reached(), dist_info, dev, nonfinite=first_bad[0] >= 0)
-                if decision == NONFINITE_STOP:
-                    check_loss(None)  # this rank's own NaN, with its iteration
-                    raise NonFiniteError(f"the training loss is not finite on another process at iteration {it}; "
-                                         "training stopped without writing a checkpoint of this state")
-            elif dev.type == "cpu" or it % tcfg["print_every"] == 0 or it % tcfg["checkpoint_every"] == 0 \
-                    or it % tcfg["validate_every"] == 0:  # on a GPU only where the loop synchronises anyway
-                check_loss([f"{c}/{m}" for c, m in zip(batch["category"], batch["model_id"])])
-
-            if it % tcfg["print_every"] == 0:
-                loss_value = all_reduce_mean(float(loss.detach()), dist_info, dev)
-                if main:
-                    bar.set_postfix(loss=f"{loss_value:.2f}", epoch=epoch)
-                    metrics_log.write(it=it, epoch=epoch, time=round(time.time() - t_start, 2), loss=loss_value,
-                                      skipped=skipped_total)
-                    if tb is not None:
-                        tb.add_scalar("train/loss", loss_value, it)
-            # validation first: a kill between the two never leaves a model.pt whose best_metric is stale
-            if it % tcfg["validate_every"] == 0:
-                last_val = run_validation()
-                clock.restart()
-            if it % tcfg["checkpoint_every"] == 0:
-                checkpoint(ckpt_path)
-                clock.restart()
-            stop_reason = decision if dist_info.enabled else limit_reached()
-            if stop_reason:
-                break
-        else:
+        if batch_in_epoch == n_batches:  # the epoch is done: the stream goes on with the next
             epoch += 1
             batch_in_epoch = 0
             stop_reason = agree_to_stop(limit_reached(), dist_info, dev)
+            if stop_reason:
+                break
+        batch = next(batches)
+        batch_in_epoch += 1
+        n_skipped, n_empty = len(batch["skipped"]), int("points" not in batch)
+        if dist_info.enabled and cfg["data"]["skip_bad"]:
+            # a rank whose whole batch was skipped must not leave the others alone in the
+            # step's collectives: all ranks skip it together (and count skipped loads globally)
+            n_skipped, n_empty = agree([n_skipped, n_empty], dist_info)
+        skipped_total += n_skipped
+        for reason in batch["skipped"]:
+            if reason.split(":")[0] not in skipped_names and main:
+                log(f"skipping {reason}")
+            skipped_names.add(reason.split(":")[0])
+        if n_empty:
+            continue
+        batch = to_device(batch, dev)
+        optimizer.zero_grad(set_to_none=True)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(tcfg, it, cpu_used())
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+            loss, parts = loss_module(batch)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if average is not None:
+            ema_update(average, model, ema_decay_at(tcfg["ema_decay"], it))
+        it += 1
+        bar.update(1)
+        per_it = clock.tick(it)
+        if per_it is not None and main:  # an estimate up front (issue 13), from the run's own steps
+            # the CPU budget is all processes' seconds: the ranks' steps are alike
+            log(pace_message(it, per_it, tcfg, cpu_per_it=clock.cpu_per_it * dist_info.world_size,
+                             cpu_left=None if max_cpu_time is None else max_cpu_time - cpu_used(),
+                             time_left=None if max_time is None else max_time - (time.time() - t_start)))
+        value = loss.detach().to(torch.float64)
+        first_bad.copy_(torch.where((first_bad[0] < 0) & ~torch.isfinite(value),
+                                    torch.stack([value.new_tensor(float(it)), value]), first_bad))
+        if dist_info.enabled:
+            # one decision for every rank, before anything is validated or written at this iteration
+            decision = agree_to_stop(limit_reached(), dist_info, dev, nonfinite=first_bad[0] >= 0)
+            if decision == NONFINITE_STOP:
+                check_loss(None)  # this rank's own NaN, with its iteration
+                raise NonFiniteError(f"the training loss is not finite on another process at iteration {it}; "
+                                     "training stopped without writing a checkpoint of this state")
+        elif dev.type == "cpu" or it % tcfg["print_every"] == 0 or it % tcfg["checkpoint_every"] == 0 \
+                or it % tcfg["validate_every"] == 0:  # on a GPU only where the loop synchronises anyway
+            check_loss([f"{c}/{m}" for c, m in zip(batch["category"], batch["model_id"])])
+
+        if it % tcfg["print_every"] == 0:
+            loss_value = all_reduce_mean(float(loss.detach()), dist_info, dev)
+            if main:
+                bar.set_postfix(loss=f"{loss_value:.2f}", epoch=epoch)
+                metrics_log.write(it=it, epoch=epoch, time=round(time.time() - t_start, 2), loss=loss_value,
+                                  skipped=skipped_total)
+                if tb is not None:
+                    tb.add_scalar("train/loss", loss_value, it)
+        # validation first: a kill between the two never leaves a model.pt whose best_metric is stale
+        if it % tcfg["validate_every"] == 0:
+            last_val = run_validation()
+            clock.restart()
+        if it % tcfg["checkpoint_every"] == 0:
+            checkpoint(ckpt_path)
+            clock.restart()
+        stop_reason = decision if dist_info.enabled else limit_reached()
+    del batches  # stops the loader's workers
     bar.close()
     check_loss(None)
     if dist_info.enabled:

@@ -13,7 +13,7 @@ import yaml
 
 from onet.training import train
 from onet.utils.checkpoints import load_checkpoint
-from onet.training.distributed import GlobalBatchSampler
+from onet.training.distributed import EpochStream, GlobalBatchSampler
 
 
 def _free_port() -> int:
@@ -34,6 +34,20 @@ def test_global_batch_sampler_splits_the_same_global_batches():
         assert sorted(ranks[0][i] + ranks[1][i]) == sorted(batch)
     with pytest.raises(ValueError, match="divisible"):
         GlobalBatchSampler(10, 5, world_size=2)
+
+
+def test_epoch_stream_chains_the_epochs_from_where_a_run_resumes():
+    import itertools
+
+    sampler = GlobalBatchSampler(10, 4, seed=3)  # 2 batches an epoch
+    stream = EpochStream(sampler)
+    stream.start_at(epoch=3, start_batch=1)
+    got = list(itertools.islice(stream, 5))
+    want = [(3, b) for b in list(sampler.epoch_batches(3))[1:]] + \
+        [(e, b) for e in (4, 5) for b in sampler.epoch_batches(e)]
+    assert got == [[(i, e) for i in b] for e, b in want]
+    assert list(sampler.epoch_batches(4)) != list(sampler.epoch_batches(5))  # a new order each epoch
+    assert list(sampler) == list(sampler.epoch_batches(0))
 
 
 def _torchrun(cfg: dict, tmp_path, nproc: int = 2) -> subprocess.CompletedProcess:

@@ -340,3 +340,42 @@ def test_ema_decay_out_of_range_is_a_config_error(tiny_cfg):
     from onet.config import ConfigError, validate
     with pytest.raises(ConfigError, match=r"train\.ema_decay"):
         validate({**tiny_cfg, "train": {**tiny_cfg["train"], "ema_decay": 1.0}})
+
+
+def test_loader_workers_live_through_the_run_and_train_as_the_main_process(tiny_cfg, tmp_path, monkeypatch):
+    """train.num_workers > 0: one loader iterator over epoch after epoch (EpochStream), so each
+    worker reads an object's points once however many epochs pass (data.cache_points), and the
+    run computes exactly what a run without workers does."""
+    import onet.data.dataset as dataset_module
+    from onet.data.dataset import DataOptions, ShapeDataset
+
+    reads = tmp_path / "reads.txt"
+    real = dataset_module.load_points_npz
+
+    def logged(path):  # runs in the forked workers too: a file, not a list, collects the reads
+        with open(reads, "a") as f:
+            f.write(f"{path}\n")
+        return real(path)
+
+    monkeypatch.setattr(dataset_module, "load_points_npz", logged)
+    d = tiny_cfg["data"]
+    train_items = ShapeDataset(d["path"], d["train_split"], options=DataOptions.from_config(d),
+                               classes=d["classes"]).items
+    n_batches = max(1, len(train_items) // tiny_cfg["train"]["batch_size"])
+    tiny_cfg["train"].update(max_iters=6 * n_batches, validate_every=1000, checkpoint_every=1000)
+    tiny_cfg["data"]["cache_points"] = True
+    runs = {}
+    for workers in (0, 2):
+        tiny_cfg["train"]["num_workers"] = workers
+        tiny_cfg["out_dir"] = str(tmp_path / f"w{workers}")
+        reads.write_text("")
+        result = train(tiny_cfg, progress=False, log=lambda *a: None)
+        rows = list(csv.DictReader(open(result.out_dir / "metrics.csv")))
+        runs[workers] = [(r["it"], r["epoch"], r["loss"]) for r in rows if r["loss"]]
+        assert {int(r[1]) for r in runs[workers]} == set(range(6))
+        lines = reads.read_text().splitlines()
+        per_object = [sum(line.startswith(str(tiny_cfg["data"]["path"]) + f"/{c}/{m}/") for line in lines)
+                      for c, m in train_items]
+        # read once per process that loads it (the main process, or each of the 2 workers), not once an epoch
+        assert 1 <= max(per_object) <= max(1, workers), (workers, per_object)
+    assert runs[0] == runs[2] and len(runs[0]) == 6 * n_batches
