@@ -56,6 +56,9 @@ EvalFn = Callable[[torch.Tensor], torch.Tensor]
 # still gets a matmul block big enough to run near peak (1024 measured best
 # single-threaded; bigger chunks cost up to ~15%)
 _CPU_CHUNK_POINTS_PER_THREAD = 1024
+# the same for `value_and_grad`, which keeps every ReLU's output of its chunk for the backward
+# pass (11 (points, H) tensors of the thesis decoder): smaller chunks keep them in cache
+_CPU_GRAD_CHUNK_POINTS_PER_THREAD = 768
 _CUDA_CHUNK_POINTS = 1 << 18
 
 
@@ -424,7 +427,8 @@ class OccupancyDecoder(nn.Module):
             out = torch.addmm(b_out, _clamp(h, lo_out, hi_out), W_out)  # (N, 1)
             return out.view(1, -1)
 
-        rows = _CUDA_CHUNK_POINTS if w.device.type == "cuda" else _CPU_CHUNK_POINTS_PER_THREAD * max(1, torch.get_num_threads())
+        rows = _CUDA_CHUNK_POINTS if w.device.type == "cuda" else \
+            _CPU_GRAD_CHUNK_POINTS_PER_THREAD * max(1, torch.get_num_threads())
 
         def value_and_grad(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             """p: (N, dim) points -> logits (N,) and their gradient w.r.t. p (N, dim), detached.
@@ -438,9 +442,11 @@ class OccupancyDecoder(nn.Module):
                 raise ValueError(f"p must be (N, {dim}), got {tuple(p.shape)}")
             p = p.to(device=w.device, dtype=w.dtype)
             logits, grad = p.new_empty(p.shape[0]), p.new_empty(p.shape[0], dim)
+            n = p.shape[0]
+            size = -(-n // -(-n // rows)) if n else 1  # equal chunks of at most `rows`: no small last one
             with torch.no_grad():
-                for i in range(0, p.shape[0], rows):
-                    relu_net(p[i:i + rows], logits[i:i + rows], grad[i:i + rows])
+                for i in range(0, n, size):
+                    relu_net(p[i:i + size], logits[i:i + size], grad[i:i + size])
             return logits, grad
 
         # clamps and matmuls: the gradient w.r.t. p is piecewise constant, which lets

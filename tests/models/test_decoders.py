@@ -241,7 +241,7 @@ def test_value_and_grad_matches_the_field_fn_and_autograd(name, z_dim, precision
     few channels of zero scale (their clamp is the identity on a zeroed weight row)."""
     from onet.models import decoders
 
-    monkeypatch.setattr(decoders, "_CPU_CHUNK_POINTS_PER_THREAD", 48)  # several chunks
+    monkeypatch.setattr(decoders, "_CPU_GRAD_CHUNK_POINTS_PER_THREAD", 48)  # several chunks
     torch.manual_seed(0)
     c_dim = 0 if name == "simple" and z_dim == 0 else 6
     dec = randomized(DECODERS[name](z_dim=z_dim, c_dim=c_dim, hidden_size=32, n_blocks=3), c_dim, z_dim, scale=0.3)
@@ -265,6 +265,8 @@ def test_value_and_grad_matches_the_field_fn_and_autograd(name, z_dim, precision
     _agree_on_almost_all_points(grad, ref_grad)
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
         fn.value_and_grad(p.unsqueeze(0))
+    empty = fn.value_and_grad(p[:0])
+    assert empty[0].shape == (0,) and empty[1].shape == (0, 3)
 
 
 def test_make_field_fn_works_when_built_under_inference_mode():
