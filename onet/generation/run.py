@@ -64,6 +64,7 @@ from onet.geometry.voxelize import voxel_isosurface
 from onet.models import FIELD, POINTS, VOXELS, load_model
 from onet.models.latent import is_latent_gan
 from onet.utils.batch import ItemRunner, describe, stops_the_run, write_problems_csv
+from onet.utils.parallel import prefetched
 from onet.utils.device import marching_cubes_workers, resolve_device, resolve_marching_cubes, set_tf32
 from onet.utils.errors import ConfigError, UsageError
 from onet.utils.precision import resolve_precision
@@ -329,7 +330,9 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     writer = ThreadPoolExecutor(1, thread_name_prefix="onet-write")
     writing = None
     try:
-        for batch, pairs in _extracted(model, loaded_batches(), cfg, dev, runner, launch.local_world_size):
+        # the next batch's inputs load in a thread while the device works on this one
+        for batch, pairs in _extracted(model, prefetched(loaded_batches()), cfg, dev, runner,
+                                       launch.local_world_size):
             if writing is not None:
                 writing.result()
             writing = writer.submit(write_batch, pairs, len(batch))

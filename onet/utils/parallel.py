@@ -3,6 +3,7 @@
 One mechanism for every stage that fans objects out to processes: `spawn` children
 (no threads, locks or CUDA state inherited from a parent that has torch loaded), each
 limited to one BLAS/OpenMP thread so that N workers use N cores instead of N x cores.
+`prefetched` runs an iterator one item ahead in a thread (input loading beside the device).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+_END = object()
 
 SINGLE_THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -103,3 +107,22 @@ def stopping(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
 def worker_pool(workers: int):
     """`spawn_pool(workers)` for a `with` block, stopped at once on an exception (`stopping`)."""
     return stopping(spawn_pool(workers))
+
+
+def prefetched(items: Iterable[T]) -> Iterator[T]:
+    """`items` in order, each produced in a background thread while the caller uses the one before.
+
+    For input loading (JPEG decoding, npz reading: work that releases the GIL) beside a device
+    that computes on the previous batch. One thread, one item ahead: the source is never advanced
+    concurrently, and its exceptions reach the caller at the item where they happened. Closing
+    the iterator early waits for the item in flight.
+    """
+    source = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix="onet-prefetch") as thread:
+        pending = thread.submit(next, source, _END)
+        while True:
+            item = pending.result()
+            if item is _END:
+                return
+            pending = thread.submit(next, source, _END)
+            yield item

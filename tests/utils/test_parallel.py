@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from onet.utils.parallel import SINGLE_THREAD_ENV, spawn_pool, usable_cpus
+from onet.utils.parallel import SINGLE_THREAD_ENV, prefetched, spawn_pool, usable_cpus
 
 
 def _env():
@@ -56,3 +56,46 @@ def test_leaving_a_worker_pool_by_an_exception_stops_its_workers_at_once():
     with worker_pool(2) as pool:
         futures = [pool.submit(pow, 2, k) for k in range(8)]
     assert sorted(f.result() for f in as_completed(futures)) == [2 ** k for k in range(8)]
+
+
+def test_prefetched_produces_the_next_item_while_the_caller_holds_this_one():
+    import threading
+
+    produced = []  # (item, thread name)
+    taken = threading.Event()
+
+    def source():
+        for k in range(4):
+            if k == 2:
+                assert taken.wait(5)  # item 2 is made while the caller still holds item 1
+            produced.append((k, threading.current_thread().name))
+            yield k
+
+    got = []
+    for item in prefetched(source()):
+        got.append(item)
+        if item == 1:
+            taken.set()
+            for _ in range(500):  # the background thread makes item 2 meanwhile
+                if len(produced) > 2:
+                    break
+                threading.Event().wait(0.01)
+            assert [k for k, _ in produced] == [0, 1, 2]
+    assert got == [0, 1, 2, 3]
+    assert all(name.startswith("onet-prefetch") for _, name in produced)
+
+
+def test_prefetched_raises_where_the_source_failed_and_closes_early():
+    def source():
+        yield 1
+        raise ValueError("cannot load item 2")
+
+    items = prefetched(source())
+    assert next(items) == 1
+    with pytest.raises(ValueError, match="cannot load item 2"):
+        next(items)
+    early = prefetched(iter(range(10)))
+    assert next(early) == 0
+    early.close()  # waits for the item in flight; nothing left running
+    assert list(prefetched([])) == []
+
