@@ -64,11 +64,11 @@ from onet.geometry.voxelize import voxel_isosurface
 from onet.models import FIELD, POINTS, VOXELS, load_model
 from onet.models.latent import is_latent_gan
 from onet.utils.batch import ItemRunner, describe, stops_the_run, write_problems_csv
-from onet.utils.parallel import prefetched
 from onet.utils.device import marching_cubes_workers, resolve_device, resolve_marching_cubes, set_tf32
 from onet.utils.errors import ConfigError, UsageError
 from onet.utils.precision import resolve_precision
 from onet.utils.io import atomic_path, write_text_atomic
+from onet.utils.parallel import prefetched
 from onet.utils.ranks import Launch, Share, barrier, gather_to_main, launch_info, shutdown
 from onet.utils.stamp import OptionsMismatch, check_stamp, write_stamp
 
