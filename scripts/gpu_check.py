@@ -14,7 +14,8 @@ Steps (each is one row; a failing step is reported and the others still run):
   resume          the fp32 run continued (checkpoint RNG/optimizer/scaler restore on the GPU)
   torchrun DDP    `torchrun --nproc_per_node 1 -m onet train` (NCCL on CUDA)
   MISE GPU = CPU  batched MISE + marching cubes of the same objects at 128^3 on the GPU and the
-                  CPU, TF32 off: same vertex count and every vertex within 1e-4 of the box
+                  CPU, TF32 off: same vertex count and every vertex within 1e-4 of the box; and
+                  torch marching cubes on the GPU's grids: skimage's vertices (within 1e-6)
   refine+normals  simplification to 5000 faces, 30 refinement steps and vertex normals on the GPU
   generate B=...  `onet generate` itself (the library call the CLI makes) on a folder of images,
                   128^3, no refinement, previews and input copies off -> meshes/s of the whole
@@ -324,6 +325,9 @@ def main() -> int:
             for name, device in (("device", dev), ("cpu", torch.device("cpu"))):
                 model, c, z = encoded(cfg, n, device)
                 meshes[name] = extract_meshes(model.make_eval_fn(c, z), n, device=device, **options)
+                if name == "device":  # the same grids through torch marching cubes on the device
+                    meshes["device_torch"] = extract_meshes(model.make_eval_fn(c, z), n, device=device,
+                                                            marching_cubes_backend="torch", **options)
             # the rounding scale of fp32 itself: the same objects in float64 on the CPU
             model, c, z = encoded(cfg, n, torch.device("cpu"), torch.float64)
             meshes["fp64"] = extract_meshes(model.make_eval_fn(c, z), n, device="cpu", **options)
@@ -349,13 +353,18 @@ def main() -> int:
         # Where the field is flat at the level, fp32 rounding in either path moves a crossing
         # by more than 1e-4 of the box; then the device path passes when it is no further from
         # the float64 reference than the CPU's own fp32 path (twice, for the max of a few samples).
-        ok = same_counts and (worst <= 1e-4 * BOX or dev_to_fp64 <= 2 * cpu_to_fp64)
+        # torch marching cubes on the device (auto's choice on CUDA) against skimage on the same grids
+        torch_mc = max(farthest(a, b) for a, b in zip(meshes["device_torch"], meshes["device"]))
+        torch_counts = all(len(a.vertices) == len(b.vertices) for a, b in zip(meshes["device_torch"], meshes["device"]))
+        ok = same_counts and (worst <= 1e-4 * BOX or dev_to_fp64 <= 2 * cpu_to_fp64) and torch_counts \
+            and torch_mc <= 1e-6 * BOX
         faces = [len(m.faces) for m in meshes["device"]]
         table.add(f"MISE {'GPU' if gpu else 'CPU'} = CPU", ok,
                   f"{n} objects at {res}^3, faces {faces}: same counts {same_counts}, max vertex distance "
                   f"{worst / BOX:.1e} of the box (TF32 on: {worst_tf32 / BOX:.1e}); to the CPU fp64 mesh: "
-                  f"{'GPU' if gpu else 'CPU'} {dev_to_fp64 / BOX:.1e}, CPU fp32 {cpu_to_fp64 / BOX:.1e}",
-                  "<= 1e-4 of the box, or no further from fp64 than the CPU")
+                  f"{'GPU' if gpu else 'CPU'} {dev_to_fp64 / BOX:.1e}, CPU fp32 {cpu_to_fp64 / BOX:.1e}; torch marching "
+                  f"cubes on the same grids: same vertex counts {torch_counts}, max distance {torch_mc / BOX:.1e}",
+                  "<= 1e-4 of the box, or no further from fp64 than the CPU; torch = skimage vertices (1e-6)")
 
     @step(table, "refine+normals")
     def _():
