@@ -1,20 +1,10 @@
 """scripts/bench_loader.py: both loaders deliver every batch of every epoch, on the tiny dataset."""
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_loader.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("bench_loader_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from script_loader import load_script
 
 
 def test_both_loaders_deliver_every_batch_of_every_epoch(tiny_dataset, capsys):
-    bench = _load()
+    bench = load_script("bench_loader")
     bench.main(["--data", str(tiny_dataset), "--config", "demo", "--batch-size", "2", "--workers", "1",
                 "--epochs", "3", "--step-ms", "0", "--repeats", "1"])
     out = capsys.readouterr().out

@@ -3,21 +3,15 @@
 The benchmark itself (package download, preprocessing, 30-minute runs) runs only by hand.
 """
 
-import importlib.util
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_real.py"
+from script_loader import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("bench_real_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench_real")
 
 
 def _pmd(vertices, faces, *, version=4, n_uv=2) -> bytes:

@@ -3,24 +3,17 @@
 No timing is measured or asserted here; the benchmark itself runs only by hand.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+
+from script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
 
 
 def _load(name: str = "benchmark"):
-    """scripts/<name>.py as a module (the stage scripts import each other from scripts/)."""
-    sys.path.insert(0, str(SCRIPT.parent))
-    try:
-        spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPT.parent / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
+    return load_script(name)
 
 
 def test_help_lists_the_options():

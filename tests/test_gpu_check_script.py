@@ -3,7 +3,6 @@
 The check itself needs minutes (a GPU run, or `--dry-run` on a CPU) and runs only by hand.
 """
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -11,15 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_loader import load_script
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("gpu_check_script", SCRIPTS / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("gpu_check")
 
 
 def test_shell_script_parses_and_answers_its_options():

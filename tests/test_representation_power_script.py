@@ -3,21 +3,16 @@
 The full experiment (128^3 voxels, 512-d codes, 100k fit steps) runs only by hand.
 """
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "representation_power.py"
+from script_loader import load_script
 
 
 @pytest.fixture
 def rp(monkeypatch):
-    spec = importlib.util.spec_from_file_location("representation_power_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script("representation_power")
     monkeypatch.setattr(module, "RESOLUTIONS", (8, 16))  # 128^3 inside tests takes minutes
     return module
 

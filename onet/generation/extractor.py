@@ -148,15 +148,13 @@ def extract_batches(
             grids = mise_grids(batch.eval_fn, batch.batch_size, **mise_options)
             counts = grids.n_evaluated.tolist()  # waits for the device: the evaluation time is real
             kept = None
-            if marching_cubes_backend == "torch":
+            if marching_cubes_backend in ("torch", "warp"):  # on the grids' device
                 evaluate_time = (time.perf_counter() - start) / batch.batch_size
-                surfaces = [_done(s) for s in _surfaces_torch(grids.values, **surface_options)]
-                if keep_grids:
-                    kept = list(grids.values.cpu().numpy())
-            elif marching_cubes_backend == "warp":
-                evaluate_time = (time.perf_counter() - start) / batch.batch_size
-                surfaces = [_done(_surface(grids.values[b], warp=True, **surface_options))
-                            for b in range(batch.batch_size)]
+                if marching_cubes_backend == "torch":  # the whole batch in one pass
+                    surfaces = [_done(s) for s in _surfaces_torch(grids.values, **surface_options)]
+                else:
+                    surfaces = [_done(_surface(grids.values[b], warp=True, **surface_options))
+                                for b in range(batch.batch_size)]
                 if keep_grids:
                     kept = list(grids.values.cpu().numpy())
             elif pool is not None:

@@ -223,7 +223,8 @@ def marching_cubes_torch(values, level: float, *, box_size: float = 1.1) -> tupl
     inside corners are diagonal is always cut between them (skimage decides by the bilinear
     saddle), which only matters where the grid is too coarse for the surface.
     """
-    return marching_cubes_torch_batch(_check_values(values, level, box_size)[None], level, box_size=box_size)[0]
+    return _marching_cubes_torch(_check_values(values, level, box_size)[None], float(level),
+                                 check_box_size(box_size))[0]
 
 
 def marching_cubes_torch_batch(values, level: float, *, box_size: float = 1.1) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -234,9 +235,13 @@ def marching_cubes_torch_batch(values, level: float, *, box_size: float = 1.1) -
     point, shared by every edge that ends there; triangles that collapse there are dropped,
     as in skimage's allow_degenerate=False.
     """
-    global _CASE_TABLE
     values = _check_values(values, level, box_size, batched=True)
-    level, box_size = float(level), check_box_size(box_size)
+    return _marching_cubes_torch(values, float(level), check_box_size(box_size))
+
+
+def _marching_cubes_torch(values: torch.Tensor, level: float, box_size: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """marching_cubes_torch_batch on grids `_check_values` has passed (B, X, Y, Z) float32."""
+    global _CASE_TABLE
     B, device = len(values), values.device
     empty = (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int64))
     if B == 0:

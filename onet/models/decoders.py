@@ -40,6 +40,7 @@ object and a cache-sized chunk of its points at a time.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -443,7 +444,8 @@ class OccupancyDecoder(nn.Module):
             p = p.to(device=w.device, dtype=w.dtype)
             logits, grad = p.new_empty(p.shape[0]), p.new_empty(p.shape[0], dim)
             n = p.shape[0]
-            size = -(-n // -(-n // rows)) if n else 1  # equal chunks of at most `rows`: no small last one
+            # equal chunks of at most `rows` points: no small last one
+            size = max(1, math.ceil(n / max(1, math.ceil(n / rows))))
             with torch.no_grad():
                 for i in range(0, n, size):
                     relu_net(p[i:i + size], logits[i:i + size], grad[i:i + size])
