@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
 from onet.models import build_model, count_parameters  # noqa: E402
+from onet.training.trainer import make_optimizer  # noqa: E402
 from onet.utils.device import keep_freed_memory  # noqa: E402
 from onet.utils.precision import autocast, slow_bf16  # noqa: E402
 
@@ -163,7 +164,7 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
         keep_freed_memory()
     cfg, model = build(name, device)
     B = batch_size or cfg["train"]["batch_size"]
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg["train"]["lr"])
+    optimizer = make_optimizer(model, cfg["train"]["lr"], device)  # fused on the CPU, as `onet train`
     p, occ, inputs = random_batch(cfg, B, device)
     if precision == "amp":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

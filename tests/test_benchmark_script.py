@@ -69,3 +69,21 @@ def test_bf16_is_not_timed_where_the_cpu_would_emulate_it(monkeypatch):
     monkeypatch.setattr(precision, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     peaks = _load("bench_train").measure_peaks([torch.device("cpu")], peak_size=64)
     assert set(peaks) == {("cpu", torch.float32), ("cpu", torch.bfloat16)}
+
+
+def test_train_step_is_timed_with_the_trainers_optimizer(monkeypatch):
+    """bench_train times the step as `onet train` runs it: the same Adam (fused on the CPU,
+    one kernel instead of a loop of small ops per tensor, which shifts the step by ms)."""
+    bt = _load("bench_train")
+    made = []
+
+    def recording(model, lr, dev):
+        made.append(bt_make(model, lr, dev))
+        return made[-1]
+
+    bt_make = bt.make_optimizer
+    monkeypatch.setattr(bt, "make_optimizer", recording)
+    r = bt.measure_train_step("pointcloud", "cpu", batch_size=2, iters=1, repeats=1)
+    assert len(made) == 1 and made[0].defaults["fused"] is True
+    assert made[0].state  # it stepped the model's parameters
+    assert r["seconds"] > 0 and r["flops"] > r["decoder_flops"] > 0 and r["B"] == 2
