@@ -3,6 +3,7 @@
 The check itself needs minutes (a GPU run, or `--dry-run` on a CPU) and runs only by hand.
 """
 
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +29,46 @@ def test_shell_script_parses_and_answers_its_options():
     if shutil.which("shellcheck"):
         lint = subprocess.run(["shellcheck", str(SCRIPTS / "gpu_check.sh")], capture_output=True, text=True)
         assert lint.returncode == 0, lint.stdout
+
+
+def _fake_cuda_machine(tmp_path: Path, python: str) -> dict:
+    """PATH and PYTHON for gpu_check.sh as on a CUDA machine: an `nvidia-smi` that names a GPU and
+    an interpreter (`python`, really run) whose torch answers the script's CUDA test with yes. The
+    interpreter stops at gpu_check.py, whose checks are not what these tests are about."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "nvidia-smi").write_text('#!/bin/bash\necho "a GPU, 1.0, 80 GiB"\n')
+    (bin_dir / "python").write_text(
+        "#!/bin/bash\n"
+        'if [ "$1" = "-c" ] && [[ "$2" == *cuda.is_available* ]]; then exit 0; fi\n'
+        'if [ "$1" = "scripts/gpu_check.py" ]; then echo "gpu_check.py would run"; exit 0; fi\n'
+        f'exec "{python}" "$@"\n')
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "PYTHON": str(bin_dir / "python"),
+            "PIP_NO_INDEX": "1"}  # no download whatever happens: as on the offline machines lent here
+
+
+def test_installed_environment_runs_the_checks_without_pip(tmp_path):
+    """A rerun, or a machine set up before: every package is there, so nothing is installed (pip on
+    an offline machine only retries and fails) and the checks start."""
+    out = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh")], capture_output=True, text=True, timeout=120,
+                         env=_fake_cuda_machine(tmp_path, sys.executable))
+    assert out.returncode == 0, out.stderr
+    assert "nothing to install" in out.stdout and "gpu_check.py would run" in out.stdout
+    assert "pip install" not in out.stdout
+
+
+def test_failed_install_names_the_missing_packages(tmp_path):
+    """Offline, with packages missing and no ONET_WHEELS: pip fails, and the script says which
+    packages are missing and where to get them, exit 1, before any check."""
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "bare")], check=True, timeout=120)
+    out = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh")], capture_output=True, text=True, timeout=300,
+                         env=_fake_cuda_machine(tmp_path, str(tmp_path / "bare" / "bin" / "python")))
+    assert out.returncode == 1
+    assert "pip install -e .[gpu] failed" in out.stderr
+    assert "missing packages: torch, numpy" in out.stderr and "ONET_WHEELS" in out.stderr
+    assert "gpu_check.py would run" not in out.stdout
 
 
 def test_python_half_answers_help():
