@@ -12,8 +12,9 @@
 # is installed; the checks run from this checkout). Offline: ONET_WHEELS=DIR installs the
 # wheels in DIR (the project's dependencies, e.g. from `pip download -d DIR trimesh PyMCubes
 # pykdtree fast-simplification embreex manifold3d rtree warp-lang==1.17.0` on a networked
-# machine) and the project without fetching anything. Then scripts/gpu_check.py runs the checks and prints the
-# table; the exit code is 1 when a check failed (rows: see scripts/gpu_check.py).
+# machine) and the project without fetching anything. Then scripts/gpu_check.py runs the
+# checks and prints the table; the exit code is 1 when a check failed (rows: see
+# scripts/gpu_check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

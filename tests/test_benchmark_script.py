@@ -75,13 +75,12 @@ def test_train_step_is_timed_with_the_trainers_optimizer(monkeypatch):
     """bench_train times the step as `onet train` runs it: the same Adam (fused on the CPU,
     one kernel instead of a loop of small ops per tensor, which shifts the step by ms)."""
     bt = _load("bench_train")
-    made = []
+    make, made = bt.make_optimizer, []
 
     def recording(model, lr, dev):
-        made.append(bt_make(model, lr, dev))
+        made.append(make(model, lr, dev))
         return made[-1]
 
-    bt_make = bt.make_optimizer
     monkeypatch.setattr(bt, "make_optimizer", recording)
     r = bt.measure_train_step("pointcloud", "cpu", batch_size=2, iters=1, repeats=1)
     assert len(made) == 1 and made[0].defaults["fused"] is True
