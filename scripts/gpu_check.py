@@ -19,7 +19,8 @@ Steps (each is one row; a failing step is reported and the others still run):
   refine+normals  simplification to 5000 faces, 30 refinement steps and vertex normals on the GPU
   generate B=...  `onet generate` itself (the library call the CLI makes) on a folder of images,
                   128^3, no refinement, previews and input copies off -> meshes/s of the whole
-                  call and the marching-cubes time per mesh, with the default backend (auto:
+                  call and after its first batch (start-up excluded), and the marching-cubes time
+                  per mesh, with the default backend (auto:
                   torch on the GPU), then the largest batch with skimage (CPU marching cubes in
                   worker processes) and warp (when installed)
   eval            `onet eval` of the test split's meshes
@@ -133,6 +134,15 @@ def steady_it_per_s(metrics_csv: Path, skip: int) -> float:
     start = next((it, t) for it, t in rows if it >= skip)
     end = rows[-1]
     return (end[0] - start[0]) / max(end[1] - start[1], 1e-9)
+
+
+def steady_meshes_per_s(mesh_dir: Path, batch: int) -> float | None:
+    """Meshes per second after the first batch was written (start-up excluded: model load, device
+    and kernel warm-up), from the mesh files' write times; None with a single batch."""
+    times = sorted(f.stat().st_mtime for f in mesh_dir.rglob("*") if f.is_file())
+    if len(times) <= batch:
+        return None
+    return (len(times) - batch) / max(times[-1] - times[batch - 1], 1e-9)
 
 
 def free_port() -> int:
@@ -432,9 +442,11 @@ def main() -> int:
         where = (f"skimage in {workers} worker processes" if used == "skimage" and workers
                  else f"{used} in the main process" if used == "skimage" or not gpu else f"{used} on the GPU")
         ok = len(summary.written) == n and not summary.failures
+        steady = steady_meshes_per_s(out / "meshes", B)
+        after = "" if steady is None else f", {steady:.1f} after the first batch"
         label = f"generate B={B}" + ("" if backend == "auto" else f" {backend}") + (f" {precision}" if precision else "")
         table.add(label, ok,
-                  f"{n / wall:.1f} meshes/s at {res}^3 ({n} meshes in {wall:.1f} s, start-up included); "
+                  f"{n / wall:.1f} meshes/s at {res}^3 ({n} meshes in {wall:.1f} s, start-up included{after}); "
                   f"evaluate {ev:.1f} ms/mesh ({ran['precision']}), marching cubes {mc:.1f} ms/mesh "
                   f"({where})",
                   ">= 100 meshes/s (B=32)" if gpu and B == 32 and backend == "auto" else "")

@@ -87,6 +87,19 @@ def test_steady_iteration_rate_skips_start_up(tmp_path):
     assert check.steady_it_per_s(path, skip=2) == pytest.approx(2.0)
 
 
+def test_steady_mesh_rate_skips_the_first_batch(tmp_path):
+    check = _load()
+    folder = tmp_path / "meshes" / "sub"
+    folder.mkdir(parents=True)
+    # batches of 2: the first written at 100 s (after the start-up), then one batch every 0.5 s
+    for i, t in enumerate([99.9, 100.0, 100.4, 100.5, 100.9, 101.0]):
+        f = folder / f"{i}.ply"
+        f.write_text("ply")
+        os.utime(f, (t, t))
+    assert check.steady_meshes_per_s(tmp_path / "meshes", 2) == pytest.approx(4.0)  # 4 meshes in 1 s
+    assert check.steady_meshes_per_s(tmp_path / "meshes", 6) is None  # one batch: no rate after it
+
+
 def test_table_marks_failures(capsys):
     check = _load()
     table = check.Table()
