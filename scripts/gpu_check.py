@@ -20,9 +20,9 @@ Steps (each is one row; a failing step is reported and the others still run):
   generate B=...  `onet generate` itself (the library call the CLI makes) on a folder of images,
                   128^3, no refinement, previews and input copies off -> meshes/s of the whole
                   call and after its first batch (start-up excluded), and the marching-cubes time
-                  per mesh, with the default backend (auto:
-                  torch on the GPU), then the largest batch with skimage (CPU marching cubes in
-                  worker processes) and warp (when installed)
+                  per mesh, with the default backend (auto: torch on the GPU), then the largest
+                  batch in bf16, with skimage (CPU marching cubes in worker processes) and with
+                  warp (when installed)
   eval            `onet eval` of the test split's meshes
 The --dry-run sizes are small (a narrow model, 32^3 grids) so the CPU finishes quickly: the
 figures then only show that each path runs; the aims are for the GPU run.

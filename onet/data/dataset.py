@@ -248,7 +248,7 @@ class ShapeDataset(torch.utils.data.Dataset):
     def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
         """Object `key`, or key = (object, epoch): the epoch's draws whatever self.epoch says
         (training streams batches of several epochs through the same loader workers)."""
-        idx, epoch = key if isinstance(key, tuple) else (key, self.epoch)
+        idx, epoch = key if isinstance(key, tuple) else (key, None)  # None: load's self.epoch
         try:
             return self.load(idx, epoch)
         except Exception as exc:  # any failure to load one object is that object's (named, or skipped)

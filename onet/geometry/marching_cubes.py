@@ -132,6 +132,7 @@ def _check_values(values, level: float, box_size: float, *, batched: bool = Fals
         raise ValueError("values contain NaN")
     return values.clamp(-_FINITE, _FINITE)
 
+
 def _import_warp():
     try:
         import warp as wp
