@@ -25,6 +25,23 @@ def _banner(text: str, log) -> None:
     log(f"\n=== {text}")
 
 
+class _StageClock:
+    """Wall time of each demo stage, for the closing summary: where a slow machine spends its minutes."""
+
+    def __init__(self):
+        self.start = self.mark = time.time()
+        self.spent: list[tuple[str, float]] = []
+
+    def done(self, stage: str) -> None:
+        now = time.time()
+        self.spent.append((stage, now - self.mark))
+        self.mark = now
+
+    def summary(self) -> str:
+        parts = ", ".join(f"{stage} {seconds / 60:.1f}" for stage, seconds in self.spent)
+        return f"{(self.mark - self.start) / 60:.1f} min ({parts})"
+
+
 def make_image_folder(dataset_root: Path, items: list[tuple[str, str]], folder: Path, *, img_folder: str,
                       view: int = 5) -> list[Path]:
     """Copy one rendering of each object as a plain PNG, like photos a user would bring."""
@@ -73,7 +90,7 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
     from onet.generation import generate
     from onet.training import train
 
-    t_start = time.time()
+    clock = _StageClock()
     out_dir, data_dir = Path(out_dir), Path(data_dir)
     cfg = load_config(config or CONFIG_DIR / "demo.yaml", overrides)
     cfg["out_dir"], cfg["device"] = str(out_dir), device
@@ -84,6 +101,7 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
     build_synthetic_dataset(data_dir, n_per_class=n_per_class, classes=classes, seed=cfg["seed"], n_views=n_views,
                             img_size=img_size, n_points=n_points, n_surface=n_points,
                             split_fractions=BUILTIN_SPLIT_FRACTIONS, progress=progress)
+    clock.done("dataset")
 
     _banner(f"2/4 training the single-image model of {config or 'configs/demo.yaml'} into {out_dir}", log)
     if cfg["train"]["max_iters"] is not None:
@@ -92,6 +110,7 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
         log(f"training {cfg['train']['max_iters']} iterations; how long they take on this machine is printed "
             "once the first few dozen have been timed")
     result = train(cfg, progress=progress, log=log)
+    clock.done("training")
 
     _banner("3/4 choosing the threshold on the validation split, generating meshes", log)
     if not any(o.split("=", 1)[0].strip() == "test.threshold" for o in overrides):
@@ -104,6 +123,7 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
     image_dir = out_dir / "my_images"
     make_image_folder(data_dir, picks, image_dir, img_folder=cfg["data"]["img_folder"])
     user = generate(cfg, input_dir=image_dir, redo_if_changed=True, progress=progress, log=log)
+    clock.done("threshold and meshes")
 
     _banner("4/4 evaluating the test split", log)
     gen_dir = out_dir / cfg["generation"]["generation_dir"]
@@ -113,10 +133,10 @@ def run_demo(*, out_dir: str | Path = "out/demo", data_dir: str | Path = "data/s
                           fscore_thresholds=tuple(ecfg["fscore_thresholds"]), seed=ecfg["seed"], progress=progress,
                           split=cfg["data"]["test_split"], points_file=cfg["data"]["points_file"],
                           pointcloud_file=cfg["data"]["pointcloud_file"], workers=ecfg["workers"])
+    clock.done("evaluation")
     log("")
     log(ev.markdown)
-    minutes = (time.time() - t_start) / 60
-    log(f"\ndemo finished in {minutes:.1f} min: trained {result.iterations} iterations "
+    log(f"\ndemo finished in {clock.summary()}: trained {result.iterations} iterations "
         f"(best val IoU {result.best_metric:.3f})")
     log(f"  test meshes and previews:  {gen_dir}/meshes, {gen_dir}/previews")
     log(f"  your-images meshes:        {user.out_dir}/meshes (inputs in {image_dir})")

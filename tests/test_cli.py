@@ -1,6 +1,7 @@
 """The command line as a user runs it: help, exit codes, one smoke run per verb."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -108,6 +109,11 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert code == 0
     text = "\n".join(lines)
     assert "IoU" in text and "demo finished" in text
+    # the summary gives each stage's minutes, which add up to the total
+    total, stages = re.search(r"demo finished in ([0-9.]+) min \(([^)]*)\)", text).groups()
+    minutes = dict(part.rsplit(" ", 1) for part in stages.split(", "))
+    assert list(minutes) == ["dataset", "training", "threshold and meshes", "evaluation"]
+    assert abs(sum(map(float, minutes.values())) - float(total)) <= 0.25
     # 2 iterations end before the trainer has timed its pace: the demo says so, no number is made up
     assert "training 2 iterations; how long they take" in text and "s per iteration" not in text
     # tau chosen on the validation split (the fast sweep) and used for the meshes

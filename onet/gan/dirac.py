@@ -30,7 +30,7 @@ import torch
 
 from onet.gan import losses as L
 from onet.gan import regularizers as R
-from onet.gan.plot import COLORS, PALETTE, Figure
+from onet.gan.plot import COLORS, Figure
 from onet.utils.io import write_bytes_atomic, write_text_atomic
 
 # name -> (generator loss, what is added), in the order of the thesis's Figs. 3.2-3.5

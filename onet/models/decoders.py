@@ -286,6 +286,10 @@ class OccupancyDecoder(nn.Module):
         H = self.hidden_size
         cuda = w.device.type == "cuda"
         batched = cuda if batched is None else batched
+        # bf16 on the CPU, one object at a time: each elementwise step one compiled pass (fused_kernels.c)
+        kernels = fused.native() if low and not batched and not cuda else None
+        if kernels is not None:  # which take contiguous per-channel vectors
+            ops = [(op[0], *(t.contiguous() for t in op[1:])) for op in ops]
         if chunk_points is None:
             if cuda:
                 chunk_points = _CUDA_CHUNK_POINTS
@@ -299,7 +303,15 @@ class OccupancyDecoder(nn.Module):
             an fp32 scratch buffer and the ops are `_centered`'s."""
             mm = torch.bmm if h.dim() == 3 else torch.mm
             for op in ops:
-                if low:  # the residual stream and the centring stay fp32; matmul inputs bf16
+                if kernels is not None:  # the torch ops below in one pass each
+                    kernels.bf16_clamp(h, sel(op[1]), sel(op[2]), sel(op[3]), a)
+                    if op[0] == "res":
+                        _, _, _, _, W0, q1, lo1, hi1, W1 = op
+                        kernels.bf16_bias_clamp(mm(a, sel(W0), out=y), sel(q1), sel(lo1), sel(hi1), a)
+                        kernels.bf16_into(h, mm(a, sel(W1), out=y), replace=False)
+                    else:
+                        kernels.bf16_into(h, mm(a, sel(op[4]), out=y), replace=True)
+                elif low:  # the residual stream and the centring stay fp32; matmul inputs bf16
                     torch.sub(h, sel(op[1]), out=y2)
                     torch.clamp(y2, sel(op[2]), sel(op[3]), out=a)
                     if op[0] == "res":
@@ -333,7 +345,6 @@ class OccupancyDecoder(nn.Module):
             if N == 0:
                 return logits
             rows = max(1, min(N, chunk_points // B if batched else chunk_points))
-            lead = (B, rows) if batched else (rows,)
             n_el = B * rows * H if batched else rows * H
             # flat storage reused by every chunk; views keep each chunk contiguous
             h_buf = p.new_empty(n_el)
@@ -622,7 +633,50 @@ def _relu_form(folded: tuple, mm_dtype: torch.dtype):
                 g = threshold_backward(g.to(mm_dtype) @ blk[4], kept.pop(), 0).to(dtype)
         torch.mm(g, WpT.t(), out=grad)
 
-    return run
+    kernels = fused.native() if mm_dtype == torch.bfloat16 and dtype == torch.float32 \
+        and WpT.device.type == "cpu" else None
+    if kernels is None:
+        return run
+    # the compiled passes (fused_kernels.c) take per-channel float32 vectors, contiguous
+    vec = lambda t: t.to(torch.float32).contiguous()  # noqa: E731
+    blocks = [(blk[0], vec(blk[1]), vec(blk[2]), *blk[3:]) if blk[0] == "lin" else
+              (blk[0], vec(blk[1]), vec(blk[2]), blk[3], vec(blk[4]), *blk[5:]) for blk in blocks]
+    s_out, out_shift, w_signed, w_row = (vec(t) for t in (s_out, out_shift, w_signed, w_row))
+    bias_out = float(b_out)
+
+    def run_compiled(p: torch.Tensor, logits: torch.Tensor, grad: torch.Tensor) -> None:
+        """`run` in one pass per elementwise step, the bf16 products' dtype copies folded in."""
+        h = p @ WpT
+        n, H = h.shape
+        m, m2 = (torch.empty(n, H, dtype=mm_dtype) for _ in range(2))  # products (bf16)
+        kept = []
+        for blk in blocks:
+            a = torch.empty(n, H, dtype=mm_dtype)
+            kernels.bf16_act(h, blk[1], blk[2], a)
+            if blk[0] == "res":
+                _, _, _, A0, q1, A1, _, _ = blk
+                y = torch.empty(n, H, dtype=mm_dtype)
+                kernels.bf16_bias_relu(torch.mm(a, A0, out=m), q1, y)
+                kernels.bf16_into(h, torch.mm(y, A1, out=m), replace=False)
+                kept += [a, y]
+            else:
+                kernels.bf16_into(h, torch.mm(a, blk[3], out=m), replace=True)
+                kept.append(a)
+        g, gb = torch.empty(n, H, dtype=dtype), torch.empty(n, H, dtype=mm_dtype)
+        kernels.bf16_head(h, s_out, out_shift, w_signed, bias_out, w_row, logits, g, gb)
+        for i, blk in enumerate(reversed(blocks)):
+            gb_next = gb if i < len(blocks) - 1 else None  # the last one's gradient goes to fc_p in fp32
+            if blk[0] == "res":
+                _, _, _, _, _, _, A1T, B0T = blk
+                y, a = kept.pop(), kept.pop()
+                gy = torch.mm(gb, A1T, out=m)
+                kernels.bf16_mask(gy, y)
+                kernels.bf16_mask_into(g, torch.mm(gy, B0T, out=m2), a, gb_next, accumulate=True)
+            else:
+                kernels.bf16_mask_into(g, torch.mm(gb, blk[4], out=m), kept.pop(), gb_next, accumulate=False)
+        torch.mm(g, WpT.t(), out=grad)
+
+    return run_compiled
 
 
 class CBNResnetDecoder(OccupancyDecoder):

@@ -24,7 +24,8 @@ it is not written out but evaluated chunk by chunk by the unit below
 Where a C compiler exists (onet/utils/native.py), the fp32 path runs its
 elementwise passes as single loops from fused_kernels.c instead of torch ops:
 same results to float rounding, the decoder's forward + backward about 0.8x
-the time (README, Performance).
+the time (README, Performance). The folded eval-mode network in bf16 (decoders.py:
+MISE, refinement, normals) takes its elementwise steps from the same library.
 
 Semantics are those of the plain modules (DESIGN §5), checked value by value
 and gradient by gradient in tests/models/test_fused.py: batch statistics over
@@ -88,7 +89,18 @@ class _Native:
         lib.onet_bias_stats.argtypes = [vp] * 5 + [i64] * 2 + [vp] * 3 + [i32]
         lib.onet_relu_back.argtypes = [vp] * 4 + [i64] * 3 + [vp] * 3 + [i32]
         lib.onet_input_grad.argtypes = [vp] * 8 + [i64] * 3 + [vp] * 2 + [i32]
-        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad):
+        # the bf16 folded eval network (decoders._relu_form)
+        lib.onet_bf16_act.argtypes = [vp] * 4 + [i64] * 2 + [i32]
+        lib.onet_bf16_bias_relu.argtypes = [vp] * 3 + [i64] * 2 + [i32]
+        lib.onet_bf16_into.argtypes = [vp] * 2 + [i64] * 2 + [i32] * 2
+        lib.onet_bf16_mask.argtypes = [vp] * 2 + [i64] * 2 + [i32]
+        lib.onet_bf16_mask_into.argtypes = [vp] * 4 + [i64] * 2 + [i32] * 2
+        lib.onet_bf16_head.argtypes = [vp] * 4 + [ctypes.c_float] + [vp] * 4 + [i64] * 2 + [i32]
+        lib.onet_bf16_clamp.argtypes = [vp] * 5 + [i64] * 2 + [i32]
+        lib.onet_bf16_bias_clamp.argtypes = [vp] * 5 + [i64] * 2 + [i32]
+        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad, lib.onet_bf16_act,
+                  lib.onet_bf16_bias_relu, lib.onet_bf16_into, lib.onet_bf16_mask, lib.onet_bf16_mask_into,
+                  lib.onet_bf16_head, lib.onet_bf16_clamp, lib.onet_bf16_bias_clamp):
             f.restype = None
         self.lib = lib
         self.part = torch.empty(0)
@@ -127,6 +139,54 @@ class _Native:
         nt = self.scratch(H)
         self.lib.onet_input_grad(dz.data_ptr(), _ptr(x), _ptr(s), _ptr(v), _ptr(c0), _ptr(add), out.data_ptr(),
                                  _ptr(keep), n, tt, H, _ptr(db), self.part.data_ptr(), nt)
+
+    # The bf16 folded eval network, one object's chunk (n, H): float32 h, g; bf16 a, y, m, gb;
+    # per-channel vectors (H,) float32. One pass each (fused_kernels.c).
+
+    def bf16_act(self, h, s, shift, a) -> None:
+        """a = bf16(relu(h * s + shift))."""
+        n, H = h.shape
+        self.lib.onet_bf16_act(h.data_ptr(), s.data_ptr(), shift.data_ptr(), a.data_ptr(), n, H,
+                               torch.get_num_threads())
+
+    def bf16_bias_relu(self, m, q, y) -> None:
+        """y = bf16(relu(m + q))."""
+        n, H = m.shape
+        self.lib.onet_bf16_bias_relu(m.data_ptr(), q.data_ptr(), y.data_ptr(), n, H, torch.get_num_threads())
+
+    def bf16_into(self, h, m, replace: bool) -> None:
+        """h = m (replace) or h += m."""
+        n, H = h.shape
+        self.lib.onet_bf16_into(h.data_ptr(), m.data_ptr(), n, H, int(replace), torch.get_num_threads())
+
+    def bf16_mask(self, g, y) -> None:
+        """g = 0 where y <= 0, in place."""
+        n, H = g.shape
+        self.lib.onet_bf16_mask(g.data_ptr(), y.data_ptr(), n, H, torch.get_num_threads())
+
+    def bf16_mask_into(self, g, m, a, gb, accumulate: bool) -> None:
+        """d = m where a > 0 else 0; g += d (accumulate) or g = d; gb = bf16(g) when gb is not None."""
+        n, H = g.shape
+        self.lib.onet_bf16_mask_into(g.data_ptr(), m.data_ptr(), a.data_ptr(), _ptr(gb), n, H, int(accumulate),
+                                     torch.get_num_threads())
+
+    def bf16_head(self, h, s, shift, w, b: float, w_grad, logits, g, gb) -> None:
+        """a = relu(h * s + shift); logits = b + a @ w; g = w_grad where a > 0 else 0; gb = bf16(g)."""
+        n, H = h.shape
+        self.lib.onet_bf16_head(h.data_ptr(), s.data_ptr(), shift.data_ptr(), w.data_ptr(), b, w_grad.data_ptr(),
+                                logits.data_ptr(), g.data_ptr(), gb.data_ptr(), n, H, torch.get_num_threads())
+
+    def bf16_clamp(self, x, m, lo, hi, a) -> None:
+        """a = bf16(clamp(x - m, lo, hi)) (`_centered`'s clamp form; x float32)."""
+        n, H = x.shape
+        self.lib.onet_bf16_clamp(x.data_ptr(), m.data_ptr(), lo.data_ptr(), hi.data_ptr(), a.data_ptr(), n, H,
+                                 torch.get_num_threads())
+
+    def bf16_bias_clamp(self, y, q, lo, hi, a) -> None:
+        """a = bf16(clamp(y + q, lo, hi)) (y bf16)."""
+        n, H = y.shape
+        self.lib.onet_bf16_bias_clamp(y.data_ptr(), q.data_ptr(), lo.data_ptr(), hi.data_ptr(), a.data_ptr(), n, H,
+                                      torch.get_num_threads())
 
 
 _native: list = []

@@ -1,4 +1,5 @@
-/* Elementwise passes of the fused decoder trunk (onet/models/fused.py) as single OpenMP loops.
+/* Elementwise passes of the fused decoder trunk (onet/models/fused.py), and of the folded bf16
+   eval-mode network (onet/models/decoders.py: MISE, refinement, normals), as single OpenMP loops.
 
    Each function does, over one chunk of rows, the work that takes the torch path
    two to five whole-chunk ops (each with its own dispatch, thread hand-off and pass over the
@@ -250,4 +251,158 @@ void onet_input_grad(const float *dz, const float *x, const float *s, const floa
                      int nt) {
     Args g = {.dz = (float *)dz, .x = x, .s = s, .v = v, .c0 = c0, .add = add, .gout = out, .keep = keep, .tt = tt};
     object_sums(SUMS_INPUT_GRAD, &g, n, n, H, db, NULL, part, nt, db != NULL);
+}
+
+/* ---- The folded eval-mode network in bf16 (decoders._relu_form): one object's chunk of n points,
+   rows of H channels, the residual stream and the gradient in float32, matmul operands in bf16.
+   Each function is one pass where the torch ops take two to five (a dtype copy after every bf16
+   product among them).  bf16 values are stored as their 16 bits; conversions round to nearest even
+   with NaN kept NaN, as torch's (so results equal the torch-op path's up to float rounding). */
+
+typedef uint16_t bf16;
+
+static inline bf16 to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t rounded = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0x7fc0 : rounded;
+}
+
+static inline float from_bf16(bf16 b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* a = bf16(relu(h * s + shift)); s, shift: (H,). */
+void onet_bf16_act(const float *h, const float *s, const float *shift, bf16 *a, i64 n, i64 H, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        const float *hr = h + r * H;
+        bf16 *ar = a + r * H;
+#pragma omp simd
+        for (i64 j = 0; j < H; j++) {
+            float v = hr[j] * s[j] + shift[j];
+            ar[j] = to_bf16(v < 0.f ? 0.f : v);
+        }
+    }
+}
+
+/* y = bf16(relu(m + q)), m the bf16 product; q: (H,). */
+void onet_bf16_bias_relu(const bf16 *m, const float *q, bf16 *y, i64 n, i64 H, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        const bf16 *mr = m + r * H;
+        bf16 *yr = y + r * H;
+#pragma omp simd
+        for (i64 j = 0; j < H; j++) {
+            float v = from_bf16(mr[j]) + q[j];
+            yr[j] = to_bf16(v < 0.f ? 0.f : v);
+        }
+    }
+}
+
+/* h = m (replace != 0) or h += m: the residual stream takes a bf16 product. */
+void onet_bf16_into(float *h, const bf16 *m, i64 n, i64 H, int replace, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        float *hr = h + r * H;
+        const bf16 *mr = m + r * H;
+        if (replace) {
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) hr[j] = from_bf16(mr[j]);
+        } else {
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) hr[j] += from_bf16(mr[j]);
+        }
+    }
+}
+
+/* ReLU backward in place on a bf16 gradient: g = 0 where the kept output y <= 0 (torch's
+   threshold_backward: NaN outputs pass the gradient). */
+void onet_bf16_mask(bf16 *g, const bf16 *y, i64 n, i64 H, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        bf16 *gr = g + r * H;
+        const bf16 *yr = y + r * H;
+#pragma omp simd
+        for (i64 j = 0; j < H; j++) gr[j] = from_bf16(yr[j]) <= 0.f ? (bf16)0 : gr[j];
+    }
+}
+
+/* The gradient of the residual stream through a block's first ReLU: d = m where a > 0 (else 0),
+   g += d (accumulate != 0) or g = d; gb = bf16(g), the next product's operand (not written when NULL). */
+void onet_bf16_mask_into(float *g, const bf16 *m, const bf16 *a, bf16 *gb, i64 n, i64 H, int accumulate, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        float *gr = g + r * H;
+        const bf16 *mr = m + r * H, *ar = a + r * H;
+        bf16 *gbr = gb ? gb + r * H : NULL;
+#pragma omp simd
+        for (i64 j = 0; j < H; j++) {
+            float d = from_bf16(ar[j]) <= 0.f ? 0.f : from_bf16(mr[j]);
+            gr[j] = accumulate ? gr[j] + d : d;
+        }
+        if (gbr) {
+#pragma omp simd
+            for (i64 j = 0; j < H; j++) gbr[j] = to_bf16(gr[j]);
+        }
+    }
+}
+
+/* The output layer and the start of the backward pass, per point: a = relu(h * s + shift) (fp32),
+   logits = b + a . w, g = w_grad where a > 0 (else 0), gb = bf16(g). */
+void onet_bf16_head(const float *h, const float *s, const float *shift, const float *w, float b,
+                    const float *w_grad, float *logits, float *g, bf16 *gb, i64 n, i64 H, int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        const float *hr = h + r * H;
+        float *gr = g + r * H;
+        bf16 *gbr = gb + r * H;
+        float acc = 0.f;
+#pragma omp simd reduction(+ : acc)
+        for (i64 j = 0; j < H; j++) {
+            float v = hr[j] * s[j] + shift[j];
+            float a = v < 0.f ? 0.f : v;
+            acc += a * w[j];
+            float d = a <= 0.f ? 0.f : w_grad[j];
+            gr[j] = d;
+            gbr[j] = to_bf16(d);
+        }
+        logits[r] = b + acc;
+    }
+}
+
+/* The same network in `_centered`'s clamp form (make_eval_fn, forward only): a = bf16(clamp(x - m,
+   lo, hi)) from the float32 residual stream; lo, hi, m: (H,), infinite bounds allowed. */
+void onet_bf16_clamp(const float *x, const float *m, const float *lo, const float *hi, bf16 *a, i64 n, i64 H,
+                     int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        const float *xr = x + r * H;
+        bf16 *ar = a + r * H;
+#pragma omp simd
+        for (i64 j = 0; j < H; j++) {
+            float v = xr[j] - m[j];
+            v = v < lo[j] ? lo[j] : v;
+            ar[j] = to_bf16(v > hi[j] ? hi[j] : v);  /* NaN stays NaN, as torch.clamp */
+        }
+    }
+}
+
+/* a = bf16(clamp(y + q, lo, hi)) from a bf16 product y; q, lo, hi: (H,). */
+void onet_bf16_bias_clamp(const bf16 *y, const float *q, const float *lo, const float *hi, bf16 *a, i64 n, i64 H,
+                          int nt) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (i64 r = 0; r < n; r++) {
+        const bf16 *yr = y + r * H;
+        bf16 *ar = a + r * H;
+#pragma omp simd
+        for (i64 j = 0; j < H; j++) {
+            float v = from_bf16(yr[j]) + q[j];
+            v = v < lo[j] ? lo[j] : v;
+            ar[j] = to_bf16(v > hi[j] ? hi[j] : v);
+        }
+    }
 }

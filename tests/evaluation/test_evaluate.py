@@ -110,7 +110,7 @@ def test_pointcloud_inputs_have_no_iou(dataset, tmp_path):
     with pytest.raises(ValueError, match="input_type"):
         evaluate_inputs(dataset, _items(), tmp_path / "eval", input_type="img")
     # in worker processes (shares into the records, merged here): the tables of one process
-    two = evaluate_inputs(dataset, _items(), tmp_path / "two", input_type="pointcloud", progress=False, workers=2)
+    evaluate_inputs(dataset, _items(), tmp_path / "two", input_type="pointcloud", progress=False, workers=2)
     assert list((tmp_path / "two" / "objects").glob("input_pointcloud.shard*of*.jsonl"))
     for name in ("eval_meshes.csv", "eval_classes.md"):
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "eval" / name).read_bytes(), name

@@ -109,14 +109,14 @@ def test_without_worker_processes_this_process_scores_everything(tiny_dataset, p
     from concurrent.futures.process import BrokenProcessPool
 
     items, pred = predictions
-    one = evaluate_dataset(tiny_dataset, items, pred, tmp_path / "one", n_points=2000, progress=False)
+    evaluate_dataset(tiny_dataset, items, pred, tmp_path / "one", n_points=2000, progress=False)
 
     def broken(workers):
         raise BrokenProcessPool("a worker died while starting")
 
     monkeypatch.setattr("onet.utils.parallel.worker_pool", broken)
     calls = _count_scoring(monkeypatch)
-    two = evaluate_dataset(tiny_dataset, items, pred, tmp_path / "two", n_points=2000, progress=False, workers=2)
+    evaluate_dataset(tiny_dataset, items, pred, tmp_path / "two", n_points=2000, progress=False, workers=2)
     assert len(calls) == len(items) - 2  # all but the missing and the unreadable prediction, here
     for name in TABLES:
         assert (tmp_path / "two" / name).read_bytes() == (tmp_path / "one" / name).read_bytes(), name

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from onet.models import DECODERS, FIELD, PLANE_DECODERS, output_kind
+from onet.models import DECODERS, FIELD, PLANE_DECODERS, fused, output_kind
 from onet.models.decoders import OccupancyDecoder, _fold
 from onet.models.layers import CBatchNorm
 
@@ -267,6 +267,40 @@ def test_value_and_grad_matches_the_field_fn_and_autograd(name, z_dim, precision
         fn.value_and_grad(p.unsqueeze(0))
     empty = fn.value_and_grad(p[:0])
     assert empty[0].shape == (0,) and empty[1].shape == (0, 3)
+
+
+@pytest.mark.skipif(fused.native() is None, reason="no compiled kernels here (see onet/utils/native.py)")
+@pytest.mark.parametrize("name", ["cbn_resnet", "cbn_noresnet", "simple"])
+def test_bf16_eval_paths_compiled_equal_the_torch_ops(name, monkeypatch):
+    """bf16 `value_and_grad` (refinement, normals) and the per-object bf16 eval fn (MISE) with their
+    elementwise steps as compiled loops (fused_kernels.c) against the same networks on torch ops:
+    the same bf16 roundings, so values and gradients agree to float rounding on every point (logits
+    up to the output layer's order of summation); residual and plain blocks, several chunks."""
+    from onet.models import decoders
+
+    monkeypatch.setattr(decoders, "_CPU_GRAD_CHUNK_POINTS_PER_THREAD", 48)  # several chunks, a ragged one
+    calls = []
+    for kernel in ("bf16_head", "bf16_clamp"):
+        f = getattr(fused._Native, kernel)
+        monkeypatch.setattr(fused._Native, kernel, lambda self, *a, f=f, k=kernel: (calls.append(k), f(self, *a))[1])
+    torch.manual_seed(0)
+    c_dim = 6
+    dec = randomized(DECODERS[name](c_dim=c_dim, hidden_size=48, n_blocks=3), c_dim, 0, scale=0.3)
+    c = torch.randn(2, c_dim)
+    p = 1.1 * torch.rand(2, 517, 3) - 0.55
+    compiled = dec.make_field_fn(c[:1], precision="bf16"), dec.make_eval_fn(c, precision="bf16", chunk_points=100)
+    out, grad = compiled[0].value_and_grad(p[0])
+    logits = compiled[1](p)
+    assert set(calls) == {"bf16_head", "bf16_clamp"}  # the compiled loops ran
+    monkeypatch.setenv("ONET_NATIVE", "0")
+    n_calls = len(calls)
+    out_ref, grad_ref = dec.make_field_fn(c[:1], precision="bf16").value_and_grad(p[0])
+    logits_ref = dec.make_eval_fn(c, precision="bf16", chunk_points=100)(p)
+    assert len(calls) == n_calls  # and the references did not use them
+    assert grad_ref.abs().max() > 0
+    torch.testing.assert_close(out, out_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(grad, grad_ref, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(logits, logits_ref, atol=1e-6, rtol=1e-6)
 
 
 def test_make_field_fn_works_when_built_under_inference_mode():

@@ -1,6 +1,5 @@
 """PSGN: decoder shapes, Chamfer terms against brute force and onet.evaluation, finite gradients."""
 
-import numpy as np
 import pytest
 import torch
 

@@ -2,7 +2,6 @@
 and every way of not having them gives None with the reason instead of an error."""
 
 import ctypes
-import os
 
 import pytest
 
