@@ -60,6 +60,7 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.max_epochs": (int,),
     "train.max_time": (int, float),
     "train.max_cpu_time": (int, float),
+    "train.min_iters": (int,),
     "generation.simplify_nfaces": (int,),
     "latent_gan.vae_dir": (str,),
     "train.num_workers": (int,),  # null: chosen by device (onet.utils.device.loader_settings)
@@ -133,6 +134,7 @@ RANGES: dict[str, Range] = {
     "train.max_epochs": AT_LEAST_1,
     "train.max_time": POSITIVE,
     "train.max_cpu_time": POSITIVE,
+    "train.min_iters": AT_LEAST_1,
     "train.validate_every": AT_LEAST_1,
     "train.checkpoint_every": AT_LEAST_1,
     "train.print_every": AT_LEAST_1,
@@ -413,6 +415,10 @@ def _check_across(cfg: dict) -> None:
             and train.get("max_cpu_time") is None:
         raise ConfigError("train.lr_schedule=cosine needs train.max_iters or train.max_cpu_time "
                           "(the horizon of the decay)")
+    low, high = train.get("min_iters"), train.get("max_iters")
+    if low is not None and high is not None and low > high:
+        raise ConfigError(f"train.min_iters ({low}) is more than train.max_iters ({high}): "
+                          "no time limit could ever stop the run between them")
     if "model" in cfg and "input_type" in data:
         from onet.models import NETWORKS, check_model_config, output_kind  # the registry knows each component
         check_model_config(cfg["model"], input_type=data["input_type"])

@@ -96,16 +96,21 @@ def test_generate_on_a_folder_with_good_and_bad_images(tiny_cfg, tmp_path):
     assert "broken" in failures and "empty" in failures
 
 
-def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
+TINY_DEMO = ["data.img_size=32", "data.points_subsample=128", "data.points_iou_subsample=500",
+             "model.encoder_kwargs={width: 8, pretrained: false}", "model.decoder_kwargs={hidden_size: 16, n_blocks: 1}",
+             "model.c_dim=8", "train.batch_size=4", "train.max_iters=2", "generation.resolution_0=8",
+             "generation.upsampling_steps=1", "evaluation.n_points=1000"]
+
+
+def _tiny_demo(tmp_path, lines: list) -> int:
     from onet.demo import run_demo
+    return run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "data", n_per_class=4, classes=["table", "mug"],
+                    n_views=3, img_size=32, n_points=3000, progress=False, log=lines.append, overrides=TINY_DEMO)
+
+
+def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     lines = []
-    code = run_demo(out_dir=tmp_path / "demo", data_dir=tmp_path / "data", n_per_class=4, classes=["table", "mug"],
-                    n_views=3, img_size=32, n_points=3000, progress=False, log=lines.append, overrides=[
-                        "data.img_size=32", "data.points_subsample=128", "data.points_iou_subsample=500",
-                        "model.encoder_kwargs={width: 8, pretrained: false}",
-                        "model.decoder_kwargs={hidden_size: 16, n_blocks: 1}", "model.c_dim=8",
-                        "train.batch_size=4", "train.max_iters=2", "train.max_time=null",
-                        "generation.resolution_0=8", "generation.upsampling_steps=1", "evaluation.n_points=1000"])
+    code = _tiny_demo(tmp_path, lines)
     assert code == 0
     text = "\n".join(lines)
     assert "IoU" in text and "demo finished" in text
@@ -115,7 +120,9 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert list(minutes) == ["dataset", "training", "threshold and meshes", "evaluation"]
     assert abs(sum(map(float, minutes.values())) - float(total)) <= 0.25
     # 2 iterations end before the trainer has timed its pace: the demo says so, no number is made up
-    assert "training 2 iterations; how long they take" in text and "s per iteration" not in text
+    assert "training 2 iterations (fewer, not below 2, if they would not end within the demo's 13 minutes" in text
+    assert "how long they take" in text and "s per iteration" not in text
+    assert "trained 2 iterations (best val IoU" in text  # not cut: the budget is far away
     # tau chosen on the validation split (the fast sweep) and used for the meshes
     chosen = float(text.split("threshold tau = ")[1].split(",")[0])
     sweep = json.loads((tmp_path / "demo" / "eval" / "sweep" / "sweep.json").read_text())
@@ -124,6 +131,27 @@ def test_demo_runs_end_to_end_on_tiny_settings(tmp_path):
     assert stamp["options"]["threshold"] == chosen
     assert list((tmp_path / "demo" / "generation_input" / "meshes").glob("*.ply"))
     assert list((tmp_path / "demo" / "generation" / "previews").rglob("*.png"))
+
+
+def test_demo_says_when_its_time_budget_ended_training(tmp_path, monkeypatch):
+    import onet.demo
+    monkeypatch.setattr(onet.demo, "training_budget", lambda tcfg, overrides, elapsed: (1e-6, 1))
+    lines = []
+    assert _tiny_demo(tmp_path, lines) == 0
+    assert "trained 1 of 2 iterations (the time budget)" in "\n".join(lines)
+
+
+def test_demo_training_budget_ends_the_demo_in_time_with_a_floor():
+    from onet.demo import AFTER_TRAINING_MINUTES, DEMO_MINUTES, training_budget
+    tcfg = {"max_iters": 2000, "min_iters": None, "max_time": None}
+    seconds, floor = training_budget(tcfg, [], elapsed=40.0)
+    assert seconds == pytest.approx((DEMO_MINUTES - AFTER_TRAINING_MINUTES) * 60 - 40.0) and floor == 1700
+    # the user's own keys win: a time limit of theirs (or none) means no budget; their floor is kept
+    assert training_budget(tcfg, ["train.max_time=null"], elapsed=40.0) is None
+    assert training_budget(tcfg, [" train.max_time = 900"], elapsed=40.0) is None
+    assert training_budget({**tcfg, "min_iters": 1200}, ["train.min_iters=1200"], elapsed=40.0)[1] == 1200
+    assert training_budget({**tcfg, "max_iters": None}, [], elapsed=40.0) is None  # no count: nothing to cut
+    assert training_budget(tcfg, [], elapsed=3600.0)[0] == 60.0  # a very slow dataset build: a minute, the floor
 
 
 def test_preprocess_output_trains_unchanged(tmp_path):

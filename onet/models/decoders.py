@@ -570,6 +570,9 @@ def _relu_form(folded: tuple, mm_dtype: torch.dtype):
     A1 = s1^T W1, and the backward's masks are `threshold_backward` on the kept ReLU outputs:
     one cheap pass each, where comparing x with clamp(x) and masking with the bool result
     (autograd's way) are slow passes on a CPU. Exact in real arithmetic (the signs are +-1).
+    In bf16 on a CPU with the compiled kernels (fused_kernels.c) each elementwise step, its
+    dtype copies included, is one pass: refinement's 30 steps on 5,000 faces 1.30-1.48 s
+    against 1.52-1.62 s on torch ops (thesis decoder, 2-core AMD EPYC Zen 4, alternating).
     """
     with torch.no_grad():
         ops, lo_out, hi_out, W_out, b_out, WpT = folded
@@ -637,8 +640,10 @@ def _relu_form(folded: tuple, mm_dtype: torch.dtype):
         and WpT.device.type == "cpu" else None
     if kernels is None:
         return run
-    # the compiled passes (fused_kernels.c) take per-channel float32 vectors, contiguous
-    vec = lambda t: t.to(torch.float32).contiguous()  # noqa: E731
+
+    def vec(t: torch.Tensor) -> torch.Tensor:  # the compiled passes take contiguous float32 (H,) vectors
+        return t.to(torch.float32).contiguous()
+
     blocks = [(blk[0], vec(blk[1]), vec(blk[2]), *blk[3:]) if blk[0] == "lin" else
               (blk[0], vec(blk[1]), vec(blk[2]), blk[3], vec(blk[4]), *blk[5:]) for blk in blocks]
     s_out, out_shift, w_signed, w_row = (vec(t) for t in (s_out, out_shift, w_signed, w_row))

@@ -18,7 +18,7 @@ Top to bottom: resolve the VAE, encode (or reuse) the training codes, build
 G, D, the EMA and the optimizers, resume from out_dir/model.pt, loop, log
 discriminator gradient norms to metrics.csv, checkpoint. The loop uses the
 train keys batch_size, lr, lr_schedule, max_iters, max_epochs (passes over the
-codes), max_time, print_every, validate_every (a W1 diagnostic) and
+codes), max_time (not before min_iters), print_every, validate_every (a W1 diagnostic) and
 checkpoint_every.
 
 metrics.csv columns: it, epoch, time, loss_d (incl. the penalty), loss_g,
@@ -187,7 +187,7 @@ def _train_latent_gan(cfg: dict, *, device: str | None, progress: bool, log) -> 
             return f"reached train.max_iters={max_iters}"
         if max_epochs is not None and epoch_of(it) >= max_epochs:
             return f"reached train.max_epochs={max_epochs}"
-        if max_time is not None and time.time() - t_start >= max_time:
+        if max_time is not None and it >= (tcfg.get("min_iters") or 0) and time.time() - t_start >= max_time:
             return f"reached train.max_time={max_time}s"
         return ""
 

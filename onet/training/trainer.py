@@ -2,7 +2,8 @@
 
 Build data, model and optimizer; resume from out_dir/model.pt when present;
 loop over global batches; log, validate and checkpoint visibly in the loop;
-stop on max_iters / max_epochs / max_time / max_cpu_time and leave a resumable checkpoint.
+stop on max_iters / max_epochs / max_time / max_cpu_time (the time limits not before min_iters) and
+leave a resumable checkpoint.
 
 Guarantees (issue 12):
 - Exact resume: a checkpoint holds the RNG states and the position inside the
@@ -240,16 +241,24 @@ def pace_message(it: int, per_it: float, tcfg: dict, *, cpu_per_it: float | None
     iterations a time or CPU budget leaves room for (`cpu_per_it`: all processes' CPU seconds)."""
     text = f"[it {it}] {per_it:.3f} s per iteration"
     max_iters, every = tcfg["max_iters"], tcfg["validate_every"]
-    if max_iters is not None and it < max_iters:
-        # validations still to come: the grid's, and the last model's when the run ends off the grid
-        n_val = max_iters // every - it // every + int(max_iters % every != 0)
-        return (f"{text}: the remaining {max_iters - it} iterations take about {(max_iters - it) * per_it / 60:.1f} min"
-                + (f", plus {n_val} validation{'s' if n_val != 1 else ''}" if n_val else ""))
     budgets = []  # (iterations left, what limits them)
     if cpu_left is not None and cpu_per_it:
         budgets.append((max(cpu_left, 0.0) / cpu_per_it, f"train.max_cpu_time leaves {cpu_left:.0f} CPU s"))
     if time_left is not None:
         budgets.append((max(time_left, 0.0) / per_it, f"train.max_time leaves {time_left:.0f} s"))
+    if max_iters is not None and it < max_iters:
+        # validations still to come: the grid's, and the last model's when the run ends off the grid
+        n_val = max_iters // every - it // every + int(max_iters % every != 0)
+        text = (f"{text}: the remaining {max_iters - it} iterations take about {(max_iters - it) * per_it / 60:.1f} "
+                "min" + (f", plus {n_val} validation{'s' if n_val != 1 else ''}" if n_val else ""))
+        short = [(n, what) for n, what in budgets if it + n < max_iters]
+        if short:  # a time limit comes first: where it stops the run (validations spend it too)
+            n, what = min(short)
+            floor = tcfg.get("min_iters") or 0
+            stop = max(it + int(n), floor)
+            text += (f"; {what}, so it stops near iteration {stop:,}"
+                     + (" (train.min_iters)" if stop == floor else ""))
+        return text
     if max_iters is not None or not budgets:
         return text
     n, what = min(budgets)
@@ -474,7 +483,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     metrics_log = MetricsLog(out_dir / "metrics.csv", it) if main else None
     tb = _tensorboard(out_dir) if main else None
     max_iters, max_epochs, max_time = tcfg["max_iters"], tcfg["max_epochs"], tcfg["max_time"]
-    max_cpu_time = tcfg.get("max_cpu_time")
+    max_cpu_time, min_iters = tcfg.get("max_cpu_time"), tcfg.get("min_iters") or 0
     t_start, cpu_start = time.time(), time.process_time()
     cpu_agreed = cpu_before  # under torchrun: every process's CPU seconds, summed at the last agreement
 
@@ -499,6 +508,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             return f"reached train.max_iters={max_iters}"
         if max_epochs is not None and epoch >= max_epochs:
             return f"reached train.max_epochs={max_epochs}"
+        if it < min_iters:  # the time limits below do not stop the run before train.min_iters
+            return ""
         # clocks differ between ranks: rank 0's decides (agree_to_stop), all stop at the same iteration
         if max_time is not None and time.time() - t_start >= max_time:
             return f"reached train.max_time={max_time}s"

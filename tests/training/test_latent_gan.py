@@ -118,3 +118,10 @@ def test_out_of_range_keys_exit_2_naming_the_key(tiny_latent_gan_cfg, tmp_path, 
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
     assert not (Path(tiny_latent_gan_cfg["out_dir"]) / "model.pt").exists()
+
+
+def test_latent_gan_time_limit_waits_for_min_iters(tiny_latent_gan_cfg):
+    cfg = tiny_latent_gan_cfg
+    cfg["train"].update(max_time=1e-6, min_iters=4)  # long past at the first check: the floor decides
+    result = train(cfg, progress=False, log=lambda *a: None)
+    assert result.iterations == 4 and result.stop_reason == "reached train.max_time=1e-06s"

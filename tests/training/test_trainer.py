@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -107,9 +108,34 @@ def test_pace_message_counts_what_is_left():
         "iterations in 25.0 min (fewer: validations spend the budget too)")
     assert "train.max_time leaves 600 s, about 2,400 more iterations in 10.0 min" in pace_message(
         35, 0.25, budget, cpu_per_it=0.5, cpu_left=3000.0, time_left=600.0)
-    # a count ends the run first when one is set: the count's message
-    assert "the remaining 965 iterations" in pace_message(35, 0.3, {"max_iters": 1000, "validate_every": 400},
-                                                          cpu_per_it=0.5, cpu_left=10.0)
+    # a count that ends the run before the budget: the count's message alone
+    assert pace_message(35, 0.3, {"max_iters": 1000, "validate_every": 400}, cpu_per_it=0.5,
+                        cpu_left=10_000.0).endswith("about 4.8 min, plus 3 validations")
+    # a budget that ends it first: where it stops, not before train.min_iters
+    demo = {"max_iters": 2000, "validate_every": 400, "min_iters": 1700}
+    assert pace_message(35, 0.3, demo, time_left=540.0).endswith(
+        "plus 5 validations; train.max_time leaves 540 s, so it stops near iteration 1,835")
+    assert pace_message(35, 0.3, demo, time_left=300.0).endswith(
+        "train.max_time leaves 300 s, so it stops near iteration 1,700 (train.min_iters)")
+    assert pace_message(35, 0.3, {"max_iters": 1000, "validate_every": 400}, cpu_per_it=0.5,
+                        cpu_left=10.0).endswith("train.max_cpu_time leaves 10 CPU s, so it stops near iteration 55")
+
+
+def test_time_limits_do_not_stop_a_run_before_min_iters(tiny_cfg):
+    # a time limit long past at the first check: without the floor no iteration runs at all
+    tiny_cfg["train"].update(max_iters=6, max_time=1e-6, min_iters=3, validate_every=1000, checkpoint_every=1000)
+    result = train(tiny_cfg, progress=False, log=lambda *a: None)
+    assert result.iterations == 3 and result.stop_reason == "reached train.max_time=1e-06s"
+    # the count still ends it where the clock does not
+    tiny_cfg["train"].update(max_time=None, out_dir=str(Path(tiny_cfg["out_dir"]) / "counted"))
+    assert train(tiny_cfg, progress=False, log=lambda *a: None).iterations == 6
+
+
+def test_min_iters_above_max_iters_is_refused(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "onet", "train", "configs/demo.yaml", f"out_dir={tmp_path}",
+                          "train.min_iters=2500"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "train.min_iters (2500) is more than train.max_iters (2000)" in res.stderr
 
 
 def test_a_run_logs_its_pace_once(tiny_cfg):
