@@ -287,7 +287,7 @@ class OccupancyDecoder(nn.Module):
         cuda = w.device.type == "cuda"
         batched = cuda if batched is None else batched
         # bf16 on the CPU, one object at a time: each elementwise step one compiled pass (fused_kernels.c)
-        kernels = fused.native() if low and not batched and not cuda else None
+        kernels = fused.native() if low and w.dtype == torch.float32 and not batched and not cuda else None
         if kernels is not None:  # which take contiguous per-channel vectors
             ops = [(op[0], *(t.contiguous() for t in op[1:])) for op in ops]
         if chunk_points is None:
