@@ -21,11 +21,14 @@ constants and dx = rstd * g_b * dz), is an affine map of dz and x per channel;
 it is not written out but evaluated chunk by chunk by the unit below
 (`_InputGrad`). dgamma_b = rstd (S2_b - mean S1_b), dbeta_b = S1_b.
 
-Where a C compiler exists (onet/utils/native.py), the fp32 path runs its
-elementwise passes as single loops from fused_kernels.c instead of torch ops:
-same results to float rounding, the decoder's forward + backward about 0.8x
-the time (README, Performance). The folded eval-mode network in bf16 (decoders.py:
-MISE, refinement, normals) takes its elementwise steps from the same library.
+Where a C compiler exists (onet/utils/native.py), the elementwise passes run
+as single loops from fused_kernels.c instead of torch ops: in fp32 the same
+results to float rounding, the decoder's forward + backward about 0.8x the
+time; in bf16 the same products and roundings, each pass reading and writing
+the bf16 operands itself (no dtype copies: the demo's bf16 step 0.15-0.19 s
+against 0.19-0.30 on torch ops, README, Performance). The folded eval-mode
+network in bf16 (decoders.py: MISE, refinement, normals) takes its elementwise
+steps from the same library.
 
 Semantics are those of the plain modules (DESIGN §5), checked value by value
 and gradient by gradient in tests/models/test_fused.py: batch statistics over
@@ -74,6 +77,10 @@ def _ptr(x: torch.Tensor | None) -> int | None:
     return None if x is None else x.data_ptr()
 
 
+def _is_bf16(x: torch.Tensor | None) -> int:
+    return int(x is not None and x.dtype == torch.bfloat16)
+
+
 class _Native:
     """The elementwise passes of an fp32 unit as single C loops (fused_kernels.c), on torch's threads.
 
@@ -85,10 +92,10 @@ class _Native:
 
     def __init__(self, lib: ctypes.CDLL):
         vp, i64, i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int
-        lib.onet_act.argtypes = [vp] * 4 + [i64] * 3 + [i32]
-        lib.onet_bias_stats.argtypes = [vp] * 5 + [i64] * 2 + [vp] * 3 + [i32]
-        lib.onet_relu_back.argtypes = [vp] * 4 + [i64] * 3 + [vp] * 3 + [i32]
-        lib.onet_input_grad.argtypes = [vp] * 8 + [i64] * 3 + [vp] * 2 + [i32]
+        lib.onet_act.argtypes = [vp, i32, vp, vp, vp, i32] + [i64] * 3 + [i32]
+        lib.onet_bias_stats.argtypes = [vp, i32] + [vp] * 4 + [i64] * 2 + [vp] * 3 + [i32]
+        lib.onet_relu_back.argtypes = [vp, vp, i32, vp, i32, vp] + [i64] * 3 + [vp] * 3 + [i32]
+        lib.onet_input_grad.argtypes = [vp, vp, i32] + [vp] * 7 + [i64] * 3 + [vp] * 2 + [i32]
         # the bf16 folded eval network (decoders._relu_form)
         lib.onet_bf16_act.argtypes = [vp] * 4 + [i64] * 2 + [i32]
         lib.onet_bf16_bias_relu.argtypes = [vp] * 3 + [i64] * 2 + [i32]
@@ -113,32 +120,34 @@ class _Native:
         return nt
 
     def act(self, x, s, t, a, tt: int) -> None:
-        """a = relu(x * s_b + t_b) (relu(x) when s is None); x, a: (n, H)."""
+        """a = relu(x * s_b + t_b) (relu(x) when s is None); x, a: (n, H), float32 or bf16."""
         n, H = x.shape
-        self.lib.onet_act(x.data_ptr(), _ptr(s), _ptr(t), a.data_ptr(), n, tt, H, torch.get_num_threads())
+        self.lib.onet_act(x.data_ptr(), _is_bf16(x), _ptr(s), _ptr(t), a.data_ptr(), _is_bf16(a), n, tt, H,
+                          torch.get_num_threads())
 
     def bias_stats(self, m, bias, skip, out, K=None, s1=None, s2=None) -> None:
         """out = m (+ bias) (+ skip) (not written when None); when K is given, s1, s2 (H,) = sums over
-        the rows of (out - K) and (out - K)^2. m, skip, out: (n, H)."""
+        the rows of (out - K) and (out - K)^2. m (float32 or bf16), skip, out: (n, H)."""
         n, H = m.shape
         nt = self.scratch(H)
-        self.lib.onet_bias_stats(m.data_ptr(), _ptr(bias), _ptr(skip), _ptr(out), _ptr(K), n, H, _ptr(s1), _ptr(s2),
-                                 self.part.data_ptr(), nt)
+        self.lib.onet_bias_stats(m.data_ptr(), _is_bf16(m), _ptr(bias), _ptr(skip), _ptr(out), _ptr(K), n, H,
+                                 _ptr(s1), _ptr(s2), self.part.data_ptr(), nt)
 
     def relu_back(self, da, a, x, dz, tt: int, S1, S2) -> None:
-        """dz = da * [a > 0]; per object b of the chunk S1[b] = sum dz, S2[b] = sum dz * x (x not None)."""
+        """dz = da * [a > 0]; per object b of the chunk S1[b] = sum dz, S2[b] = sum dz * x (x not None).
+        da and a both float32 or both bf16; x float32 or bf16."""
         n, H = da.shape
         nt = self.scratch(H)
-        self.lib.onet_relu_back(da.data_ptr(), a.data_ptr(), _ptr(x), dz.data_ptr(), n, tt, H, _ptr(S1), _ptr(S2),
-                                self.part.data_ptr(), nt)
+        self.lib.onet_relu_back(da.data_ptr(), a.data_ptr(), _is_bf16(da), _ptr(x), _is_bf16(x), dz.data_ptr(), n,
+                                tt, H, _ptr(S1), _ptr(S2), self.part.data_ptr(), nt)
 
-    def input_grad(self, dz, x, s, v, c0, add, out, keep, tt: int, db) -> None:
-        """out = dz * s_b (+ x * v + c0) (+ add) (dz (+ add) when s is None); keep = out and db (H,) = its
-        row sums when given. dz, x, add, out, keep: (n, H)."""
+    def input_grad(self, dz, x, s, v, c0, add, out, keep, tt: int, db, low=None) -> None:
+        """out = dz * s_b (+ x * v + c0) (+ add) (dz (+ add) when s is None); keep = out, low = bf16(out)
+        and db (H,) = its row sums when given. dz, add, out, keep: (n, H) float32; x float32 or bf16."""
         n, H = dz.shape
         nt = self.scratch(H)
-        self.lib.onet_input_grad(dz.data_ptr(), _ptr(x), _ptr(s), _ptr(v), _ptr(c0), _ptr(add), out.data_ptr(),
-                                 _ptr(keep), n, tt, H, _ptr(db), self.part.data_ptr(), nt)
+        self.lib.onet_input_grad(dz.data_ptr(), _ptr(x), _is_bf16(x), _ptr(s), _ptr(v), _ptr(c0), _ptr(add),
+                                 out.data_ptr(), _ptr(keep), _ptr(low), n, tt, H, _ptr(db), self.part.data_ptr(), nt)
 
     # The bf16 folded eval network, one object's chunk (n, H): float32 h, g; bf16 a, y, m, gb;
     # per-channel vectors (H,) float32. One pass each (fused_kernels.c).
@@ -193,7 +202,7 @@ _native: list = []
 
 
 def describe_kernels() -> str:
-    """How the fp32 CPU trunk runs its elementwise passes, for the training log."""
+    """How the CPU trunk runs its elementwise passes, for the training log."""
     if native() is not None:
         return f"compiled C loops ({KERNELS_SOURCE.name})"
     why = native_lib.load(KERNELS_SOURCE)[1] if native_lib.enabled() else "turned off (ONET_NATIVE=0)"
@@ -288,8 +297,9 @@ def default_chunk_rows(hidden: int, compiled: bool = False) -> int:
 
 
 def _kernels_for(dtype: torch.dtype, mm_dtype: torch.dtype) -> _Native | None:
-    """The compiled passes where they apply: fp32 throughout (bf16 and float64 run the torch ops)."""
-    return native() if dtype == mm_dtype == torch.float32 else None
+    """The compiled passes where they apply: float32 activations, matmul inputs float32 or bf16
+    (float64, in tests, runs the torch ops)."""
+    return native() if dtype == torch.float32 and mm_dtype in (torch.float32, torch.bfloat16) else None
 
 
 def _row_sums(x: torch.Tensor, ones: torch.Tensor, out: torch.Tensor) -> None:
@@ -442,15 +452,22 @@ def _unit_forward(plan: _Plan, x: torch.Tensor, s, t, out: torch.Tensor, skip: t
         oc = out[b0:b1, t0:t1].reshape(n, H_out)
         if plan.native is not None and (stats is not None or skip is not None):
             # the product into the cache; bias, skip and statistics in one pass that writes oc
-            m = torch.mm(a, wT, out=plan.view(plan.m, n, H_out))
             sk = None if skip is None else skip[b0:b1, t0:t1].reshape(n, H_out)
+            if not low:
+                m, bias_k, out_k = torch.mm(a, wT, out=plan.view(plan.m, n, H_out)), bias, oc
+            elif skip is None and oc.dtype == plan.mm_dtype:  # a block's bf16 intermediate: its statistics
+                m, bias_k, out_k = torch.addmm(bias, a, wT, out=oc), None, None
+            else:  # bf16 product (bias inside, one rounding, as the torch ops) into the fp32 stream
+                m, bias_k, out_k = torch.addmm(bias, a, wT, out=plan.view(plan.m, n, H_out)), None, oc
             if stats is not None:
-                stats.add_output(m, bias, sk, oc)
+                stats.add_output(m, bias_k, sk, out_k)
             else:
-                plan.native.bias_stats(m, bias, sk, oc)
+                plan.native.bias_stats(m, bias_k, sk, out_k)
             continue
         bias_left = None  # added in the statistics pass when there is one
-        if skip is None:
+        if skip is None and oc.dtype != a.dtype:  # a bf16 product into the fp32 stream ("lin" blocks)
+            oc.copy_(torch.addmm(bias, a, wT, out=plan.view(plan.m, n, H_out)))
+        elif skip is None:
             torch.addmm(bias, a, wT, out=oc)
         elif not low:
             torch.addmm(skip[b0:b1, t0:t1].reshape(n, H_out), a, wT, out=oc)
@@ -485,9 +502,11 @@ class _InputGrad:
 
 
 def _input_grad_chunk(plan: _Plan, g: _InputGrad, b0: int, b1: int, t0: int, t1: int, out: torch.Tensor,
-                      keep: torch.Tensor | None, db: torch.Tensor | None) -> torch.Tensor:
+                      keep: torch.Tensor | None, db: torch.Tensor | None, low: torch.Tensor | None = None
+                      ) -> torch.Tensor:
     """Chunk [b0:b1, t0:t1] of g as (n, H): a view of g.value, or evaluated into `out` (n, H; may be
-    that chunk of g.dz). Also written into `keep` (n, H) and summed over rows into `db` (H,), when given."""
+    that chunk of g.dz). Also written into `keep` (n, H) and summed over rows into `db` (H,), when given;
+    the compiled pass also writes a bf16 copy into `low` when given (the torch ops leave that to the caller)."""
     n = (b1 - b0) * (t1 - t0)
     H = g.value.shape[2] if g.value is not None else g.dz.shape[2]
     if g.value is not None:
@@ -500,7 +519,7 @@ def _input_grad_chunk(plan: _Plan, g: _InputGrad, b0: int, b1: int, t0: int, t1:
         addc = None if g.add is None else g.add[b0:b1, t0:t1].reshape(n, H)
         sb = None if g.s is None else g.s[b0:b1]
         if plan.native is not None:
-            plan.native.input_grad(dzc, xc, sb, g.v, g.c0, addc, out, keep, t1 - t0, db)
+            plan.native.input_grad(dzc, xc, sb, g.v, g.c0, addc, out, keep, t1 - t0, db, low)
             return out
         if sb is None:
             if out.data_ptr() != dzc.data_ptr():
@@ -543,12 +562,14 @@ def _unit_backward(plan: _Plan, x: torch.Tensor, gamma, s, t, mean, rstd, dy: _I
     for i, (b0, b1, t0, t1) in enumerate(plan.chunks):
         n = (b1 - b0) * (t1 - t0)
         dyc = _input_grad_chunk(plan, dy, b0, b1, t0, t1, plan.view(plan.d, n, H_out),
-                                None if keep is None else keep[b0:b1, t0:t1].reshape(n, H_out), db_parts[i])
+                                None if keep is None else keep[b0:b1, t0:t1].reshape(n, H_out), db_parts[i],
+                                low=plan.view(plan.m, n, H_out) if low else None)
         xc = x[b0:b1, t0:t1]
         a = _act(plan, xc, s, t, b0, b1)
         if low:
             dym = plan.view(plan.m, n, H_out)
-            dym.copy_(dyc)
+            if not (plan.native is not None and dy.value is None):  # the compiled pass wrote it already
+                dym.copy_(dyc)
             dwT += torch.mm(a.t(), dym)  # bf16 chunk product, fp32 total
             da = torch.mm(dym, w)
         else:

@@ -6,7 +6,8 @@
    chunk).  Built at first use by onet/utils/native.py with the system C compiler and linked
    against the OpenMP runtime torch has already loaded, so these loops share torch's threads.
 
-   Layout: row-major float32, H values per row; a chunk of n rows holds whole objects of tt rows,
+   Layout: row-major, H values per row, float32 or (the bf16 trunk's matmul operands and stored
+   block intermediates, flagged per argument) bf16; a chunk of n rows holds whole objects of tt rows,
    or a part of one object (tt >= n), so row r belongs to object r / tt of the chunk.  Per-object
    tensors (s, t) point at the chunk's first object.  Sums split rows between threads; a thread
    writes the sums of an object it holds whole straight to the output and the sums of an object it
@@ -22,6 +23,25 @@
 
 typedef int64_t i64;
 
+/* bf16 values are stored as their 16 bits; conversions round to nearest even with NaN kept NaN, as
+   torch's (so results equal the torch-op path's up to float rounding). */
+typedef uint16_t bf16;
+
+static inline bf16 to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint16_t rounded = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0x7fc0 : rounded;
+}
+
+static inline float from_bf16(bf16 b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+
 /* Rows [r0, r1) of thread tid out of nt, in equal blocks. */
 static void row_range(i64 n, int tid, int nt, i64 *r0, i64 *r1) {
     i64 q = n / nt, rem = n % nt;
@@ -29,22 +49,42 @@ static void row_range(i64 n, int tid, int nt, i64 *r0, i64 *r1) {
     *r1 = *r0 + q + (tid < rem ? 1 : 0);
 }
 
-/* a = relu(x * s_b + t_b), or relu(x) when s is NULL. */
-void onet_act(const float *x, const float *s, const float *t, float *a, i64 n, i64 tt, i64 H, int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (i64 r = 0; r < n; r++) {
-        const float *xr = x + r * H;
-        float *ar = a + r * H;
-        if (s) {
-            const float *sb = s + (r / tt) * H, *tb = t + (r / tt) * H;
+/* Row r of x as floats: the row itself, or converted from bf16 into tmp. */
+static inline const float *row_f32(const void *x, int x16, i64 r, i64 H, float *tmp) {
+    if (!x16) return (const float *)x + r * H;
+    const bf16 *xr = (const bf16 *)x + r * H;
 #pragma omp simd
-            for (i64 j = 0; j < H; j++) {
-                float v = xr[j] * sb[j] + tb[j];
-                ar[j] = v < 0.f ? 0.f : v;  /* NaN stays NaN, as torch.relu */
+    for (i64 j = 0; j < H; j++) tmp[j] = from_bf16(xr[j]);
+    return tmp;
+}
+
+/* a = relu(x * s_b + t_b), or relu(x) when s is NULL; x and a float32, or bf16 where x16 / a16 (the
+   bf16 trunk: matmul inputs and the stored block intermediate in bf16). */
+void onet_act(const void *x, int x16, const float *s, const float *t, void *a, int a16, i64 n, i64 tt, i64 H,
+              int nt) {
+#pragma omp parallel num_threads(nt)
+    {
+        float tmp[H], v[H];
+#pragma omp for schedule(static)
+        for (i64 r = 0; r < n; r++) {
+            const float *xr = row_f32(x, x16, r, H, tmp);
+            float *out = a16 ? v : (float *)a + r * H;
+            if (s) {
+                const float *sb = s + (r / tt) * H, *tb = t + (r / tt) * H;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) {
+                    float u = xr[j] * sb[j] + tb[j];
+                    out[j] = u < 0.f ? 0.f : u;  /* NaN stays NaN, as torch.relu */
+                }
+            } else {
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) out[j] = xr[j] < 0.f ? 0.f : xr[j];
             }
-        } else {
+            if (a16) {
+                bf16 *ar = (bf16 *)a + r * H;
 #pragma omp simd
-            for (i64 j = 0; j < H; j++) ar[j] = xr[j] < 0.f ? 0.f : xr[j];
+                for (i64 j = 0; j < H; j++) ar[j] = to_bf16(v[j]);
+            }
         }
     }
 }
@@ -59,16 +99,21 @@ void onet_act(const float *x, const float *s, const float *t, float *a, i64 n, i
 enum { SUMS_STATS = 0, SUMS_RELU_BACK = 1, SUMS_INPUT_GRAD = 2 };
 
 typedef struct {
-    /* SUMS_STATS: out = m + bias (+ skip); sums of d = out - K and d * d */
-    const float *m, *bias, *skip, *K;
+    /* SUMS_STATS: out = m + bias (+ skip); sums of d = out - K and d * d; m bf16 where m16 */
+    const void *m;
+    const float *bias, *skip, *K;
     float *out;
-    /* SUMS_RELU_BACK: dz = da * [a > 0]; sums of dz and dz * x (no sums when x is NULL) */
-    const float *da, *a, *x;
+    int m16;
+    /* SUMS_RELU_BACK: dz = da * [a > 0]; sums of dz and dz * x (no sums when x is NULL); da and a bf16
+       where low, x where x16 */
+    const void *da, *a, *x;
     float *dz;
+    int low, x16;
     /* SUMS_INPUT_GRAD: gout = dz * s_b (+ x * v + c0) (+ add), s_b the row's object's (tt rows each);
-       keep = a copy (when not NULL); sums of gout */
+       keep = a copy (when not NULL), glow = a bf16 copy (when not NULL); sums of gout */
     const float *s, *v, *c0, *add;
     float *gout, *keep;
+    bf16 *glow;
     i64 tt;
 } Args;
 
@@ -96,9 +141,11 @@ static inline void stream_fence(void) {
 }
 
 static void row_sums_kind(int kind, const Args *g, i64 r0, i64 r1, i64 H, float *row, float *acc1, float *acc2) {
+    float tmp[H];
     for (i64 r = r0; r < r1; r++) {
         if (kind == SUMS_STATS) {
-            const float *mr = g->m + r * H, *sk = g->skip ? g->skip + r * H : NULL, *bias = g->bias, *K = g->K;
+            const float *mr = row_f32(g->m, g->m16, r, H, tmp);
+            const float *sk = g->skip ? g->skip + r * H : NULL, *bias = g->bias, *K = g->K;
             if (sk && bias) {
 #pragma omp simd
                 for (i64 j = 0; j < H; j++) row[j] = mr[j] + bias[j] + sk[j];
@@ -124,7 +171,8 @@ static void row_sums_kind(int kind, const Args *g, i64 r0, i64 r1, i64 H, float 
             const float *dzr = g->dz + r * H, *ad = g->add ? g->add + r * H : NULL;
             float *o = g->gout + r * H;
             if (g->s && g->v) {
-                const float *sb = g->s + (r / g->tt) * H, *xr = g->x + r * H, *v = g->v, *c0 = g->c0;
+                const float *sb = g->s + (r / g->tt) * H, *xr = row_f32(g->x, g->x16, r, H, tmp), *v = g->v,
+                            *c0 = g->c0;
 #pragma omp simd
                 for (i64 j = 0; j < H; j++) o[j] = dzr[j] * sb[j] + (xr[j] * v[j] + c0[j]);
             } else if (g->s) {
@@ -143,12 +191,23 @@ static void row_sums_kind(int kind, const Args *g, i64 r0, i64 r1, i64 H, float 
                 for (i64 j = 0; j < H; j++) acc1[j] += o[j];
             }
             if (g->keep) stream_row(g->keep + r * H, o, H);
-        } else {
-            const float *dar = g->da + r * H, *arr = g->a + r * H;
+            if (g->glow) {
+                bf16 *lr = g->glow + r * H;
 #pragma omp simd
-            for (i64 j = 0; j < H; j++) row[j] = arr[j] <= 0.f ? 0.f : dar[j];
+                for (i64 j = 0; j < H; j++) lr[j] = to_bf16(o[j]);
+            }
+        } else {
+            if (g->low) {
+                const bf16 *dar = (const bf16 *)g->da + r * H, *arr = (const bf16 *)g->a + r * H;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) row[j] = from_bf16(arr[j]) <= 0.f ? 0.f : from_bf16(dar[j]);
+            } else {
+                const float *dar = (const float *)g->da + r * H, *arr = (const float *)g->a + r * H;
+#pragma omp simd
+                for (i64 j = 0; j < H; j++) row[j] = arr[j] <= 0.f ? 0.f : dar[j];
+            }
             if (acc1) {
-                const float *xr = g->x + r * H;
+                const float *xr = row_f32(g->x, g->x16, r, H, tmp);
 #pragma omp simd
                 for (i64 j = 0; j < H; j++) {
                     acc1[j] += row[j];
@@ -225,55 +284,41 @@ static void object_sums(int kind, const Args *g, i64 n, i64 tt, i64 H, float *ou
         }
 }
 
-/* out (n, H) = m (+ bias) (+ skip), NULLs left out: a product from the cache, its bias and the residual
-   stream, written to memory once (not at all when out is NULL); s1 = sum over rows of (out - K),
-   s2 = sum of (out - K)^2 when s1 is not NULL.  out may be m itself. */
-void onet_bias_stats(const float *m, const float *bias, const float *skip, float *out, const float *K, i64 n,
+/* out (n, H) = m (+ bias) (+ skip), NULLs left out: a product from the cache (bf16 where m16), its bias
+   and the residual stream, written to memory once (not at all when out is NULL); s1 = sum over rows of
+   (out - K), s2 = sum of (out - K)^2 when s1 is not NULL.  out may be m itself (float32 m). */
+void onet_bias_stats(const void *m, int m16, const float *bias, const float *skip, float *out, const float *K, i64 n,
                      i64 H, float *s1, float *s2, double *part, int nt) {
-    Args g = {.m = m, .bias = bias, .skip = skip, .K = K, .out = out};
+    Args g = {.m = m, .m16 = m16, .bias = bias, .skip = skip, .K = K, .out = out};
     object_sums(SUMS_STATS, &g, n, n, H, s1, s2, part, nt, s1 != NULL);
 }
 
-/* dz = da * [a > 0]; per object of the chunk S1[b] = sum dz, S2[b] = sum dz * x, when x is not NULL. */
-void onet_relu_back(const float *da, const float *a, const float *x, float *dz, i64 n, i64 tt, i64 H,
+/* dz = da * [a > 0] (da and a bf16 where low); per object of the chunk S1[b] = sum dz, S2[b] = sum
+   dz * x (x bf16 where x16), when x is not NULL. */
+void onet_relu_back(const void *da, const void *a, int low, const void *x, int x16, float *dz, i64 n, i64 tt, i64 H,
                     float *S1, float *S2, double *part, int nt) {
-    Args g = {.da = da, .a = a, .x = x, .dz = dz};
+    Args g = {.da = da, .a = a, .low = low, .x = x, .x16 = x16, .dz = dz};
     object_sums(SUMS_RELU_BACK, &g, n, tt, H, S1, S2, part, nt, x != NULL);
 }
 
 /* The input gradient of a unit, evaluated where it is used (the next unit down's backward pass, or
    the trunk's input): out = dz * s_b (+ x * v + c0) (+ add), or dz (+ add) when s is NULL (an
-   unnormalised unit); v and c0 (H) are NULL in eval mode (constant statistics); add (rows of H) the
-   skip gradient or NULL.  keep (not NULL): a copy streamed to memory.  db (not NULL): the sums of out
-   over all rows.  out may be dz (in place). */
-void onet_input_grad(const float *dz, const float *x, const float *s, const float *v, const float *c0,
-                     const float *add, float *out, float *keep, i64 n, i64 tt, i64 H, float *db, double *part,
-                     int nt) {
-    Args g = {.dz = (float *)dz, .x = x, .s = s, .v = v, .c0 = c0, .add = add, .gout = out, .keep = keep, .tt = tt};
+   unnormalised unit); x bf16 where x16; v and c0 (H) are NULL in eval mode (constant statistics); add
+   (rows of H) the skip gradient or NULL.  keep (not NULL): a copy streamed to memory; low (not NULL):
+   a bf16 copy, the next products' operand.  db (not NULL): the sums of out over all rows.  out may be
+   dz (in place). */
+void onet_input_grad(const float *dz, const void *x, int x16, const float *s, const float *v, const float *c0,
+                     const float *add, float *out, float *keep, bf16 *low, i64 n, i64 tt, i64 H, float *db,
+                     double *part, int nt) {
+    Args g = {.dz = (float *)dz, .x = x, .x16 = x16, .s = s, .v = v, .c0 = c0, .add = add, .gout = out,
+              .keep = keep, .glow = low, .tt = tt};
     object_sums(SUMS_INPUT_GRAD, &g, n, n, H, db, NULL, part, nt, db != NULL);
 }
 
 /* ---- The folded eval-mode network in bf16 (decoders._relu_form): one object's chunk of n points,
    rows of H channels, the residual stream and the gradient in float32, matmul operands in bf16.
    Each function is one pass where the torch ops take two to five (a dtype copy after every bf16
-   product among them).  bf16 values are stored as their 16 bits; conversions round to nearest even
-   with NaN kept NaN, as torch's (so results equal the torch-op path's up to float rounding). */
-
-typedef uint16_t bf16;
-
-static inline bf16 to_bf16(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    uint16_t rounded = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-    return (u & 0x7fffffffu) > 0x7f800000u ? (uint16_t)0x7fc0 : rounded;
-}
-
-static inline float from_bf16(bf16 b) {
-    uint32_t u = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
+   product among them). */
 
 /* a = bf16(relu(h * s + shift)); s, shift: (H,). */
 void onet_bf16_act(const float *h, const float *s, const float *shift, bf16 *a, i64 n, i64 H, int nt) {

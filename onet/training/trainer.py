@@ -325,7 +325,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     tcfg = cfg["train"]
     if main:
         log(f"training precision: {precision} ({why})")
-        if dev.type == "cpu" and precision == "fp32":
+        if dev.type == "cpu":
             log(f"decoder elementwise passes on the CPU: {fused.describe_kernels()}")
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
