@@ -657,7 +657,7 @@ def _relu_form(folded: tuple, mm_dtype: torch.dtype):
         kept = []
         for blk in blocks:
             a = torch.empty(n, H, dtype=mm_dtype)
-            kernels.bf16_act(h, blk[1], blk[2], a)
+            kernels.act(h, blk[1], blk[2], a, n)  # one object: its (H,) vectors
             if blk[0] == "res":
                 _, _, _, A0, q1, A1, _, _ = blk
                 y = torch.empty(n, H, dtype=mm_dtype)

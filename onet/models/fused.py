@@ -97,7 +97,6 @@ class _Native:
         lib.onet_relu_back.argtypes = [vp, vp, i32, vp, i32, vp] + [i64] * 3 + [vp] * 3 + [i32]
         lib.onet_input_grad.argtypes = [vp, vp, i32] + [vp] * 7 + [i64] * 3 + [vp] * 2 + [i32]
         # the bf16 folded eval network (decoders._relu_form)
-        lib.onet_bf16_act.argtypes = [vp] * 4 + [i64] * 2 + [i32]
         lib.onet_bf16_bias_relu.argtypes = [vp] * 3 + [i64] * 2 + [i32]
         lib.onet_bf16_into.argtypes = [vp] * 2 + [i64] * 2 + [i32] * 2
         lib.onet_bf16_mask.argtypes = [vp] * 2 + [i64] * 2 + [i32]
@@ -105,7 +104,7 @@ class _Native:
         lib.onet_bf16_head.argtypes = [vp] * 4 + [ctypes.c_float] + [vp] * 4 + [i64] * 2 + [i32]
         lib.onet_bf16_clamp.argtypes = [vp] * 5 + [i64] * 2 + [i32]
         lib.onet_bf16_bias_clamp.argtypes = [vp] * 5 + [i64] * 2 + [i32]
-        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad, lib.onet_bf16_act,
+        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad,
                   lib.onet_bf16_bias_relu, lib.onet_bf16_into, lib.onet_bf16_mask, lib.onet_bf16_mask_into,
                   lib.onet_bf16_head, lib.onet_bf16_clamp, lib.onet_bf16_bias_clamp):
             f.restype = None
@@ -150,13 +149,7 @@ class _Native:
                                  out.data_ptr(), _ptr(keep), _ptr(low), n, tt, H, _ptr(db), self.part.data_ptr(), nt)
 
     # The bf16 folded eval network, one object's chunk (n, H): float32 h, g; bf16 a, y, m, gb;
-    # per-channel vectors (H,) float32. One pass each (fused_kernels.c).
-
-    def bf16_act(self, h, s, shift, a) -> None:
-        """a = bf16(relu(h * s + shift))."""
-        n, H = h.shape
-        self.lib.onet_bf16_act(h.data_ptr(), s.data_ptr(), shift.data_ptr(), a.data_ptr(), n, H,
-                               torch.get_num_threads())
+    # per-channel vectors (H,) float32. One pass each (fused_kernels.c); its activation is `act`.
 
     def bf16_bias_relu(self, m, q, y) -> None:
         """y = bf16(relu(m + q))."""
@@ -199,14 +192,16 @@ class _Native:
 
 
 _native: list = []
+_bind_error: list = []
 
 
 def describe_kernels() -> str:
     """How the CPU trunk runs its elementwise passes, for the training log."""
     if native() is not None:
         return f"compiled C loops ({KERNELS_SOURCE.name})"
-    why = native_lib.load(KERNELS_SOURCE)[1] if native_lib.enabled() else "turned off (ONET_NATIVE=0)"
-    return f"torch ops: {why}"
+    if not native_lib.enabled():
+        return "torch ops: turned off (ONET_NATIVE=0)"
+    return f"torch ops: {_bind_error[0] if _bind_error else native_lib.load(KERNELS_SOURCE)[1]}"
 
 
 def native() -> _Native | None:
@@ -215,7 +210,11 @@ def native() -> _Native | None:
         return None
     if not _native:
         lib, _ = native_lib.load(KERNELS_SOURCE)
-        _native.append(None if lib is None else _Native(lib))
+        try:
+            _native.append(None if lib is None else _Native(lib))
+        except AttributeError as exc:  # a library that lacks a kernel bound here: the torch ops, not a crash
+            _bind_error.append(f"{KERNELS_SOURCE.name} built without a kernel this module uses ({exc})")
+            _native.append(None)
     return _native[0]
 
 

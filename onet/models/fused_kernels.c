@@ -320,20 +320,6 @@ void onet_input_grad(const float *dz, const void *x, int x16, const float *s, co
    Each function is one pass where the torch ops take two to five (a dtype copy after every bf16
    product among them). */
 
-/* a = bf16(relu(h * s + shift)); s, shift: (H,). */
-void onet_bf16_act(const float *h, const float *s, const float *shift, bf16 *a, i64 n, i64 H, int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (i64 r = 0; r < n; r++) {
-        const float *hr = h + r * H;
-        bf16 *ar = a + r * H;
-#pragma omp simd
-        for (i64 j = 0; j < H; j++) {
-            float v = hr[j] * s[j] + shift[j];
-            ar[j] = to_bf16(v < 0.f ? 0.f : v);
-        }
-    }
-}
-
 /* y = bf16(relu(m + q)), m the bf16 product; q: (H,). */
 void onet_bf16_bias_relu(const bf16 *m, const float *q, bf16 *y, i64 n, i64 H, int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt)

@@ -352,3 +352,20 @@ def test_bf16_passes_of_the_compiled_kernels_on_random_chunks(x_dtype):
     assert torch.equal(res, m.float() + skip)
     torch.testing.assert_close(s1, (res.double() - K.double()).sum(0).float(), rtol=1e-5, atol=1e-4)
     torch.testing.assert_close(s2, ((res.double() - K.double()) ** 2).sum(0).float(), rtol=1e-5, atol=1e-4)
+
+
+def test_a_library_without_the_kernels_means_torch_ops_not_a_crash(monkeypatch):
+    """A loaded library that lacks a kernel (built from another version of the source) is refused with
+    its reason, and training runs on the torch ops."""
+    import ctypes
+    monkeypatch.setattr(fused, "_native", [])
+    monkeypatch.setattr(fused, "_bind_error", [])
+    monkeypatch.setattr(fused.native_lib, "load", lambda source: (ctypes.CDLL(None), ""))  # this process: no onet_*
+    monkeypatch.setenv("ONET_NATIVE", "1")
+    assert fused.native() is None
+    assert fused.describe_kernels().startswith("torch ops: fused_kernels.c built without a kernel this module uses")
+    dec, ref, c_dim = pair("cbn_resnet", 0, dtype=torch.float32)
+    dec.train(), ref.train()
+    p, c, z, occ = inputs(2, 40, c_dim, 0, torch.float32)
+    out, _ = step(dec, p, c, z, occ)
+    torch.testing.assert_close(out, step(ref, p, c, z, occ)[0], atol=1e-4, rtol=1e-4)
