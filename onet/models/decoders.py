@@ -288,8 +288,8 @@ class OccupancyDecoder(nn.Module):
         batched = cuda if batched is None else batched
         # bf16 on the CPU, one object at a time: each elementwise step one compiled pass (fused_kernels.c)
         kernels = fused.native() if low and w.dtype == torch.float32 and not batched and not cuda else None
-        if kernels is not None:  # which take contiguous per-channel vectors
-            ops = [(op[0], *(t.contiguous() for t in op[1:])) for op in ops]
+        if kernels is not None:  # which take contiguous per-channel vectors, and x - m as x + (-m) (exact)
+            ops = [(op[0], -op[1], *(t.contiguous() for t in op[2:])) for op in ops]
         if chunk_points is None:
             if cuda:
                 chunk_points = _CUDA_CHUNK_POINTS
@@ -304,10 +304,10 @@ class OccupancyDecoder(nn.Module):
             mm = torch.bmm if h.dim() == 3 else torch.mm
             for op in ops:
                 if kernels is not None:  # the torch ops below in one pass each
-                    kernels.bf16_clamp(h, sel(op[1]), sel(op[2]), sel(op[3]), a)
+                    kernels.bf16_clamp(h, sel(op[1]), sel(op[2]), sel(op[3]), a)  # op[1]: -m0
                     if op[0] == "res":
                         _, _, _, _, W0, q1, lo1, hi1, W1 = op
-                        kernels.bf16_bias_clamp(mm(a, sel(W0), out=y), sel(q1), sel(lo1), sel(hi1), a)
+                        kernels.bf16_clamp(mm(a, sel(W0), out=y), sel(q1), sel(lo1), sel(hi1), a)
                         kernels.bf16_into(h, mm(a, sel(W1), out=y), replace=False)
                     else:
                         kernels.bf16_into(h, mm(a, sel(op[4]), out=y), replace=True)
@@ -648,6 +648,7 @@ def _relu_form(folded: tuple, mm_dtype: torch.dtype):
               (blk[0], vec(blk[1]), vec(blk[2]), blk[3], vec(blk[4]), *blk[5:]) for blk in blocks]
     s_out, out_shift, w_signed, w_row = (vec(t) for t in (s_out, out_shift, w_signed, w_row))
     bias_out = float(b_out)
+    ones = torch.ones_like(w_row)
 
     def run_compiled(p: torch.Tensor, logits: torch.Tensor, grad: torch.Tensor) -> None:
         """`run` in one pass per elementwise step, the bf16 products' dtype copies folded in."""
@@ -661,7 +662,7 @@ def _relu_form(folded: tuple, mm_dtype: torch.dtype):
             if blk[0] == "res":
                 _, _, _, A0, q1, A1, _, _ = blk
                 y = torch.empty(n, H, dtype=mm_dtype)
-                kernels.bf16_bias_relu(torch.mm(a, A0, out=m), q1, y)
+                kernels.act(torch.mm(a, A0, out=m), ones, q1, y, n)  # relu(m * 1 + q1): exact
                 kernels.bf16_into(h, torch.mm(y, A1, out=m), replace=False)
                 kept += [a, y]
             else:

@@ -97,16 +97,13 @@ class _Native:
         lib.onet_relu_back.argtypes = [vp, vp, i32, vp, i32, vp] + [i64] * 3 + [vp] * 3 + [i32]
         lib.onet_input_grad.argtypes = [vp, vp, i32] + [vp] * 7 + [i64] * 3 + [vp] * 2 + [i32]
         # the bf16 folded eval network (decoders._relu_form)
-        lib.onet_bf16_bias_relu.argtypes = [vp] * 3 + [i64] * 2 + [i32]
         lib.onet_bf16_into.argtypes = [vp] * 2 + [i64] * 2 + [i32] * 2
         lib.onet_bf16_mask.argtypes = [vp] * 2 + [i64] * 2 + [i32]
         lib.onet_bf16_mask_into.argtypes = [vp] * 4 + [i64] * 2 + [i32] * 2
         lib.onet_bf16_head.argtypes = [vp] * 4 + [ctypes.c_float] + [vp] * 4 + [i64] * 2 + [i32]
-        lib.onet_bf16_clamp.argtypes = [vp] * 5 + [i64] * 2 + [i32]
-        lib.onet_bf16_bias_clamp.argtypes = [vp] * 5 + [i64] * 2 + [i32]
-        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad,
-                  lib.onet_bf16_bias_relu, lib.onet_bf16_into, lib.onet_bf16_mask, lib.onet_bf16_mask_into,
-                  lib.onet_bf16_head, lib.onet_bf16_clamp, lib.onet_bf16_bias_clamp):
+        lib.onet_bf16_clamp.argtypes = [vp, i32] + [vp] * 4 + [i64] * 2 + [i32]
+        for f in (lib.onet_act, lib.onet_bias_stats, lib.onet_relu_back, lib.onet_input_grad, lib.onet_bf16_into,
+                  lib.onet_bf16_mask, lib.onet_bf16_mask_into, lib.onet_bf16_head, lib.onet_bf16_clamp):
             f.restype = None
         self.lib = lib
         self.part = torch.empty(0)
@@ -149,12 +146,7 @@ class _Native:
                                  out.data_ptr(), _ptr(keep), _ptr(low), n, tt, H, _ptr(db), self.part.data_ptr(), nt)
 
     # The bf16 folded eval network, one object's chunk (n, H): float32 h, g; bf16 a, y, m, gb;
-    # per-channel vectors (H,) float32. One pass each (fused_kernels.c); its activation is `act`.
-
-    def bf16_bias_relu(self, m, q, y) -> None:
-        """y = bf16(relu(m + q))."""
-        n, H = m.shape
-        self.lib.onet_bf16_bias_relu(m.data_ptr(), q.data_ptr(), y.data_ptr(), n, H, torch.get_num_threads())
+    # per-channel vectors (H,) float32. One pass each (fused_kernels.c); its ReLUs are `act`.
 
     def bf16_into(self, h, m, replace: bool) -> None:
         """h = m (replace) or h += m."""
@@ -178,17 +170,11 @@ class _Native:
         self.lib.onet_bf16_head(h.data_ptr(), s.data_ptr(), shift.data_ptr(), w.data_ptr(), b, w_grad.data_ptr(),
                                 logits.data_ptr(), g.data_ptr(), gb.data_ptr(), n, H, torch.get_num_threads())
 
-    def bf16_clamp(self, x, m, lo, hi, a) -> None:
-        """a = bf16(clamp(x - m, lo, hi)) (`_centered`'s clamp form; x float32)."""
+    def bf16_clamp(self, x, q, lo, hi, a) -> None:
+        """a = bf16(clamp(x + q, lo, hi)) (`_centered`'s clamp form; x float32 or bf16)."""
         n, H = x.shape
-        self.lib.onet_bf16_clamp(x.data_ptr(), m.data_ptr(), lo.data_ptr(), hi.data_ptr(), a.data_ptr(), n, H,
-                                 torch.get_num_threads())
-
-    def bf16_bias_clamp(self, y, q, lo, hi, a) -> None:
-        """a = bf16(clamp(y + q, lo, hi)) (y bf16)."""
-        n, H = y.shape
-        self.lib.onet_bf16_bias_clamp(y.data_ptr(), q.data_ptr(), lo.data_ptr(), hi.data_ptr(), a.data_ptr(), n, H,
-                                      torch.get_num_threads())
+        self.lib.onet_bf16_clamp(x.data_ptr(), _is_bf16(x), q.data_ptr(), lo.data_ptr(), hi.data_ptr(), a.data_ptr(),
+                                 n, H, torch.get_num_threads())
 
 
 _native: list = []

@@ -320,20 +320,6 @@ void onet_input_grad(const float *dz, const void *x, int x16, const float *s, co
    Each function is one pass where the torch ops take two to five (a dtype copy after every bf16
    product among them). */
 
-/* y = bf16(relu(m + q)), m the bf16 product; q: (H,). */
-void onet_bf16_bias_relu(const bf16 *m, const float *q, bf16 *y, i64 n, i64 H, int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (i64 r = 0; r < n; r++) {
-        const bf16 *mr = m + r * H;
-        bf16 *yr = y + r * H;
-#pragma omp simd
-        for (i64 j = 0; j < H; j++) {
-            float v = from_bf16(mr[j]) + q[j];
-            yr[j] = to_bf16(v < 0.f ? 0.f : v);
-        }
-    }
-}
-
 /* h = m (replace != 0) or h += m: the residual stream takes a bf16 product. */
 void onet_bf16_into(float *h, const bf16 *m, i64 n, i64 H, int replace, int nt) {
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -405,35 +391,24 @@ void onet_bf16_head(const float *h, const float *s, const float *shift, const fl
     }
 }
 
-/* The same network in `_centered`'s clamp form (make_eval_fn, forward only): a = bf16(clamp(x - m,
-   lo, hi)) from the float32 residual stream; lo, hi, m: (H,), infinite bounds allowed. */
-void onet_bf16_clamp(const float *x, const float *m, const float *lo, const float *hi, bf16 *a, i64 n, i64 H,
+/* The same network in `_centered`'s clamp form (make_eval_fn, forward only): a = bf16(clamp(x + q,
+   lo, hi)), x the float32 residual stream (q = -m, its shifts) or a bf16 product (x16; q its bias);
+   q, lo, hi: (H,), infinite bounds allowed. */
+void onet_bf16_clamp(const void *x, int x16, const float *q, const float *lo, const float *hi, bf16 *a, i64 n, i64 H,
                      int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (i64 r = 0; r < n; r++) {
-        const float *xr = x + r * H;
-        bf16 *ar = a + r * H;
+#pragma omp parallel num_threads(nt)
+    {
+        float tmp[H];
+#pragma omp for schedule(static)
+        for (i64 r = 0; r < n; r++) {
+            const float *xr = row_f32(x, x16, r, H, tmp);
+            bf16 *ar = a + r * H;
 #pragma omp simd
-        for (i64 j = 0; j < H; j++) {
-            float v = xr[j] - m[j];
-            v = v < lo[j] ? lo[j] : v;
-            ar[j] = to_bf16(v > hi[j] ? hi[j] : v);  /* NaN stays NaN, as torch.clamp */
-        }
-    }
-}
-
-/* a = bf16(clamp(y + q, lo, hi)) from a bf16 product y; q, lo, hi: (H,). */
-void onet_bf16_bias_clamp(const bf16 *y, const float *q, const float *lo, const float *hi, bf16 *a, i64 n, i64 H,
-                          int nt) {
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (i64 r = 0; r < n; r++) {
-        const bf16 *yr = y + r * H;
-        bf16 *ar = a + r * H;
-#pragma omp simd
-        for (i64 j = 0; j < H; j++) {
-            float v = from_bf16(yr[j]) + q[j];
-            v = v < lo[j] ? lo[j] : v;
-            ar[j] = to_bf16(v > hi[j] ? hi[j] : v);
+            for (i64 j = 0; j < H; j++) {
+                float v = xr[j] + q[j];
+                v = v < lo[j] ? lo[j] : v;
+                ar[j] = to_bf16(v > hi[j] ? hi[j] : v);  /* NaN stays NaN, as torch.clamp */
+            }
         }
     }
 }
