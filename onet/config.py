@@ -88,7 +88,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
 # Number keys that also take the string "auto" (resolved where the key is used).
-AUTO_ALLOWED = {"train.cpu_processes"}  # onet.training.launch.resolve_cpu_processes
+AUTO_ALLOWED = {"train.cpu_processes",  # onet.training.launch.resolve_cpu_processes
+                "train.cpu_threads", "generation.cpu_threads"}  # onet.utils.threads.thread_governor
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ RANGES: dict[str, Range] = {
     "train.print_every": AT_LEAST_1,
     "train.num_workers": NON_NEGATIVE,
     "train.cpu_processes": AT_LEAST_1,
+    "train.cpu_threads": AT_LEAST_1,
     "train.model_selection_tolerance": NON_NEGATIVE,
     "train.val_points_chunk": AT_LEAST_1,
     "test.threshold": Range(0, 1, low_inclusive=False, high_inclusive=False),
@@ -147,6 +149,7 @@ RANGES: dict[str, Range] = {
     "generation.upsampling_steps": NON_NEGATIVE,
     "generation.logit_margin": NON_NEGATIVE,
     "generation.batch_size": AT_LEAST_1,
+    "generation.cpu_threads": AT_LEAST_1,
     "generation.points_chunk": AT_LEAST_1,
     "generation.marching_cubes_workers": NON_NEGATIVE,
     "generation.simplify_nfaces": Range(4),
@@ -339,6 +342,8 @@ def _check_type(key: str, value: Any, default: Any) -> Any:
         return value
     if key in AUTO_ALLOWED and value == "auto":
         return value
+    if key in AUTO_ALLOWED and default == "auto":
+        default = 1  # a count whose default is "auto": its other values are integers
     if key in CHOICES:
         if value is None and key in NULL_ALLOWED_CHOICES:
             return value

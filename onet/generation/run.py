@@ -71,6 +71,7 @@ from onet.utils.io import atomic_path, write_text_atomic
 from onet.utils.parallel import prefetched
 from onet.utils.ranks import Launch, Share, barrier, gather_to_main, launch_info, shutdown
 from onet.utils.stamp import OptionsMismatch, check_stamp, write_stamp
+from onet.utils.threads import ThreadGovernor, describe_change, thread_governor
 
 LAST_GENERATION = "last_generation.yaml"  # in out_dir: where the latest test-split meshes are
 OUTPUTS = ("meshes", "inputs", "previews", "time_generation.csv", "failures.csv", "warnings.csv", "config.yaml",
@@ -127,6 +128,7 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
     Returns a GenerateSummary; its exit_code is 1 when any object failed.
     """
     launch = launch_info()
+    threads = torch.get_num_threads()
     try:
         if not launch.is_main:  # one voice: rank 0 reports for all
             progress, log = False, (lambda *a, **k: None)
@@ -135,6 +137,7 @@ def generate(cfg: dict, *, device: str | None = None, input_dir: str | Path | No
                          encode=encode, between=between, overwrite=overwrite, redo_if_changed=redo_if_changed,
                          progress=progress, log=log)
     finally:
+        torch.set_num_threads(threads)  # generation.cpu_threads is for generation only
         shutdown(launch)
 
 
@@ -180,6 +183,10 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     gcfg = cfg["generation"]
     log(f"generation precision: {precision} ({why}); marching cubes: {marching}")
     set_tf32(dev, cfg["tf32"])
+    # the network's calls in MISE are the steps whose thread count is chosen
+    governor = thread_governor(gcfg["cpu_threads"], dev, key="generation.cpu_threads",
+                               distributed=launch.distributed, log=log,
+                               on_change=lambda change: log(describe_change(change, "ms per 1000 points", 1e6)))
     sampler = None
     if is_latent_gan(cfg):  # the one dispatch: a latent GAN's codes are decoded by its VAE
         model, sampler, ckpt_path = load_latent_gan(cfg, checkpoint, dev)
@@ -332,7 +339,7 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     try:
         # the next batch's inputs load in a thread while the device works on this one
         for batch, pairs in _extracted(model, prefetched(loaded_batches()), cfg, dev, runner,
-                                       launch.local_world_size):
+                                       launch.local_world_size, governor):
             if writing is not None:
                 writing.result()
             writing = writer.submit(write_batch, pairs, len(batch))
@@ -390,7 +397,8 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
                            [(w.name, w.reason) for w in warnings])
 
 
-def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner, processes_per_node: int = 1):
+def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner, processes_per_node: int = 1,
+               governor: ThreadGovernor | None = None):
     """(batch, [(job, mesh), ...]) for each batch of loaded jobs, in order.
 
     With marching-cubes workers (generation.marching_cubes_workers; by default on CUDA
@@ -403,14 +411,14 @@ def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner,
     workers = marching_cubes_workers(dev, gcfg["marching_cubes_workers"], processes_per_node=processes_per_node)
     if model.output_kind != FIELD or workers == 0 or gcfg["marching_cubes"] != "skimage":
         for batch in batches:
-            yield batch, _extract_each(model, batch, cfg, dev, runner)
+            yield batch, _extract_each(model, batch, cfg, dev, runner, governor)
         return
     batches, in_flight = iter(batches), deque()
 
     def encoded():
         for batch in batches:
             in_flight.append(batch)
-            yield _encode_field_batch(model, batch, cfg, dev)
+            yield _encode_field_batch(model, batch, cfg, dev, governor)
 
     while True:
         try:
@@ -423,10 +431,11 @@ def _extracted(model, batches, cfg: dict, dev: torch.device, runner: ItemRunner,
                 raise
         while in_flight:
             batch = in_flight.popleft()
-            yield batch, _extract_each(model, batch, cfg, dev, runner)
+            yield batch, _extract_each(model, batch, cfg, dev, runner, governor)
 
 
-def _extract_each(model, batch: list[Job], cfg: dict, dev: torch.device, runner: ItemRunner):
+def _extract_each(model, batch: list[Job], cfg: dict, dev: torch.device, runner: ItemRunner,
+                  governor: ThreadGovernor | None = None):
     """(job, mesh) for each job of a batch that could be meshed.
 
     The batch is extracted together; when that fails, each object is retried
@@ -435,7 +444,7 @@ def _extract_each(model, batch: list[Job], cfg: dict, dev: torch.device, runner:
     if not batch:
         return []
     try:
-        return list(zip(batch, _extract_batch(model, batch, cfg, dev)))
+        return list(zip(batch, _extract_batch(model, batch, cfg, dev, governor)))
     except Exception as exc:
         if stops_the_run(exc):
             raise
@@ -444,7 +453,7 @@ def _extract_each(model, batch: list[Job], cfg: dict, dev: torch.device, runner:
             return []
     pairs = []
     for job in batch:
-        outcome = runner.run(job.name, job.source, _extract_batch, model, [job], cfg, dev)
+        outcome = runner.run(job.name, job.source, _extract_batch, model, [job], cfg, dev, governor)
         if outcome.ok:
             pairs.append((job, outcome.value[0]))
     return pairs
@@ -574,14 +583,18 @@ def _merge_timing_shards(out: Path, shares: list[Share] | None = None, into: Pat
     return timings
 
 
-def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
+def _extract_batch(model, batch: list[Job], cfg: dict, dev: torch.device,
+                   governor: ThreadGovernor | None = None) -> list[ExtractedMesh]:
     """One ExtractedMesh (with its .timings_row) per job, as the model's output kind asks."""
+    if model.output_kind == FIELD:
+        return _extract_field_batch(model, batch, cfg, dev, governor)
     return _EXTRACTORS[model.output_kind](model, batch, cfg, dev)
 
 
-def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> list[ExtractedMesh]:
+def _extract_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device,
+                         governor: ThreadGovernor | None = None) -> list[ExtractedMesh]:
     """MISE and marching cubes for one batch, in this process."""
-    [((batch, t_encode), meshes)] = extract_batches([_encode_field_batch(model, batch, cfg, dev)],
+    [((batch, t_encode), meshes)] = extract_batches([_encode_field_batch(model, batch, cfg, dev, governor)],
                                                     **_extraction_options(cfg, dev, workers=0))
     return _add_timing_rows(batch, meshes, t_encode)
 
@@ -597,9 +610,10 @@ def _extraction_options(cfg: dict, dev: torch.device, workers: int) -> dict:
                 workers=workers, device=dev)
 
 
-def _encode_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -> ExtractionBatch:
+def _encode_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device,
+                        governor: ThreadGovernor | None = None) -> ExtractionBatch:
     """Encode a batch's inputs for MISE; the payload (jobs, encode seconds per object) comes back
-    with the meshes."""
+    with the meshes. With a governor, each full-size network call reports its seconds per point."""
     gcfg = cfg["generation"]
     t0 = time.perf_counter()
     with torch.no_grad():
@@ -619,8 +633,23 @@ def _encode_field_batch(model, batch: list[Job], cfg: dict, dev: torch.device) -
     if gcfg["refinement_step"] > 0 or gcfg["vertex_normals"]:
         field_fns = [model.make_field_fn(c[i:i + 1], z[i:i + 1], precision=gcfg["precision"])
                      for i in range(len(batch))]
-    return ExtractionBatch(model.make_eval_fn(c, z, precision=gcfg["precision"]), len(batch), field_fns,
-                           payload=(batch, t_encode))
+    eval_fn = model.make_eval_fn(c, z, precision=gcfg["precision"])
+    if governor is not None:
+        eval_fn = _governed(eval_fn, governor, min_points=gcfg["points_chunk"] // 2)
+    return ExtractionBatch(eval_fn, len(batch), field_fns, payload=(batch, t_encode))
+
+
+def _governed(eval_fn, governor: ThreadGovernor, min_points: int):
+    """eval_fn reporting to `governor` the seconds per point of each call of at least `min_points`
+    (MISE's full chunks: the small last chunk of a level costs more per point at any thread count)."""
+    def call(points: torch.Tensor) -> torch.Tensor:
+        t0 = time.perf_counter()
+        out = eval_fn(points)
+        n = points.shape[0] * points.shape[1]
+        if n >= min_points:
+            governor.step_done((time.perf_counter() - t0) / n)
+        return out
+    return call
 
 
 def _encode_observations(model, batch: list[Job], dev: torch.device) -> tuple[torch.Tensor, float]:

@@ -62,6 +62,7 @@ from onet.training.distributed import (
 from onet.utils.device import (keep_freed_memory, loader_settings, release_freed_memory, resolve_device, set_tf32,
                                to_device)
 from onet.utils.precision import resolve_precision
+from onet.utils.threads import describe_change, thread_governor
 from onet.utils.io import atomic_path
 
 LOG_FIELDS = ["it", "epoch", "time", "loss", "val_loss", "val_iou", "val_chamfer", "skipped"]
@@ -294,9 +295,11 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
     if dev.type == "cpu":
         # the step's large activations are freed and allocated again every step: keep them mapped
         keep_freed_memory()
+    threads = torch.get_num_threads()
     try:
         return _train(cfg, tcfg, dev, dist_info, progress, log)
     finally:
+        torch.set_num_threads(threads)  # train.cpu_threads is for training only
         shutdown_distributed(dist_info)
 
 
@@ -327,6 +330,10 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         log(f"training precision: {precision} ({why})")
         if dev.type == "cpu":
             log(f"decoder elementwise passes on the CPU: {fused.describe_kernels()}")
+    governor = thread_governor(tcfg["cpu_threads"], dev, key="train.cpu_threads", distributed=dist_info.enabled,
+                               log=log if main else None,
+                               on_change=lambda change: log(f"[it {it}] {describe_change(change)}"))
+    if main:
         out_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out_dir / "config.yaml")
 
@@ -539,6 +546,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     batches = iter(train_loader)
     n_batches = len(sampler)
     while not stop_reason:
+        t_step = time.perf_counter()
         if batch_in_epoch == n_batches:  # the epoch is done: the stream goes on with the next
             epoch += 1
             batch_in_epoch = 0
@@ -572,6 +580,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             ema_update(average, model, ema_decay_at(tcfg["ema_decay"], it))
         it += 1
         bar.update(1)
+        if governor is not None:  # loading and step, as the user waits for them
+            governor.step_done(time.perf_counter() - t_step)
         per_it = clock.tick(it)
         if per_it is not None and main:  # an estimate up front (issue 13), from the run's own steps
             # the CPU budget is all processes' seconds: the ranks' steps are alike

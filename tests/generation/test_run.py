@@ -165,10 +165,10 @@ def test_a_failure_inside_the_worker_pipeline_skips_only_its_object(trained_cfg,
                             log=lambda *a: None).written)
     bad = names[1]  # second object of the first batch (batch_size 2)
 
-    def breaks_on_bad(model, batch, cfg, dev):
+    def breaks_on_bad(model, batch, cfg, dev, governor=None):
         if any(job.name == bad for job in batch):
             raise ValueError(f"cannot encode {bad}")
-        return real(model, batch, cfg, dev)
+        return real(model, batch, cfg, dev, governor)
 
     monkeypatch.setattr(run, "_encode_field_batch", breaks_on_bad)
     trained_cfg["generation"]["marching_cubes_workers"] = 1
@@ -176,3 +176,43 @@ def test_a_failure_inside_the_worker_pipeline_skips_only_its_object(trained_cfg,
     assert [f[0] for f in result.failures] == [bad] and "cannot encode" in result.failures[0][1]
     assert sorted(result.written) == [n for n in names if n != bad]
     assert (tmp_path / "out" / "failures.csv").is_file()
+
+
+def test_cpu_threads_auto_switches_on_the_network_calls_and_logs_it(trained_cfg, tmp_path, monkeypatch):
+    """generation.cpu_threads=auto: MISE's full-size network calls are the governor's steps (their
+    seconds per point made to depend on the thread count here, as when another process holds a
+    core; the decisions are tested in tests/utils/test_threads.py); same meshes either way."""
+    import onet.utils.threads as threads_module
+    calls = []
+
+    class Loaded(threads_module.ThreadGovernor):
+        def __init__(self, threads, **kwargs):
+            super().__init__(threads, first=3, window=3, **kwargs)
+
+        def step_done(self, seconds):
+            calls.append(seconds)
+            super().step_done({1: 2e-6, 2: 5e-6}[torch.get_num_threads()])
+
+    quiet = dict(device="cpu", progress=False, log=lambda *a: None)
+    trained_cfg["generation"]["points_chunk"] = 256  # several full-size calls per batch of this tiny grid
+    trained_cfg["generation"]["cpu_threads"] = 2
+    fixed = generate(trained_cfg, output_dir=tmp_path / "fixed", **quiet)
+    monkeypatch.setattr(threads_module, "ThreadGovernor", Loaded)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        trained_cfg["generation"]["cpu_threads"] = "auto"
+        lines = []
+        auto = generate(trained_cfg, output_dir=tmp_path / "auto", device="cpu", progress=False, log=lines.append)
+        assert torch.get_num_threads() == 2  # restored after generation
+    finally:
+        torch.set_num_threads(before)
+    assert len(calls) >= 8 and all(0 < s < 1 for s in calls)  # seconds per point of real calls
+    assert "1 CPU thread instead of 2: 2.000 ms per 1000 points against 5.000 (another process may hold a core)" \
+        in lines
+    assert auto.written == fixed.written and len(fixed.written) >= 4
+    for name in fixed.written:  # one thread or two: the same surfaces (sums may round differently)
+        a = trimesh.load(tmp_path / "fixed" / "meshes" / f"{name}.ply", process=False)
+        b = trimesh.load(tmp_path / "auto" / "meshes" / f"{name}.ply", process=False)
+        assert a.vertices.shape == b.vertices.shape
+        assert np.abs(np.sort(a.vertices, axis=0) - np.sort(b.vertices, axis=0)).max() < 1e-3

@@ -77,10 +77,10 @@ def test_a_batch_that_breaks_in_extraction_names_the_one_object(trained, tmp_pat
     import onet.generation.run as generation_run
     real = generation_run._extract_batch
 
-    def fragile(model, batch, cfg, dev):
+    def fragile(model, batch, cfg, dev, governor=None):
         if any(job.name == "photo_2" for job in batch):
             raise RuntimeError("the marching cubes of photo_2 blew up")
-        return real(model, batch, cfg, dev)
+        return real(model, batch, cfg, dev, governor)
 
     monkeypatch.setattr(generation_run, "_extract_batch", fragile)
     out = tmp_path / "out"

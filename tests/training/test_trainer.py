@@ -405,3 +405,61 @@ def test_loader_workers_live_through_the_run_and_train_as_the_main_process(tiny_
         # read once per process that loads it (the main process, or each of the 2 workers), not once an epoch
         assert 1 <= max(per_object) <= max(1, workers), (workers, per_object)
     assert runs[0] == runs[2] and len(runs[0]) == 6 * n_batches
+
+
+def test_cpu_threads_a_number_is_used_for_training_and_restored_after(tiny_cfg, monkeypatch):
+    import onet.training.trainer as trainer_module
+    seen, forward = [], trainer_module._LossModule.forward  # the thread count each step runs on
+
+    def counted(self, batch):
+        seen.append(torch.get_num_threads())
+        return forward(self, batch)
+
+    monkeypatch.setattr(trainer_module._LossModule, "forward", counted)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tiny_cfg["train"]["cpu_threads"] = 1
+        lines = []
+        train(tiny_cfg, progress=False, log=lines.append)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+        assert "CPU threads: 1 (train.cpu_threads)" in lines
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_cpu_threads_auto_switches_when_fewer_threads_step_faster_and_logs_it(tiny_cfg, monkeypatch):
+    """The governor's wiring: step times are made to depend on the thread count (as when another
+    process holds a core); its decisions are tested in tests/utils/test_threads.py."""
+    import onet.utils.threads as threads_module
+
+    class Loaded(threads_module.ThreadGovernor):
+        def __init__(self, threads, **kwargs):
+            super().__init__(threads, first=3, window=3, **kwargs)
+
+        def step_done(self, seconds):
+            super().step_done({1: 0.2, 2: 0.5}[torch.get_num_threads()])
+
+    monkeypatch.setattr(threads_module, "ThreadGovernor", Loaded)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        tiny_cfg["train"].update(max_iters=12, cpu_threads="auto")
+        lines = []
+        train(tiny_cfg, progress=False, log=lines.append)
+        assert any(line.startswith("CPU threads: 2 (train.cpu_threads=auto") for line in lines)
+        assert "[it 7] 1 CPU thread instead of 2: 0.200 s per step against 0.500 " \
+               "(another process may hold a core)" in lines
+        assert torch.get_num_threads() == 2  # restored for what runs after training
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("value, message", [("0", "must be >= 1"), ("two", "must be an integer"),
+                                             ("1.5", "must be an integer")])
+def test_bad_cpu_threads_exit_2(tmp_path, value, message):
+    res = subprocess.run([sys.executable, "-m", "onet", "train", "configs/demo.yaml", f"out_dir={tmp_path}",
+                          f"train.cpu_threads={value}"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "train.cpu_threads" in res.stderr and message in res.stderr, res.stderr
