@@ -61,6 +61,8 @@ NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "train.max_time": (int, float),
     "train.max_cpu_time": (int, float),
     "train.min_iters": (int,),
+    "train.cpu_threads": (int,),  # null: torch's count; also "auto" (AUTO_ALLOWED)
+    "generation.cpu_threads": (int,),
     "generation.simplify_nfaces": (int,),
     "latent_gan.vae_dir": (str,),
     "train.num_workers": (int,),  # null: chosen by device (onet.utils.device.loader_settings)

@@ -9,9 +9,10 @@ outside the process says which count is faster (a load average does not tell a
 descheduled thread from an idle core), so `ThreadGovernor` tries the neighbouring count on
 a few steps now and then and keeps whichever ran faster.
 
-The thread count can change the rounding of sums (matmul blocking, per-thread partial
-sums), so a run that switched is not bit-for-bit the run that did not; its numbers are
-equally valid.
+The thread count can change the rounding of sums that span the threads (a training step's
+batch statistics and weight gradients), so training with a governor is not bit-for-bit
+reproducible (its numbers are equally valid); evaluating a network on points is: each
+point's output is its own row of the products, whatever the count.
 """
 
 from __future__ import annotations
@@ -135,12 +136,12 @@ def describe_change(change: tuple[int, int, int, float, float], unit: str = "s p
 
 def thread_governor(setting, device, *, key: str, distributed: bool = False, log=None,
                     on_change=None) -> ThreadGovernor | None:
-    """Apply a stage's `cpu_threads` key (`key`, e.g. "train.cpu_threads") on `device`: an integer
-    sets torch's thread count; "auto" returns a ThreadGovernor for the stage's loop (calling
+    """Apply a stage's `cpu_threads` key (`key`, e.g. "train.cpu_threads") on `device`: None keeps
+    torch's thread count, an integer sets it; "auto" returns a ThreadGovernor for the stage's loop (calling
     `on_change` at each switch), where there is a choice (a CPU, more than one thread, not one
     of torchrun's processes, which keep their share of the cores). The caller restores the
     count after the stage. `log`: None for silence."""
-    if getattr(device, "type", device) != "cpu":
+    if getattr(device, "type", device) != "cpu" or setting is None:  # None: torch's count as it is
         return None
     import torch
     if setting != "auto":

@@ -211,8 +211,6 @@ def test_cpu_threads_auto_switches_on_the_network_calls_and_logs_it(trained_cfg,
     assert "1 CPU thread instead of 2: 2.000 ms per 1000 points against 5.000 (another process may hold a core)" \
         in lines
     assert auto.written == fixed.written and len(fixed.written) >= 4
-    for name in fixed.written:  # one thread or two: the same surfaces (sums may round differently)
-        a = trimesh.load(tmp_path / "fixed" / "meshes" / f"{name}.ply", process=False)
-        b = trimesh.load(tmp_path / "auto" / "meshes" / f"{name}.ply", process=False)
-        assert a.vertices.shape == b.vertices.shape
-        assert np.abs(np.sort(a.vertices, axis=0) - np.sort(b.vertices, axis=0)).max() < 1e-3
+    # one thread or two: byte-identical meshes (each point's logit is its own row of the products),
+    # which is why auto can be generation's default
+    assert _files(tmp_path / "auto" / "meshes") == _files(tmp_path / "fixed" / "meshes")

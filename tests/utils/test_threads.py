@@ -109,6 +109,8 @@ def test_thread_governor_applies_the_key():
     lines = []
     try:
         torch.set_num_threads(2)
+        assert thread_governor(None, torch.device("cpu"), key="train.cpu_threads", log=lines.append) is None
+        assert torch.get_num_threads() == 2 and lines == []  # null: torch's count, untouched
         assert thread_governor(1, torch.device("cpu"), key="train.cpu_threads", log=lines.append) is None
         assert torch.get_num_threads() == 1 and lines == ["CPU threads: 1 (train.cpu_threads)"]
         torch.set_num_threads(2)
