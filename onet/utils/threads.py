@@ -32,12 +32,12 @@ class ThreadGovernor:
 
     Call `step_done(seconds)` after each step, with its wall time. The steps run at the
     current count; at step `first`, then every `every` steps (doubling, up to `max_every`,
-    after each trial that did not switch) and soon after the steps slow down by a third, `trial` steps run at the
-    neighbouring count (one fewer; one more when below `threads`). The first of them pays for
-    the change and is not counted; the count switches when the median of the others is
-    `margin` below the median of the last steps at the current count. `changes` lists the
-    switches as (step, old count, new count, old median s, new median s); `on_change` is
-    called with each as it happens (for the log).
+    after each trial that did not switch), and as soon as the steps run a third slower than
+    usual, `trial` steps run at the neighbouring count (one fewer; one more when below
+    `threads`). The first of them pays for the change and is not counted; the count switches
+    when the median of the others is `margin` below the median of the last steps at the
+    current count. `changes` lists the switches as (step, old count, new count, old median s,
+    new median s); `on_change` is called with each as it happens (for the log).
 
     Unloaded, the trials cost about (trial - 1) x (slowdown) / every of the steps: on 2 cores
     3 x 0.6 / 100 = 2% at first, 0.5% once the interval has grown to 400 steps.
@@ -57,7 +57,7 @@ class ThreadGovernor:
         self.changes: list[tuple[int, int, int, float, float]] = []
         self.steps = 0
         self._recent: deque[float] = deque(maxlen=window)  # step times at the current count
-        self._usual: float | None = None  # their median when last compared: a later slowdown tries early
+        self._usual: float | None = None  # their lowest median at this count: a slowdown from it tries early
         self._interval = every
         self._next_trial = first
         self._trying: int | None = None  # the count on trial
@@ -121,9 +121,6 @@ class ThreadGovernor:
         self._trying, self._trial_times = None, []
         self._next_trial = self.steps + self._interval
 
-    def restore(self) -> None:
-        """Back to the starting count (for the work after the loop)."""
-        self._set(self.max_threads)
 
 
 def describe_change(change: tuple[int, int, int, float, float], unit: str = "s per step", scale: float = 1.0) -> str:
