@@ -330,12 +330,11 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         log(f"training precision: {precision} ({why})")
         if dev.type == "cpu":
             log(f"decoder elementwise passes on the CPU: {fused.describe_kernels()}")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out_dir / "config.yaml")
     governor = thread_governor(tcfg["cpu_threads"], dev, key="train.cpu_threads", distributed=dist_info.enabled,
                                log=log if main else None,
                                on_change=lambda change: log(f"[it {it}] {describe_change(change)}"))
-    if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out_dir / "config.yaml")
 
     # --- data
     # built once per node (not only by rank 0), so nodes without a shared file system get it too

@@ -21,10 +21,7 @@ import statistics
 from collections import deque
 from typing import Callable
 
-
-def _set_torch_threads(n: int) -> None:
-    import torch
-    torch.set_num_threads(n)
+import torch
 
 
 class ThreadGovernor:
@@ -45,7 +42,7 @@ class ThreadGovernor:
 
     def __init__(self, threads: int, *, first: int = 10, every: int = 100, max_every: int = 400, trial: int = 4,
                  margin: float = 0.15, slowdown: float = 4 / 3, window: int = 9,
-                 set_threads: Callable[[int], None] = _set_torch_threads,
+                 set_threads: Callable[[int], None] = torch.set_num_threads,
                  on_change: Callable[[tuple[int, int, int, float, float]], None] | None = None):
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
@@ -140,7 +137,6 @@ def thread_governor(setting, device, *, key: str, distributed: bool = False, log
     count after the stage. `log`: None for silence."""
     if getattr(device, "type", device) != "cpu" or setting is None:  # None: torch's count as it is
         return None
-    import torch
     if setting != "auto":
         torch.set_num_threads(int(setting))
         if log:
