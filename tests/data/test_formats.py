@@ -4,6 +4,8 @@ import yaml
 
 from onet.data.formats import (
     DataFormatError,
+    OccupancySamples,
+    check_array,
     load_cameras_npz,
     load_pointcloud_npz,
     load_points_npz,
@@ -93,6 +95,37 @@ def test_points_npz_reads_unpacked_occupancies(tmp_path):
         load_points_npz(path)
 
 
+@pytest.mark.parametrize("packed, dtype", [(True, np.float16), (False, np.float32)])
+def test_occupancy_samples_take_the_rows_load_points_npz_reads(tmp_path, packed, dtype):
+    # the training loader converts only its drawn rows: they must be the whole file's rows, bit for bit
+    rng = np.random.default_rng(3)
+    n = 1003
+    points = rng.uniform(-0.55, 0.55, (n, 3)).astype(dtype)
+    occ = rng.random(n) < 0.3
+    path = tmp_path / "points.npz"
+    np.savez(path, points=points, occupancies=np.packbits(occ) if packed else occ.astype(np.uint8))
+    full = load_points_npz(path)
+    samples = OccupancySamples(path)
+    assert len(samples) == n and samples.packed == packed and samples.points.dtype == dtype  # kept as stored
+    sel = np.concatenate([[0, 7, 8, n - 1, n - 1], rng.integers(0, n, 500)])
+    taken, taken_occ = samples.take(sel)
+    assert taken.dtype == np.float32 and taken_occ.dtype == bool
+    np.testing.assert_array_equal(taken, full["points"][sel])
+    np.testing.assert_array_equal(taken_occ, occ[sel])
+    every, every_occ = samples.take()
+    np.testing.assert_array_equal(every, full["points"])
+    np.testing.assert_array_equal(every_occ, occ)
+
+
+def test_float16_files_are_checked_for_nan_and_inf_on_their_bits():
+    values = np.array([[0.5, -0.0, 6e-8], [65504, np.nan, 1], [np.inf, -np.inf, -65504]], np.float16)
+    with pytest.raises(DataFormatError, match="points holds 3 NaN/inf values"):
+        check_array("p.npz", "points", values)
+    with pytest.raises(DataFormatError, match="points holds 1 NaN/inf value "):
+        check_array("p.npz", "points", values[:, 0])  # a strided view
+    check_array("p.npz", "points", values[0])  # the largest, smallest and signed-zero values are finite
+
+
 def test_pointcloud_npz_round_trip(tmp_path):
     rng = np.random.default_rng(2)
     points = rng.normal(size=(100, 3)).astype(np.float32) * 0.3
@@ -105,6 +138,9 @@ def test_pointcloud_npz_round_trip(tmp_path):
     out = load_pointcloud_npz(path)
     assert out["points"].dtype == np.float32 and out["normals"].shape == (100, 3)
     np.testing.assert_allclose(out["normals"], normals, atol=1e-3)
+    stored = load_pointcloud_npz(path, as_stored=True)  # the loader converts the rows it draws
+    assert stored["points"].dtype == np.float16
+    np.testing.assert_array_equal(stored["points"].astype(np.float32), out["points"])
 
 
 def test_cameras_round_trip_and_published_inverse_keys(tmp_path):
@@ -197,7 +233,6 @@ def test_cameras_with_nan_are_refused(tmp_path):
 
 
 def test_check_array_shapes():
-    from onet.data.formats import check_array
     assert check_array("f", "p", np.zeros((5, 3)), shape=(None, 3)).shape == (5, 3)
     assert check_array("f", "p", np.zeros((5, 6)), min_columns=3).shape == (5, 6)
     with pytest.raises(DataFormatError, match=r"f: p must have shape \(N, 3\), got \(5, 2\)"):

@@ -376,14 +376,14 @@ def test_loader_workers_live_through_the_run_and_train_as_the_main_process(tiny_
     from onet.data.dataset import DataOptions, ShapeDataset
 
     reads = tmp_path / "reads.txt"
-    real = dataset_module.load_points_npz
+    real = dataset_module.OccupancySamples
 
     def logged(path):  # runs in the forked workers too: a file, not a list, collects the reads
         with open(reads, "a") as f:
             f.write(f"{path}\n")
         return real(path)
 
-    monkeypatch.setattr(dataset_module, "load_points_npz", logged)
+    monkeypatch.setattr(dataset_module, "OccupancySamples", logged)
     d = tiny_cfg["data"]
     train_items = ShapeDataset(d["path"], d["train_split"], options=DataOptions.from_config(d),
                                classes=d["classes"]).items
