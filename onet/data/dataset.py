@@ -292,7 +292,7 @@ class ShapeDataset(torch.utils.data.Dataset):
         if "pointcloud" in opt.targets:
             path = folder / opt.pointcloud_file
             try:
-                surface = load_pointcloud_npz(path, as_stored=True)["points"]
+                surface = load_pointcloud_npz(path, as_stored=True, normals=False)["points"]
                 item["pointcloud"] = pointcloud_input(surface, opt.pointcloud_target_n, 0.0, rng)
             except ValueError as exc:
                 raise DataFormatError(path, str(exc)) from None
@@ -378,7 +378,7 @@ class ShapeDataset(torch.utils.data.Dataset):
         if opt.input_type == "pointcloud":
             path = folder / opt.pointcloud_file
             # the input cloud is drawn anew each epoch from the same surface points
-            surface = self._cached(path, lambda p: load_pointcloud_npz(p, as_stored=True)["points"])
+            surface = self._cached(path, lambda p: load_pointcloud_npz(p, as_stored=True, normals=False)["points"])
             try:
                 return pointcloud_input(surface, opt.pointcloud_n, opt.pointcloud_noise, rng)
             except ValueError as exc:

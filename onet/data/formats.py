@@ -226,18 +226,26 @@ def write_binvox(
 # --------------------------------------------------------------------------- npz
 
 
-def _load_npz(path: PathLike, required: Iterable[str]) -> dict[str, np.ndarray]:
+_LOC_SCALE = ("loc", "scale")
+
+
+def _load_npz(path: PathLike, required: Iterable[str], *, also: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    """The arrays of an npz file: all of them, or with `also` only `required` and those of `also`
+    present (the others are neither read nor CRC-checked: a loader wanting the surface points
+    of pointcloud.npz skips its normals, half the file). Errors name the file."""
     path = Path(path)
+    required = tuple(required)
+    wanted = None if also is None else set(required) | set(also)
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except FileNotFoundError:
+            missing = [k for k in required if k not in f.files]
+            if missing:
+                raise DataFormatError(path, f"missing arrays {missing} (has {sorted(f.files)})")
+            arrays = {k: f[k] for k in f.files if wanted is None or k in wanted}
+    except (FileNotFoundError, DataFormatError):
         raise
     except Exception as e:  # a truncated or non-zip file raises several types
         raise DataFormatError(path, f"cannot read as .npz ({e})") from e
-    missing = [k for k in required if k not in arrays]
-    if missing:
-        raise DataFormatError(path, f"missing arrays {missing} (has {sorted(arrays)})")
     return arrays
 
 
@@ -270,7 +278,7 @@ class OccupancySamples:
 
     def __init__(self, path: PathLike):
         self.path = Path(path)
-        arrays = _load_npz(self.path, ("points", "occupancies"))
+        arrays = _load_npz(self.path, ("points", "occupancies"), also=_LOC_SCALE)
         self.points = _points3(self.path, "points", arrays["points"])  # stored dtype, checked finite
         n = len(self.points)
         occ = check_array(self.path, "occupancies", arrays["occupancies"]).reshape(-1)
@@ -339,25 +347,26 @@ def write_points_npz(
     )
 
 
-def load_pointcloud_npz(path: PathLike, *, as_stored: bool = False) -> dict[str, Any]:
+def load_pointcloud_npz(path: PathLike, *, as_stored: bool = False, normals: bool = True) -> dict[str, Any]:
     """Load a pointcloud.npz file (surface samples with normals).
 
-    as_stored: keep points and normals in the file's dtype (float16 in published files)
-    for a caller that converts only the rows it draws.
+    as_stored: keep the arrays in the file's dtype (float16 in published files) for a
+    caller that converts only the rows it draws. normals=False: the points alone (the
+    normals are not read; "normals" is None).
     Returns:
         dict with points float32 (N, 3), normals float32 (N, 3), loc float32 (3,),
         scale float.
     """
     path = Path(path)
-    arrays = _load_npz(path, ("points", "normals"))
-    points = _points3(path, "points", arrays["points"])
-    normals = _points3(path, "normals", arrays["normals"])
+    names = ("points", "normals") if normals else ("points",)
+    arrays = _load_npz(path, names, also=_LOC_SCALE)
+    out = {name: _points3(path, name, arrays[name]) for name in names}
     if not as_stored:
-        points, normals = points.astype(np.float32), normals.astype(np.float32)
-    if normals.shape != points.shape:
-        raise DataFormatError(path, f"normals {normals.shape} and points {points.shape} differ in shape")
+        out = {name: a.astype(np.float32) for name, a in out.items()}
+    if normals and out["normals"].shape != out["points"].shape:
+        raise DataFormatError(path, f"normals {out['normals'].shape} and points {out['points'].shape} differ in shape")
     loc, scale = _loc_scale(path, arrays)
-    return {"points": points, "normals": normals, "loc": loc, "scale": scale}
+    return {"points": out["points"], "normals": out.get("normals"), "loc": loc, "scale": scale}
 
 
 def write_pointcloud_npz(

@@ -138,9 +138,14 @@ def test_pointcloud_npz_round_trip(tmp_path):
     out = load_pointcloud_npz(path)
     assert out["points"].dtype == np.float32 and out["normals"].shape == (100, 3)
     np.testing.assert_allclose(out["normals"], normals, atol=1e-3)
-    stored = load_pointcloud_npz(path, as_stored=True)  # the loader converts the rows it draws
-    assert stored["points"].dtype == np.float16
+    stored = load_pointcloud_npz(path, as_stored=True, normals=False)  # the loader's read: the rows it draws convert
+    assert stored["points"].dtype == np.float16 and stored["normals"] is None
     np.testing.assert_array_equal(stored["points"].astype(np.float32), out["points"])
+    np.testing.assert_allclose(stored["loc"], [0, 0, 0])
+    np.savez(path, points=raw["points"])  # without normals: the points alone still load, the whole file does not
+    assert load_pointcloud_npz(path, normals=False)["points"].shape == (100, 3)
+    with pytest.raises(DataFormatError, match=r"missing arrays \['normals'\] \(has \['points'\]\)"):
+        load_pointcloud_npz(path)
 
 
 def test_cameras_round_trip_and_published_inverse_keys(tmp_path):
