@@ -4,7 +4,8 @@
     python scripts/bench_loader.py --data DIR --config pointcloud --workers 2 --step-ms 26
 
 A stand-in training loop takes batches from `onet train`'s loader for --epochs epochs
-and sleeps --step-ms per batch, as a GPU step leaves the CPU to the loader workers (the
+(images travel as bytes and become floats in the loop, as in the trainer) and sleeps
+--step-ms per batch, as a GPU step leaves the CPU to the loader workers (the
 H200's image-model step on a resident batch took 26 ms, README "On a GPU"). Two loaders
 over the same batches:
   per-epoch  a DataLoader iterator per epoch (what `onet train` did before 2026-12-07):
@@ -29,7 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.config import CONFIG_DIR, load_config  # noqa: E402
-from onet.data.dataset import DataOptions, ShapeDataset, collate  # noqa: E402
+from onet.data.dataset import DataOptions, ShapeDataset, collate, unit_images  # noqa: E402
 from onet.training.distributed import GlobalBatchSampler  # noqa: E402
 from onet.training.trainer import training_loader  # noqa: E402
 from onet.utils.precision import cpu_description  # noqa: E402
@@ -59,8 +60,9 @@ def run(mode: str, ds: ShapeDataset, batch_size: int, workers: int, epochs: int,
         for _ in range(epochs):
             for k in range(len(sampler)):
                 t = time.perf_counter()
-                next(batches)
+                batch = next(batches)
                 waits.append(time.perf_counter() - t)
+                unit_images(batch)  # bytes to floats, here on the CPU (on a GPU the device does it)
                 if k == 0:
                     firsts.append(waits[-1])
                 time.sleep(step_s)
@@ -72,8 +74,9 @@ def run(mode: str, ds: ShapeDataset, batch_size: int, workers: int, epochs: int,
         for epoch in range(epochs):
             one.epoch = epoch
             t = time.perf_counter()
-            for k, _ in enumerate(loader):
+            for k, batch in enumerate(loader):
                 waits.append(time.perf_counter() - t)
+                unit_images(batch)
                 if k == 0:
                     firsts.append(waits[-1])
                 time.sleep(step_s)
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         overrides += ["data.cache_points=true", "data.cache_images=true"]
     cfg = load_config(CONFIG_DIR / f"{args.config}.yaml", overrides)
     d = cfg["data"]
-    ds = ShapeDataset(d["path"], d["train_split"], options=DataOptions.from_config(d), classes=d["classes"],
+    ds = ShapeDataset(d["path"], d["train_split"], options=DataOptions.from_config(d, image_bytes=True), classes=d["classes"],
                       mode="train", seed=0)
     print(f"{cpu_description()}; torch {torch.__version__}; {len(ds)} training objects of {args.data}, "
           f"configs/{args.config}.yaml's loading, batch {args.batch_size} "

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from onet.config import ConfigError, save_config
 from onet.gan import ema_update, make_ema
-from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset
+from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset, unit_images
 from onet.models import build_model, count_parameters, data_targets, fused
 from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
 from onet.training.distributed import (
@@ -114,7 +114,8 @@ def learning_rate(tcfg: dict, it: int, cpu_seconds: float = 0.0) -> float:
 
 def make_datasets(cfg: dict) -> tuple[ShapeDataset, ShapeDataset]:
     data = cfg["data"]
-    options = DataOptions.from_config(data, targets=data_targets(cfg["model"]))
+    # images travel from the loader workers as bytes and become floats on the device (unit_images)
+    options = DataOptions.from_config(data, targets=data_targets(cfg["model"]), image_bytes=True)
     train_ds = ShapeDataset(data["path"], data["train_split"], options=options, classes=data["classes"],
                             mode="train", seed=cfg["seed"])
     val_ds = ShapeDataset(data["path"], data["val_split"], options=options, classes=data["classes"],
@@ -160,8 +161,8 @@ def validate(model: nn.Module, loader, device: torch.device, threshold: float, *
         skipped += len(batch["skipped"])
         if "points" not in batch:
             continue
-        per_object = model.validation_metrics(to_device(batch, device), threshold, points_chunk=points_chunk,
-                                              encode_points=encode_points)
+        batch = unit_images(to_device(batch, device))
+        per_object = model.validation_metrics(batch, threshold, points_chunk=points_chunk, encode_points=encode_points)
         for name, values in per_object.items():
             sums[name] += float(values.double().sum())
         count += batch["points"].shape[0]
@@ -566,7 +567,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
             skipped_names.add(reason.split(":")[0])
         if n_empty:
             continue
-        batch = to_device(batch, dev)
+        batch = unit_images(to_device(batch, dev))
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(tcfg, it, cpu_used())

@@ -16,7 +16,8 @@ import pytest
 import torch
 from PIL import Image
 
-from onet.data.dataset import DataOptions, DataFormatError, DatasetError, ShapeDataset, category_names, collate
+from onet.data.dataset import (DataOptions, DataFormatError, DatasetError, ShapeDataset, category_names, collate,
+                               image_tensor, unit_images)
 from onet.training import train
 
 SYNSETS = {"02691156": "airplane,aeroplane,plane", "03001627": "chair"}
@@ -220,6 +221,27 @@ def test_cache_images_gives_the_same_tensors_and_reads_each_view_once(published,
         assert torch.equal(cached[i]["inputs"], image)
     with pytest.raises(DataFormatError, match="img_choy2016"):
         plain[0]
+
+
+@pytest.mark.parametrize("cache_images", [False, True])
+def test_image_bytes_become_the_same_floats_after_collating(published, cache_images):
+    # the trainer's loader sends images as bytes (4x smaller between processes); unit_images
+    # must give exactly the floats of a plain item, whatever the byte
+    opts = dict(img_size=48, cache_images=cache_images)
+    plain = ShapeDataset(published[0], "train", options=_options(**opts), seed=3)
+    as_bytes = ShapeDataset(published[0], "train", options=_options(**opts, image_bytes=True), seed=3)
+    items = [as_bytes[i] for i in range(len(as_bytes))]
+    assert items[0]["inputs"].dtype == torch.uint8 and items[0]["inputs"].shape == (3, 48, 48)
+    batch = unit_images(collate(items))
+    expected = collate([plain[i] for i in range(len(plain))])
+    assert batch["inputs"].dtype == torch.float32 and torch.equal(batch["inputs"], expected["inputs"])
+    assert torch.equal(batch["points"], expected["points"])
+    every = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    looked_up = unit_images({"inputs": image_tensor(every, as_bytes=True)[None]})["inputs"][0]
+    assert torch.equal(looked_up, image_tensor(every))  # all 256 values, as float32 division gives them
+    from onet.data.dataset import _UNIT_OF_BYTE  # the table a GPU batch is looked up in
+    assert torch.equal(torch.from_numpy(_UNIT_OF_BYTE)[torch.arange(256)], looked_up[0].reshape(-1))
+    assert unit_images(expected) is expected  # float inputs (and batches without inputs) pass through
 
 
 def test_a_gap_in_the_views_is_named_whether_or_not_images_are_cached(published, tmp_path):
