@@ -30,7 +30,7 @@ def test_r1_r2_gradient_reaches_discriminator_parameters():
     for i in range(5):
         xi = x[i:i + 1].clone().requires_grad_(True)
         (g,) = torch.autograd.grad(D(xi).sum(), xi)
-        assert float(sq[i]) == pytest.approx(float(g.pow(2).sum()), rel=1e-5)  # float32: batched and single products round apart
+        assert float(sq[i].detach()) == pytest.approx(float(g.pow(2).sum()), rel=1e-5)  # float32: batched and single products round apart
 
 
 def test_wgan_gp_is_centred_at_one_and_not_halved():
