@@ -227,10 +227,17 @@ def main() -> int:
 
     @step(table, "train fp32")
     def _():
+        from onet.data.dataset import unit_images
+
         cfg, result, wall = train_run("train_fp32", ["train.amp=false"])
-        ok = result.iterations == iters and result.best_metric is not None
+        # the loader's images arrive as bytes and become floats on the device: every byte as on the CPU
+        every = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+        on_device = unit_images({"inputs": every.to(dev)})["inputs"].cpu()
+        same = torch.equal(on_device, unit_images({"inputs": every})["inputs"])
+        ok = result.iterations == iters and result.best_metric is not None and same
         its = steady_it_per_s(work / "train_fp32" / "metrics.csv", skip=min(10, iters // 2))
-        figure = f"{its:.2f} it/s (batch {cfg['train']['batch_size']}, {iters} its, {wall:.0f} s with start-up)"
+        figure = (f"{its:.2f} it/s (batch {cfg['train']['batch_size']}, {iters} its, {wall:.0f} s with start-up; "
+                  f"image bytes to floats on the device {'as on the CPU' if same else 'DIFFER from the CPU'})")
         if gpu:
             step_s, flops = train_step(dev, "fp32")
             peak = matmul_peak(dev, torch.float32, 8192)
