@@ -43,7 +43,7 @@ def test_consensus_penalty_is_half_gamma_squared_field_norm():
     theta, psi = torch.tensor([0.4], requires_grad=True), torch.tensor([-0.9], requires_grad=True)
     value = theta * psi  # bilinear game: v = (-ψ, θ)
     pen = R.consensus_penalty(value.sum(), -value.sum(), [theta], [psi], 3.0)
-    assert float(pen) == pytest.approx(1.5 * (0.4 ** 2 + 0.9 ** 2))
+    assert float(pen.detach()) == pytest.approx(1.5 * (0.4 ** 2 + 0.9 ** 2))
 
 
 def test_nagarajan_kolter_penalty_gradient_matches_finite_differences():
