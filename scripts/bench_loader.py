@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides += ["data.cache_points=true", "data.cache_images=true"]
     cfg = load_config(CONFIG_DIR / f"{args.config}.yaml", overrides)
     d = cfg["data"]
-    ds = ShapeDataset(d["path"], d["train_split"], options=DataOptions.from_config(d, image_bytes=True), classes=d["classes"],
-                      mode="train", seed=0)
+    options = DataOptions.from_config(d, image_bytes=True)  # as the trainer's datasets
+    ds = ShapeDataset(d["path"], d["train_split"], options=options, classes=d["classes"], mode="train", seed=0)
     print(f"{cpu_description()}; torch {torch.__version__}; {len(ds)} training objects of {args.data}, "
           f"configs/{args.config}.yaml's loading, batch {args.batch_size} "
           f"({max(1, len(ds) // args.batch_size)} an epoch), {args.workers} workers, {args.epochs} epochs, "

@@ -239,8 +239,13 @@ def test_image_bytes_become_the_same_floats_after_collating(published, cache_ima
     every = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
     looked_up = unit_images({"inputs": image_tensor(every, as_bytes=True)[None]})["inputs"][0]
     assert torch.equal(looked_up, image_tensor(every))  # all 256 values, as float32 division gives them
-    from onet.data.dataset import _UNIT_OF_BYTE  # the table a GPU batch is looked up in
+    from onet.data.dataset import _UNIT_OF_BYTE, _UNIT_TABLES  # the table a GPU batch is looked up in
     assert torch.equal(torch.from_numpy(_UNIT_OF_BYTE)[torch.arange(256)], looked_up[0].reshape(-1))
+    # the device path (a GPU's), on torch's meta device: shapes and dtype, one table per device
+    for _ in range(2):
+        on_meta = unit_images({"inputs": image_tensor(every, as_bytes=True)[None].to("meta")})["inputs"]
+        assert on_meta.dtype == torch.float32 and on_meta.shape == (1, 3, 16, 16) and on_meta.device.type == "meta"
+    assert sum(d.type == "meta" for d in _UNIT_TABLES) == 1
     assert unit_images(expected) is expected  # float inputs (and batches without inputs) pass through
 
 
