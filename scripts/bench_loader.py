@@ -13,7 +13,8 @@ over the same batches:
              for one worker to load all of it
   stream     onet.training.trainer.training_loader: one iterator over epoch after epoch
              (EpochStream), the workers live through the run
-Prints, for each, the wall time per batch, the time the loop waited for batches and the
+First the time one item takes in this process (ShapeDataset[(i, epoch)] over every object);
+then, for each loader, the wall time per batch, the time the loop waited for batches and the
 wait at the epochs' first batches; nothing is asserted. State the CPU model with the
 figures: loading is CPU work (JPEG decoding, resizing, npz reading).
 """
@@ -86,6 +87,18 @@ def run(mode: str, ds: ShapeDataset, batch_size: int, workers: int, epochs: int,
             "wait": sum(waits) / n, "first": sum(firsts) / len(firsts)}
 
 
+def item_ms(ds: ShapeDataset, passes: int = 3) -> float:
+    """One item loaded in this process, ms: the best of `passes` passes over all objects (the first
+    pass of a cold run also reads the files from disk), each pass a new epoch's draws."""
+    best = float("inf")
+    for epoch in range(passes):
+        t = time.perf_counter()
+        for i in range(len(ds)):
+            ds[(i, epoch)]
+        best = min(best, (time.perf_counter() - t) / len(ds))
+    return 1e3 * best
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a preprocessed dataset (data.path)")
@@ -110,6 +123,7 @@ def main(argv: list[str] | None = None) -> None:
           f"configs/{args.config}.yaml's loading, batch {args.batch_size} "
           f"({max(1, len(ds) // args.batch_size)} an epoch), {args.workers} workers, {args.epochs} epochs, "
           f"step {args.step_ms:.0f} ms, caches {'on' if args.cache else 'off'}")
+    print(f"one item, loaded in this process: {item_ms(ds):.2f} ms (best of 3 passes over the {len(ds)} objects)")
     print(f"{'loader':<10} {'batches':>7} {'ms/batch':>9} {'waited ms/batch':>16} {'epoch start wait ms':>20}")
     for round_ in range(args.repeats):
         for mode in ("per-epoch", "stream") if round_ % 2 == 0 else ("stream", "per-epoch"):

@@ -13,6 +13,8 @@ def test_both_loaders_deliver_every_batch_of_every_epoch(tiny_dataset, capsys):
     header = out.splitlines()[0]
     n_objects = int(header.split(" training objects")[0].split()[-1])
     assert n_objects > 0
+    item = next(line for line in out.splitlines() if line.startswith("one item"))
+    assert float(item.split(": ")[1].split(" ms")[0]) > 0 and f"over the {n_objects} objects" in item
     for row in rows.values():
         assert int(row[1]) == 3 * max(1, n_objects // 2)  # batches: every batch of the 3 epochs
         assert float(row[2]) > 0
