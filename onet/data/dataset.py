@@ -206,9 +206,11 @@ def unit_images(batch: dict) -> dict:
     return {**batch, "inputs": table[x.long()]}
 
 
-def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None, augment: bool = False) -> torch.Tensor:
-    """An RGB image file -> (3, size, size) float tensor in [0, 1]; RGBA is composited on white."""
-    return image_tensor(resize_image(read_image(path), size, rng=rng, augment=augment))
+def load_image(path: Path, size: int, *, rng: np.random.Generator | None = None, augment: bool = False,
+               as_bytes: bool = False) -> torch.Tensor:
+    """An RGB image file -> (3, size, size) float tensor in [0, 1] (uint8 with as_bytes); RGBA is
+    composited on white."""
+    return image_tensor(resize_image(read_image(path), size, rng=rng, augment=augment), as_bytes=as_bytes)
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -396,8 +398,7 @@ class ShapeDataset(torch.utils.data.Dataset):
             view = int(rng.integers(len(files))) if self.mode == "train" else 0
             augment = opt.img_augment and self.mode == "train"
             if not opt.cache_images:
-                return image_tensor(resize_image(read_image(files[view]), opt.img_size, rng=rng, augment=augment),
-                                    as_bytes=opt.image_bytes)
+                return load_image(files[view], opt.img_size, rng=rng, augment=augment, as_bytes=opt.image_bytes)
             # decoded once; resized once too unless each draw crops it anew
             key = (files[view], None if augment else opt.img_size)
             cached = self._image_cache.get(key)
