@@ -19,6 +19,7 @@ from onet.data.dataset import load_image
 from onet.data.formats import DataFormatError, check_array, read_binvox
 from onet.geometry.formats import MESH_EXTENSIONS, describe_readable
 from onet.geometry.normalize import bounding_box_normalization
+from onet.utils.batch import describe
 from onet.utils.errors import UsageError
 
 # meshes given to a point-cloud model are sampled on their surface (PLY and OBJ may also be
@@ -118,7 +119,7 @@ def read_point_cloud(path: Path) -> np.ndarray:
     except DataFormatError:
         raise
     except Exception as exc:  # the mesh reader's messages start with the path already
-        raise DataFormatError(path, f"cannot read point cloud ({str(exc).removeprefix(f'{path}: ')})") from None
+        raise DataFormatError(path, f"cannot read point cloud ({describe(exc).removeprefix(f'{path}: ')})") from None
     # extra columns (normals, colours) are allowed; rows with NaN/inf (scanner holes) are dropped
     points = check_array(path, "point cloud", points, min_columns=3, finite=False)[:, :3].astype(np.float64)
     finite = np.isfinite(points).all(axis=1)
@@ -193,5 +194,5 @@ def read_voxels(path: Path) -> np.ndarray:
     try:
         vox = np.load(path, allow_pickle=False)
     except Exception as exc:
-        raise DataFormatError(path, f"cannot read voxel array ({exc})") from None
+        raise DataFormatError(path, f"cannot read voxel array ({describe(exc)})") from None
     return check_array(path, "voxel array", vox, shape=(None, None, None)) > 0.5

@@ -101,20 +101,10 @@ def _load(path: Path, *, materials: bool,
     if path.stat().st_size == 0:
         raise MeshLoadError(f"{path}: file is empty")
 
-    if path.suffix.lower() in ASSIMP_EXTENSIONS:
-        vertices, faces, appearance = _read_assimp(path)
-    else:
-        try:
-            vertices, faces, appearance = _read_trimesh(path, materials=materials)
-        except MeshLoadError as first:
-            # COLLADA and glTF that trimesh does not read (some animated or instanced COLLADA
-            # scenes, glTF 1.0): assimp reads most of them; where it fails too, trimesh's error stands
-            if not fallback or path.suffix.lower() not in ASSIMP_FALLBACK or not ASSIMP_AVAILABLE:
-                raise
-            try:
-                vertices, faces, appearance = _read_assimp(path)
-            except MeshLoadError:
-                raise first from None
+    # NaN/inf coordinates are counted and reported below; numpy's warnings about them while a
+    # reader applies node transforms would only print a stack line of trimesh's
+    with np.errstate(invalid="ignore", over="ignore"):
+        vertices, faces, appearance = _read_any(path, materials=materials, fallback=fallback)
     if len(faces) == 0:
         raise MeshLoadError(f"{path}: mesh has no faces")
     n_in = len(faces)
@@ -139,6 +129,23 @@ def _load(path: Path, *, materials: bool,
     if dropped:
         mesh.metadata["onet_dropped"] = "dropped " + " and ".join(dropped)
     return mesh, appearance
+
+
+def _read_any(path: Path, *, materials: bool, fallback: bool) -> tuple[np.ndarray, np.ndarray, Appearance | None]:
+    """Vertices, faces and colours as the file's reader gives them (assimp's formats through assimp)."""
+    if path.suffix.lower() in ASSIMP_EXTENSIONS:
+        return _read_assimp(path)
+    try:
+        return _read_trimesh(path, materials=materials)
+    except MeshLoadError as first:
+        # COLLADA and glTF that trimesh does not read (some animated or instanced COLLADA
+        # scenes, glTF 1.0): assimp reads most of them; where it fails too, trimesh's error stands
+        if not fallback or path.suffix.lower() not in ASSIMP_FALLBACK or not ASSIMP_AVAILABLE:
+            raise
+        try:
+            return _read_assimp(path)
+        except MeshLoadError:
+            raise first from None
 
 
 def _read_trimesh(path: Path, *, materials: bool) -> tuple[np.ndarray, np.ndarray, Appearance | None]:

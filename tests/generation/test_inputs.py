@@ -82,6 +82,15 @@ def test_an_unreadable_mesh_input_names_the_file_once(tmp_path):
         read_point_cloud(tmp_path / "bad.stl")
     assert str(info.value).count("bad.stl") == 1 and "cannot read point cloud" in str(info.value)
 
+
+def test_a_reader_error_without_words_gets_its_type(tmp_path):
+    # a PLY header without a y property: the reader raises KeyError('y'), which alone would print as 'y'
+    path = tmp_path / "scan.ply"
+    path.write_text("ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n2\n3\n")
+    with pytest.raises(DataFormatError, match=r"scan.ply: cannot read point cloud \(KeyError: 'y'\)"):
+        read_point_cloud(path)
+
+
 def test_a_file_given_as_the_input_folder_is_a_usage_error(tmp_path):
     (tmp_path / "chair.png").write_bytes(b"")
     with pytest.raises(UsageError, match="--input takes a folder, and .*chair.png is a file"):

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import trimesh
@@ -41,6 +43,23 @@ def test_nan_vertices_and_degenerate_faces_are_dropped(tmp_path):
     assert np.isfinite(mesh.vertices).all()
     assert len(mesh.faces) == 2
     assert len(mesh.vertices) == 4
+
+
+def test_inf_vertices_under_a_node_transform_are_reported_not_warned(tmp_path):
+    # a glTF node transform applied to inf coordinates made numpy print a RuntimeWarning of
+    # trimesh's; the load itself reports the dropped faces (the message below, or its metadata)
+    box = trimesh.creation.box()
+    box.vertices[0] = np.inf
+    scene = trimesh.Scene()
+    scene.add_geometry(box, transform=trimesh.transformations.rotation_matrix(0.3, [1, 1, 0]))
+    scene.add_geometry(trimesh.creation.icosphere(subdivisions=1))
+    path = tmp_path / "inf.glb"
+    scene.export(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        mesh = load_mesh(path)
+    assert np.isfinite(mesh.vertices).all()
+    assert "NaN/inf" in mesh.metadata["onet_dropped"]
 
 
 def test_clean_triangles_reference():
