@@ -89,9 +89,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "evaluation.sweep_rule": ("one_se", "max"),  # onet.evaluation.sweep.choose_threshold
 }
 NULL_ALLOWED_CHOICES = {"data.input_type"}
-# Number keys that also take the string "auto" (resolved where the key is used).
+# Number (and boolean) keys that also take the string "auto" (resolved where the key is used).
 AUTO_ALLOWED = {"train.cpu_processes",  # onet.training.launch.resolve_cpu_processes
-                "train.cpu_threads", "generation.cpu_threads"}  # onet.utils.threads.thread_governor
+                "train.cpu_threads", "generation.cpu_threads",  # onet.utils.threads.thread_governor
+                "train.compile"}  # a boolean, or auto: onet.training.compiled.resolve_compile
 
 
 @dataclass(frozen=True)
@@ -370,10 +371,11 @@ def _check_type(key: str, value: Any, default: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
+    allowed = _type_name(expected) + (" or auto" if key in AUTO_ALLOWED else "")
     if isinstance(value, bool) and bool not in expected:
-        raise ConfigError(f"config key '{key}' must be {_type_name(expected)}, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be {allowed}, got {value!r}")
     if not isinstance(value, expected):
-        raise ConfigError(f"config key '{key}' must be {_type_name(expected)}, got {value!r}")
+        raise ConfigError(f"config key '{key}' must be {allowed}, got {value!r}")
     return value
 
 

@@ -189,7 +189,9 @@ class OccupancyDecoder(nn.Module):
             c = p.new_zeros(B, 0)
         # fused in training and without autograd; an eval-mode forward with autograd (gradients
         # w.r.t. the points, double backprop included) keeps the plain, twice-differentiable modules
-        use_fused = self.fast_path and (self.training or not torch.is_grad_enabled())
+        # (under torch.compile, train.compile, the plain modules: they are what it traces and fuses)
+        use_fused = self.fast_path and (self.training or not torch.is_grad_enabled()) \
+            and not torch.compiler.is_compiling()
         mm_dtype = fused.autocast_mm_dtype(p.device.type) if use_fused else False
         if mm_dtype is not False and fused.supported(self, p):
             w = self.fc_p.weight

@@ -131,7 +131,9 @@ class OccupancyNetwork(nn.Module):
             kl = p.new_zeros(())
         logits = self.decode(p, z, c)
         rec = F.binary_cross_entropy_with_logits(logits, occ, reduction="none").sum(dim=1).mean()
-        loss = rec + kl
+        # not rec + 0 without a latent: torch.compile (inductor, torch 2.13) folds that sum into rec
+        # and returns a loss without gradient beside the detached parts
+        loss = rec + kl if self.z_dim > 0 else rec
         return loss, {"loss": loss.detach(), "rec": rec.detach(), "kl": kl.detach()}
 
     def validation_logits(self, batch: dict, *, points_chunk: int | None = None,

@@ -44,6 +44,7 @@ from onet.gan import ema_update, make_ema
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset, unit_images
 from onet.models import build_model, count_parameters, data_targets, fused
 from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
+from onet.training.compiled import TrainingStep, resolve_compile
 from onet.training.distributed import (
     DistInfo,
     EpochStream,
@@ -325,7 +326,8 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     seed_everything(cfg["seed"] + dist_info.rank)
     # train.precision auto -> what this device runs; config.yaml records the resolved value
     precision, why = resolve_precision(tcfg["precision"], dev, key="train.precision")
-    cfg = {**cfg, "train": {**tcfg, "precision": precision}}
+    compile_step, compile_why = resolve_compile(tcfg["compile"], dev)  # recorded resolved too
+    cfg = {**cfg, "train": {**tcfg, "precision": precision, "compile": compile_step}}
     tcfg = cfg["train"]
     if main:
         log(f"training precision: {precision} ({why})")
@@ -433,6 +435,17 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     if precision == "bf16":  # bf16 autocast on any device (the fused decoder trunk follows it on CPUs)
         use_amp, amp_dtype = True, torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    train_step = TrainingStep(loss_module, dev, compile=compile_step, distributed=dist_info.enabled,
+                              log=log if main else None)
+    if main and compile_why != "train.compile=false":  # the default says nothing
+        log(f"training step: {train_step.describe()} ({compile_why})")
+
+    def forward(module, batch: dict):
+        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
+            return module(batch)
+
+    def backward(loss: torch.Tensor) -> None:
+        scaler.scale(loss).backward()
     if resume is not None and scaler.is_enabled() and resume.get("scaler"):
         scaler.load_state_dict(resume["scaler"])  # fp16: resume with the loss scale reached, not 2**16
     resume = None
@@ -571,9 +584,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(tcfg, it, cpu_used())
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-            loss, parts = loss_module(batch)
-        scaler.scale(loss).backward()
+        loss, parts = train_step(batch, forward, backward)
         scaler.step(optimizer)
         scaler.update()
         if average is not None:
