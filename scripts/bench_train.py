@@ -3,6 +3,7 @@
     python scripts/bench_train.py                              # paper batch sizes (64), CPU (and CUDA)
     python scripts/bench_train.py --batch-size 4 --iters 1     # a quick look on a CPU
     python scripts/bench_train.py --configs img voxels --device cuda --precision fp32 amp
+    python scripts/bench_train.py --configs img --device cuda --compile   # eager and torch.compile side by side
 
 For each config (configs/<name>.yaml, the full thesis models) one training
 step is Adam on the config's loss over random tensors of the right shapes:
@@ -43,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from onet.config import CONFIG_DIR, ConfigError, load_config  # noqa: E402
 from onet.models import build_model, count_parameters  # noqa: E402
+from onet.training.compiled import LossModule, TrainingStep  # noqa: E402
 from onet.training.trainer import make_optimizer  # noqa: E402
 from onet.utils.device import keep_freed_memory  # noqa: E402
 from onet.utils.precision import autocast, slow_bf16  # noqa: E402
@@ -142,18 +144,21 @@ def nominal_flops(fn, model: nn.Module, scale: float) -> int:
 
 def measure_train_step(name: str, device: str | torch.device = "cpu", *, precision: str = "fp32",
                        batch_size: int | None = None, iters: int = 1, repeats: int = 2,
-                       keep_freed: bool = True) -> dict:
+                       keep_freed: bool = True, compile: bool = False) -> dict:
     """Time one training step of configs/<name>.yaml on `device` as `onet train` runs it.
 
     precision: fp32, bf16 (train.precision=bf16) or amp (train.amp, CUDA only).
     batch_size: objects per step (default: the config's train.batch_size).
     keep_freed: on the CPU, keep freed memory mapped for the rest of the process, as `onet
         train` does (`keep_freed_memory`); False times glibc's default (a fresh process).
+    compile: the step's forward and backward through torch.compile, as train.compile=true
+        (the warm-up step compiles; on CUDA the step is replayed as a CUDA graph).
     Returns {"config", "device", "precision", "B", "T", "params", "seconds" (best of
     `repeats` averages over `iters` steps), "flops" (nominal forward + backward FLOPs
     of the step: every linear and convolution, encoder included),
     "decoder_seconds", "decoder_flops" (the decoder's forward + backward alone on a
-    fixed code), "peak_gpu_mb" (CUDA) }.
+    fixed code), "peak_gpu_mb" (CUDA), "compiled" (whether the step ran compiled), "compile_failure"
+    (why not, where compiling failed) }.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -174,11 +179,16 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
         context = lambda: autocast(precision, device)  # noqa: E731
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
+    train_step = TrainingStep(LossModule(model), device, compile=compile, log=None)
+    batch = {"points": p, "points.occ": occ, "inputs": inputs}
+
+    def forward(module, batch: dict):
+        with context():
+            return module(batch)
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        with context():
-            loss, _ = model.compute_loss({"points": p, "points.occ": occ, "inputs": inputs})
-        scaler.scale(loss).backward()
+        train_step(batch, forward, lambda loss: scaler.scale(loss).backward())
         scaler.step(optimizer)
         scaler.update()
 
@@ -217,7 +227,8 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
     decoder_flops = nominal_flops(lambda: decoder_step(small), model, B / small)
     return {"config": name, "device": device.type, "precision": precision, "B": B, "T": p.shape[1],
             "params": count_parameters(model), "seconds": seconds, "flops": flops,
-            "decoder_seconds": decoder_seconds, "decoder_flops": decoder_flops, "peak_gpu_mb": gpu_mb}
+            "decoder_seconds": decoder_seconds, "decoder_flops": decoder_flops, "peak_gpu_mb": gpu_mb,
+            "compiled": train_step.compiled, "compile_failure": train_step.failure}
 
 
 def chunked_matmul_rate(B: int = 64, T: int = 2048, H: int = 256, units: int = 10, repeats: int = 2) -> float:
@@ -299,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peak-size", type=int, default=None,
                         help="side of the square matmul for the peak (default 2048 on CPU, 8192 on CUDA)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time each step through torch.compile (train.compile=true), beside the eager one")
     parser.add_argument("--system-malloc", action="store_true",
                         help="time with glibc's default allocation (onet train keeps freed memory mapped on the CPU)")
     args = parser.parse_args(argv)
@@ -338,17 +351,22 @@ def main(argv: list[str] | None = None) -> None:
             if precision == "amp" and dev.type != "cuda":
                 continue
             for name in args.configs:
-                try:
-                    r = measure_train_step(name, dev, precision=precision, batch_size=args.batch_size,
-                                           iters=args.iters, repeats=args.repeats,
-                                           keep_freed=not args.system_malloc)
-                except ConfigError as exc:  # report and go on: the other configs are still worth timing
-                    print(f"skipped {name}: {exc}", flush=True)
-                    continue
-                rows.append(with_peak(r, peaks))
+                for compiled in (False, True) if args.compile else (False,):
+                    try:
+                        r = measure_train_step(name, dev, precision=precision, batch_size=args.batch_size,
+                                               iters=args.iters, repeats=args.repeats,
+                                               keep_freed=not args.system_malloc, compile=compiled)
+                    except ConfigError as exc:  # report and go on: the other configs are still worth timing
+                        print(f"skipped {name}: {exc}", flush=True)
+                        break
+                    if compiled and not r["compiled"]:
+                        print(f"{name} {precision}: torch.compile failed, timed eagerly ({r['compile_failure']})")
+                    rows.append(with_peak(dict(r, precision=precision + ("+c" if r["compiled"] else "")), peaks))
     print_table(rows)
     print("\nstep/bound: step time / (forward + backward FLOPs of every linear and convolution at the fp32 peak)")
     print("dec share: decoder forward+backward time / whole training step (encoder, loss, Adam included)")
+    if args.compile:
+        print("+c: the step through torch.compile (train.compile=true; the decoder-alone columns stay eager)")
 
 
 def _fig(stage: str, figure: str, value, unit: str, note: str = "") -> dict:

@@ -11,6 +11,8 @@ Steps (each is one row; a failing step is reported and the others still run):
                   (scripts/bench_train.py's measurement) against its FLOP bound (the step's
                   linear and convolution FLOPs over the matmul peak measured here)
   train amp       the same with train.amp=true (bf16 autocast where supported, else fp16 + GradScaler)
+  train compiled  the same with train.compile=true (torch.compile; one GPU: CUDA graphs), fp32, and its
+                  step alone against the bound and against the eager step
   resume          the fp32 run continued (checkpoint RNG/optimizer/scaler restore on the GPU)
   torchrun DDP    `torchrun --nproc_per_node 1 -m onet train` (NCCL on CUDA)
   MISE GPU = CPU  batched MISE + marching cubes of the same objects at 128^3 on the GPU and the
@@ -212,7 +214,7 @@ def main() -> int:
     base += TRAIN_OVERRIDES_GPU if gpu else TRAIN_OVERRIDES_CPU
     iters = 40 if gpu else 4
     config = CONFIG_DIR / "img.yaml" if gpu else CONFIG_DIR / "demo.yaml"
-    runs = {}
+    runs, logs, eager_step = {}, {}, {}
 
     def train_run(name: str, extra: list[str]):
         from onet.training import train
@@ -220,7 +222,8 @@ def main() -> int:
         cfg = load_config(config, [*base, f"out_dir={work / name}", f"train.max_iters={iters}",
                                    "train.lr_schedule=constant", *extra])
         t0 = time.perf_counter()
-        result = train(cfg, device=dev.type, progress=False, log=lambda *a: None)
+        logs[name] = []
+        result = train(cfg, device=dev.type, progress=False, log=logs[name].append)
         wall = time.perf_counter() - t0
         runs[name] = cfg
         return cfg, result, wall
@@ -242,6 +245,7 @@ def main() -> int:
             step_s, flops = train_step(dev, "fp32")
             peak = matmul_peak(dev, torch.float32, 8192)
             ratio = step_s / (flops / peak)
+            eager_step.update(seconds=step_s, flops=flops, peak=peak)
             figure += (f" = {1e3 / its:.0f} ms/it with loading; step on a resident batch {1e3 * step_s:.1f} ms = "
                        f"{ratio:.1f}x its FLOP bound ({flops / 1e12:.2f} TFLOP at {peak / 1e12:.0f} TFLOP/s, "
                        f"TF32 {'on' if cfg['tf32'] else 'off'})")
@@ -267,6 +271,31 @@ def main() -> int:
         else:
             figure += " (amp is CUDA only: this ran fp32)"
         table.add("train amp", ok, figure, "step <= 2x FLOP bound" if gpu else "")
+
+    @step(table, "train compiled")
+    def _():
+        # train.compile=true: torch.compile, on one GPU replayed as a CUDA graph; it compiled, or the
+        # log says why not (the run then trained eagerly)
+        cfg, result, wall = train_run("train_compiled", ["train.amp=false", "train.compile=true"])
+        failed = [m for m in logs["train_compiled"] if "torch.compile failed" in m]
+        ok = result.iterations == iters and result.best_metric is not None and not failed
+        its = steady_it_per_s(work / "train_compiled" / "metrics.csv", skip=min(10, iters // 2))
+        figure = f"{its:.2f} it/s ({wall:.0f} s with start-up and compiling)"
+        if failed:
+            figure += f"; {failed[0]}"
+        if gpu:
+            from bench_train import measure_train_step
+
+            r = measure_train_step("img", dev, precision="fp32", batch_size=64, iters=10, repeats=2, compile=True)
+            ok = ok and r["compiled"]
+            peak = eager_step.get("peak") or matmul_peak(dev, torch.float32, 8192)
+            figure += (f"; step on a resident batch {1e3 * r['seconds']:.1f} ms = "
+                       f"{r['seconds'] / (r['flops'] / peak):.1f}x its FLOP bound")
+            if "seconds" in eager_step:
+                figure += f", {eager_step['seconds'] / r['seconds']:.2f}x the eager step's speed"
+            if not r["compiled"]:
+                figure += f" (timed eagerly: {r['compile_failure']})"
+        table.add("train compiled", ok, figure, "step <= 2x FLOP bound" if gpu else "")
 
     @step(table, "resume")
     def _():

@@ -3,10 +3,13 @@
 No timing is measured or asserted here; the benchmark itself runs only by hand.
 """
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "benchmark.py"
@@ -86,3 +89,17 @@ def test_train_step_is_timed_with_the_trainers_optimizer(monkeypatch):
     assert len(made) == 1 and made[0].defaults["fused"] is True
     assert made[0].state  # it stepped the model's parameters
     assert r["seconds"] > 0 and r["flops"] > r["decoder_flops"] > 0 and r["B"] == 2
+    assert r["compiled"] is False and r["compile_failure"] is None
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_train_step_can_be_timed_compiled():
+    """--compile (and the GPU check's `train compiled` row): the timed step really ran compiled,
+    with the same FLOPs counted as the eager step."""
+    torch._dynamo.reset()
+    bt = _load("bench_train")
+    r = bt.measure_train_step("pointcloud", "cpu", batch_size=2, iters=1, repeats=1, compile=True)
+    torch._dynamo.reset()
+    assert r["compiled"] is True and r["compile_failure"] is None
+    assert r["seconds"] > 0 and r["flops"] > r["decoder_flops"] > 0

@@ -41,6 +41,18 @@ def resolve_compile(value: bool | str, dev: torch.device) -> tuple[bool, str]:
     return value, f"train.compile={str(value).lower()}"
 
 
+class LossModule(nn.Module):
+    """The model's training loss as forward(batch) -> (loss, parts): what DistributedDataParallel
+    wraps (so it synchronises the gradients) and what torch.compile traces, loss included."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict):
+        return self.model.compute_loss(batch)
+
+
 class TrainingStep:
     """One training step's forward and backward: `step(batch, forward, backward)`.
 

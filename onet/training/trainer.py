@@ -44,7 +44,7 @@ from onet.gan import ema_update, make_ema
 from onet.data.dataset import DataOptions, ShapeDataset, collate, ensure_builtin_dataset, unit_images
 from onet.models import build_model, count_parameters, data_targets, fused
 from onet.utils.checkpoints import load_checkpoint, rank_rng_state, rng_state, save_checkpoint, set_rng_state
-from onet.training.compiled import TrainingStep, resolve_compile
+from onet.training.compiled import LossModule, TrainingStep, resolve_compile
 from onet.training.distributed import (
     DistInfo,
     EpochStream,
@@ -84,17 +84,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-class _LossModule(nn.Module):
-    """Puts the loss inside forward() so DistributedDataParallel synchronises its gradients."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, batch: dict):
-        return self.model.compute_loss(batch)
 
 
 def learning_rate(tcfg: dict, it: int, cpu_seconds: float = 0.0) -> float:
@@ -424,7 +413,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     scored = average if average is not None else model
     best = _best_so_far(best, best_path, tcfg["model_selection_mode"])
     # Different seeds per rank only for dropout-like randomness; data order comes from the sampler.
-    loss_module = _LossModule(model)
+    loss_module = LossModule(model)
     if dist_info.enabled:
         # batch statistics over the global batch, so W processes train like one (CBN included)
         loss_module = convert_sync_batchnorm(loss_module, dev.type)

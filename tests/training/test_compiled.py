@@ -15,8 +15,8 @@ import yaml
 
 from onet.config import CONFIG_DIR, load_config
 from onet.models import build_model
-from onet.training.compiled import TrainingStep, resolve_compile
-from onet.training.trainer import _LossModule
+from onet.training.compiled import LossModule, TrainingStep, resolve_compile
+
 
 needs_compiler = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                     reason="torch.compile on a CPU needs a C++ compiler")
@@ -48,7 +48,7 @@ def _tiny_model_and_batch():
 
 
 def _one_step(model, batch, compile: bool, log=None):
-    step = TrainingStep(_LossModule(model), torch.device("cpu"), compile=compile, log=log)
+    step = TrainingStep(LossModule(model), torch.device("cpu"), compile=compile, log=log)
     loss, parts = step(batch, lambda module, b: module(b), lambda loss: loss.backward())
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     return step, loss.item(), grads, {n: b.clone() for n, b in model.named_buffers()}

@@ -409,13 +409,13 @@ def test_loader_workers_live_through_the_run_and_train_as_the_main_process(tiny_
 
 def test_cpu_threads_a_number_is_used_for_training_and_restored_after(tiny_cfg, monkeypatch):
     import onet.training.trainer as trainer_module
-    seen, forward = [], trainer_module._LossModule.forward  # the thread count each step runs on
+    seen, forward = [], trainer_module.LossModule.forward  # the thread count each step runs on
 
     def counted(self, batch):
         seen.append(torch.get_num_threads())
         return forward(self, batch)
 
-    monkeypatch.setattr(trainer_module._LossModule, "forward", counted)
+    monkeypatch.setattr(trainer_module.LossModule, "forward", counted)
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
