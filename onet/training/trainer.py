@@ -286,6 +286,10 @@ def train(cfg: dict, *, device: str | None = None, progress: bool = True, log=pr
     if dev.type == "cpu":
         # the step's large activations are freed and allocated again every step: keep them mapped
         keep_freed_memory()
+    else:
+        # every step convolves tensors of the same shapes: cuDNN times its algorithms once and
+        # keeps the fastest (GPU training is not bit-reproducible in any case)
+        torch.backends.cudnn.benchmark = True
     threads = torch.get_num_threads()
     try:
         return _train(cfg, tcfg, dev, dist_info, progress, log)
