@@ -37,7 +37,7 @@ setup(
     package_data={"onet.models": ["*.c"]},
     cmdclass={"build_py": BuildWithConfigs},
     install_requires=[
-        "torch>=2.0",
+        "torch>=2.4",  # fused Adam on the CPU, torch.amp.custom_fwd(device_type=), torch.get_autocast_dtype
         "numpy",
         "scipy",
         "trimesh>=4.0",

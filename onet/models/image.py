@@ -52,8 +52,8 @@ def _tap_index(H: int, W: int, k: int, stride: int, padding: int) -> tuple[torch
 def _small_grid(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     k = conv.kernel_size
     # not under torch.compile (train.compile): its own convolution code is what it traces
-    return (x.device.type == "cpu" and not torch.compiler.is_compiling() and x.dim() == 4 and k[0] == k[1] and conv.groups == 1
-            and conv.dilation == (1, 1) and conv.stride[0] == conv.stride[1]
+    return (x.device.type == "cpu" and not torch.compiler.is_compiling() and x.dim() == 4 and k[0] == k[1]
+            and conv.groups == 1 and conv.dilation == (1, 1) and conv.stride[0] == conv.stride[1]
             and conv.padding[0] == conv.padding[1] and conv.padding_mode == "zeros" and conv.bias is None
             and x.shape[2] * x.shape[3] <= SMALL_GRID_MAX_PIXELS_PER_TAP * k[0] * k[1])
 

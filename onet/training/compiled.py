@@ -10,15 +10,20 @@ whole forward + backward as a CUDA graph, one launch a step. Under torchrun the
 default mode (no CUDA graphs: DistributedDataParallel's all-reduces run between
 the graph's pieces).
 
-On a CPU onet's own fused decoder passes already do what fusion would, and
-compiling did not pay on 2 cores (demo model, batch 8 x 512 points: 0.127 s a
-step compiled against 0.104 s eager on plain modules; 0.089 s against 0.079 s
-with the fused path): `auto` compiles on CUDA only; `true` compiles on a CPU too.
+Under compilation the model runs its plain modules: the CPU-only fused decoder
+passes and small-grid convolutions (ctypes calls, custom autograd functions) are
+what fusion would do and cannot be traced. On a CPU those eager passes are the
+faster: the compiled step of the thesis models ran at 0.64-0.80x the eager one's
+speed on 2 cores (README, "Compiling the training step"), so `auto` compiles on
+CUDA only; `true` compiles on a CPU too.
 
 The first step decides: if compiling it fails (no C++ compiler for inductor,
 an operation it cannot lower), the module's buffers (batch-norm statistics)
 are put back as they were before it, its gradients dropped, and training goes
-on eagerly from the same batch, with the reason logged once.
+on eagerly from the same batch, with the reason logged once. Not under
+torchrun: a backward pass that stopped part-way may have started some of its
+gradient all-reduces, and a second one would pair up with them; there the
+error stops the run (train.compile=false avoids it).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import torch
 from torch import nn
 
 from onet.utils.batch import describe
+
 
 def resolve_compile(value: bool | str, dev: torch.device) -> tuple[bool, str]:
     """(compile or not, why) for train.compile=value (true, false or "auto") on `dev`."""
@@ -70,6 +76,7 @@ class TrainingStep:
         self.cuda_graphs = False
         self.trial = False  # the first compiled step is still to come
         self.failure: str | None = None
+        self.distributed = distributed
         if compile:
             self.cuda_graphs = dev.type == "cuda" and not distributed
             self.fn = torch.compile(module, mode="reduce-overhead" if self.cuda_graphs else None)
@@ -103,6 +110,9 @@ class TrainingStep:
             return loss, parts
         except Exception as exc:  # eagerly below: a fault of the step itself raises there again
             self.failure = describe(exc)[:300]
+            if self.distributed:
+                raise RuntimeError(f"train.compile: torch.compile failed on the first step under torchrun "
+                                   f"({self.failure}); train with train.compile=false") from exc
         with torch.no_grad():
             for buffer, saved in zip(self.module.buffers(), before):
                 buffer.copy_(saved)

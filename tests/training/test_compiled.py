@@ -99,6 +99,19 @@ def test_a_first_step_that_cannot_compile_runs_eagerly_from_the_state_before_it(
         assert torch.equal(grads_f[name], g), name
 
 
+def test_under_torchrun_a_first_step_that_cannot_compile_stops_the_run():
+    # a second, eager backward would pair its all-reduces with those the failed one had started
+    torch._dynamo.reset()
+    model, batch = _tiny_model_and_batch()
+    step = TrainingStep(LossModule(model), torch.device("cpu"), compile=True, distributed=True, log=None)
+    with torch._inductor.config.patch({"cpp.cxx": ("/nonexistent/c++",), "fx_graph_cache": False,
+                                        "autotune_local_cache": False}):
+        with pytest.raises(RuntimeError, match="torch.compile failed on the first step under torchrun .*"
+                                               "train with train.compile=false"):
+            step(batch, lambda module, b: module(b), lambda loss: loss.backward())
+    torch._dynamo.reset()
+
+
 def test_train_compile_auto_is_off_on_a_cpu_and_recorded(tiny_cfg):
     from onet.training import train
 
