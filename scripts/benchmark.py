@@ -102,7 +102,11 @@ def _load_average() -> list[float] | None:
 
 
 def judge(row: dict, has_gpu: bool) -> dict:
-    """The row with its aim text and met ('yes', 'NO', '-' without an aim, 'n/a (no GPU)')."""
+    """The row with its aim text and met ('yes', 'NO', '-' without an aim, 'n/a (no GPU)').
+
+    A row measured under smaller conditions than its aim's (--quick: batch 4 instead of the
+    paper's 64, a 60-iteration training instead of the demo's) says so in row["reduced"]: its
+    met reads 'yes (reduced)' or 'no (reduced)', a sign, not the verdict, which the full run gives."""
     row = dict(row, aim="-", met="-")
     for pattern, op, threshold, text, gpu_only in AIMS:
         if re.search(pattern, row["figure"]):
@@ -114,6 +118,9 @@ def judge(row: dict, has_gpu: bool) -> dict:
                 ok = {"<=": value <= threshold, ">=": value >= threshold, "<": value < threshold,
                       ">": value > threshold, "abs<=": abs(value) <= threshold}[op]
                 row["met"] = "yes" if ok else "NO"
+                if row.get("reduced"):
+                    row["met"] = f"{row['met'].lower()} (reduced)"
+                    row["note"] = "; ".join(filter(None, [row.get("note"), f"reduced: {row['reduced']}"]))
             break
     return row
 

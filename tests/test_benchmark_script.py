@@ -50,6 +50,11 @@ def test_figures_are_judged_against_their_aims():
     assert bench.judge(row("bf16 meshes IoU with fp32 meshes, demo test split", 0.995, "IoU"), False)["met"] == "yes"
     assert bench.judge(row("voxels bf16/fp32 step speed, CPU, B=64", 0.9, "x"), False)["met"] == "NO"
     assert bench.judge(row("refine 30 steps, ms/mesh (full image decoder)", 1400.0, "ms"), False)["met"] == "yes"
+    # --quick rows measured smaller than their aim's conditions are signs, not verdicts
+    small = dict(row("voxels train step / FLOP bound, CPU fp32, B=4", 2.06, "x"), reduced="B=4, not 64", note="27 GFLOP")
+    judged = bench.judge(small, False)
+    assert (judged["aim"], judged["met"]) == ("<= 2x", "no (reduced)") and judged["note"] == "27 GFLOP; reduced: B=4, not 64"
+    assert bench.judge(dict(small, value=1.5), False)["met"] == "yes (reduced)"
 
 
 def test_bf16_is_not_timed_where_the_cpu_would_emulate_it(monkeypatch):
