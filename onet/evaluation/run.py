@@ -140,8 +140,11 @@ def generation_meshes(cfg: dict, pred: str | None = None, *, config_name: str | 
             # keyed like onet.generation.run._record_last_generation: (split, generation_dir)
             key = f"{cfg['data']['test_split']}|{cfg['generation']['generation_dir']}"
             record = records.get(key) if isinstance(records, dict) else None
-            if isinstance(record, dict) and Path(str(record.get("folder"))).is_dir():
-                folder, fmt = Path(record["folder"]), record.get("mesh_format", fmt)
+            if isinstance(record, dict):
+                recorded = Path(str(record.get("folder")))  # relative: to out_dir (a moved run folder too)
+                recorded = recorded if recorded.is_absolute() else Path(cfg["out_dir"]) / recorded
+                if recorded.is_dir():
+                    folder, fmt = recorded, record.get("mesh_format", fmt)
     stamp = read_stamp(folder)
     if stamp is not None:
         options = stamp["options"]

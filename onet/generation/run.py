@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import re
 import shutil
 import time
@@ -244,7 +245,10 @@ def _generate(cfg: dict, launch: Launch, shard: tuple[int, int] | None, *, devic
     # compares the stamp before any of them writes it, so all refuse alike
     options = _stamp_options(cfg, ckpt_path, fmt, input_dir, samples, interpolate, encode, between)
     try:
-        same = check_stamp(out, "generate", options, what="meshes") if not overwrite else False
+        # the checkpoint's path is not compared, its digest is: a run folder copied or moved elsewhere
+        # resumes its generation (the path still names where the meshes came from)
+        same = check_stamp(out, "generate", options, what="meshes", ignore=("checkpoint",)) \
+            if not overwrite else False
     except OptionsMismatch as exc:
         if not redo_if_changed:
             raise
@@ -514,7 +518,8 @@ def _clear_outputs(out: Path) -> None:
 
 
 def _record_last_generation(cfg: dict, out: Path, fmt: str, log) -> None:
-    """out_dir/last_generation.yaml: where `onet eval CONFIG` finds these meshes, whatever --output said.
+    """out_dir/last_generation.yaml: where `onet eval CONFIG` finds these meshes, whatever --output said
+    (relative to out_dir when inside it).
 
     One entry per (split, generation.generation_dir), so a generation for another split or
     under another generation_dir setting never redirects this one.
@@ -527,7 +532,10 @@ def _record_last_generation(cfg: dict, out: Path, fmt: str, log) -> None:
     except (yaml.YAMLError, UnicodeDecodeError, OSError):
         records = {}
     records = records if isinstance(records, dict) else {}
-    records[key] = {"folder": str(out.resolve()), "mesh_format": fmt}
+    # inside out_dir: relative to it, so a run folder copied or moved elsewhere scores its own meshes
+    root, folder = Path(cfg["out_dir"]).resolve(), out.resolve()
+    where = os.path.relpath(folder, root) if folder.is_relative_to(root) else str(folder)
+    records[key] = {"folder": where, "mesh_format": fmt}
     try:
         write_text_atomic(path, yaml.safe_dump(records, sort_keys=True))
     except OSError as exc:  # a read-only out_dir (generating from someone else's checkpoint): eval takes --pred

@@ -59,13 +59,17 @@ def differences(old: dict, new: dict, prefix: str = "") -> dict[str, tuple[Any, 
     return out
 
 
-def check_stamp(folder: str | Path, verb: str, options: dict, *, what: str = "outputs") -> bool:
-    """Raise OptionsMismatch when `folder` was made with other options; True when its stamp matches."""
+def check_stamp(folder: str | Path, verb: str, options: dict, *, what: str = "outputs",
+                ignore: tuple[str, ...] = ()) -> bool:
+    """Raise OptionsMismatch when `folder` was made with other options; True when its stamp matches.
+
+    ignore: dotted options recorded for people but not compared (a path whose file another
+    option identifies by its content)."""
     folder = Path(folder)
     old = read_stamp(folder)
     if old is None:
         return False
-    diff = differences(old["options"], _plain(options))
+    diff = {k: v for k, v in differences(old["options"], _plain(options)).items() if k not in ignore}
     if not diff:
         return True
     listed = "; ".join(f"{k}: {_show(a)} -> {_show(b)}" for k, (a, b) in diff.items())

@@ -258,6 +258,23 @@ def test_eval_finds_the_meshes_of_generate_format_and_output(trained, tmp_path):
     assert rows and all(r["status"] in ("ok", "empty") for r in rows)
 
 
+def test_a_run_folder_moved_after_generating_resumes_and_scores_its_own_meshes(trained, tmp_path):
+    # a copy of a run folder (rsync from a cluster, a backup): its generation resumes (the stamp's
+    # checkpoint path differs, its digest does not), and last_generation.yaml, which keeps a folder
+    # inside out_dir relative to it, sends eval to the copy's meshes, not the original's (still here)
+    cfg = _own_config(trained("img"), tmp_path)
+    assert run_cli("generate", cfg, "--no-progress").code == 0
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "run", moved)
+    config = yaml.safe_load((moved / "config.yaml").read_text())
+    (moved / "config.yaml").write_text(yaml.safe_dump(dict(config, out_dir=str(moved))))
+    again = run_cli("generate", moved / "config.yaml", "--no-progress")
+    assert again.code == 0 and "generating the remaining 0" in again.out, again.err
+    res = run_cli("eval", moved / "config.yaml", "--no-progress", "evaluation.n_points=2000")
+    assert res.code == 0, res.err
+    assert f"scoring the ply meshes in {moved / 'generation' / 'meshes'}" in res.out, res.out
+
+
 def test_eval_reads_the_configured_reference_file_names(trained, tiny_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)

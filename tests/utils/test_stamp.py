@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from onet.utils.errors import UsageError
-from onet.utils.stamp import OptionsMismatch, claim_folder, read_stamp
+from onet.utils.stamp import OptionsMismatch, check_stamp, claim_folder, read_stamp, write_stamp
 
 
 def test_same_options_resume_other_options_are_refused_overwrite_clears(tmp_path):
@@ -28,3 +28,15 @@ def test_same_options_resume_other_options_are_refused_overwrite_clears(tmp_path
 def test_an_unreadable_stamp_counts_as_none(tmp_path):
     (tmp_path / "stamp.yaml").write_bytes(b"\xff\xfe: [")
     assert read_stamp(tmp_path) is None
+
+
+def test_ignored_options_are_recorded_but_not_compared(tmp_path):
+    options = {"checkpoint": "/old/place/model.pt", "checkpoint_sha256": "abc", "seed": 0}
+    write_stamp(tmp_path, "generate", options)
+    moved = dict(options, checkpoint="/new/place/model.pt")
+    assert check_stamp(tmp_path, "generate", moved, ignore=("checkpoint",))
+    with pytest.raises(OptionsMismatch, match="checkpoint: '/old/place/model.pt' -> '/new/place/model.pt'"):
+        check_stamp(tmp_path, "generate", moved)
+    with pytest.raises(OptionsMismatch, match="checkpoint_sha256"):  # other weights are still other weights
+        check_stamp(tmp_path, "generate", dict(moved, checkpoint_sha256="def"), ignore=("checkpoint",))
+    assert read_stamp(tmp_path)["options"]["checkpoint"] == "/old/place/model.pt"
