@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -445,9 +446,38 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     (`resolve_config_path`), so installed copies of onet find `configs/demo.yaml`.
     """
     path = resolve_config_path(path)
-    cfg = _load_chain(path, ())
+    cfg = _as_run_folder(path, _load_chain(path, ()))
     cfg = apply_overrides(cfg, list(overrides))
     return validate(cfg, source=str(path))
+
+
+# what `onet train` leaves beside the config.yaml it writes into out_dir
+RUN_CHECKPOINTS = ("model.pt", "model_best.pt")
+# keys of a run's config that name files outside out_dir, relative to the directory it trained in
+RUN_PATH_KEYS = (("data", "path"), ("latent_gan", "vae_dir"))
+
+
+def _as_run_folder(path: Path, cfg: dict) -> dict:
+    """A run folder's own config.yaml (beside its checkpoints) means that folder, from any
+    current directory and after the folder was copied or moved: its out_dir, relative to the
+    directory training ran in or naming the folder's old place, becomes the folder. Relative
+    paths of the run (data.path, latent_gan.vae_dir) are then resolved against the directory
+    training ran in, where out_dir's own relative path tells it (the folder's path ends with it).
+    Overrides (out_dir=...) still win."""
+    folder = path.resolve().parent
+    out = cfg.get("out_dir")
+    if path.name != "config.yaml" or not isinstance(out, str) or \
+            not any((folder / name).is_file() for name in RUN_CHECKPOINTS) or Path(out).resolve() == folder:
+        return cfg
+    cfg = merge(cfg, {"out_dir": str(folder)})
+    written = Path(os.path.normpath(out))
+    if not written.is_absolute() and ".." not in written.parts and folder.parts[-len(written.parts):] == written.parts:
+        ran_in = Path(*folder.parts[:-len(written.parts)])
+        for section, key in RUN_PATH_KEYS:
+            value = cfg.get(section, {}).get(key) if isinstance(cfg.get(section), dict) else None
+            if isinstance(value, str) and value and not Path(value).is_absolute():
+                cfg[section][key] = str(ran_in / value)
+    return cfg
 
 
 def default_config(overrides: list[str] | tuple[str, ...] = ()) -> dict:

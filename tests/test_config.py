@@ -110,3 +110,43 @@ def test_every_schema_entry_names_a_key_of_the_defaults():
               "FREE_FORM": config.FREE_FORM}
     unknown = {name: sorted(set(table) - keys) for name, table in tables.items() if set(table) - keys}
     assert not unknown, f"schema entries for keys that configs/default.yaml does not have: {unknown}"
+
+
+def _run_folder(root, out_dir="runs/x", data_path="data/ds", checkpoint=True):
+    """What `onet train` leaves in out_dir when it ran in `root`: config.yaml beside its checkpoints."""
+    folder = root / "runs" / "x"
+    folder.mkdir(parents=True)
+    cfg = load_config(CONFIG_DIR / "demo.yaml", [f"out_dir={out_dir}", f"data.path={data_path}"])
+    save_config(cfg, folder / "config.yaml")
+    if checkpoint:
+        (folder / "model.pt").write_bytes(b"")
+    return folder
+
+
+def test_a_run_folders_config_means_that_folder_from_any_directory(tmp_path, monkeypatch):
+    folder = _run_folder(tmp_path / "project")
+    monkeypatch.chdir(tmp_path)  # not where training ran
+    cfg = load_config(folder / "config.yaml")
+    assert cfg["out_dir"] == str(folder.resolve())
+    assert cfg["data"]["path"] == str((tmp_path / "project" / "data" / "ds").resolve())
+    assert load_config(folder / "config.yaml", ["out_dir=elsewhere"])["out_dir"] == "elsewhere"  # overrides win
+    monkeypatch.chdir(tmp_path / "project")  # where training ran: the file as written
+    cfg = load_config("runs/x/config.yaml")
+    assert (cfg["out_dir"], cfg["data"]["path"]) == ("runs/x", "data/ds")
+
+
+def test_a_moved_run_folder_keeps_its_absolute_dataset(tmp_path):
+    folder = _run_folder(tmp_path / "moved", out_dir=str(tmp_path / "cluster" / "runs" / "x"),
+                         data_path=str(tmp_path / "datasets" / "ds"))
+    cfg = load_config(folder / "config.yaml")
+    assert cfg["out_dir"] == str(folder.resolve()) and cfg["data"]["path"] == str(tmp_path / "datasets" / "ds")
+
+
+def test_only_a_run_folders_own_config_is_reinterpreted(tmp_path, monkeypatch):
+    folder = _run_folder(tmp_path / "project", checkpoint=False)  # no checkpoint: not (yet) a run folder
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(folder / "config.yaml")
+    assert (cfg["out_dir"], cfg["data"]["path"]) == ("runs/x", "data/ds")
+    (folder / "model.pt").write_bytes(b"")
+    (folder / "finetune.yaml").write_text((folder / "config.yaml").read_text())  # another file beside it
+    assert load_config(folder / "finetune.yaml")["out_dir"] == "runs/x"
