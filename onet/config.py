@@ -474,9 +474,10 @@ def _as_run_folder(path: Path, cfg: dict) -> dict:
     if not written.is_absolute() and ".." not in written.parts and folder.parts[-len(written.parts):] == written.parts:
         ran_in = Path(*folder.parts[:-len(written.parts)])
         for section, key in RUN_PATH_KEYS:
-            value = cfg.get(section, {}).get(key) if isinstance(cfg.get(section), dict) else None
+            values = cfg.get(section)
+            value = values.get(key) if isinstance(values, dict) else None
             if isinstance(value, str) and value and not Path(value).is_absolute():
-                cfg[section][key] = str(ran_in / value)
+                values[key] = str(ran_in / value)
     return cfg
 
 

@@ -179,16 +179,12 @@ def measure_train_step(name: str, device: str | torch.device = "cpu", *, precisi
         context = lambda: autocast(precision, device)  # noqa: E731
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    train_step = TrainingStep(LossModule(model), device, compile=compile, log=None)
+    train_step = TrainingStep(LossModule(model), device, compile=compile, autocast=context, scaler=scaler, log=None)
     batch = {"points": p, "points.occ": occ, "inputs": inputs}
-
-    def forward(module, batch: dict):
-        with context():
-            return module(batch)
 
     def step():
         optimizer.zero_grad(set_to_none=True)
-        train_step(batch, forward, lambda loss: scaler.scale(loss).backward())
+        train_step(batch)
         scaler.step(optimizer)
         scaler.update()
 

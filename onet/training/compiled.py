@@ -31,6 +31,7 @@ error stops the run (train.compile=false avoids it).
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -63,17 +64,19 @@ class LossModule(nn.Module):
 
 
 class TrainingStep:
-    """One training step's forward and backward: `step(batch, forward, backward)`.
+    """One training step's forward and backward: `step(batch) -> (loss, parts)`.
 
-    forward(module, batch) -> (loss, parts) runs the loss module it is given (the caller sets
-    autocast around it); backward(loss) does the backward pass (e.g. through a GradScaler). Without
-    `compile` the module is called as it is; with it, through torch.compile (see the module
-    docstring for the mode and for what happens when the first step fails to compile).
+    The loss module runs under `autocast()` (a context manager factory: the trainer's
+    precision) and the backward pass goes through `scaler` when given (fp16's GradScaler).
+    Without `compile` the module is called as it is; with it, through torch.compile (see the
+    module docstring for the mode and for what happens when the first step fails to compile).
     """
 
     def __init__(self, module: nn.Module, dev: torch.device, *, compile: bool, distributed: bool = False,
-                 log: Callable[[str], None] | None = print):
+                 autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+                 scaler: torch.amp.GradScaler | None = None, log: Callable[[str], None] | None = print):
         self.module = module
+        self.autocast, self.scaler = autocast, scaler
         self.log = log
         self.fn: nn.Module | Callable = module
         self.cuda_graphs = False
@@ -96,21 +99,22 @@ class TrainingStep:
         mode = "mode reduce-overhead: CUDA graphs" if self.cuda_graphs else "default mode"
         return f"torch.compile ({mode}); the first step compiles, which takes a minute or more"
 
-    def __call__(self, batch, forward: Callable[[Callable, object], tuple],
-                 backward: Callable[[torch.Tensor], None]) -> tuple:
+    def _run(self, batch) -> tuple:
+        with self.autocast():
+            loss, parts = self.fn(batch)
+        (loss if self.scaler is None else self.scaler.scale(loss)).backward()
+        return loss, parts
+
+    def __call__(self, batch) -> tuple:
         if self.cuda_graphs:
             # the last step's outputs (loss, parts) are no longer read: their graph memory may be reused
             torch.compiler.cudagraph_mark_step_begin()
         if not self.trial:
-            loss, parts = forward(self.fn, batch)
-            backward(loss)
-            return loss, parts
+            return self._run(batch)
         self.trial = False
         before = [b.detach().clone() for b in self.module.buffers()]
         try:
-            loss, parts = forward(self.fn, batch)
-            backward(loss)  # inductor compiles the backward graph on its first use
-            return loss, parts
+            return self._run(batch)  # inductor compiles the backward graph on its first use
         except Exception as exc:  # eagerly below: a fault of the step itself raises there again
             self.failure = describe(exc)[:300]
             if self.distributed:
@@ -124,6 +128,4 @@ class TrainingStep:
         self.fn, self.cuda_graphs = self.module, False
         if self.log is not None:
             self.log(f"train.compile: torch.compile failed on the first step ({self.failure}); training eagerly")
-        loss, parts = forward(self.fn, batch)
-        backward(loss)
-        return loss, parts
+        return self._run(batch)

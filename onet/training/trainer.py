@@ -428,20 +428,14 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
     if precision == "bf16":  # bf16 autocast on any device (the fused decoder trunk follows it on CPUs)
         use_amp, amp_dtype = True, torch.bfloat16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    train_step = TrainingStep(loss_module, dev, compile=compile_step, distributed=dist_info.enabled,
-                              log=log if main else None)
-    if main and compile_why != "train.compile=false":  # the default says nothing
-        log(f"training step: {train_step.describe()} ({compile_why})")
-
-    def forward(module, batch: dict):
-        with torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp):
-            return module(batch)
-
-    def backward(loss: torch.Tensor) -> None:
-        scaler.scale(loss).backward()
     if resume is not None and scaler.is_enabled() and resume.get("scaler"):
         scaler.load_state_dict(resume["scaler"])  # fp16: resume with the loss scale reached, not 2**16
     resume = None
+    train_step = TrainingStep(loss_module, dev, compile=compile_step, distributed=dist_info.enabled,
+                              autocast=lambda: torch.autocast(dev.type, dtype=amp_dtype, enabled=use_amp),
+                              scaler=scaler, log=log if main else None)
+    if main and compile_why != "train.compile=false":  # the default says nothing
+        log(f"training step: {train_step.describe()} ({compile_why})")
 
     def checkpoint(path: Path) -> None:
         """Called by every rank (the RNG states are gathered); rank 0 writes."""
@@ -577,7 +571,7 @@ def _train(cfg: dict, tcfg: dict, dev: torch.device, dist_info: DistInfo, progre
         optimizer.zero_grad(set_to_none=True)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(tcfg, it, cpu_used())
-        loss, parts = train_step(batch, forward, backward)
+        loss, parts = train_step(batch)
         scaler.step(optimizer)
         scaler.update()
         if average is not None:

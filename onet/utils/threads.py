@@ -119,7 +119,6 @@ class ThreadGovernor:
         self._next_trial = self.steps + self._interval
 
 
-
 def describe_change(change: tuple[int, int, int, float, float], unit: str = "s per step", scale: float = 1.0) -> str:
     """A switch from `ThreadGovernor.changes` as a log line; the costs times `scale` in `unit`."""
     _, old, new, old_s, new_s = change

@@ -49,7 +49,7 @@ def _tiny_model_and_batch():
 
 def _one_step(model, batch, compile: bool, log=None):
     step = TrainingStep(LossModule(model), torch.device("cpu"), compile=compile, log=log)
-    loss, parts = step(batch, lambda module, b: module(b), lambda loss: loss.backward())
+    loss, parts = step(batch)
     grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     return step, loss.item(), grads, {n: b.clone() for n, b in model.named_buffers()}
 
@@ -108,7 +108,7 @@ def test_under_torchrun_a_first_step_that_cannot_compile_stops_the_run():
                                         "autotune_local_cache": False}):
         with pytest.raises(RuntimeError, match="torch.compile failed on the first step under torchrun .*"
                                                "train with train.compile=false"):
-            step(batch, lambda module, b: module(b), lambda loss: loss.backward())
+            step(batch)
     torch._dynamo.reset()
 
 
